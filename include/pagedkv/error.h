@@ -1,0 +1,45 @@
+/// \file
+/// \brief The two exception types of pagedkv and the checks that raise them.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace pagedkv {
+
+/// \brief A call was rejected before anything was written: the message names the argument,
+/// what was expected and what was given.
+class InvalidArgument : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// \brief A CUDA runtime call failed (the message holds the call, file:line and CUDA's text).
+class CudaError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+template <typename... Parts>
+std::string concat(const Parts&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  return out.str();
+}
+}  // namespace detail
+
+/// \brief Throws InvalidArgument with the concatenation of `parts`.
+template <typename... Parts>
+[[noreturn]] void reject(const Parts&... parts) {
+  throw InvalidArgument(detail::concat(parts...));
+}
+
+}  // namespace pagedkv
+
+/// Rejects the call with a message built from the remaining arguments unless `cond` holds.
+#define PAGEDKV_CHECK(cond, ...)              \
+  do {                                        \
+    if (!(cond)) ::pagedkv::reject(__VA_ARGS__); \
+  } while (0)

@@ -1,0 +1,80 @@
+#include "support.h"
+
+#include <random>
+#include <utility>
+
+#include "pagedkv/numerics.h"
+
+namespace pagedkv::test {
+
+DeviceBuffer::DeviceBuffer(std::size_t bytes) : size_(bytes) {
+  if (bytes) PAGEDKV_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), bytes));
+}
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  std::swap(data_, other.data_);
+  std::swap(size_, other.size_);
+  return *this;
+}
+DeviceBuffer::~DeviceBuffer() {
+  if (data_) cudaFree(data_);
+}
+void DeviceBuffer::upload(const void* host, std::size_t bytes) {
+  PAGEDKV_CUDA_CHECK(cudaMemcpy(data_, host, bytes, cudaMemcpyHostToDevice));
+}
+void DeviceBuffer::download(void* host, std::size_t bytes) const {
+  PAGEDKV_CUDA_CHECK(cudaMemcpy(host, data_, bytes, cudaMemcpyDeviceToHost));
+}
+DeviceBuffer DeviceBuffer::copy_of(const HostBuffer& host) {
+  DeviceBuffer device(host.size());
+  device.upload(host.data(), host.size());
+  return device;
+}
+
+void fill_random(void* dst, DType dtype, std::int64_t count, std::uint64_t seed, float range) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(-range, range);
+  auto* bytes = static_cast<std::uint8_t*>(dst);
+  for (std::int64_t i = 0; i < count; ++i) {
+    const float v = dist(rng);
+    switch (dtype) {
+      case DType::f32: std::memcpy(bytes + 4 * i, &v, 4); break;
+      case DType::f16: {
+        const std::uint16_t h = numerics::float_to_half_bits(v);
+        std::memcpy(bytes + 2 * i, &h, 2);
+        break;
+      }
+      case DType::bf16: {
+        const std::uint16_t b = numerics::float_to_bf16_bits(v);
+        std::memcpy(bytes + 2 * i, &b, 2);
+        break;
+      }
+      default: bytes[i * dtype_size(dtype)] = static_cast<std::uint8_t>(rng()); break;
+    }
+  }
+}
+
+void poison(void* dst, std::size_t bytes) {
+  auto* p = static_cast<std::uint8_t*>(dst);
+  for (std::size_t i = 0; i < bytes; ++i) p[i] = (i & 1) ? 0x5A : 0xA5;
+}
+
+std::int64_t first_difference(const void* a, const void* b, std::size_t bytes) {
+  const auto* pa = static_cast<const std::uint8_t*>(a);
+  const auto* pb = static_cast<const std::uint8_t*>(b);
+  for (std::size_t i = 0; i < bytes; ++i)
+    if (pa[i] != pb[i]) return static_cast<std::int64_t>(i);
+  return -1;
+}
+
+TensorView rebase(const TensorView& view, const void* old_base, void* new_base, Device device) {
+  TensorView moved = view;
+  const auto offset = static_cast<const std::uint8_t*>(view.data) -
+                      static_cast<const std::uint8_t*>(old_base);
+  moved.data = static_cast<std::uint8_t*>(new_base) + offset;
+  moved.device = device;
+  return moved;
+}
+
+}  // namespace pagedkv::test

@@ -1,0 +1,73 @@
+// Shared helpers of the Catch2 tests: the GPU guard, host and device buffers, random data and
+// poisoning. Tests compare whole output buffers byte for byte, so untouched bytes are checked too.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "pagedkv/cuda_runtime.h"
+#include "pagedkv/dtype.h"
+#include "pagedkv/tensor_view.h"
+
+/// First statement of every [gpu] test case (before any GENERATE): without a CUDA device the test
+/// prints the skip marker, which CTest's SKIP_REGULAR_EXPRESSION reports as "Skipped".
+#define PAGEDKV_REQUIRE_GPU()                     \
+  do {                                            \
+    if (!::pagedkv::cuda_device_available()) {    \
+      WARN("PAGEDKV_SKIP: no CUDA device");       \
+      return;                                     \
+    }                                             \
+  } while (0)
+
+namespace pagedkv::test {
+
+/// Bytes on the host, 64-byte aligned (so offsets into it control alignment exactly).
+class HostBuffer {
+ public:
+  HostBuffer() = default;
+  explicit HostBuffer(std::size_t bytes) : storage_((bytes + 64 + 63) / 64) {}
+  std::uint8_t* data() { return reinterpret_cast<std::uint8_t*>(storage_.data()); }
+  const std::uint8_t* data() const { return reinterpret_cast<const std::uint8_t*>(storage_.data()); }
+  std::size_t size() const { return storage_.size() * 64; }
+
+ private:
+  struct alignas(64) Line { std::uint8_t bytes[64]; };
+  std::vector<Line> storage_;
+};
+
+/// Bytes on the GPU (cudaMalloc, 256-byte aligned), freed on destruction.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t bytes);
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  ~DeviceBuffer();
+  std::uint8_t* data() const { return data_; }
+  std::size_t size() const { return size_; }
+  void upload(const void* host, std::size_t bytes);     ///< host → device, synchronous
+  void download(void* host, std::size_t bytes) const;   ///< device → host, synchronous
+  static DeviceBuffer copy_of(const HostBuffer& host);  ///< a device copy of `host`
+
+ private:
+  std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// Fills `count` elements of `dtype` at `dst` with random values in [-range, range] (never
+/// zeros-only), encoded by the project's CPU numerics.
+void fill_random(void* dst, DType dtype, std::int64_t count, std::uint64_t seed, float range = 4.f);
+/// Fills bytes with a recognisable poison pattern (0xA5 0x5A ...).
+void poison(void* dst, std::size_t bytes);
+/// Index of the first differing byte, or -1 when equal.
+std::int64_t first_difference(const void* a, const void* b, std::size_t bytes);
+/// The same view moved onto another buffer of the same layout (data pointer rebased).
+TensorView rebase(const TensorView& view, const void* old_base, void* new_base, Device device);
+
+}  // namespace pagedkv::test
