@@ -1,0 +1,695 @@
+#!/usr/bin/env python3
+"""Draws the pictures and the results tables that the pagedkv chapters include.
+
+Run it before sphinx-build (scripts/docs.sh does):
+
+    .venv/bin/python docs/tools/make_figures.py            # writes docs/_generated/
+
+Outputs (the folder is ignored by git; everything is regenerated on every docs build):
+
+    docs/_generated/figures/*.png   the layout pictures of chapters/*.md
+    docs/_generated/tables/<op>.md  the measured rows of <op> from the newest results/*.json,
+                                    or a "no recorded results yet" note when no run exists
+
+Every picture is computed from the same index formulas as the CPU reference (slot = block *
+block_size + offset, the NHD / HND strides, the legacy x-split), so the pictures cannot drift
+from the text. The script is deterministic: no randomness, no network, no time stamps in the
+PNG files, so two runs give identical bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display, no GUI toolkit
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO / "docs" / "_generated"
+RESULTS_DIR = REPO / "results"
+
+# One colour per token (or per slot); grey for memory nobody wrote.
+TOKEN_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1",
+                "#76b7b2", "#edc948", "#ff9da7", "#9c755f"]
+UNTOUCHED = "#e6e6e6"
+FREE = "#f4f4f4"
+EDGE = "#444444"
+DPI = 150
+
+plt.rcParams.update({
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "savefig.dpi": DPI,
+    "svg.hashsalt": "pagedkv",
+})
+
+
+# ------------------------------------------------------------------------------------------------
+# Drawing helpers
+# ------------------------------------------------------------------------------------------------
+
+def cell(ax, x, y, w, h, color, text="", text_color="black", fontsize=8, lw=0.8, hatch=None):
+    """A labelled rectangle with its lower-left corner at (x, y)."""
+    ax.add_patch(Rectangle((x, y), w, h, facecolor=color, edgecolor=EDGE, linewidth=lw,
+                           hatch=hatch))
+    if text:
+        # On hatched cells the label gets a white box so that it stays readable.
+        box = dict(facecolor="white", edgecolor="none", pad=0.6) if hatch else None
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize,
+                color=text_color, bbox=box)
+
+
+def arrow(ax, start, end, color=EDGE, style="-|>", lw=1.0, rad=0.0):
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=9, color=color,
+                                 linewidth=lw, connectionstyle=f"arc3,rad={rad}",
+                                 shrinkA=1, shrinkB=1))
+
+
+def tint(color, amount=0.45):
+    """`color` mixed with white: the second head of a slot, the value block of a key block."""
+    return matplotlib.colors.to_hex(
+        [c + (1.0 - c) * amount for c in matplotlib.colors.to_rgb(color)])
+
+
+def text_color_for(face):
+    """White text on dark colours, black on light ones."""
+    r, g, b = matplotlib.colors.to_rgb(face)
+    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.55 else "black"
+
+
+def finish(fig, ax, path, xlim, ylim):
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # metadata Software=None keeps the matplotlib version out of the file: identical bytes.
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.05, metadata={"Software": None})
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------
+# The worked example shared by chapter 1's pictures
+# ------------------------------------------------------------------------------------------------
+
+BLOCK_SIZE = 4
+NUM_PHYSICAL_BLOCKS = 8
+# Three requests; C shares its first block (a common prompt prefix) with A.
+REQUESTS = {
+    "A": {"tokens": 7, "block_table": [5, 1]},
+    "B": {"tokens": 5, "block_table": [3, 6]},
+    "C": {"tokens": 6, "block_table": [5, 0]},
+}
+REQUEST_COLORS = {"A": TOKEN_COLORS[0], "B": TOKEN_COLORS[1], "C": TOKEN_COLORS[2]}
+
+
+def slot_of(block, offset, block_size=BLOCK_SIZE):
+    """slot = block * block_size + offset (the formula of every cache writer)."""
+    return block * block_size + offset
+
+
+def physical_contents():
+    """Which (request, position) every physical slot holds, from the block tables."""
+    contents = {}
+    for name, req in REQUESTS.items():
+        for pos in range(req["tokens"]):
+            block = req["block_table"][pos // BLOCK_SIZE]
+            offset = pos % BLOCK_SIZE
+            slot = slot_of(block, offset)
+            contents.setdefault(slot, []).append((name, pos))
+    return contents
+
+
+def draw_paged_cache(path):
+    """Logical blocks of three requests -> block tables -> physical blocks, with a free list."""
+    fig, ax = plt.subplots(figsize=(9.0, 5.2))
+    w = h = 1.0
+    contents = physical_contents()
+    used = {b for r in REQUESTS.values() for b in r["block_table"]}
+    ref_count = {b: sum(b in r["block_table"] for r in REQUESTS.values()) for b in used}
+
+    # Left: each request's tokens, grouped in logical blocks of BLOCK_SIZE positions.
+    ax.text(2.5, 11.2, "logical blocks\n(what a request sees)", ha="center", fontsize=9,
+            weight="bold")
+    ax.text(10.05, 11.2, "block_table", ha="center", fontsize=9, weight="bold")
+    ax.text(16.0, 11.2, "physical blocks\n(one pool on the GPU)", ha="center", fontsize=9,
+            weight="bold")
+    table_anchor = {}
+    row_y = {"A": 9.0, "B": 5.8, "C": 2.6}
+    for name, req in REQUESTS.items():
+        y = row_y[name]
+        color = REQUEST_COLORS[name]
+        ax.text(-0.6, y + 0.5, f"request {name}", ha="right", va="center", fontsize=9)
+        for lb in range(len(req["block_table"])):
+            x0 = lb * (BLOCK_SIZE + 0.4)
+            ax.text(x0 + 2.0, y + 1.25, f"logical block {lb}", ha="center", fontsize=7)
+            for off in range(BLOCK_SIZE):
+                pos = lb * BLOCK_SIZE + off
+                filled = pos < req["tokens"]
+                cell(ax, x0 + off * w, y, w, h, color if filled else "white",
+                     str(pos) if filled else "", text_color_for(color) if filled else "black")
+        # block_table entries, one per logical block, stacked: [lb] -> physical block
+        for lb, pb in enumerate(req["block_table"]):
+            x = 9.6
+            yy = y + 0.9 - lb * 0.9
+            ax.text(x - 0.15, yy + 0.45, f"[{lb}]", ha="right", va="center", fontsize=7)
+            cell(ax, x, yy, 0.9, 0.9, "#fafafa", str(pb), fontsize=9)
+            table_anchor[(name, lb)] = (x + 0.9, yy + 0.45)
+
+    # Right: the physical pool, one row per block.
+    pool_x = 14.0
+    pool_top = 10.0
+    for pb in range(NUM_PHYSICAL_BLOCKS):
+        y = pool_top - pb * 1.25
+        for off in range(BLOCK_SIZE):
+            slot = slot_of(pb, off)
+            owners = contents.get(slot)
+            if pb not in used:
+                cell(ax, pool_x + off * w, y, w, h, FREE, "", lw=0.6)
+            elif owners:
+                name, pos = owners[0]
+                label = "\n".join(f"{n}{p}" for n, p in owners)
+                face = REQUEST_COLORS[name] if len(owners) == 1 else "#8c8c8c"
+                cell(ax, pool_x + off * w, y, w, h, face, label, text_color_for(face),
+                     fontsize=7 if len(owners) == 1 else 6)
+            else:
+                cell(ax, pool_x + off * w, y, w, h, "white", "")
+        note = f"block {pb}"
+        if pb not in used:
+            note += ":  free"
+        elif ref_count[pb] > 1:
+            note += f":  shared, ref_cnt = {ref_count[pb]}"
+        ax.text(pool_x + BLOCK_SIZE + 0.3, y + 0.5, note, va="center", fontsize=8)
+
+    for (name, lb), start in table_anchor.items():
+        pb = REQUESTS[name]["block_table"][lb]
+        end = (pool_x - 0.05, pool_top - pb * 1.25 + 0.5)
+        arrow(ax, start, end, color=REQUEST_COLORS[name], lw=1.1)
+
+    free_blocks = [b for b in range(NUM_PHYSICAL_BLOCKS) if b not in used]
+    ax.text(pool_x + 2.0, pool_top - NUM_PHYSICAL_BLOCKS * 1.25 + 0.2,
+            "free list: " + ", ".join(str(b) for b in free_blocks), ha="center", fontsize=9)
+    ax.text(2.5, 0.9, f"block_size = {BLOCK_SIZE} slots; cell label = position in the request",
+            ha="center", fontsize=8)
+    finish(fig, ax, path, (-3.2, 22.5), (-0.4, 12.3))
+
+
+# The engine step that wrote the newest tokens of the picture above: one decode token each for A
+# and B, the two prompt tokens of C that its shared prefix block did not cover, and two padding
+# rows (the step ran a CUDA graph captured for 6 tokens).
+BATCH = [("A", 6), ("B", 4), ("C", 4), ("C", 5), (None, None), (None, None)]
+
+
+def batch_slot_mapping():
+    slots = []
+    for name, pos in BATCH:
+        if name is None:
+            slots.append(-1)
+            continue
+        table = list(REQUESTS[name]["block_table"])
+        block = table[pos // BLOCK_SIZE]
+        slots.append(slot_of(block, pos % BLOCK_SIZE))
+    return slots
+
+
+def draw_slot_mapping(path):
+    """The tokens of one batch, their slot_mapping entries and the slots they land in."""
+    slots = batch_slot_mapping()
+    fig, ax = plt.subplots(figsize=(9.5, 3.6))
+    w = 1.0
+    tok_x0 = 4.0
+    ax.text(tok_x0 - 0.4, 6.0, "token t", ha="right", va="center", fontsize=9)
+    ax.text(tok_x0 - 0.4, 4.6, "slot_mapping[t]", ha="right", va="center", fontsize=9)
+    token_anchor = {}
+    for t, ((name, pos), slot) in enumerate(zip(BATCH, slots)):
+        x = tok_x0 + t * 1.6
+        if name is None:
+            cell(ax, x, 5.5, 1.3, w, "white", f"t{t}: pad", fontsize=7, hatch="///")
+        else:
+            face = REQUEST_COLORS[name]
+            cell(ax, x, 5.5, 1.3, w, face, f"t{t}: {name}{pos}", text_color_for(face), fontsize=7)
+        cell(ax, x, 4.1, 1.3, w, "#fafafa", str(slot), fontsize=9)
+        token_anchor[t] = (x + 0.65, 4.1)
+
+    # The slot line: NUM_PHYSICAL_BLOCKS * BLOCK_SIZE slots, grouped by block.
+    sw = 0.62
+    line_y = 0.9
+    line_x0 = 0.0
+    for slot in range(NUM_PHYSICAL_BLOCKS * BLOCK_SIZE):
+        block, offset = divmod(slot, BLOCK_SIZE)
+        x = line_x0 + slot * sw + block * 0.25
+        written = [t for t, s in enumerate(slots) if s == slot]
+        face = REQUEST_COLORS[BATCH[written[0]][0]] if written else "white"
+        cell(ax, x, line_y, sw, sw, face, str(slot), text_color_for(face) if written else "#777777",
+             fontsize=6, lw=0.5)
+        if offset == 0:
+            ax.text(x + 2 * sw, line_y - 0.45, f"block {block}", ha="center", fontsize=7)
+        for t in written:
+            arrow(ax, token_anchor[t], (x + sw / 2, line_y + sw), color=face, lw=1.0)
+    ax.text(tok_x0 + 4 * 1.6 + 1.45, 3.75,
+            "padding (-1): nothing written", ha="center", fontsize=8, style="italic")
+    finish(fig, ax, path, (-0.5, 22.2), (0.1, 6.8))
+
+
+# ------------------------------------------------------------------------------------------------
+# Layouts of one block: NHD, HND, joint K/V allocations, the legacy x-split
+# ------------------------------------------------------------------------------------------------
+
+def nhd_offset(block, slot_in_block, head, d, block_size, num_heads, head_size, block_stride=None):
+    """Element offset of [block, slot, head, d] in an NHD cache: strides (S0, H*D, D, 1)."""
+    s0 = block_size * num_heads * head_size if block_stride is None else block_stride
+    return block * s0 + slot_in_block * num_heads * head_size + head * head_size + d
+
+
+def hnd_offset(block, slot_in_block, head, d, block_size, num_heads, head_size, block_stride=None):
+    """Element offset of [block, slot, head, d] in an HND cache: strides (S0, D, bs*D, 1)."""
+    s0 = block_size * num_heads * head_size if block_stride is None else block_stride
+    return block * s0 + slot_in_block * head_size + head * block_size * head_size + d
+
+
+def legacy_key_offset(block, slot_in_block, head, d, block_size, num_heads, head_size, x):
+    """Offset of key[.., head, d] in key_cache[num_blocks, H, D/x, block_size, x]."""
+    return ((((block * num_heads + head) * (head_size // x) + d // x) * block_size
+             + slot_in_block) * x + d % x)
+
+
+def legacy_value_offset(block, slot_in_block, head, d, block_size, num_heads, head_size):
+    """Offset of value[.., head, d] in value_cache[num_blocks, H, D, block_size]."""
+    return ((block * num_heads + head) * head_size + d) * block_size + slot_in_block
+
+
+def draw_memory_rows(ax, x0, y_top, owner, row_len, cell_w, cell_h, colors, labels,
+                     row_gap=0.0, fontsize=6):
+    """Draws a flat memory range as rows of `row_len` cells; returns the bottom y."""
+    n = len(owner)
+    rows = math.ceil(n / row_len)
+    for i in range(n):
+        r, c = divmod(i, row_len)
+        y = y_top - (r + 1) * cell_h - r * row_gap
+        face = colors[i]
+        cell(ax, x0 + c * cell_w, y, cell_w, cell_h, face, labels[i],
+             text_color_for(face), fontsize=fontsize, lw=0.4)
+    return y_top - rows * cell_h - (rows - 1) * row_gap
+
+
+def draw_nhd_hnd(path):
+    """Memory order of one block in NHD and in HND: one row = one run of head_size elements."""
+    block_size, num_heads, head_size = 4, 2, 4
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    for ax, name, offset_fn, strides in (
+        (axes[0], "NHD", nhd_offset, f"strides ({block_size * num_heads * head_size}, "
+                                      f"{num_heads * head_size}, {head_size}, 1)"),
+        (axes[1], "HND", hnd_offset, f"strides ({block_size * num_heads * head_size}, "
+                                      f"{head_size}, {block_size * head_size}, 1)"),
+    ):
+        n = block_size * num_heads * head_size
+        owner = [None] * n
+        for o in range(block_size):
+            for h in range(num_heads):
+                for d in range(head_size):
+                    owner[offset_fn(0, o, h, d, block_size, num_heads, head_size)] = (o, h, d)
+        colors = [TOKEN_COLORS[o] if h == 0 else tint(TOKEN_COLORS[o]) for (o, h, d) in owner]
+        labels = [f"d{d}" for (o, h, d) in owner]
+        cw, ch = 1.0, 0.8
+        x0 = 3.2
+        for r in range(n // head_size):
+            o, h, _ = owner[r * head_size]
+            y = 8 * ch - (r + 1) * ch - r * 0.12
+            ax.text(x0 - 0.2, y + ch / 2, f"offset {r * head_size:2d}:  slot {o}, head {h}",
+                    ha="right", va="center", fontsize=7, family="DejaVu Sans Mono")
+            for c in range(head_size):
+                i = r * head_size + c
+                cell(ax, x0 + c * cw, y, cw, ch, colors[i], labels[i], text_color_for(colors[i]),
+                     fontsize=7, lw=0.5)
+        ax.text(x0 + 0.0, 8 * ch + 0.35, f"{name}: logical [block_size, H, D], {strides}",
+                fontsize=8, weight="bold", ha="center")
+        ax.set_xlim(-3.6, 7.6)
+        ax.set_ylim(-1.0, 7.4)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    fig.text(0.5, 0.02, f"one block, block_size = {block_size}, H = {num_heads} heads, "
+             f"D = {head_size}; colour = slot in the block (lighter = head 1); "
+             "memory runs top to bottom",
+             ha="center", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.05, metadata={"Software": None})
+    plt.close(fig)
+
+
+def draw_kv_allocation(path):
+    """Where K and V blocks sit in the two joint allocations, and what block_stride becomes."""
+    num_blocks = 4
+    fig, ax = plt.subplots(figsize=(9.0, 2.8))
+    bw, bh = 1.0, 0.8
+    rows = [
+        ("FlashInfer style  [num_blocks, 2, ...]", [("K", b) if i % 2 == 0 else ("V", b)
+                                                    for b in range(num_blocks) for i in range(2)],
+         "key_cache = kv[:, 0], value_cache = kv[:, 1]:  block_stride = 2 × block_size × H × D"),
+        ("FlashAttention style  [2, num_blocks, ...]", [("K", b) for b in range(num_blocks)]
+         + [("V", b) for b in range(num_blocks)],
+         "key_cache = kv[0], value_cache = kv[1]:  block_stride = block_size × H × D"),
+    ]
+    for r, (title, order, note) in enumerate(rows):
+        y = 3.2 - r * 2.0
+        ax.text(0.0, y + bh + 0.25, title, fontsize=8, weight="bold")
+        for i, (kind, b) in enumerate(order):
+            face = TOKEN_COLORS[b] if kind == "K" else tint(TOKEN_COLORS[b], 0.5)
+            cell(ax, i * bw * 1.5, y, bw * 1.5, bh, face, f"{kind} blk {b}",
+                 text_color_for(face), fontsize=7, hatch=None if kind == "K" else "..")
+        ax.text(0.0, y - 0.35, note, fontsize=7.5, style="italic")
+    ax.text(12.3, 3.6, "memory →", fontsize=8)
+    finish(fig, ax, path, (-0.2, 13.5), (0.4, 4.6))
+
+
+def draw_legacy_layout(path):
+    """reshape_and_cache's layout of one block: key split into x-element chunks, value transposed."""
+    block_size, num_heads, head_size, x = 4, 1, 8, 4
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.9), gridspec_kw={"width_ratios": [1.0, 1.0]})
+    cw, ch = 0.9, 0.75
+
+    # Key: [H, D/x, block_size, x]; one row = one x-chunk of one slot (16 bytes).
+    ax = axes[0]
+    n = num_heads * head_size * block_size
+    owner = [None] * n
+    for o in range(block_size):
+        for h in range(num_heads):
+            for d in range(head_size):
+                owner[legacy_key_offset(0, o, h, d, block_size, num_heads, head_size, x)] = (o, d)
+    x0 = 4.2
+    for r in range(n // x):
+        o, d0 = owner[r * x]
+        y = -(r + 1) * ch - (r // block_size) * 0.3
+        ax.text(x0 - 0.2, y + ch / 2, f"chunk {d0 // x}, slot {o}", ha="right", va="center",
+                fontsize=7)
+        for c in range(x):
+            oo, d = owner[r * x + c]
+            face = TOKEN_COLORS[oo]
+            cell(ax, x0 + c * cw, y, cw, ch, face, f"d{d}", text_color_for(face), fontsize=7,
+                 lw=0.5)
+    ax.text(x0 + 0.5, 0.45, "key_cache block: [H, D/x, block_size, x]", fontsize=8,
+            weight="bold", ha="center")
+    ax.text(x0 + x * cw + 0.3, -1.5, "one row = x elements\n= 16 bytes of one slot", fontsize=7.5,
+            style="italic", va="center")
+    ax.set_xlim(-0.8, 8.2)
+    ax.set_ylim(-6.7, 1.0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+    # Value: [H, D, block_size]; one row = one element d of every slot.
+    ax = axes[1]
+    owner = [None] * n
+    for o in range(block_size):
+        for h in range(num_heads):
+            for d in range(head_size):
+                owner[legacy_value_offset(0, o, h, d, block_size, num_heads, head_size)] = (o, d)
+    x0 = 2.2
+    for r in range(n // block_size):
+        _, d = owner[r * block_size]
+        y = -(r + 1) * ch
+        ax.text(x0 - 0.2, y + ch / 2, f"d{d}", ha="right", va="center", fontsize=7)
+        for c in range(block_size):
+            o, dd = owner[r * block_size + c]
+            face = TOKEN_COLORS[o]
+            cell(ax, x0 + c * cw, y, cw, ch, face, f"s{o}", text_color_for(face), fontsize=7,
+                 lw=0.5)
+    ax.text(x0 + 1.8, 0.45, "value_cache block: [H, D, block_size]", fontsize=8,
+            weight="bold", ha="center")
+    ax.text(x0 + block_size * cw + 0.3, -2.0, "one token = one column:\n"
+            "its elements are\nblock_size apart", fontsize=7.5, style="italic", va="center")
+    ax.set_xlim(-0.8, 8.2)
+    ax.set_ylim(-6.7, 1.0)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.text(0.5, 0.02, f"one block, one head, D = {head_size}, block_size = {block_size}, "
+             f"x = {x} (fp32: 4 × 4 bytes = 16 bytes); colour = slot; memory runs row by row",
+             ha="center", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.05, metadata={"Software": None})
+    plt.close(fig)
+
+
+# Five tokens with given slots, one of them padding: where does each element land?
+PLACEMENT_SLOTS = [6, 1, -1, 8, 7]
+PLACEMENT_GEOMETRY = {"num_blocks": 3, "block_size": 4, "num_heads": 2, "head_size": 4, "x": 2}
+
+
+def placement_owner(layout):
+    """For each element of the cache, the token that wrote it (or None)."""
+    g = PLACEMENT_GEOMETRY
+    nb, bs, nh, hs, x = g["num_blocks"], g["block_size"], g["num_heads"], g["head_size"], g["x"]
+    owner = [None] * (nb * bs * nh * hs)
+    for t, slot in enumerate(PLACEMENT_SLOTS):
+        if slot < 0:
+            continue  # padding: nothing written
+        b, o = divmod(slot, bs)
+        for h in range(nh):
+            for d in range(hs):
+                if layout == "NHD":
+                    off = nhd_offset(b, o, h, d, bs, nh, hs)
+                elif layout == "HND":
+                    off = hnd_offset(b, o, h, d, bs, nh, hs)
+                elif layout == "legacy key":
+                    off = legacy_key_offset(b, o, h, d, bs, nh, hs, x)
+                else:
+                    off = legacy_value_offset(b, o, h, d, bs, nh, hs)
+                owner[off] = (t, h, d)
+    return owner
+
+
+def draw_token_placement(path):
+    """Five tokens (one padded) written by slot into four layouts; one row = one block."""
+    g = PLACEMENT_GEOMETRY
+    per_block = g["block_size"] * g["num_heads"] * g["head_size"]
+    layouts = [
+        ("NHD  (reshape_and_cache_flash)", "NHD"),
+        ("HND  (reshape_and_cache_flash)", "HND"),
+        ("legacy key_cache  [H, D/x, block_size, x]  (reshape_and_cache)", "legacy key"),
+        ("legacy value_cache  [H, D, block_size]  (reshape_and_cache)", "legacy value"),
+    ]
+    fig, ax = plt.subplots(figsize=(10.0, 7.4))
+    cw, ch = 0.62, 0.62
+    y = 0.0
+    # Legend: the tokens and their slots.
+    ax.text(0.0, y, "slot_mapping = [" + ", ".join(str(s) for s in PLACEMENT_SLOTS) + "]",
+            fontsize=9, weight="bold", va="center")
+    y -= 0.8
+    for t, slot in enumerate(PLACEMENT_SLOTS):
+        xx = t * 4.0
+        face = TOKEN_COLORS[t] if slot >= 0 else "white"
+        label = f"t{t} → slot {slot}" if slot >= 0 else f"t{t}: slot -1, skipped"
+        cell(ax, xx, y - 0.3, 0.6, 0.6, face, "", hatch=None if slot >= 0 else "///")
+        ax.text(xx + 0.75, y, label, fontsize=7.5, va="center")
+    y -= 1.0
+    for title, layout in layouts:
+        owner = placement_owner(layout)
+        ax.text(0.0, y, title, fontsize=8.5, weight="bold", va="center")
+        y -= 0.45
+        for b in range(g["num_blocks"]):
+            ax.text(-0.3, y - ch / 2, f"block {b}", ha="right", va="center", fontsize=7)
+            for i in range(per_block):
+                who = owner[b * per_block + i]
+                if who is None:
+                    cell(ax, i * cw, y - ch, cw, ch, UNTOUCHED, "", lw=0.3)
+                else:
+                    t, h, d = who
+                    face = TOKEN_COLORS[t]
+                    cell(ax, i * cw, y - ch, cw, ch, face, f"{h}.{d}", text_color_for(face),
+                         fontsize=5, lw=0.3)
+            y -= ch + 0.12
+        y -= 0.45
+    ax.text(0.0, y + 0.1,
+            f"block_size = {g['block_size']}, H = {g['num_heads']}, D = {g['head_size']}, "
+            f"x = {g['x']} (kept small; a bf16 cache has x = 8); cell label = head.element; "
+            "grey = untouched", fontsize=7.5, style="italic")
+    finish(fig, ax, path, (-2.0, per_block * cw + 0.3), (y - 0.3, 0.6))
+
+
+def draw_swap_blocks(path):
+    """Per-pair copies (one API call each) against one batched operation, schematically."""
+    fig, ax = plt.subplots(figsize=(9.5, 5.0))
+    pairs = [(0, 5), (1, 2), (2, 7), (3, 0), (4, 3), (5, 6)]
+    bw, bh, step = 1.0, 0.7, 1.25
+    src_y, dst_y = 8.6, 6.6
+    # Top: the mapping, src row above dst row, one arrow per (src_block, dst_block) pair.
+    ax.text(-0.2, src_y + bh / 2, "src", ha="right", va="center", fontsize=8, weight="bold")
+    ax.text(-0.2, dst_y + bh / 2, "dst", ha="right", va="center", fontsize=8, weight="bold")
+    moved = {s for s, _ in pairs}
+    for i in range(8):
+        face = TOKEN_COLORS[i] if i in moved else FREE
+        cell(ax, i * step, src_y, bw, bh, face, f"block {i}", text_color_for(face), fontsize=7)
+    landed = {d: s for s, d in pairs}
+    for i in range(8):
+        face = TOKEN_COLORS[landed[i]] if i in landed else FREE
+        cell(ax, i * step, dst_y, bw, bh, face, f"block {i}", text_color_for(face), fontsize=7)
+    for s, d in pairs:
+        arrow(ax, (s * step + bw / 2, src_y), (d * step + bw / 2, dst_y + bh),
+              color=TOKEN_COLORS[s], lw=1.0)
+    ax.text(8 * step + 0.3, (src_y + dst_y + bh) / 2,
+            "block_mapping =\n[" + ", ".join(f"({s}, {d})" for s, d in pairs) + "]",
+            va="center", fontsize=7.5, family="DejaVu Sans Mono")
+
+    # Middle: one call per pair. Each call = fixed cost (grey) + a short transfer.
+    overhead, transfer, lane_h = 0.9, 0.55, 0.6
+    y = 4.3
+    ax.text(0.0, y + 0.9, "one copy call per pair: every small copy pays the fixed cost",
+            fontsize=8, weight="bold")
+    x = 0.0
+    for s, _ in pairs:
+        cell(ax, x, y, overhead, lane_h, "#bdbdbd", "call", fontsize=6)
+        x += overhead
+        cell(ax, x, y, transfer, lane_h, TOKEN_COLORS[s], "", lw=0.5)
+        x += transfer
+    end_naive = x
+    # Bottom: one batched operation: one fixed cost, then the blocks back to back.
+    y = 2.2
+    ax.text(0.0, y + 0.9, "one batched operation for all pairs: the fixed cost is paid once",
+            fontsize=8, weight="bold")
+    cell(ax, 0.0, y, overhead, lane_h, "#bdbdbd", "call", fontsize=6)
+    x = overhead
+    for s, _ in pairs:
+        cell(ax, x, y, transfer, lane_h, TOKEN_COLORS[s], "", lw=0.5)
+        x += transfer
+    arrow(ax, (0.0, 1.3), (end_naive + 0.8, 1.3), style="-|>")
+    ax.text(end_naive + 1.0, 1.3, "time", va="center", fontsize=8)
+    ax.text(0.0, 0.75, "schematic, not to scale: grey = fixed cost of one call, "
+            "colour = bytes of one block on the link", fontsize=7, style="italic")
+    finish(fig, ax, path, (-1.0, 16.5), (0.4, 9.6))
+
+
+FIGURES = {
+    "paged_cache.png": draw_paged_cache,
+    "slot_mapping.png": draw_slot_mapping,
+    "nhd_hnd.png": draw_nhd_hnd,
+    "kv_allocation.png": draw_kv_allocation,
+    "legacy_layout.png": draw_legacy_layout,
+    "token_placement.png": draw_token_placement,
+    "swap_blocks.png": draw_swap_blocks,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables from the recorded results
+# ------------------------------------------------------------------------------------------------
+
+TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache"]
+NO_RESULTS = ("*No recorded results yet.* No GPU run of this op has been committed under "
+              "`results/`; this table is generated from the newest results file once one "
+              "exists.\n")
+
+
+def newest_results(results_dir):
+    """The newest results/*.json (by its recorded date, then by file name), or None."""
+    candidates = []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        candidates.append((str(data.get("date", "")), path.name, path, data))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    _, _, path, data = candidates[-1]
+    return path, data
+
+
+def _first(row, *keys, default=None):
+    for key in keys:
+        if key in row and row[key] is not None:
+            return row[key]
+    return default
+
+
+def _fmt(value, digits=1):
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def rows_for(data, op):
+    """The rows of `op` in a results file (schema of the comparison tool's --json)."""
+    rows = data.get("rows")
+    if rows is None and isinstance(data.get("ops"), dict):
+        rows = data["ops"].get(op, [])
+    rows = rows or []
+    return [r for r in rows if isinstance(r, dict) and _first(r, "op", default=op) == op]
+
+
+def results_table(op, results_dir=RESULTS_DIR):
+    """MyST Markdown for one op: where the numbers come from, then a cumulative table per point."""
+    found = newest_results(results_dir)
+    if found is None:
+        return NO_RESULTS
+    path, data = found
+    rows = rows_for(data, op)
+    if not rows:
+        return NO_RESULTS
+    header = (f"Measured by `{path.name}`: {data.get('gpu', 'unknown GPU')}, "
+              f"driver {data.get('driver', '?')}, CUDA {data.get('cuda', '?')}, "
+              f"commit `{str(data.get('commit', '?'))[:12]}`, {data.get('date', '?')}. "
+              "Median time; bandwidth under the op's byte model; the copy bandwidth was "
+              "measured in the same run.\n")
+    # Group rows by workload point; inside a point, naive first and speed-up against it.
+    groups = {}
+    for r in rows:
+        point = " ".join(str(_first(r, k, default="")) for k in
+                         ("workload", "variant", "slots")).strip()
+        size = _first(r, "size")
+        unit = _first(r, "size_unit", default="")
+        key = (point, size if size is not None else -1, unit)
+        groups.setdefault(key, []).append(r)
+    order = {"cpu": 0, "naive": 1, "optimized": 2}
+    lines = [header, "",
+             "| point | size | version | median (µs) | GB/s | % of copy | speed-up vs naive |"
+             " agrees with CPU |",
+             "|---|---:|---|---:|---:|---:|---:|---|"]
+    for (point, size, unit), group in sorted(groups.items(),
+                                             key=lambda kv: (kv[0][0], kv[0][1])):
+        group = sorted(group, key=lambda r: order.get(str(_first(r, "impl", default="")), 9))
+        naive_us = next((_first(r, "median_us") for r in group
+                         if _first(r, "impl") == "naive"), None)
+        for r in group:
+            impl = _first(r, "impl", default="?")
+            us = _first(r, "median_us")
+            speedup = (naive_us / us) if (naive_us and us and impl != "cpu") else None
+            agrees = _first(r, "bit_exact", "agrees")
+            agrees_text = "–" if agrees is None else ("yes" if agrees else "**no**")
+            lines.append(
+                f"| {point} | {size if size >= 0 else '–'} {unit} | {impl} | {_fmt(us)} | "
+                f"{_fmt(_first(r, 'gbps', 'gb_per_s'))} | {_fmt(_first(r, 'pct_of_copy'))} | "
+                f"{'–' if speedup is None else f'{speedup:.2f}×'} | {agrees_text} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="output folder (default: docs/_generated)")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR,
+                        help="folder of recorded results JSON files (default: results/)")
+    args = parser.parse_args(argv)
+    for name, draw in FIGURES.items():
+        draw(args.out / "figures" / name)
+    tables = args.out / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    for op in TABLE_OPS:
+        (tables / f"{op}.md").write_text(results_table(op, args.results), encoding="utf-8")
+    print(f"make_figures: {len(FIGURES)} figures and {len(TABLE_OPS)} tables in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
