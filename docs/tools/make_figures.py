@@ -8,8 +8,10 @@ Run it before sphinx-build (scripts/docs.sh does):
 Outputs (the folder is ignored by git; everything is regenerated on every docs build):
 
     docs/_generated/figures/*.png   the layout pictures of chapters/*.md
-    docs/_generated/tables/<op>.md  the measured rows of <op> from the newest results/*.json,
+    docs/_generated/results_<op>.md the measured rows of <op> from the newest results/*.json,
                                     or a "no recorded results yet" note when no run exists
+                                    (snippets for {include}; docs/conf.py excludes
+                                    docs/_generated/*.md from the pages)
 
 Every picture is computed from the same index formulas as the CPU reference (slot = block *
 block_size + offset, the NHD / HND strides, the legacy x-split), so the pictures cannot drift
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -463,17 +466,20 @@ def placement_owner(layout):
     return owner
 
 
-def draw_token_placement(path):
-    """Five tokens (one padded) written by slot into four layouts; one row = one block."""
+PLACEMENT_LAYOUTS = {
+    "NHD": "NHD  (reshape_and_cache_flash)",
+    "HND": "HND  (reshape_and_cache_flash)",
+    "legacy key": "legacy key_cache  [H, D/x, block_size, x]  (reshape_and_cache)",
+    "legacy value": "legacy value_cache  [H, D, block_size]  (reshape_and_cache)",
+}
+
+
+def draw_token_placement(path, which=tuple(PLACEMENT_LAYOUTS)):
+    """Five tokens (one padded) written by slot into some layouts; one row = one block."""
     g = PLACEMENT_GEOMETRY
     per_block = g["block_size"] * g["num_heads"] * g["head_size"]
-    layouts = [
-        ("NHD  (reshape_and_cache_flash)", "NHD"),
-        ("HND  (reshape_and_cache_flash)", "HND"),
-        ("legacy key_cache  [H, D/x, block_size, x]  (reshape_and_cache)", "legacy key"),
-        ("legacy value_cache  [H, D, block_size]  (reshape_and_cache)", "legacy value"),
-    ]
-    fig, ax = plt.subplots(figsize=(10.0, 7.4))
+    layouts = [(PLACEMENT_LAYOUTS[name], name) for name in which]
+    fig, ax = plt.subplots(figsize=(10.0, 1.6 + 1.45 * len(layouts)))
     cw, ch = 0.62, 0.62
     y = 0.0
     # Legend: the tokens and their slots.
@@ -511,6 +517,91 @@ def draw_token_placement(path):
     finish(fig, ax, path, (-2.0, per_block * cw + 0.3), (y - 0.3, 0.6))
 
 
+def value_pieces(slots, block_size, group):
+    """The pieces of a tile, by the rule of the optimized reshape_and_cache kernel: a piece is a
+    run of consecutive tokens with consecutive slots, inside one block and inside one group of
+    `group` offsets (16 bytes of a value row). Returns [(first_token, length)]."""
+    pieces = []
+    for t, slot in enumerate(slots):
+        if slot < 0:
+            continue
+        previous = slots[t - 1] if t > 0 else -1
+        starts = (t == 0 or previous < 0 or slot != previous + 1
+                  or (slot % block_size) % group == 0)
+        if starts:
+            pieces.append([t, 1])
+        else:
+            pieces[-1][1] += 1
+    return [tuple(p) for p in pieces]
+
+
+# One tile of the optimized reshape_and_cache: a prefill that fills block 1 and part of block 2
+# in order, a padding row, then decode-like tokens with scattered slots.
+PIECE_SLOTS = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, -1, 3, 22, 5]
+PIECE_BLOCK_SIZE = 8
+PIECE_GROUP = 4  # offsets per 16-byte group: 4 fp32 elements (8 for bf16, 16 for fp8)
+
+
+def draw_value_pieces(path):
+    """How the optimized reshape_and_cache splits a tile into pieces for the value stores."""
+    slots = PIECE_SLOTS
+    pieces = value_pieces(slots, PIECE_BLOCK_SIZE, PIECE_GROUP)
+    piece_of = {}
+    for i, (first, length) in enumerate(pieces):
+        for t in range(first, first + length):
+            piece_of[t] = i
+    fig, ax = plt.subplots(figsize=(10.0, 4.6))
+    w = 0.9
+    # Top: the tile's tokens and slots, coloured by piece.
+    ax.text(-0.3, 6.45, "token", ha="right", va="center", fontsize=8)
+    ax.text(-0.3, 5.55, "slot", ha="right", va="center", fontsize=8)
+    token_x = {}
+    for t, slot in enumerate(slots):
+        x = t * 1.05
+        token_x[t] = x + w / 2
+        if slot < 0:
+            cell(ax, x, 6.0, w, w, "white", f"t{t}", fontsize=7, hatch="///")
+        else:
+            face = TOKEN_COLORS[piece_of[t] % len(TOKEN_COLORS)]
+            cell(ax, x, 6.0, w, w, face, f"t{t}", text_color_for(face), fontsize=7)
+        cell(ax, x, 5.1, w, w, "#fafafa", str(slot), fontsize=8)
+
+    # Bottom: one value row d of blocks 0..2, 16-byte groups outlined.
+    num_blocks = 3
+    row_y = 2.2
+    ax.text(-0.3, row_y + w / 2, "value row d", ha="right", va="center", fontsize=8)
+    offset_x = {}
+    for b in range(num_blocks):
+        for o in range(PIECE_BLOCK_SIZE):
+            x = (b * PIECE_BLOCK_SIZE + o) * 0.62 + b * 0.5
+            offset_x[(b, o)] = x
+            writer = [t for t, s in enumerate(slots) if s == b * PIECE_BLOCK_SIZE + o]
+            face = TOKEN_COLORS[piece_of[writer[0]] % len(TOKEN_COLORS)] if writer else UNTOUCHED
+            cell(ax, x, row_y, 0.62, w, face, f"t{writer[0]}" if writer else "",
+                 text_color_for(face), fontsize=6, lw=0.4)
+            if o % PIECE_GROUP == 0:
+                ax.add_patch(Rectangle((x, row_y - 0.08), 0.62 * PIECE_GROUP, w + 0.16,
+                                       facecolor="none", edgecolor="black", linewidth=1.4))
+        ax.text(offset_x[(b, 0)] + 0.62 * PIECE_BLOCK_SIZE / 2, row_y - 0.45, f"block {b}",
+                ha="center", fontsize=7)
+    # One arrow per piece, from its first token to its first offset; label the store kind.
+    for i, (first, length) in enumerate(pieces):
+        slot = slots[first]
+        b, o = divmod(slot, PIECE_BLOCK_SIZE)
+        face = TOKEN_COLORS[i % len(TOKEN_COLORS)]
+        start = (token_x[first], 5.1)
+        end = (offset_x[(b, o)] + 0.62 * length / 2, row_y + w + 0.1)
+        arrow(ax, start, end, color=face, lw=1.0)
+    full = sum(1 for _, n in pieces if n == PIECE_GROUP)
+    ax.text(0.0, 0.85, f"{len(pieces)} pieces: {full} full 16-byte groups (one vector store "
+            f"each), {len(pieces) - full} short pieces (element stores); padding writes nothing",
+            fontsize=8)
+    ax.text(0.0, 0.3, f"block_size = {PIECE_BLOCK_SIZE}, fp32 cache: {PIECE_GROUP} offsets = "
+            "16 bytes (bf16: 8, fp8: 16); a box = one 16-byte group of the row", fontsize=7.5,
+            style="italic")
+    finish(fig, ax, path, (-1.8, 16.0), (0.0, 7.2))
+
+
 def draw_swap_blocks(path):
     """Per-pair copies (one API call each) against one batched operation, schematically."""
     fig, ax = plt.subplots(figsize=(9.5, 5.0))
@@ -535,10 +626,10 @@ def draw_swap_blocks(path):
             "block_mapping =\n[" + ", ".join(f"({s}, {d})" for s, d in pairs) + "]",
             va="center", fontsize=7.5, family="DejaVu Sans Mono")
 
-    # Middle: one call per pair. Each call = fixed cost (grey) + a short transfer.
+    # Middle: the naive version, one cudaMemcpyAsync per pair, one after the other.
     overhead, transfer, lane_h = 0.9, 0.55, 0.6
     y = 4.3
-    ax.text(0.0, y + 0.9, "one copy call per pair: every small copy pays the fixed cost",
+    ax.text(0.0, y + 0.9, "naive: one cudaMemcpyAsync per pair, each pays the fixed cost",
             fontsize=8, weight="bold")
     x = 0.0
     for s, _ in pairs:
@@ -547,20 +638,21 @@ def draw_swap_blocks(path):
         cell(ax, x, y, transfer, lane_h, TOKEN_COLORS[s], "", lw=0.5)
         x += transfer
     end_naive = x
-    # Bottom: one batched operation: one fixed cost, then the blocks back to back.
-    y = 2.2
-    ax.text(0.0, y + 0.9, "one batched operation for all pairs: the fixed cost is paid once",
-            fontsize=8, weight="bold")
-    cell(ax, 0.0, y, overhead, lane_h, "#bdbdbd", "call", fontsize=6)
-    x = overhead
-    for s, _ in pairs:
-        cell(ax, x, y, transfer, lane_h, TOKEN_COLORS[s], "", lw=0.5)
-        x += transfer
-    arrow(ax, (0.0, 1.3), (end_naive + 0.8, 1.3), style="-|>")
-    ax.text(end_naive + 1.0, 1.3, "time", va="center", fontsize=8)
-    ax.text(0.0, 0.75, "schematic, not to scale: grey = fixed cost of one call, "
+    # Bottom: the optimized copy kernel, one launch whose CTAs copy every pair at once; the
+    # blocks share the link, so each takes longer but all are in flight together.
+    y = 1.45
+    ax.text(0.0, 3.35, "optimized (copy_kernel): one launch, grid = tiles × pairs, "
+            "all blocks in flight together", fontsize=8, weight="bold")
+    cell(ax, 0.0, y, overhead, 1.5, "#bdbdbd", "launch", fontsize=6)
+    bar_h = 1.5 / len(pairs)
+    for i, (s, _) in enumerate(pairs):
+        cell(ax, overhead, y + 1.5 - (i + 1) * bar_h, transfer * len(pairs), bar_h,
+             TOKEN_COLORS[s], "", lw=0.4)
+    arrow(ax, (0.0, 0.95), (end_naive + 0.8, 0.95), style="-|>")
+    ax.text(end_naive + 1.0, 0.95, "time", va="center", fontsize=8)
+    ax.text(0.0, 0.45, "schematic, not to scale: grey = fixed cost of one call, "
             "colour = bytes of one block on the link", fontsize=7, style="italic")
-    finish(fig, ax, path, (-1.0, 16.5), (0.4, 9.6))
+    finish(fig, ax, path, (-1.0, 16.5), (0.2, 9.6))
 
 
 FIGURES = {
@@ -570,6 +662,10 @@ FIGURES = {
     "kv_allocation.png": draw_kv_allocation,
     "legacy_layout.png": draw_legacy_layout,
     "token_placement.png": draw_token_placement,
+    "token_placement_flash.png": lambda path: draw_token_placement(path, ("NHD", "HND")),
+    "token_placement_legacy.png":
+        lambda path: draw_token_placement(path, ("legacy key", "legacy value")),
+    "value_pieces.png": draw_value_pieces,
     "swap_blocks.png": draw_swap_blocks,
 }
 
@@ -579,100 +675,131 @@ FIGURES = {
 # ------------------------------------------------------------------------------------------------
 
 TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache"]
-NO_RESULTS = ("*No recorded results yet.* No GPU run of this op has been committed under "
-              "`results/`; this table is generated from the newest results file once one "
-              "exists.\n")
+# Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
+# value that changes from run to run is a code span or a number (which need no translation).
+NO_RESULTS = (":::{note}\n"
+              "No recorded results yet. The table appears here once a GPU run of this op has "
+              "been committed under `results/`.\n"
+              ":::\n")
+IMPL_ORDER = {"cpu": 0, "naive": 1, "optimized": 2}
+
+
+def committed_results(results_dir):
+    """results/*.json known to git when `results_dir` is the repository's results folder (as
+    docs/tools/performance.py chooses), every *.json in it otherwise (tests, exports)."""
+    files = sorted(results_dir.glob("*.json"))
+    if results_dir.resolve() != RESULTS_DIR.resolve():
+        return files
+    try:
+        listed = subprocess.run(["git", "ls-files", "--", "results/*.json"], cwd=REPO,
+                                check=True, capture_output=True, text=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return files
+    return [REPO / p for p in listed if (REPO / p).is_file()]
 
 
 def newest_results(results_dir):
-    """The newest results/*.json (by its recorded date, then by file name), or None."""
-    candidates = []
-    for path in sorted(results_dir.glob("*.json")):
+    """The newest results file (latest "date", file name breaks ties) and its data, or None.
+    Unreadable files are skipped."""
+    best = None
+    for path in committed_results(results_dir):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if not isinstance(data, dict):
             continue
-        candidates.append((str(data.get("date", "")), path.name, path, data))
-    if not candidates:
-        return None
-    candidates.sort(key=lambda c: (c[0], c[1]))
-    _, _, path, data = candidates[-1]
-    return path, data
+        key = (str(data.get("date", "")), path.name)
+        if best is None or key > best[0]:
+            best = (key, path, data)
+    return None if best is None else (best[1], best[2])
 
 
-def _first(row, *keys, default=None):
-    for key in keys:
-        if key in row and row[key] is not None:
-            return row[key]
-    return default
-
-
-def _fmt(value, digits=1):
-    if value is None:
+def _num(value, digits=1):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _code(value):
+    text = " ".join(str(value).split()).replace("|", "\\|")
+    return f"`{text}`" if text else "–"
+
+
+def _size(row):
+    """("tokens", n) for the cache writers, ("blocks", n) for swap_blocks."""
+    if "tokens" in row:
+        return "tokens", int(row["tokens"])
+    return "blocks", int(row.get("blocks", 0))
 
 
 def rows_for(data, op):
-    """The rows of `op` in a results file (schema of the comparison tool's --json)."""
-    rows = data.get("rows")
-    if rows is None and isinstance(data.get("ops"), dict):
-        rows = data["ops"].get(op, [])
-    rows = rows or []
-    return [r for r in rows if isinstance(r, dict) and _first(r, "op", default=op) == op]
+    """The rows of `op` in a results file. Schema (docs/tools/performance.py):
+    {"gpu", "driver", "cuda", "commit", "date", "copy_bandwidth_gbps", "rows": [{"op",
+    "workload", "variant", "slots", "impl", "tokens" | "blocks", "bytes", "median_us", "gbps",
+    "pct_of_copy", "bit_exact", "max_abs_err"}]}"""
+    return [r for r in data.get("rows", []) if isinstance(r, dict) and r.get("op") == op]
 
 
-def results_table(op, results_dir=RESULTS_DIR):
-    """MyST Markdown for one op: where the numbers come from, then a cumulative table per point."""
+def results_table(op, results_dir=RESULTS_DIR, plot=None):
+    """MyST Markdown for one op: the run, then a cumulative table per workload point (naive,
+    optimized, speed-up against naive), BBuf style. `plot`: the op's plot from the performance
+    page, shown when given."""
     found = newest_results(results_dir)
-    if found is None:
-        return NO_RESULTS
-    path, data = found
-    rows = rows_for(data, op)
+    rows = rows_for(found[1], op) if found else []
     if not rows:
         return NO_RESULTS
-    header = (f"Measured by `{path.name}`: {data.get('gpu', 'unknown GPU')}, "
-              f"driver {data.get('driver', '?')}, CUDA {data.get('cuda', '?')}, "
-              f"commit `{str(data.get('commit', '?'))[:12]}`, {data.get('date', '?')}. "
-              "Median time; bandwidth under the op's byte model; the copy bandwidth was "
-              "measured in the same run.\n")
-    # Group rows by workload point; inside a point, naive first and speed-up against it.
+    path, data = found
+    try:
+        shown_path = path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        shown_path = path.name
+    lines = ["| Run | |", "|---|---|",
+             f"| GPU | {_code(data.get('gpu', '?'))} |",
+             f"| CUDA | {_code(data.get('cuda', '?'))} |",
+             f"| Commit | {_code(str(data.get('commit', '?'))[:12])} |",
+             f"| Date | {_code(data.get('date', '?'))} |",
+             f"| Device copy bandwidth (GB/s) | {_num(data.get('copy_bandwidth_gbps'))} |",
+             f"| Results file | {_code(shown_path)} |", ""]
+    unit = _size(rows[0])[0]
+    unit_title = "Tokens" if unit == "tokens" else "Blocks"
+    lines += [f"| Workload | Variant | Slots | {unit_title} | Version | Median (µs) | GB/s "
+              "| % of copy | Speed-up vs naive | Bit-exact |",
+              "|---|---|---|---:|---|---:|---:|---:|---:|---|"]
     groups = {}
     for r in rows:
-        point = " ".join(str(_first(r, k, default="")) for k in
-                         ("workload", "variant", "slots")).strip()
-        size = _first(r, "size")
-        unit = _first(r, "size_unit", default="")
-        key = (point, size if size is not None else -1, unit)
+        key = (str(r.get("workload", "")), str(r.get("variant", "")), str(r.get("slots", "")),
+               _size(r)[1])
         groups.setdefault(key, []).append(r)
-    order = {"cpu": 0, "naive": 1, "optimized": 2}
-    lines = [header, "",
-             "| point | size | version | median (µs) | GB/s | % of copy | speed-up vs naive |"
-             " agrees with CPU |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
-    for (point, size, unit), group in sorted(groups.items(),
-                                             key=lambda kv: (kv[0][0], kv[0][1])):
-        group = sorted(group, key=lambda r: order.get(str(_first(r, "impl", default="")), 9))
-        naive_us = next((_first(r, "median_us") for r in group
-                         if _first(r, "impl") == "naive"), None)
+    for key in sorted(groups):
+        workload, variant, slots, size = key
+        group = sorted(groups[key], key=lambda r: (IMPL_ORDER.get(r.get("impl"), 9),
+                                                    str(r.get("impl"))))
+        naive_us = next((r.get("median_us") for r in group if r.get("impl") == "naive"), None)
         for r in group:
-            impl = _first(r, "impl", default="?")
-            us = _first(r, "median_us")
-            speedup = (naive_us / us) if (naive_us and us and impl != "cpu") else None
-            agrees = _first(r, "bit_exact", "agrees")
-            agrees_text = "–" if agrees is None else ("yes" if agrees else "**no**")
-            lines.append(
-                f"| {point} | {size if size >= 0 else '–'} {unit} | {impl} | {_fmt(us)} | "
-                f"{_fmt(_first(r, 'gbps', 'gb_per_s'))} | {_fmt(_first(r, 'pct_of_copy'))} | "
-                f"{'–' if speedup is None else f'{speedup:.2f}×'} | {agrees_text} |")
-    return "\n".join(lines) + "\n"
+            us = r.get("median_us")
+            speedup = "–"
+            if naive_us and us and r.get("impl") not in ("cpu", "naive"):
+                speedup = f"{naive_us / us:.2f}×"
+            elif r.get("impl") == "naive" and us:
+                speedup = "1.00×"
+            exact = "–" if r.get("bit_exact") is None else ("✓" if r["bit_exact"] else "✗")
+            lines.append(f"| {_code(workload)} | {_code(variant)} | {_code(slots)} | {size} | "
+                         f"{_code(r.get('impl', '?'))} | {_num(us, 2)} | {_num(r.get('gbps'))} | "
+                         f"{_num(r.get('pct_of_copy'))} | {speedup} | {exact} |")
+    lines.append("")
+    if plot is not None:
+        lines += [f":::{{figure}} {plot}", f":alt: {op}", ":width: 100%", "",
+                  "Share of the device-copy bandwidth reached by the naive and the optimized "
+                  "version, by size (the plot of the performance page).", ":::", ""]
+    return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------
+def table_path(out, op):
+    """Where the results snippet of `op` goes (top level of docs/_generated, which conf.py
+    excludes from the pages, so that only {include} reads it)."""
+    return out / f"results_{op}.md"
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -683,10 +810,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for name, draw in FIGURES.items():
         draw(args.out / "figures" / name)
-    tables = args.out / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     for op in TABLE_OPS:
-        (tables / f"{op}.md").write_text(results_table(op, args.results), encoding="utf-8")
+        # The performance page's plot of the op (docs/tools/generate.py runs first), when drawn.
+        plot = args.out / "perf" / f"{op}.png"
+        plot_ref = f"/docs/_generated/perf/{op}.png" if plot.is_file() else None
+        table_path(args.out, op).write_text(results_table(op, args.results, plot_ref),
+                                            encoding="utf-8")
     print(f"make_figures: {len(FIGURES)} figures and {len(TABLE_OPS)} tables in {args.out}")
     return 0
 

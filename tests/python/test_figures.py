@@ -29,7 +29,7 @@ def test_writes_every_figure_and_table_deterministically(mf, tmp_path):
         assert png.startswith(b"\x89PNG"), name
         assert png == (second / "figures" / name).read_bytes(), f"{name} differs between runs"
     for op in mf.TABLE_OPS:
-        text = (first / "tables" / f"{op}.md").read_text(encoding="utf-8")
+        text = mf.table_path(first, op).read_text(encoding="utf-8")
         assert "No recorded results yet" in text
 
 
@@ -73,3 +73,62 @@ def test_table_reports_only_recorded_rows(mf, tmp_path):
     assert "No recorded results yet" in mf.results_table("swap_blocks", results)
     (results / "broken.json").write_text("{", encoding="utf-8")
     assert "No recorded results yet" in mf.results_table("swap_blocks", results)
+
+
+def _results_file(folder, name, date, rows):
+    data = {"gpu": "NVIDIA H100 80GB HBM3", "driver": "570.00", "cuda": "12.8",
+            "commit": "0123456789abcdef", "date": date, "copy_bandwidth_gbps": 3000.0,
+            "rows": rows}
+    (folder / name).write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_table_shows_the_newest_run_of_the_op(mf, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    row = {"op": "swap_blocks", "workload": "W6", "variant": "H2D", "slots": "random",
+           "blocks": 2048, "bytes": 67108864, "gbps": 10.0, "pct_of_copy": 20.0,
+           "bit_exact": True, "max_abs_err": 0.0}
+    _results_file(results, "old.json", "2026-01-01", [dict(row, impl="naive", median_us=999.0)])
+    _results_file(results, "new.json", "2026-02-01", [
+        dict(row, impl="optimized", median_us=100.0),
+        dict(row, impl="naive", median_us=400.0),
+        dict(row, op="reshape_and_cache", impl="naive", median_us=1.0, tokens=16),
+    ])
+    text = mf.results_table("swap_blocks", results)
+    assert "`new.json`" in text and "999" not in text
+    lines = [line for line in text.splitlines() if line.startswith("| `W6`")]
+    assert [("`naive`" in line, "`optimized`" in line) for line in lines] == [
+        (True, False), (False, True)]  # naive first, then optimized
+    assert "| 4.00× |" in lines[1] and "| 1.00× |" in lines[0]
+    assert all("✓" in line for line in lines)
+    assert "No recorded results yet" in mf.results_table("reshape_and_cache_flash", results)
+
+
+def test_table_cells_need_no_translation(mf, tmp_path):
+    """Run-dependent values are code spans or numbers, so the translation catalogs do not
+    change when a new results file is committed (docs/tools/po_autofill.py fills them)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    _results_file(results, "r.json", "2026-02-01", [
+        {"op": "reshape_and_cache", "workload": "W1", "variant": "bf16", "slots": "contiguous",
+         "impl": impl, "tokens": 65536, "median_us": us, "gbps": 1.5, "pct_of_copy": 50.0,
+         "bit_exact": exact}
+        for impl, us, exact in (("naive", 300.0, True), ("optimized", 100.0, False))])
+    spec = importlib.util.spec_from_file_location("po_autofill",
+                                                  REPO / "docs" / "tools" / "po_autofill.py")
+    if spec is None or not (REPO / "docs" / "tools" / "po_autofill.py").is_file():
+        pytest.skip("docs/tools/po_autofill.py not present")
+    autofill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(autofill)
+    text = mf.results_table("reshape_and_cache", results)
+    for line in text.splitlines():
+        if not line.startswith("| `"):
+            continue  # fixed header rows are translated once
+        for cell in line.strip("|").split(" | "):
+            assert not autofill.needs_translation(cell.strip()), cell
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| `") and "---" not in line:
+            # Row labels of the run table: fixed words.
+            label = line.split("|")[1].strip()
+            assert label in {"Run", "GPU", "CUDA", "Commit", "Date",
+                             "Device copy bandwidth (GB/s)", "Results file", "Workload"}, label
