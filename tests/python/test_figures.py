@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,38 @@ def test_table_cells_need_no_translation(mf, tmp_path):
             label = line.split("|")[1].strip()
             assert label in {"Run", "GPU", "CUDA", "Commit", "Date",
                              "Device copy bandwidth (GB/s)", "Results file", "Workload"}, label
+
+
+def _includes(chapter):
+    """(path, options) of every {literalinclude} / {include} / {figure} in a chapter."""
+    text = chapter.read_text(encoding="utf-8")
+    found = []
+    for match in re.finditer(r"```\{(literalinclude|include|figure)\} (\S+)\n((?::[^\n]*\n)*)",
+                             text):
+        options = dict(re.findall(r":([\w-]+):[ ]?(.*)", match.group(3)))
+        found.append((match.group(1), match.group(2), options))
+    return found
+
+
+@pytest.mark.parametrize("chapter", sorted((REPO / "chapters").glob("*.md")), ids=lambda p: p.name)
+def test_chapter_includes_resolve(mf, chapter):
+    """Every file a chapter includes exists (figures and results snippets once generated), and
+    every :start-at: / :end-before: marker is still in the source it names, in that order."""
+    for kind, target, options in _includes(chapter):
+        path = (chapter.parent / target).resolve()
+        if "_generated" in target:
+            name = path.name
+            assert name in mf.FIGURES or name in {
+                mf.table_path(Path("."), op).name for op in mf.TABLE_OPS}, target
+            continue
+        assert path.is_file(), f"{chapter.name}: {target} does not exist"
+        source = path.read_text(encoding="utf-8")
+        start = 0
+        for key in ("start-at", "start-after"):
+            if key in options:
+                start = source.find(options[key])
+                assert start >= 0, f"{chapter.name}: {key} {options[key]!r} not in {target}"
+        if "end-before" in options:
+            assert source.find(options["end-before"], start + 1) > start, (
+                f"{chapter.name}: end-before {options['end-before']!r} not after the start in "
+                f"{target}")
