@@ -1,0 +1,73 @@
+"""pagedkv: vLLM's paged KV cache ops, each in three implementations side by side.
+
+Modules:
+    pagedkv.cpu        the readable CPU reference (NumPy arrays)
+    pagedkv.naive      the naive CUDA kernels (CUDA tensors through DLPack: PyTorch, CuPy)
+    pagedkv.optimized  the optimized CUDA kernels (same arguments, same bytes)
+    pagedkv.vllm_ops   vLLM's ``_custom_ops`` signatures on torch tensors (imports torch lazily)
+    pagedkv.bf16       bfloat16 as raw uint16 bits for NumPy
+
+The three implementation modules have the same functions with the same signatures:
+``swap_blocks``, ``reshape_and_cache``, ``reshape_and_cache_flash`` (vLLM's argument names, plus
+an optional ``stream``) and ``prepare`` (validate once, run many times).
+
+Errors: a rejected argument raises ``pagedkv.InvalidArgument`` (a ``ValueError``) with the C++
+message, which names the argument, the expected and the actual value; nothing has been written
+then. A failing CUDA call raises ``pagedkv.CudaError`` (a ``RuntimeError``).
+"""
+
+from __future__ import annotations
+
+from . import _core
+from ._args import RawBits, bfloat16_bits
+from ._core import CudaError, InvalidArgument, PreparedCall
+from .bf16 import bfloat16_bits_to_float32, float32_to_bfloat16_bits
+from . import cpu, naive, optimized  # noqa: E402  (after _core: they bind its functions)
+
+__version__: str = _core.__version__
+
+#: CUDA architectures the kernels were compiled for (e.g. "90").
+cuda_architectures: str = _core.cuda_architectures
+
+IMPLEMENTATIONS = ("cpu", "naive", "optimized")
+
+
+def cuda_available() -> bool:
+    """True when a CUDA device and driver can be used; False (never an error) without a GPU."""
+    return bool(_core.cuda_available())
+
+
+def ops() -> list:
+    """The op registry, one dict per op, in catalogue order.
+
+    Keys: name, family, role, upstream, cpu_source, naive_source, optimized_source (paths from
+    the repository root), byte_model, agreement_rule, workloads.
+    """
+    return list(_core.ops())
+
+
+def implementation(name: str):
+    """The module of implementation ``name`` ("cpu", "naive" or "optimized")."""
+    modules = {"cpu": cpu, "naive": naive, "optimized": optimized}
+    if name not in modules:
+        raise ValueError(f"implementation: expected one of {IMPLEMENTATIONS}, got {name!r}")
+    return modules[name]
+
+
+__all__ = [
+    "CudaError",
+    "IMPLEMENTATIONS",
+    "InvalidArgument",
+    "PreparedCall",
+    "RawBits",
+    "bfloat16_bits",
+    "bfloat16_bits_to_float32",
+    "cpu",
+    "cuda_architectures",
+    "cuda_available",
+    "float32_to_bfloat16_bits",
+    "implementation",
+    "naive",
+    "ops",
+    "optimized",
+]

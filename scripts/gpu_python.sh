@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The Python package on the GPU machine: build it offline, run its tests (the CUDA ones must run,
+# not skip) and execute the notebook's code with the GPU.
+#
+#   scripts/gpu_python.sh
+#
+# Needs python3 with numpy, torch (CUDA), nanobind, scikit-build-core and pytest, plus cmake and
+# nvcc; no network. Called by scripts/gpu_check.sh. Environment:
+#   PYTHON     the interpreter (default python3)
+#   CUDAARCHS  CUDA architectures to build for (default 90: H100/H200)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+python=${PYTHON:-python3}
+command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+export CUDAARCHS=${CUDAARCHS:-90}
+
+# 1. `pip install .` without network: the build backend and nanobind come from this machine
+#    (--no-build-isolation), and --target keeps the system site-packages untouched (no PEP 668
+#    "externally managed" refusal). Fallback: the same CMake project built by hand.
+site=$root/build/gpu-python-site
+rm -rf "$site"
+echo "gpu_python: pip install --no-build-isolation --no-deps --target $site ."
+if "$python" -m pip install --no-build-isolation --no-deps --target "$site" .; then
+  export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+else
+  echo "gpu_python: the pip build failed; building the module with CMake instead"
+  cmake -S . -B build/gpu-python -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DPAGEDKV_BUILD_PYTHON=ON -DPAGEDKV_BUILD_TESTS=OFF -DPAGEDKV_BUILD_TOOLS=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES="$CUDAARCHS" -DPython_EXECUTABLE="$(command -v "$python")" \
+    -Dnanobind_DIR="$("$python" -m nanobind --cmake_dir)"
+  cmake --build build/gpu-python --target _core -j "$(nproc)"
+  export PYTHONPATH=$root/build/gpu-python/python${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+# 2. The CUDA tests must run here: refuse to report a pass made of skips.
+"$python" - <<'EOF'
+import pagedkv, torch
+print(f"gpu_python: pagedkv {pagedkv.__version__} from {pagedkv.__file__}")
+print(f"gpu_python: sm_{pagedkv.cuda_architectures}, torch {torch.__version__}, "
+      f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device'}")
+assert pagedkv.cuda_available(), "pagedkv sees no CUDA device"
+assert torch.cuda.is_available(), "torch sees no CUDA device"
+EOF
+
+# 3. Every Python test of the package (CPU tests, torch CPU tests, CUDA tests). The file list
+#    keeps out tests of other parts (e.g. the docs figures) that need packages this machine lacks.
+tests=(tests/python/test_package.py tests/python/test_cpu_ops.py
+       tests/python/test_cpu_validation.py tests/python/test_cuda_ops.py
+       tests/python/test_vllm_ops.py)
+"$python" -m pytest -q -rs -p no:cacheprovider "${tests[@]}"
+echo "gpu_python: the CUDA tests alone:"
+"$python" -m pytest -q -p no:cacheprovider -m cuda "${tests[@]}"
+
+# 4. The notebook's code, GPU path included (no Jupyter here: the code cells run as a script).
+echo "gpu_python: notebooks/paged_kv_cache_hands_on.md as a script"
+(cd notebooks && MPLBACKEND=Agg "$python" - <<'EOF'
+import re
+from pathlib import Path
+text = Path("paged_kv_cache_hands_on.md").read_text(encoding="utf-8")
+cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, flags=re.S)
+code = "\n".join(line for cell in cells for line in cell.splitlines() if not line.startswith("%"))
+exec(compile(code, "paged_kv_cache_hands_on.md", "exec"), {"__name__": "__main__"})
+EOF
+)
+echo "gpu_python: ok"
