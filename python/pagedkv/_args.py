@@ -78,6 +78,8 @@ def tensor_arg(obj: Any) -> Any:
             return (obj.view(view_dtype), name)
         return obj
     if _is_torch_tensor(obj):
+        if getattr(obj, "requires_grad", False):
+            obj = obj.detach()  # same memory; torch refuses to export a tensor that needs grad
         dtype_name = str(getattr(obj, "dtype", ""))
         if dtype_name in ("torch.float8_e4m3fn", "torch.float8_e5m2"):
             # DLPack export of float8 tensors depends on the torch version; the byte view always
@@ -86,6 +88,7 @@ def tensor_arg(obj: Any) -> Any:
 
             name = "f8_e4m3" if dtype_name == "torch.float8_e4m3fn" else "f8_e5m2"
             return (obj.view(torch.uint8), name)
+        return obj
     return obj
 
 
