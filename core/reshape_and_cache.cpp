@@ -1,0 +1,158 @@
+// The one contract of reshape_and_cache: every check the three implementations share, made
+// before any byte is written. Upstream checks only the dtype dispatch (spec §3.5); the rest below
+// are the checks it forgets (spec §18: slot dtype and range, "auto" reinterpreting the cache,
+// head_size % x, zero tokens).
+#include "pagedkv/ops/reshape_and_cache.h"
+
+#include <string>
+
+#include "pagedkv/checks.h"
+#include "pagedkv/error.h"
+#include "pagedkv/index_checks.h"
+
+namespace pagedkv {
+
+namespace {
+
+// A contiguous tensor is required for the caches: the kernels compute their addresses from the
+// shape alone, as upstream does.
+void contiguous_is_required(const TensorView& tensor, const char* name, const char* layout) {
+  PAGEDKV_CHECK(tensor.is_contiguous(), name, ": expected a contiguous ", layout, ", got ",
+                tensor.describe());
+}
+
+}  // namespace
+
+ReshapeAndCachePlan validate_reshape_and_cache(const TensorView& key, const TensorView& value,
+                                               const TensorView& key_cache,
+                                               const TensorView& value_cache,
+                                               const TensorView& slot_mapping,
+                                               std::string_view kv_cache_dtype,
+                                               const TensorView& k_scale,
+                                               const TensorView& v_scale, Impl impl) {
+  // --- key, value: [T_pad, num_heads, head_size]; rows may have any pitch, heads and elements
+  // inside a row are packed (the kernels add h * head_size + d to the row start).
+  checks::ndim_is(key, "key", 3);
+  checks::ndim_is(value, "value", 3);
+  checks::dtype_in(key, "key", {DType::f32, DType::f16, DType::bf16});
+  checks::dtype_is(value, "value", key.dtype);
+  checks::size_is(value, "value", 1, key.size(1), "num_heads = key.size(1)");
+  checks::size_is(value, "value", 2, key.size(2), "head_size = key.size(2)");
+  checks::non_negative_layout(key, "key");
+  checks::non_negative_layout(value, "value");
+  checks::packed_from(key, "key", 1);
+  checks::packed_from(value, "value", 1);
+  const std::int64_t num_heads = key.size(1);
+  const std::int64_t head_size = key.size(2);
+
+  // --- kv_cache_dtype: "bfloat16" / "float16" also require key of that dtype.
+  const KvCacheDtype cache_kind = parse_kv_cache_dtype(kv_cache_dtype, key.dtype);
+
+  // --- key_cache [num_blocks, num_heads, head_size / x, block_size, x] and
+  // value_cache [num_blocks, num_heads, head_size, block_size], both contiguous.
+  checks::ndim_is(key_cache, "key_cache", 5);
+  checks::ndim_is(value_cache, "value_cache", 4);
+  if (is_fp8(cache_kind)) {
+    PAGEDKV_CHECK(is_byte_dtype(key_cache.dtype), "key_cache: kv_cache_dtype \"",
+                  std::string(kv_cache_dtype),
+                  "\" stores one byte per element, expected dtype u8, f8_e4m3 or f8_e5m2, got ",
+                  dtype_name(key_cache.dtype));
+  } else {
+    // Upstream reinterprets the cache as the activations' type without looking (spec §1.4).
+    PAGEDKV_CHECK(key_cache.dtype == key.dtype, "key_cache: kv_cache_dtype \"",
+                  std::string(kv_cache_dtype), "\" copies elements unchanged, expected dtype ",
+                  dtype_name(key.dtype), " (the dtype of key), got ", dtype_name(key_cache.dtype));
+  }
+  checks::dtype_is(value_cache, "value_cache", key_cache.dtype);
+  contiguous_is_required(key_cache, "key_cache",
+                         "[num_blocks, num_heads, head_size / x, block_size, x] cache");
+  contiguous_is_required(value_cache, "value_cache",
+                         "[num_blocks, num_heads, head_size, block_size] cache");
+
+  // One x-chunk of the key cache is 16 bytes: x = 8 for 16-bit elements, 4 for f32, 16 for fp8.
+  const std::int64_t x = key_cache.size(4);
+  const std::int64_t expected_x = 16 / key_cache.element_size();
+  PAGEDKV_CHECK(x == expected_x, "key_cache.size(4) (x): expected ", expected_x,
+                " (16 bytes / ", key_cache.element_size(), "-byte ", dtype_name(key_cache.dtype),
+                " elements), got ", x, " (shape ", key_cache.shape_string(), ")");
+  // Upstream leaves the last head_size % x elements of every head unwritten; we reject.
+  PAGEDKV_CHECK(head_size % x == 0, "key.size(2) (head_size): expected a multiple of x = ", x,
+                " (key_cache.size(4)), got ", head_size);
+
+  const std::int64_t num_blocks = key_cache.size(0);
+  const std::int64_t block_size = key_cache.size(3);
+  checks::size_is(key_cache, "key_cache", 1, num_heads, "num_heads = key.size(1)");
+  checks::size_is(key_cache, "key_cache", 2, head_size / x, "head_size / x = key.size(2) / x");
+  checks::size_is(value_cache, "value_cache", 0, num_blocks, "num_blocks = key_cache.size(0)");
+  checks::size_is(value_cache, "value_cache", 1, num_heads, "num_heads = key.size(1)");
+  checks::size_is(value_cache, "value_cache", 2, head_size, "head_size = key.size(2)");
+  checks::size_is(value_cache, "value_cache", 3, block_size, "block_size = key_cache.size(3)");
+
+  // --- slot_mapping [T] i64: upstream reads it through an int64 pointer whatever its dtype.
+  checks::ndim_is(slot_mapping, "slot_mapping", 1);
+  checks::dtype_is(slot_mapping, "slot_mapping", DType::i64);
+  contiguous_is_required(slot_mapping, "slot_mapping", "[num_tokens] tensor");
+  const std::int64_t num_tokens = slot_mapping.size(0);
+  PAGEDKV_CHECK(num_tokens <= key.size(0), "slot_mapping.size(0) (num_tokens): expected at most ",
+                key.size(0), " (key.size(0)), got ", num_tokens);
+  PAGEDKV_CHECK(num_tokens <= value.size(0),
+                "slot_mapping.size(0) (num_tokens): expected at most ", value.size(0),
+                " (value.size(0)), got ", num_tokens);
+
+  // --- scales: read (element 0) only for fp8 caches; for "auto" any tensor is accepted.
+  const bool fp8 = is_fp8(cache_kind);
+  if (fp8) {
+    checks::dtype_is(k_scale, "k_scale", DType::f32);
+    checks::dtype_is(v_scale, "v_scale", DType::f32);
+    PAGEDKV_CHECK(k_scale.numel() == 1, "k_scale: expected 1 element (a per-tensor scale), got ",
+                  k_scale.numel(), " (shape ", k_scale.shape_string(), ")");
+    PAGEDKV_CHECK(v_scale.numel() == 1, "v_scale: expected 1 element (a per-tensor scale), got ",
+                  v_scale.numel(), " (shape ", v_scale.shape_string(), ")");
+  }
+
+  // --- devices: every tensor the implementation touches lives where it computes.
+  const Device device = impl_device(impl);
+  checks::device_is(key, "key", device);
+  checks::device_is(value, "value", device);
+  checks::device_is(key_cache, "key_cache", device);
+  checks::device_is(value_cache, "value_cache", device);
+  checks::device_is(slot_mapping, "slot_mapping", device);
+  if (fp8) {
+    checks::device_is(k_scale, "k_scale", device);
+    checks::device_is(v_scale, "v_scale", device);
+  }
+
+  // --- null pointers of tensors that have elements.
+  checks::not_null(key, "key");
+  checks::not_null(value, "value");
+  checks::not_null(key_cache, "key_cache");
+  checks::not_null(value_cache, "value_cache");
+  checks::not_null(slot_mapping, "slot_mapping");
+  if (fp8) {
+    checks::not_null(k_scale, "k_scale");
+    checks::not_null(v_scale, "v_scale");
+  }
+
+  // --- every slot inside the cache (upstream writes out of bounds). Negative = padding.
+  const IndexAt largest = max_index(slot_mapping);
+  const std::int64_t num_slots = num_blocks * block_size;
+  PAGEDKV_CHECK(largest.position < 0 || largest.value < num_slots, "slot_mapping[",
+                largest.position, "] = ", largest.value,
+                ": expected a slot below num_blocks × block_size = ", num_blocks, " × ",
+                block_size, " = ", num_slots, " (negative slots mark padding)");
+
+  ReshapeAndCachePlan plan;
+  plan.num_tokens = num_tokens;
+  plan.num_heads = num_heads;
+  plan.head_size = head_size;
+  plan.block_size = block_size;
+  plan.num_blocks = num_blocks;
+  plan.x = x;
+  plan.key_stride = key.stride(0);
+  plan.value_stride = value.stride(0);
+  plan.activation_dtype = key.dtype;
+  plan.cache_kind = cache_kind;
+  return plan;
+}
+
+}  // namespace pagedkv
