@@ -166,3 +166,30 @@ def test_swap_blocks_cpu_tensors():
 def test_non_tensors_are_rejected():
     with pytest.raises(TypeError, match="torch tensors"):
         ops.swap_blocks([1], [2], 8, torch.zeros(1, 2, dtype=torch.int64))
+
+
+def test_registered_torch_ops_cpu_tensors():
+    ops.register_torch_ops()
+    key, value, base, slot_mapping, k_scale, v_scale = flash_case("joint_HND", "fp8_e5m2", "cpu")
+    expected = base.clone()
+    tc.expected_flash(key, value, *tc.flash_views(expected, "joint_HND"), slot_mapping,
+                      "fp8_e5m2", k_scale, v_scale)
+    torch.ops.pagedkv.reshape_and_cache_flash(key, value, *tc.flash_views(base, "joint_HND"),
+                                              slot_mapping, "fp8_e5m2", k_scale, v_scale)
+    assert tc.same_bytes(base, expected)
+
+
+def test_float8_and_grad_tensors_cpu():
+    """float8 caches are written as bytes; activations that require grad are read as they are."""
+    key = tc.activations((6, 2, 16), "f32", 8).requires_grad_()
+    slot_mapping = torch.arange(6, dtype=torch.int64)
+    scale = vllm_scale(0.1, "cpu")
+    as_u8 = tc.poisoned((2, 2, 4, 2, 16), torch.uint8, "cpu")
+    as_f8 = as_u8.clone().view(torch.float8_e4m3fn)
+    ops.reshape_and_cache_flash(key, key, *as_u8.unbind(0), slot_mapping, "fp8", scale, scale)
+    ops.reshape_and_cache_flash(key, key, *as_f8.unbind(0), slot_mapping, "fp8", scale, scale)
+    assert tc.same_bytes(as_u8, as_f8)
+    expected = tc.poisoned((2, 2, 4, 2, 16), torch.uint8, "cpu")
+    tc.expected_flash(key.detach(), key.detach(), *expected.unbind(0), slot_mapping, "fp8",
+                      scale, scale)
+    assert tc.same_bytes(as_u8, expected)
