@@ -1,0 +1,103 @@
+// Owning byte buffers. Pageable host memory comes from aligned operator new so that it needs no
+// CUDA at all (the CPU-only comparison run allocates only this kind); pinned and device memory
+// come from the CUDA runtime.
+#include "pagedkv/buffers.h"
+
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "pagedkv/cuda_runtime.h"
+#include "pagedkv/error.h"
+
+namespace pagedkv {
+
+namespace {
+constexpr std::align_val_t kHostAlignment{256};
+
+cudaMemcpyKind copy_kind_between(Memory to, Memory from) {
+  const bool to_device = to == Memory::device;
+  const bool from_device = from == Memory::device;
+  if (to_device && from_device) return cudaMemcpyDeviceToDevice;
+  if (to_device) return cudaMemcpyHostToDevice;
+  if (from_device) return cudaMemcpyDeviceToHost;
+  return cudaMemcpyHostToHost;
+}
+}  // namespace
+
+Buffer::Buffer(Memory memory, std::size_t bytes) : size_(bytes), memory_(memory) {
+  if (bytes == 0) return;
+  switch (memory) {
+    case Memory::host:
+      data_ = static_cast<std::uint8_t*>(::operator new(bytes, kHostAlignment));
+      break;
+    case Memory::pinned:
+      PAGEDKV_CUDA_CHECK(
+          cudaHostAlloc(reinterpret_cast<void**>(&data_), bytes, cudaHostAllocDefault));
+      break;
+    case Memory::device:
+      PAGEDKV_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), bytes));
+      break;
+  }
+}
+
+Buffer::Buffer(Buffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      memory_(other.memory_) {}
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    memory_ = other.memory_;
+  }
+  return *this;
+}
+
+Buffer::~Buffer() { release(); }
+
+void Buffer::release() noexcept {
+  if (data_ == nullptr) return;
+  switch (memory_) {
+    case Memory::host: ::operator delete(data_, kHostAlignment); break;
+    case Memory::pinned: cudaFreeHost(data_); break;
+    case Memory::device: cudaFree(data_); break;
+  }
+  data_ = nullptr;
+  size_ = 0;
+}
+
+void Buffer::fill(std::uint8_t value) {
+  if (size_ == 0) return;
+  if (memory_ == Memory::device) {
+    PAGEDKV_CUDA_CHECK(cudaMemset(data_, value, size_));
+    PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
+  } else {
+    std::memset(data_, value, size_);
+  }
+}
+
+void Buffer::copy_from(const Buffer& source) {
+  PAGEDKV_CHECK(source.size() >= size_, "Buffer::copy_from: source has ", source.size(),
+                " bytes, expected at least ", size_);
+  if (size_ == 0) return;
+  if (memory_ != Memory::device && source.memory() != Memory::device) {
+    std::memcpy(data_, source.data(), size_);
+    return;
+  }
+  PAGEDKV_CUDA_CHECK(
+      cudaMemcpy(data_, source.data(), size_, copy_kind_between(memory_, source.memory())));
+}
+
+void Buffer::upload(const void* host, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (memory_ != Memory::device) {
+    std::memcpy(data_, host, bytes);
+    return;
+  }
+  PAGEDKV_CUDA_CHECK(cudaMemcpy(data_, host, bytes, cudaMemcpyHostToDevice));
+}
+
+}  // namespace pagedkv

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# The repository's one GPU script (design.md §5): run on a machine with an NVIDIA GPU, offline.
+#
+#   OUT=/path/to/output bash scripts/gpu_check.sh      # OUT defaults to ./gpu-out
+#
+# Steps (each logged to $OUT/<step>.log, summarised at the end and in $OUT/summary.txt):
+#   gpu_info    nvidia-smi, nvcc --version
+#   deps        Catch2 v2 in .deps/catch2 (headers, cmake/ and lib/libCatch2WithMain.a; copied
+#               from /usr if missing; the GPU machine is offline, so .deps/ travels along)
+#   configure   cmake --preset gpu -DCatch2_DIR=$PWD/.deps/catch2/lib/cmake/Catch2
+#   build       ninja -j16
+#   gpu_tests   ctest -L gpu (a [gpu] test reported "Skipped" here fails the step)
+#   compare     pagedkv compare --all --json $OUT/results.json --commit <sha>
+#   cpu_tests   ctest -L cpu
+#   memcheck    the [gpu] Catch2 tests under compute-sanitizer --tool memcheck
+#   ptxas       nvcc -Xptxas -v over every kernel file with the build's flags: registers, spills,
+#               stack frames, shared memory ($OUT/ptxas.log)
+#   racecheck   compute-sanitizer --tool racecheck on the [gpu][<op>] tests of each op whose
+#               kernels use shared memory (from the sources and the ptxas report)
+#   python      python3 -m pytest tests/python -m cuda, when the Python package exists (built
+#               into build/gpu-python-site; skipped cleanly otherwise)
+# Every step runs even if an earlier one failed (those that need the build are not run without
+# it); the script exits non-zero if any step failed. Each step has a time limit, cut to what is
+# left of a 530 s budget (GPU_CHECK_BUDGET_S), so the whole run stays under 9 minutes.
+#
+# The commit recorded in results.json: $PAGEDKV_COMMIT, else `git rev-parse HEAD`, else "unknown"
+# (the GPU machine may get a copy of the tree without .git: pass PAGEDKV_COMMIT then).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+OUT=${OUT:-./gpu-out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+export OUT
+command -v nvcc >/dev/null 2>&1 || export PATH=/usr/local/cuda/bin:$PATH
+export CMAKE_BUILD_PARALLEL_LEVEL=16
+commit=${PAGEDKV_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+build=build/gpu
+tests_bin=$build/tests/pagedkv_tests
+compare_bin=$build/tools/compare/pagedkv
+
+declare -a summary=()
+failed=0
+script_start=$SECONDS
+# Whole-run budget: each step's time limit is cut to what is left of it, so the script ends in
+# under 9 minutes (a device machine's command may run 10).
+budget=${GPU_CHECK_BUDGET_S:-530}
+
+# step NAME TIMEOUT_S FUNCTION: runs FUNCTION (in a fresh copy of this script, so that `timeout`
+# can stop it) with its output in $OUT/NAME.log; never stops the script. A function may print
+# "STEP-NOTE: ..." lines for the summary, and exit 99 to say that it was skipped.
+step() {
+  local name=$1 limit=$2 fn=$3 start=$SECONDS rc status notes left
+  left=$((budget - (SECONDS - script_start)))
+  if [ $left -lt 20 ]; then
+    summary+=("$(printf '%-10s %-32s' "$name" "NOT RUN (time budget spent)")")
+    failed=1
+    echo "=== $name: not run, the ${budget} s budget is spent"
+    return 0
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "=== $name"
+  timeout -k 10 "$limit" bash "$root/scripts/gpu_check.sh" __step "$fn" >"$OUT/$name.log" 2>&1
+  rc=$?
+  case $rc in
+    0) status=ok ;;
+    99) status=skipped ;;
+    124 | 137) status="FAILED (timed out after ${limit} s)"; failed=1 ;;
+    *) status="FAILED (exit $rc)"; failed=1 ;;
+  esac
+  notes=$(grep '^STEP-NOTE: ' "$OUT/$name.log" | sed 's/^STEP-NOTE: //' | paste -sd ';' -)
+  summary+=("$(printf '%-10s %-32s %4d s  %s' "$name" "$status" $((SECONDS - start)) "$notes")")
+  echo "=== $name: $status ($((SECONDS - start)) s)"
+  tail -n 12 "$OUT/$name.log" | sed 's/^/    /'
+  return 0
+}
+
+gpu_info() {
+  nvidia-smi && nvcc --version
+}
+
+deps() {
+  # Catch2's CMake package needs its headers, its cmake/ folder and lib/libCatch2WithMain.a
+  # (Catch2Targets.cmake checks that the library file exists even if nothing links it).
+  local catch=.deps/catch2
+  local -a need=(include/catch2/catch.hpp lib/cmake/Catch2/Catch2Config.cmake lib/libCatch2WithMain.a)
+  local missing=0 file
+  for file in "${need[@]}"; do [ -f "$catch/$file" ] || missing=1; done
+  if [ $missing -eq 1 ]; then
+    [ -f /usr/include/catch2/catch.hpp ] && [ -d /usr/lib/cmake/Catch2 ] &&
+      [ -f /usr/lib/libCatch2WithMain.a ] || {
+      echo "Catch2 v2 is neither complete in .deps/catch2 nor in /usr: carry .deps/ to this machine"
+      return 1
+    }
+    mkdir -p "$catch/include" "$catch/lib/cmake"
+    cp -r /usr/include/catch2 "$catch/include/"
+    cp -r /usr/lib/cmake/Catch2 "$catch/lib/cmake/"
+    cp /usr/lib/libCatch2WithMain.a "$catch/lib/"
+    echo "copied Catch2 from /usr into $catch"
+  fi
+  find "$catch" -maxdepth 3 | sort
+}
+
+configure() {
+  cmake --preset gpu -DCatch2_DIR="$root/.deps/catch2/lib/cmake/Catch2" \
+    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
+}
+
+build() {
+  ninja -C "$build" -j16
+}
+
+gpu_tests() {
+  local log
+  log=$(ctest --preset gpu -L gpu -j 2 2>&1)
+  local rc=$?
+  echo "$log"
+  if grep -q '(Skipped)' <<<"$log"; then
+    echo "STEP-NOTE: [gpu] tests were SKIPPED on the GPU machine (no CUDA device visible?)"
+    return 1
+  fi
+  echo "STEP-NOTE: $(grep -E 'tests passed|tests failed' <<<"$log" | tail -1)"
+  return $rc
+}
+
+compare() {
+  "$compare_bin" compare --all --json "$OUT/results.json" --commit "$commit"
+  local rc=$?
+  if grep -q 'GPU rows skipped' "$OUT/compare.log" 2>/dev/null; then
+    echo "STEP-NOTE: GPU rows were skipped"
+    return 1
+  fi
+  return $rc
+}
+
+cpu_tests() {
+  ctest --preset gpu -L cpu -j 16
+}
+
+memcheck() {
+  command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found"; return 1; }
+  compute-sanitizer --tool memcheck --error-exitcode 1 --print-limit 20 \
+    "$tests_bin" "[gpu]"
+}
+
+# The ops whose kernels use shared memory: a kernel file that declares __shared__ memory or
+# uses CUB block/warp collectives, or whose ptxas report shows static shared memory. The op is
+# the folder name (kernels/<family>/<op>/*.cu or kernels/<op>/*.cu), which is also its test tag.
+shared_memory_ops() {
+  {
+    grep -rlE '__shared__|cub::Block|cub::Warp' --include='*.cu' kernels
+    [ -f "$OUT/ptxas.log" ] &&
+      awk '/^### /{file=$2} / [1-9][0-9]* bytes smem/{print file}' "$OUT/ptxas.log"
+  } | while read -r file; do basename "$(dirname "$file")"; done | grep -v '^common$' | sort -u
+}
+
+racecheck() {
+  command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found"; return 1; }
+  local ops tags op rc=0
+  ops=$(shared_memory_ops)
+  if [ -z "$ops" ]; then
+    echo "no kernel uses shared memory: nothing to racecheck"
+    echo "STEP-NOTE: no kernel uses shared memory"
+    return 0
+  fi
+  tags=$("$tests_bin" --list-tags)
+  for op in $ops; do
+    if ! grep -q "\[$op\]" <<<"$tags"; then
+      echo "op $op uses shared memory but has no [$op] tests"
+      rc=1
+      continue
+    fi
+    echo "--- racecheck [gpu][$op]"
+    compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 1 \
+      --print-limit 20 "$tests_bin" "[gpu][$op]" || rc=1
+  done
+  echo "STEP-NOTE: racecheck on: $(echo $ops)"
+  return $rc
+}
+
+ptxas() {
+  # Recompile every kernel file with the build's own flags plus -Xptxas -v (object discarded).
+  local text rc
+  text=$(python3 - "$build/compile_commands.json" <<'PY'
+import concurrent.futures, json, os, shlex, subprocess, sys
+
+def report(entry):
+    path = entry["file"]
+    args = shlex.split(entry["command"])
+    while args and not args[0].endswith("nvcc"):  # drop a compiler launcher (ccache)
+        args.pop(0)
+    if "-o" in args:  # discard the object: only the resource report is wanted
+        i = args.index("-o")
+        del args[i:i + 2]
+    args += ["-Xptxas", "-v", "-o", "/dev/null"]
+    r = subprocess.run(args, cwd=entry["directory"], capture_output=True, text=True)
+    lines = [l for l in (r.stdout + r.stderr).splitlines() if "Compile time" not in l]
+    return path[path.index("/kernels/") + 1:], r.returncode, lines
+
+entries = [e for e in json.load(open(sys.argv[1]))
+           if "/kernels/" in e["file"] and e["file"].endswith(".cu")]
+failed = 0
+with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
+    for rel, rc, lines in sorted(pool.map(report, entries)):
+        print(f"### {rel}")
+        print("\n".join(lines))
+        failed |= rc != 0
+sys.exit(failed)
+PY
+  )
+  rc=$?
+  echo "$text"
+  echo
+  echo "--- kernels with a stack frame or spills"
+  grep -B1 -E '[1-9][0-9]* bytes (spill stores|spill loads|stack frame)' <<<"$text" || echo "none"
+  return $rc
+}
+
+python_tests() {
+  if [ ! -f pyproject.toml ] || [ ! -d tests/python ] || [ ! -d python ]; then
+    echo "no Python package in this tree"
+    return 99
+  fi
+  python3 -m pytest --version >/dev/null 2>&1 || { echo "pytest is not installed here"; return 99; }
+  # Installed into a folder of the build tree, not into python3's environment.
+  local site=$root/build/gpu-python-site cc rc
+  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+  rm -rf "$site"
+  CUDAARCHS=$cc python3 -m pip install -q --no-build-isolation --no-deps --no-index \
+    --target "$site" . || return 1
+  PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} python3 -m pytest -q -rs tests/python -m cuda
+  rc=$?
+  if [ $rc -eq 5 ]; then
+    echo "STEP-NOTE: no cuda-marked Python tests"
+    return 0
+  fi
+  grep -q 'SKIPPED' "$OUT/python.log" && echo "STEP-NOTE: some cuda tests were skipped (see python.log)"
+  return $rc
+}
+
+# Run one step's function when called as `gpu_check.sh __step FUNCTION` (see step()).
+if [ "${1:-}" = __step ]; then
+  "$2"
+  exit $?
+fi
+
+step gpu_info 30 gpu_info
+step deps 30 deps
+step configure 120 configure
+step build 300 build
+if [ -x "$tests_bin" ] && [ -x "$compare_bin" ]; then
+  step gpu_tests 150 gpu_tests
+  step compare 240 compare
+  step cpu_tests 90 cpu_tests
+  step memcheck 120 memcheck
+  step ptxas 60 ptxas
+  step racecheck 90 racecheck
+else
+  summary+=("(the build failed: tests, compare and sanitizers not run)")
+  failed=1
+fi
+step python 200 python_tests
+
+{
+  echo
+  echo "=== summary ($((SECONDS - script_start)) s; logs in $OUT)"
+  printf '%s\n' "${summary[@]}"
+  [ -f "$OUT/results.json" ] && echo "results: $OUT/results.json (commit $commit)"
+  [ $failed -eq 0 ] && echo "ALL STEPS OK" || echo "SOME STEPS FAILED"
+} | tee "$OUT/summary.txt"
+exit $failed

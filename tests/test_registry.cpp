@@ -1,0 +1,203 @@
+// The op registry: every entry complete and unique, its sources real files, its workload points
+// the ones design.md §4 defines, its cases buildable, its CPU reference runnable; on a GPU, the
+// naive and optimized versions agree with the CPU reference on one quick point of every op.
+#include <algorithm>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pagedkv/error.h"
+#include "pagedkv/registry.h"
+#include "support.h"
+
+#ifndef PAGEDKV_SOURCE_DIR
+#error "PAGEDKV_SOURCE_DIR (the repository root) must be defined by the build"
+#endif
+
+namespace {
+
+using pagedkv::OpEntry;
+using pagedkv::WorkloadPoint;
+
+std::vector<WorkloadPoint> all_points(const OpEntry& op, bool quick) {
+  std::vector<WorkloadPoint> points;
+  for (const std::string& workload : op.workloads)
+    for (const WorkloadPoint& p : op.points(workload, quick)) points.push_back(p);
+  return points;
+}
+
+std::set<std::int64_t> sizes_of(const std::vector<WorkloadPoint>& points) {
+  std::set<std::int64_t> sizes;
+  for (const auto& p : points) sizes.insert(p.size);
+  return sizes;
+}
+
+std::set<std::string> variants_of(const std::vector<WorkloadPoint>& points) {
+  std::set<std::string> variants;
+  for (const auto& p : points) variants.insert(p.variant);
+  return variants;
+}
+
+}  // namespace
+
+TEST_CASE("registry: every entry is complete", "[registry]") {
+  const auto& ops = pagedkv::op_registry();
+  REQUIRE(ops.size() >= 3);
+  for (const OpEntry& op : ops) {
+    CAPTURE(op.name);
+    for (const std::string* field :
+         {&op.name, &op.family, &op.role, &op.upstream, &op.cpu_source, &op.naive_source,
+          &op.optimized_source, &op.byte_model, &op.agreement_rule})
+      CHECK_FALSE(field->empty());
+    CHECK_FALSE(op.workloads.empty());
+    REQUIRE(op.points != nullptr);
+    REQUIRE(op.make_case != nullptr);
+    CHECK(op.agreement_rule.rfind("bit-exact", 0) == 0);  // copy and quantize ops
+    for (const std::string& workload : op.workloads) {
+      CAPTURE(workload);
+      CHECK_FALSE(op.points(workload, false).empty());
+      CHECK_FALSE(op.points(workload, true).empty());
+    }
+    CHECK(op.points("W99", false).empty());  // a workload the op does not run
+  }
+}
+
+TEST_CASE("registry: names are unique and find_op finds each", "[registry]") {
+  std::set<std::string> names;
+  for (const OpEntry& op : pagedkv::op_registry()) {
+    CHECK(names.insert(op.name).second);
+    CHECK(&pagedkv::find_op(op.name) == &op);
+  }
+  CHECK(names.count("swap_blocks") == 1);
+  CHECK(names.count("reshape_and_cache") == 1);
+  CHECK(names.count("reshape_and_cache_flash") == 1);
+}
+
+TEST_CASE("registry: find_op rejects an unknown name and lists the known ones", "[registry]") {
+  CHECK_THROWS_AS(pagedkv::find_op("reshape_and_cache_flashh"), pagedkv::InvalidArgument);
+  CHECK_THROWS_WITH(pagedkv::find_op("nope"),
+                    Catch::Contains("reshape_and_cache_flash") && Catch::Contains("\"nope\""));
+}
+
+TEST_CASE("registry: every source named by an entry is a file of the repository", "[registry]") {
+  const std::filesystem::path root = PAGEDKV_SOURCE_DIR;
+  for (const OpEntry& op : pagedkv::op_registry()) {
+    for (const std::string& source : {op.cpu_source, op.naive_source, op.optimized_source}) {
+      CAPTURE(op.name, source);
+      CHECK(std::filesystem::is_regular_file(root / source));
+    }
+  }
+}
+
+TEST_CASE("registry: the standard workloads have the sizes and variants of design.md",
+          "[registry]") {
+  const auto w1_sizes = std::set<std::int64_t>{1, 16, 256, 4096, 16384, 65536};
+  const auto flash = all_points(pagedkv::find_op("reshape_and_cache_flash"), false);
+  CHECK(sizes_of(flash) == w1_sizes);
+  CHECK(variants_of(flash) ==
+        std::set<std::string>{"NHD bf16", "HND bf16", "NHD fp8_e4m3", "HND fp8_e4m3"});
+  CHECK(flash.size() == 4 * 2 * 6);  // variants × {random, contiguous} × sizes
+  const auto legacy = all_points(pagedkv::find_op("reshape_and_cache"), false);
+  CHECK(sizes_of(legacy) == w1_sizes);
+  CHECK(variants_of(legacy) == std::set<std::string>{"bf16", "fp8_e4m3"});
+  for (const auto& p : flash) {
+    CHECK(p.workload == "W1");
+    CHECK(p.num_blocks == 16384);
+    CHECK((p.slots == "random" || p.slots == "contiguous"));
+    CHECK(p.size_unit == "tokens");
+  }
+  const auto swap = all_points(pagedkv::find_op("swap_blocks"), false);
+  CHECK(sizes_of(swap) == std::set<std::int64_t>{16, 256, 2048});
+  CHECK(variants_of(swap) == std::set<std::string>{"H2D", "D2H", "D2D"});
+  for (const auto& p : swap) CHECK(p.size_unit == "blocks");
+
+  // Quick points: the same variants, small sizes only.
+  for (const OpEntry& op : pagedkv::op_registry()) {
+    CAPTURE(op.name);
+    const auto quick = all_points(op, true);
+    const auto full = all_points(op, false);
+    CHECK(variants_of(quick) == variants_of(full));
+    CHECK(*sizes_of(quick).rbegin() <= 256);
+  }
+}
+
+TEST_CASE("registry: every quick point builds its case", "[registry]") {
+  for (const OpEntry& op : pagedkv::op_registry()) {
+    for (const WorkloadPoint& p : all_points(op, true)) {
+      CAPTURE(op.name, p.workload, p.variant, p.slots, p.size);
+      const auto c = op.make_case(p, 7);
+      REQUIRE(c != nullptr);
+      CHECK(c->bytes_moved() > 0);
+      CHECK(c->buffer_sets() == 1);
+    }
+  }
+}
+
+TEST_CASE("registry: byte models count each input and output byte once", "[registry]") {
+  auto bytes = [](const char* op, const char* variant, const char* workload, std::int64_t size) {
+    for (const WorkloadPoint& p : all_points(pagedkv::find_op(op), true))
+      if (p.variant == variant && p.workload == workload && p.size == size)
+        return pagedkv::find_op(op).make_case(p, 1)->bytes_moved();
+    FAIL("no such point");
+    return std::int64_t{0};
+  };
+  // One token, 8 heads × 128: key + value read as bf16 (4096 B), written as bf16 (4096 B) or
+  // fp8 (2048 B), plus one 8-byte slot.
+  CHECK(bytes("reshape_and_cache_flash", "NHD bf16", "W1", 1) == 4096 + 4096 + 8);
+  CHECK(bytes("reshape_and_cache_flash", "HND fp8_e4m3", "W1", 1) == 4096 + 2048 + 8);
+  CHECK(bytes("reshape_and_cache", "bf16", "W1", 16) == 16 * (4096 + 4096 + 8));
+  // 16 blocks of 32 KiB: once across the bus, read + written within the device.
+  CHECK(bytes("swap_blocks", "H2D", "W6", 16) == 16 * 32768);
+  CHECK(bytes("swap_blocks", "D2H", "W6", 16) == 16 * 32768);
+  CHECK(bytes("swap_blocks", "D2D", "W6", 16) == 2 * 16 * 32768);
+}
+
+TEST_CASE("registry: the CPU reference runs on the smallest point of every op", "[registry]") {
+  for (const OpEntry& op : pagedkv::op_registry()) {
+    const auto points = all_points(op, true);
+    const auto smallest = std::min_element(
+        points.begin(), points.end(), [](const auto& a, const auto& b) { return a.size < b.size; });
+    CAPTURE(op.name, smallest->variant, smallest->size);
+    const auto c = op.make_case(*smallest, 3);
+    CHECK_NOTHROW(c->run_cpu());
+    CHECK_NOTHROW(c->run_cpu());  // running it again is allowed (the tool times several runs)
+  }
+}
+
+TEST_CASE("registry: buffer sets cover more than twice the L2", "[registry]") {
+  const std::int64_t l2 = 50 << 20;
+  CHECK(pagedkv::buffer_sets_for(std::int64_t{512} << 20, l2) == 1);
+  CHECK(pagedkv::buffer_sets_for(2 * l2, l2) == 2);
+  CHECK(pagedkv::buffer_sets_for(std::int64_t{8} << 20, l2) * (std::int64_t{8} << 20) > 2 * l2);
+  CHECK(pagedkv::buffer_sets_for(4096, l2) == pagedkv::kMaxBufferSets);
+  CHECK(pagedkv::buffer_sets_for(0, l2) == 1);
+}
+
+TEST_CASE("registry: naive and optimized agree bit for bit with the CPU on a quick point",
+          "[gpu][registry]") {
+  PAGEDKV_REQUIRE_GPU();
+  for (const OpEntry& op : pagedkv::op_registry()) {
+    for (const WorkloadPoint& p : all_points(op, true)) {
+      if (p.size != 16) continue;  // one small size, every variant and slot pattern
+      CAPTURE(op.name, p.variant, p.slots, p.size);
+      const auto c = op.make_case(p, 11);
+      c->run_cpu();
+      // A small "L2" keeps the number of buffer sets small but above one.
+      c->prepare_device(std::int64_t{4} << 20);
+      CHECK(c->buffer_sets() > 1);
+      for (pagedkv::Impl impl : {pagedkv::Impl::naive, pagedkv::Impl::optimized}) {
+        CAPTURE(pagedkv::impl_name(impl));
+        const pagedkv::Agreement agreement = c->check(impl);
+        CHECK(agreement.bit_exact);
+        CHECK(agreement.bytes_differing == 0);
+        CHECK(agreement.bytes_compared > 0);
+      }
+      // The timed entry point writes the same bytes as the checked one.
+      c->reset_outputs();
+      c->launch(pagedkv::Impl::optimized, 0, nullptr);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      CHECK(c->compare_outputs().bit_exact);
+    }
+  }
+}

@@ -1,0 +1,556 @@
+// pagedkv — the side-by-side comparison tool (design.md §4).
+//
+//   pagedkv list [--json]
+//   pagedkv compare <op>...|--all [--workload W1|W6] [--quick] [--size N] [--variant V]
+//                   [--slots random|contiguous] [--json FILE] [--seed N] [--commit SHA]
+//                   [--repeats N]
+//
+// For every workload point of the chosen ops it runs the CPU reference, the naive and the
+// optimized CUDA kernels, checks that both kernels agree with the CPU reference bit for bit over
+// the whole output, and times them next to a size-matched copy (and a Thrust call where the op is
+// a plain scatter), all in the same run. Without a GPU it runs the CPU rows and says why the GPU
+// rows were skipped.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include "library_rows.h"
+#include "pagedkv/buffers.h"
+#include "pagedkv/cuda_runtime.h"
+#include "pagedkv/error.h"
+#include "pagedkv/registry.h"
+#include "report.h"
+#include "timing.h"
+
+namespace pagedkv::compare {
+
+namespace {
+
+constexpr const char* kUsage = R"(usage:
+  pagedkv list [--json]
+      The op registry: every op, its family, sources, byte model and workloads.
+  pagedkv compare <op>... | --all [options]
+      Runs the CPU reference, the naive and the optimized kernels of each op on its standard
+      workloads, checks bit-exact agreement and prints one table.
+options:
+  --workload W     only this workload (W1, W6)
+  --quick          small sizes only (the default without a GPU, unless --size is given)
+  --size N         only points of N tokens / blocks
+  --variant V      only this variant (e.g. "NHD bf16", "fp8_e4m3", "H2D")
+  --slots S        only this slot pattern (random, contiguous)
+  --json FILE      also write the rows as JSON (schema: results/README.md)
+  --seed N         seed of the random inputs (default 1)
+  --commit SHA     commit recorded in the JSON (default: $PAGEDKV_COMMIT, else git rev-parse HEAD)
+  --repeats N      timed repeats per GPU row (default 20, at least 10)
+)";
+
+struct Options {
+  std::string command;
+  bool list_json = false;
+  bool all = false;
+  std::vector<std::string> ops;
+  std::string workload, variant, slots, json_path, commit;
+  bool quick = false;
+  std::optional<std::int64_t> size;
+  std::uint64_t seed = 1;
+  int repeats = 20;
+};
+
+std::int64_t parse_integer(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  PAGEDKV_CHECK(!text.empty() && end && *end == '\0' && value >= 0, flag,
+                ": expected a non-negative integer, got \"", text, "\"");
+  return value;
+}
+
+Options parse(int argc, char** argv) {
+  Options options;
+  PAGEDKV_CHECK(argc >= 2, "expected a command (list or compare)");
+  options.command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      PAGEDKV_CHECK(i + 1 < argc, arg, ": expected a value");
+      return argv[++i];
+    };
+    if (arg == "--json") {
+      if (options.command == "list") {
+        options.list_json = true;
+      } else {
+        options.json_path = value();
+      }
+    } else if (arg == "--all") {
+      options.all = true;
+    } else if (arg == "--workload") {
+      options.workload = value();
+    } else if (arg == "--quick") {
+      options.quick = true;
+    } else if (arg == "--size") {
+      options.size = parse_integer(arg, value());
+    } else if (arg == "--variant") {
+      options.variant = value();
+    } else if (arg == "--slots") {
+      options.slots = value();
+    } else if (arg == "--seed") {
+      options.seed = static_cast<std::uint64_t>(parse_integer(arg, value()));
+    } else if (arg == "--commit") {
+      options.commit = value();
+    } else if (arg == "--repeats") {
+      options.repeats = static_cast<int>(parse_integer(arg, value()));
+      PAGEDKV_CHECK(options.repeats >= 10, "--repeats: expected at least 10, got ",
+                    options.repeats);
+    } else if (!arg.empty() && arg[0] == '-') {
+      reject("unknown option \"", arg, "\"");
+    } else {
+      find_op(arg);  // rejects unknown names with the list of known ones
+      options.ops.push_back(arg);
+    }
+  }
+  return options;
+}
+
+// ---------------------------------------------------------------------------------------------
+// pagedkv list
+
+std::string json_string_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + json_string(items[i]);
+  return out + "]";
+}
+
+int run_list(const Options& options) {
+  const auto& ops = op_registry();
+  if (options.list_json) {
+    std::cout << "{\"ops\": [";
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const OpEntry& e = ops[i];
+      std::cout << (i ? ",\n  {" : "\n  {") << "\"name\": " << json_string(e.name)
+                << ", \"family\": " << json_string(e.family)
+                << ", \"role\": " << json_string(e.role)
+                << ", \"upstream\": " << json_string(e.upstream)
+                << ", \"cpu_source\": " << json_string(e.cpu_source)
+                << ", \"naive_source\": " << json_string(e.naive_source)
+                << ", \"optimized_source\": " << json_string(e.optimized_source)
+                << ", \"byte_model\": " << json_string(e.byte_model)
+                << ", \"agreement_rule\": " << json_string(e.agreement_rule)
+                << ", \"workloads\": " << json_string_list(e.workloads) << "}";
+    }
+    std::cout << "\n]}\n";
+    return 0;
+  }
+  for (const OpEntry& e : ops) {
+    std::cout << e.name << "  (" << e.family << "; workloads";
+    for (const auto& w : e.workloads) std::cout << " " << w;
+    std::cout << ")\n  " << e.role << "\n"
+              << "  cpu:        " << e.cpu_source << "\n"
+              << "  naive:      " << e.naive_source << "\n"
+              << "  optimized:  " << e.optimized_source << "\n"
+              << "  upstream:   " << e.upstream << "\n"
+              << "  byte model: " << e.byte_model << "\n"
+              << "  agreement:  " << e.agreement_rule << "\n\n";
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where the run happens
+
+std::string command_output(const char* command) {
+  std::string out;
+  if (FILE* pipe = popen(command, "r")) {
+    char buffer[256];
+    while (std::fgets(buffer, sizeof buffer, pipe)) out += buffer;
+    if (pclose(pipe) != 0) return "";
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' '))
+    out.pop_back();
+  const auto newline = out.find('\n');  // one line (the first GPU's driver)
+  return newline == std::string::npos ? out : out.substr(0, newline);
+}
+
+std::string version_text(int version) {
+  return std::to_string(version / 1000) + "." + std::to_string((version % 1000) / 10);
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
+// Why no GPU rows can run, or "" when a device is there.
+std::string gpu_unavailable_reason() {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("no usable CUDA device (cudaGetDeviceCount: ") + cudaGetErrorName(status) +
+           ", " + cudaGetErrorString(status) + ")";
+  }
+  if (count == 0) return "no CUDA device found (cudaGetDeviceCount returned 0)";
+  return pagedkv::cuda_device_available() ? "" : "no usable CUDA device";
+}
+
+RunInfo describe_run(const Options& options, bool gpu, const std::string& reason) {
+  RunInfo info;
+  info.seed = options.seed;
+  info.date = utc_now();
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  info.host = host;
+  info.commit = options.commit;
+  if (info.commit.empty()) {
+    if (const char* env = std::getenv("PAGEDKV_COMMIT")) info.commit = env;
+  }
+  if (info.commit.empty()) info.commit = command_output("git rev-parse HEAD 2>/dev/null");
+  if (info.commit.empty()) info.commit = "unknown";
+  int runtime = 0;
+  cudaRuntimeGetVersion(&runtime);
+  info.cuda = "runtime " + version_text(runtime) + ", built with " + version_text(CUDART_VERSION);
+  if (!gpu) {
+    info.gpu_rows_skipped = reason;
+    return info;
+  }
+  cudaDeviceProp properties{};
+  PAGEDKV_CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
+  info.gpu = properties.name;
+  info.l2_bytes = properties.l2CacheSize;
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  const std::string smi =
+      command_output("nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null");
+  info.driver =
+      (smi.empty() ? std::string("?") : smi) + " (CUDA " + version_text(driver) + " driver API)";
+  return info;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The size-matched copy
+
+// Fills a buffer of any kind with non-zero pseudo-random bytes (a copy's speed does not depend
+// on the data, but a constant pattern is never what an op moves).
+void fill_pattern(Buffer& buffer, std::uint64_t seed) {
+  std::vector<std::uint64_t> pattern(std::min<std::size_t>(buffer.size() / 8 + 1, (8u << 20) / 8));
+  for (auto& word : pattern) {
+    seed += 0x9E3779B97F4A7C15ull;
+    std::uint64_t z = (seed ^ (seed >> 30)) * 0xBF58476D1CE4E5B9ull;
+    word = (z ^ (z >> 27)) | 0x0101010101010101ull;
+  }
+  const std::size_t chunk = pattern.size() * 8;
+  for (std::size_t at = 0; at < buffer.size(); at += chunk) {
+    const std::size_t n = std::min(chunk, buffer.size() - at);
+    if (buffer.memory() == Memory::device) {
+      PAGEDKV_CUDA_CHECK(cudaMemcpy(buffer.data() + at, pattern.data(), n, cudaMemcpyHostToDevice));
+    } else {
+      std::memcpy(buffer.data() + at, pattern.data(), n);
+    }
+  }
+}
+
+// Buffers for `sets` copies of `bytes` bytes of the given kind.
+struct CopyBaseline {
+  Buffer src, dst;
+  std::size_t bytes = 0;
+  int sets = 1;
+  cudaMemcpyKind kind = cudaMemcpyDeviceToDevice;
+
+  CopyBaseline(CopyKind copy, std::int64_t bytes_moved, std::int64_t l2_bytes) {
+    // A D2D copy of N bytes reads N and writes N: it matches an op that moves 2N bytes.
+    bytes = static_cast<std::size_t>(copy == CopyKind::device_to_device ? bytes_moved / 2
+                                                                        : bytes_moved);
+    sets = buffer_sets_for(bytes_moved, l2_bytes);
+    kind = copy == CopyKind::device_to_device ? cudaMemcpyDeviceToDevice
+           : copy == CopyKind::host_to_device ? cudaMemcpyHostToDevice
+                                              : cudaMemcpyDeviceToHost;
+    src = Buffer(copy == CopyKind::host_to_device ? Memory::pinned : Memory::device, bytes * sets);
+    dst = Buffer(copy == CopyKind::device_to_host ? Memory::pinned : Memory::device, bytes * sets);
+    fill_pattern(src, 0xC0FFEEull);
+  }
+  void launch(int set, cudaStream_t stream) const {
+    const std::size_t offset = bytes * static_cast<std::size_t>(set);
+    PAGEDKV_CUDA_CHECK(
+        cudaMemcpyAsync(dst.data() + offset, src.data() + offset, bytes, kind, stream));
+  }
+};
+
+// Device copy bandwidth (read + write) of one large cudaMemcpyAsync, for the run's header.
+double measure_copy_bandwidth(cudaStream_t stream, const GpuTimingOptions& timing) {
+  const std::int64_t bytes = std::int64_t{512} << 20;  // 256 MiB copied: 512 MiB moved
+  CopyBaseline copy(CopyKind::device_to_device, bytes, 0);
+  const Timing t =
+      time_gpu([&](int set, cudaStream_t s) { copy.launch(set, s); }, 1, stream, timing);
+  return static_cast<double>(bytes) / (t.median_us * 1e3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// pagedkv compare
+
+Row base_row(const OpEntry& op, const WorkloadPoint& point, const std::string& impl,
+             std::int64_t bytes) {
+  Row row;
+  row.op = op.name;
+  row.workload = point.workload;
+  row.variant = point.variant;
+  row.slots = point.slots;
+  row.impl = impl;
+  row.size = point.size;
+  row.size_unit = point.size_unit;
+  row.bytes = bytes;
+  return row;
+}
+
+void set_time(Row& row, const Timing& timing, int sets) {
+  row.median_us = timing.median_us;
+  row.gbps = timing.median_us > 0 ? static_cast<double>(row.bytes) / (timing.median_us * 1e3) : 0.0;
+  row.method = timing.method;
+  row.repeats = timing.repeats;
+  row.launches_per_repeat = timing.launches_per_repeat;
+  row.buffer_sets = sets;
+}
+
+void set_agreement(Row& row, const Agreement& agreement) {
+  row.bit_exact = agreement.bit_exact;
+  row.max_abs_err = agreement.max_abs_err;
+  row.bytes_differing = agreement.bytes_differing;
+}
+
+// Runs one GPU row: agreement check, then timing; a failure becomes the row's error.
+void gpu_row(Row& row, const std::function<Agreement()>& check,
+             const std::function<void(int, cudaStream_t)>& launch, int sets, cudaStream_t stream,
+             const GpuTimingOptions& timing) {
+  try {
+    if (check) set_agreement(row, check());
+    set_time(row, time_gpu(launch, sets, stream, timing), sets);
+  } catch (const std::exception& e) {
+    row.error = e.what();
+  }
+}
+
+std::vector<std::string> run_notes(const RunInfo& info, bool gpu, bool quick, int repeats) {
+  std::vector<std::string> notes;
+  if (gpu) {
+    notes.push_back(
+        "naive and optimized rows time launch_<op>() on an already validated plan: argument "
+        "validation, including the synchronizing slot-range check, is never inside the timed "
+        "region.");
+    notes.push_back(
+        "GPU timing: warm-up, then CUDA events around CUDA-graph replays of many launches "
+        "(falling back to plain launches where a row cannot be captured: method \"stream\"), "
+        "median of " +
+        std::to_string(repeats) +
+        " repeats, per launch. Launches rotate over "
+        "buffer sets (up to " +
+        std::to_string(kMaxBufferSets) +
+        ") so that one replay touches "
+        "more than 2 x L2 (" +
+        std::to_string(info.l2_bytes.value_or(0) >> 20) +
+        " MiB); the "
+        "smallest points stay L2-resident and launch-bound: judge them by % of copy, not GB/s.");
+    notes.push_back(
+        "copy: size-matched baseline measured in the same run: one cudaMemcpyAsync D2D of "
+        "bytes/2 (read + write = bytes) for cache writes and D2D swaps, one bulk pinned "
+        "cudaMemcpyAsync of the same bytes for H2D / D2H swaps. % of copy = copy time / op time "
+        "at the same byte count (= the ratio of GB/s).");
+    notes.push_back(
+        "thrust: the op written as one thrust::scatter per tensor of 16-byte units (2-byte units "
+        "for the transposed legacy value cache), only where the op is a plain scatter (no "
+        "quantization): what a library call gives you.");
+    notes.push_back(
+        "agreement: each GPU version runs once through its checked entry point on outputs "
+        "filled with 0xFF bytes (NaN in every float format); the whole output, untouched bytes "
+        "included, is compared byte for byte with the CPU reference. max_abs_err is over "
+        "differing elements, decoded as the cache element type (fp8 without its scale).");
+  }
+  notes.push_back(
+      "cpu rows: host wall clock of the checked CPU reference (validation included), median of "
+      "up to 9 runs (3 above 20 ms, 1 above 0.2 s).");
+  notes.push_back(
+      std::string("inputs: random, never zeros. W1 keys and values are views into a fused qkv "
+                  "activation [tokens, 32 + 8 + 8 heads, 128] bf16 (only the 8 kv heads are "
+                  "written); W6 moves 32 KiB blocks between pools with a random mapping") +
+      (gpu ? ", the host pools of H2D / D2H pinned." : "."));
+  if (quick)
+    notes.push_back(
+        "quick run: small sizes only, W1 into a 1024-block cache, W6 with 512-block pools.");
+  return notes;
+}
+
+int run_compare(const Options& options) {
+  PAGEDKV_CHECK(options.all || !options.ops.empty(),
+                "compare: expected an op name or --all (see `pagedkv list`)");
+  std::vector<const OpEntry*> ops;
+  for (const OpEntry& op : op_registry()) {
+    bool chosen = options.all;
+    for (const auto& name : options.ops) chosen |= name == op.name;
+    if (chosen) ops.push_back(&op);
+  }
+
+  const std::string reason = gpu_unavailable_reason();
+  const bool gpu = reason.empty();
+  const bool quick = options.quick || (!gpu && !options.size);
+  RunInfo info = describe_run(options, gpu, reason);
+  info.quick = quick;
+  info.notes = run_notes(info, gpu, quick, options.repeats);
+
+  GpuTimingOptions timing;
+  timing.repeats = options.repeats;
+  cudaStream_t stream = nullptr;
+  if (gpu) {
+    PAGEDKV_CUDA_CHECK(cudaSetDevice(0));
+    PAGEDKV_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    info.copy_bandwidth_gbps = measure_copy_bandwidth(stream, timing);
+  }
+  const std::int64_t l2 = info.l2_bytes.value_or(0);
+
+  // Every point of every chosen op, after the filters.
+  std::vector<std::pair<const OpEntry*, WorkloadPoint>> points;
+  for (const OpEntry* op : ops)
+    for (const std::string& workload : op->workloads) {
+      if (!options.workload.empty() && workload != options.workload) continue;
+      for (const WorkloadPoint& p : op->points(workload, quick && !options.size)) {
+        if (options.size && p.size != *options.size) continue;
+        if (!options.variant.empty() && p.variant != options.variant) continue;
+        if (!options.slots.empty() && p.slots != options.slots) continue;
+        points.emplace_back(op, p);
+      }
+    }
+  PAGEDKV_CHECK(!points.empty(), "compare: no workload point matches the filters");
+
+  std::vector<Row> rows;
+  bool all_agree = true;
+  int index = 0;
+  for (const auto& [op, point] : points) {
+    ++index;
+    std::fprintf(stderr, "[%2d/%zu] %s %s %s %s %lld %s\n", index, points.size(), op->name.c_str(),
+                 point.workload.c_str(), point.variant.c_str(), point.slots.c_str(),
+                 static_cast<long long>(point.size), point.size_unit.c_str());
+    std::unique_ptr<OpCase> c;
+    Row cpu_row = base_row(*op, point, "cpu", 0);
+    try {
+      c = op->make_case(point, options.seed);
+      cpu_row.bytes = c->bytes_moved();
+      set_time(cpu_row, time_host([&] { c->run_cpu(); }), 1);
+    } catch (const std::exception& e) {
+      cpu_row.error = e.what();
+      rows.push_back(cpu_row);
+      all_agree = false;
+      continue;  // without a CPU reference there is nothing to compare with
+    }
+    rows.push_back(cpu_row);
+    if (!gpu) continue;
+
+    const std::int64_t bytes = c->bytes_moved();
+    Row naive = base_row(*op, point, "naive", bytes);
+    Row optimized = base_row(*op, point, "optimized", bytes);
+    Row library = base_row(*op, point, "thrust", bytes);
+    Row copy = base_row(*op, point, "copy", bytes);
+    bool has_library = false;
+    try {
+      c->prepare_device(l2);
+      const int sets = c->buffer_sets();
+      gpu_row(
+          naive, [&] { return c->check(Impl::naive); },
+          [&](int set, cudaStream_t s) { c->launch(Impl::naive, set, s); }, sets, stream, timing);
+      gpu_row(
+          optimized, [&] { return c->check(Impl::optimized); },
+          [&](int set, cudaStream_t s) { c->launch(Impl::optimized, set, s); }, sets, stream,
+          timing);
+      std::vector<std::vector<UnitScatter>> scatters;
+      for (int set = 0; set < sets; ++set) scatters.push_back(c->library_scatters(set));
+      has_library = !scatters[0].empty();
+      if (has_library) {
+        auto run_library = [&](int set, cudaStream_t s) {
+          for (const UnitScatter& scatter : scatters[static_cast<std::size_t>(set)])
+            run_library_scatter(scatter, s);
+        };
+        auto check_library = [&] {
+          c->reset_outputs();
+          run_library(0, stream);
+          PAGEDKV_CUDA_CHECK(cudaStreamSynchronize(stream));
+          return c->compare_outputs();
+        };
+        gpu_row(library, check_library, run_library, sets, stream, timing);
+      }
+      const CopyBaseline baseline(c->copy_kind(), bytes, l2);
+      gpu_row(
+          copy, nullptr, [&](int set, cudaStream_t s) { baseline.launch(set, s); }, baseline.sets,
+          stream, timing);
+    } catch (const std::exception& e) {
+      for (Row* row : {&naive, &optimized, &copy})
+        if (row->error.empty() && !row->median_us) row->error = e.what();
+    }
+    if (copy.median_us) {
+      copy.pct_of_copy = 100.0;
+      for (Row* row : {&naive, &optimized, &library})
+        if (row->median_us && *row->median_us > 0)
+          row->pct_of_copy = 100.0 * *copy.median_us / *row->median_us;
+    }
+    for (Row* row : {&naive, &optimized, &library, &copy}) {
+      if (row == &library && !has_library) continue;
+      if (!row->error.empty() || (row->bit_exact && !*row->bit_exact)) all_agree = false;
+      rows.push_back(*row);
+    }
+  }
+  if (stream) cudaStreamDestroy(stream);
+
+  print_table(std::cout, rows, info);
+  if (!options.json_path.empty()) {
+    write_json(options.json_path, rows, info);
+    std::cout << "JSON written to " << options.json_path << "\n";
+  }
+  if (!all_agree) {
+    std::cout << "FAILED: some rows disagree with the CPU reference or could not run (see the "
+                 "agreement column)\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  Options options;
+  try {
+    if (argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+      std::cout << kUsage;
+      return 0;
+    }
+    options = parse(argc, argv);
+    PAGEDKV_CHECK(options.command == "list" || options.command == "compare", "unknown command \"",
+                  options.command, "\" (expected list or compare)");
+  } catch (const InvalidArgument& e) {
+    std::cerr << "pagedkv: " << e.what() << "\n\n" << kUsage;
+    return 2;
+  }
+  try {
+    return options.command == "list" ? run_list(options) : run_compare(options);
+  } catch (const InvalidArgument& e) {
+    std::cerr << "pagedkv: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "pagedkv: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace pagedkv::compare
+
+int main(int argc, char** argv) { return pagedkv::compare::run(argc, argv); }
