@@ -1,0 +1,312 @@
+// reshape_and_cache_flash, optimized CUDA version.
+//
+// The op is a scatter of whole rows: token t's key row (num_heads × head_size elements) lands in
+// slot slot_mapping[t], one head row (head_size contiguous elements) at a time; the value row
+// likewise. Nothing is computed except the optional fp8 conversion, so the speed limit is the
+// memory bandwidth, and the job is to keep enough wide, aligned accesses in flight. What this
+// version does differently from naive.cu (one thread per element):
+//
+//   1. 16-byte vectors. Each thread moves kVec elements per instruction: 8 bf16/f16 or 4 f32 are
+//      one 16-byte load; the store is 16 bytes ("auto") or kVec bytes (fp8). The width is chosen
+//      on the host from the real pointers and strides (pick_vector_width): 16 bytes when every
+//      source and destination address is 16-byte aligned, else 8, 4, 2 bytes, down to one
+//      element. Upstream aligns only the source, which crashes on a misaligned destination
+//      (head_size 46 × 13 heads); here a misaligned layout just runs narrower.
+//   2. A group of threads per token. One token's rows are split into vectors; a power-of-two
+//      group of threads shares them so that each thread handles about kUnroll vectors (W1:
+//      2 × 8 × 128 bf16 = 256 vectors → 64 threads, 4 tokens per 256-thread block). Small heads
+//      no longer leave most of a block idle, and large ones are looped over.
+//   3. The slot is read once per token per thread (one broadcast load per warp), and the 64-bit
+//      division slot → (block, offset) is done once per token and thread, not once per element.
+//   4. kUnroll independent loads in flight per thread before the first store, and they are issued
+//      without waiting for the slot: the row is read while slot_mapping is still in flight
+//      (padding rows are read for nothing; they are rare, and they exist in key and value).
+//   5. Scales: a per-tensor scale is read once per thread; a per-head scale once per vector,
+//      next to the data load so its latency overlaps it (the same address for the 16 threads of
+//      a head row: one cached broadcast).
+//   6. Consecutive threads take consecutive vectors of a head row, so a warp writes whole head
+//      rows (256 bytes for 128 bf16, 128 bytes for 128 fp8) as full, coalesced sectors, in NHD
+//      and HND alike.
+//   No shared memory: every byte is touched exactly once, there is nothing to reuse.
+//
+// Measured: (to be filled in from the GPU run: W1 NHD/HND × bf16/fp8-e4m3 at 65536 tokens,
+//            GB/s and % of the device-copy bandwidth)
+#include "pagedkv/ops/reshape_and_cache_flash.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "common/convert.cuh"
+#include "common/dispatch.cuh"
+#include "common/vec.cuh"
+#include "pagedkv/cuda_runtime.h"
+
+namespace pagedkv::kernels::flash_optimized {
+
+/// Threads per block (a multiple of every threads_per_token, which are powers of two ≤ it).
+constexpr int kThreadsPerBlock = 256;
+/// Vectors each thread loads before it stores (trick 4).
+constexpr int kUnroll = 4;
+
+/// \brief What the kernel needs besides the pointers, derived on the host from the plan and the
+/// chosen vector width. Strides in elements.
+struct TokenWork {
+  std::int64_t num_tokens = 0;    ///< slots to process
+  std::int64_t key_stride = 0;    ///< key.stride(0)
+  std::int64_t value_stride = 0;  ///< value.stride(0)
+  std::int64_t block_size = 0;    ///< slots per block
+  std::int64_t block_stride = 0;  ///< cache stride(0)
+  std::int64_t page_stride = 0;   ///< cache stride(1)
+  std::int64_t head_stride = 0;   ///< cache stride(2)
+  int vectors_per_head = 0;       ///< head_size / kVec
+  int vectors_per_row = 0;        ///< num_heads × vectors_per_head: one token's key (or value) row
+  int vectors_per_token = 0;      ///< 2 × vectors_per_row: the key row, then the value row
+  int threads_per_token = 0;      ///< power of two dividing kThreadsPerBlock
+  bool per_head_scale = false;    ///< k_scale / v_scale hold num_heads values
+};
+
+/// \brief Writes the tokens' key and value rows into their slots, kVec elements per access.
+/// \tparam Activation float, __half or __nv_bfloat16.
+/// \tparam kKind how the cache stores an element.
+/// \tparam kVec elements per vector; every address the kernel forms is aligned to it (host check).
+/// \param key [T_pad, num_heads, head_size], rows work.key_stride apart.
+/// \param value [T_pad, num_heads, head_size], rows work.value_stride apart.
+/// \param key_cache [num_blocks, block_size, num_heads, head_size] with the work's strides.
+/// \param value_cache same strides as key_cache.
+/// \param slot_mapping [num_tokens]; negative = padding.
+/// \param k_scale [1] or [num_heads]; read only for fp8.
+/// \param v_scale [1] or [num_heads]; read only for fp8.
+/// \param work sizes and strides.
+template <typename Activation, KvCacheDtype kKind, int kVec>
+__global__ void __launch_bounds__(kThreadsPerBlock) reshape_and_cache_flash_kernel(
+    const Activation* __restrict__ key, const Activation* __restrict__ value,
+    typename CacheElement<Activation, kKind>::type* __restrict__ key_cache,
+    typename CacheElement<Activation, kKind>::type* __restrict__ value_cache,
+    const std::int64_t* __restrict__ slot_mapping, const float* __restrict__ k_scale,
+    const float* __restrict__ v_scale, TokenWork work) {
+  using Cache = typename CacheElement<Activation, kKind>::type;
+
+  // Trick 2: the block is tokens_per_block groups of threads_per_token threads, one per token.
+  const int tokens_per_block = kThreadsPerBlock / work.threads_per_token;
+  const int group = static_cast<int>(threadIdx.x) / work.threads_per_token;
+  const int lane = static_cast<int>(threadIdx.x) % work.threads_per_token;
+
+  // Trick 5: a per-tensor scale is read once ("auto" never reads a scale).
+  float key_scale = 1.f;
+  float value_scale = 1.f;
+  if constexpr (is_fp8(kKind)) {
+    if (!work.per_head_scale) {
+      key_scale = k_scale[0];
+      value_scale = v_scale[0];
+    }
+  }
+
+  for (std::int64_t token = static_cast<std::int64_t>(blockIdx.x) * tokens_per_block + group;
+       token < work.num_tokens; token += static_cast<std::int64_t>(gridDim.x) * tokens_per_block) {
+    const std::int64_t slot = slot_mapping[token];  // trick 3: once per token
+    const Activation* key_row = key + token * work.key_stride;      // [num_heads * head_size]
+    const Activation* value_row = value + token * work.value_stride;
+
+    for (int first = lane; first < work.vectors_per_token;
+         first += work.threads_per_token * kUnroll) {
+      // Trick 4: issue all loads first. Vector v of the token is element v * kVec of the key
+      // row (v < vectors_per_row) or of the value row; rows are packed, so no head arithmetic
+      // is needed on the source side.
+      AlignedVector<Activation, kVec> loaded[kUnroll];
+      float scale[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) {
+        const int v = first + k * work.threads_per_token;  // trick 6: lane i takes vector i
+        if (v < work.vectors_per_token) {
+          const bool is_value = v >= work.vectors_per_row;
+          const int in_row = is_value ? v - work.vectors_per_row : v;
+          loaded[k] = load_vector<kVec>((is_value ? value_row : key_row) + in_row * kVec);
+          scale[k] = is_value ? value_scale : key_scale;
+          if constexpr (is_fp8(kKind)) {
+            if (work.per_head_scale) {
+              const int head = in_row / work.vectors_per_head;
+              scale[k] = (is_value ? v_scale : k_scale)[head];
+            }
+          }
+        }
+      }
+
+      if (slot < 0) continue;  // padding token: nothing is written
+      // Trick 3: one 64-bit division per token and round of kUnroll vectors (usually a single
+      // round), not one per element. It comes after the loads so that they do not wait for it.
+      const std::int64_t block = slot / work.block_size;
+      const std::int64_t offset_in_block = slot - block * work.block_size;
+      const std::int64_t slot_element =
+          block * work.block_stride + offset_in_block * work.page_stride;
+
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) {
+        const int v = first + k * work.threads_per_token;
+        if (v < work.vectors_per_token) {
+          const bool is_value = v >= work.vectors_per_row;
+          const int in_row = is_value ? v - work.vectors_per_row : v;
+          const int head = in_row / work.vectors_per_head;
+          const int d = (in_row - head * work.vectors_per_head) * kVec;  // first element
+          AlignedVector<Cache, kVec> converted;
+#pragma unroll
+          for (int e = 0; e < kVec; ++e) {
+            converted.elements[e] = to_cache<kKind>(loaded[k].elements[e], scale[k]);
+          }
+          Cache* cache = is_value ? value_cache : key_cache;
+          store_vector<kVec>(cache + slot_element + head * work.head_stride + d, converted);
+        }
+      }
+    }
+  }
+}
+
+/// \brief The widest vector (in elements, at most 16 bytes of activations) such that every
+/// address the kernel forms is aligned for both the activation loads and the cache stores
+/// (trick 1). One element always works.
+/// \tparam Activation key/value element type.
+/// \tparam Cache cache element type.
+/// \param plan the validated plan.
+/// \param key the key view (its data pointer).
+/// \param value the value view.
+/// \param key_cache the key cache view.
+/// \param value_cache the value cache view.
+/// \return kVec for the launch: 8, 4, 2 or 1 (16-bit activations) or 4, 2, 1 (f32).
+template <typename Activation, typename Cache>
+int pick_vector_width(const ReshapeAndCacheFlashPlan& plan, const TensorView& key,
+                      const TensorView& value, const TensorView& key_cache,
+                      const TensorView& value_cache) {
+  for (int count = 16 / static_cast<int>(sizeof(Activation)); count > 1; count /= 2) {
+    const std::size_t load_bytes = count * sizeof(Activation);
+    const std::size_t store_bytes = count * sizeof(Cache);
+    // Source vector addresses: row start + head * head_size + multiple of count.
+    const bool source_ok = plan.head_size % count == 0 &&
+                           stride_allows(plan.key_stride, plan.num_tokens, count) &&
+                           stride_allows(plan.value_stride, plan.num_tokens, count) &&
+                           is_aligned(key.data, load_bytes) && is_aligned(value.data, load_bytes);
+    // Destination: block, page and head steps, then a multiple of count within the head row.
+    const bool destination_ok = stride_allows(plan.block_stride, plan.num_blocks, count) &&
+                                stride_allows(plan.page_stride, plan.block_size, count) &&
+                                stride_allows(plan.head_stride, plan.num_heads, count) &&
+                                is_aligned(key_cache.data, store_bytes) &&
+                                is_aligned(value_cache.data, store_bytes);
+    if (source_ok && destination_ok) return count;
+  }
+  return 1;
+}
+
+/// \brief Chooses the thread grouping for vectors of kVec elements and launches the kernel.
+/// \tparam Activation key/value element type.
+/// \tparam kKind cache kind.
+/// \tparam kVec elements per vector (from pick_vector_width()).
+/// \param plan the validated plan.
+/// \param key key view.
+/// \param value value view.
+/// \param key_cache key cache view.
+/// \param value_cache value cache view.
+/// \param slot_mapping slot view.
+/// \param k_scale key scale (fp8 only).
+/// \param v_scale value scale (fp8 only).
+/// \param stream where to launch.
+template <typename Activation, KvCacheDtype kKind, int kVec>
+void launch_with_vector(const ReshapeAndCacheFlashPlan& plan, const TensorView& key,
+                        const TensorView& value, const TensorView& key_cache,
+                        const TensorView& value_cache, const TensorView& slot_mapping,
+                        const TensorView& k_scale, const TensorView& v_scale,
+                        cudaStream_t stream) {
+  using Cache = typename CacheElement<Activation, kKind>::type;
+  TokenWork work;
+  work.num_tokens = plan.num_tokens;
+  work.key_stride = plan.key_stride;
+  work.value_stride = plan.value_stride;
+  work.block_size = plan.block_size;
+  work.block_stride = plan.block_stride;
+  work.page_stride = plan.page_stride;
+  work.head_stride = plan.head_stride;
+  // The contract bounds num_heads × head_size, so these fit in int.
+  work.vectors_per_head = static_cast<int>(plan.head_size / kVec);
+  work.vectors_per_row = static_cast<int>(plan.num_heads) * work.vectors_per_head;
+  work.vectors_per_token = 2 * work.vectors_per_row;
+  work.per_head_scale = plan.per_head_scale;
+
+  // Trick 2: the smallest power-of-two group that covers the token in kUnroll vectors per
+  // thread, at most the whole block (larger tokens loop).
+  const int wanted = (work.vectors_per_token + kUnroll - 1) / kUnroll;
+  work.threads_per_token = 1;
+  while (work.threads_per_token < wanted && work.threads_per_token < kThreadsPerBlock) {
+    work.threads_per_token *= 2;
+  }
+  const std::int64_t tokens_per_block = kThreadsPerBlock / work.threads_per_token;
+  const std::int64_t blocks_needed = (plan.num_tokens + tokens_per_block - 1) / tokens_per_block;
+  // The token loop is grid-stride, so any grid is correct; 2^30 is beyond any real size.
+  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>(blocks_needed, 1 << 30));
+
+  const bool fp8 = is_fp8(kKind);
+  reshape_and_cache_flash_kernel<Activation, kKind, kVec><<<blocks, kThreadsPerBlock, 0, stream>>>(
+      static_cast<const Activation*>(key.data), static_cast<const Activation*>(value.data),
+      static_cast<Cache*>(key_cache.data), static_cast<Cache*>(value_cache.data),
+      static_cast<const std::int64_t*>(slot_mapping.data),
+      fp8 ? static_cast<const float*>(k_scale.data) : nullptr,
+      fp8 ? static_cast<const float*>(v_scale.data) : nullptr, work);
+  PAGEDKV_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace pagedkv::kernels::flash_optimized
+
+namespace pagedkv::optimized {
+
+void launch_reshape_and_cache_flash(const ReshapeAndCacheFlashPlan& plan, const TensorView& key,
+                                    const TensorView& value, const TensorView& key_cache,
+                                    const TensorView& value_cache, const TensorView& slot_mapping,
+                                    const TensorView& k_scale, const TensorView& v_scale,
+                                    cudaStream_t stream) {
+  using namespace pagedkv::kernels;
+  using namespace pagedkv::kernels::flash_optimized;
+  // Zero tokens (or empty rows): nothing to do, and no empty grid (upstream's launch error).
+  if (plan.num_tokens == 0 || plan.num_heads == 0 || plan.head_size == 0) return;
+
+  dispatch_activation_and_cache_kind(
+      plan.activation_dtype, plan.cache_kind, [&](auto activation_tag, auto kind_tag) {
+        using Activation = typename decltype(activation_tag)::type;
+        constexpr KvCacheDtype kKind = decltype(kind_tag)::value;
+        using Cache = typename CacheElement<Activation, kKind>::type;
+        constexpr int kMaxVec = 16 / static_cast<int>(sizeof(Activation));
+        const int count =
+            pick_vector_width<Activation, Cache>(plan, key, value, key_cache, value_cache);
+        // One instantiation per width; `if constexpr` skips widths above 16 bytes (f32 × 8).
+        switch (count) {
+          case 8:
+            if constexpr (kMaxVec >= 8) {
+              launch_with_vector<Activation, kKind, 8>(plan, key, value, key_cache, value_cache,
+                                                       slot_mapping, k_scale, v_scale, stream);
+            }
+            return;
+          case 4:
+            launch_with_vector<Activation, kKind, 4>(plan, key, value, key_cache, value_cache,
+                                                     slot_mapping, k_scale, v_scale, stream);
+            return;
+          case 2:
+            launch_with_vector<Activation, kKind, 2>(plan, key, value, key_cache, value_cache,
+                                                     slot_mapping, k_scale, v_scale, stream);
+            return;
+          default:
+            launch_with_vector<Activation, kKind, 1>(plan, key, value, key_cache, value_cache,
+                                                     slot_mapping, k_scale, v_scale, stream);
+            return;
+        }
+      });
+}
+
+void reshape_and_cache_flash(const TensorView& key, const TensorView& value,
+                             const TensorView& key_cache, const TensorView& value_cache,
+                             const TensorView& slot_mapping, std::string_view kv_cache_dtype,
+                             const TensorView& k_scale, const TensorView& v_scale,
+                             cudaStream_t stream) {
+  const ReshapeAndCacheFlashPlan plan = validate_reshape_and_cache_flash(
+      key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype, k_scale, v_scale,
+      Impl::optimized);
+  launch_reshape_and_cache_flash(plan, key, value, key_cache, value_cache, slot_mapping, k_scale,
+                                 v_scale, stream);
+}
+
+}  // namespace pagedkv::optimized
