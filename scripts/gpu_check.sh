@@ -17,8 +17,9 @@
 #               stack frames, shared memory ($OUT/ptxas.log)
 #   racecheck   compute-sanitizer --tool racecheck on the [gpu][<op>] tests of each op whose
 #               kernels use shared memory (from the sources and the ptxas report)
-#   python      python3 -m pytest tests/python -m cuda, when the Python package exists (built
-#               into build/gpu-python-site; skipped cleanly otherwise)
+#   python      the Python package's CUDA tests, when the package exists: scripts/gpu_python.sh
+#               if present, else pip install into build/gpu-python-site and
+#               python3 -m pytest tests/python -m cuda (skipped cleanly without a package)
 # Every step runs even if an earlier one failed (those that need the build are not run without
 # it); the script exits non-zero if any step failed. Each step has a time limit, cut to what is
 # left of a 530 s budget (GPU_CHECK_BUDGET_S), so the whole run stays under 9 minutes.
@@ -222,9 +223,14 @@ python_tests() {
     return 99
   fi
   python3 -m pytest --version >/dev/null 2>&1 || { echo "pytest is not installed here"; return 99; }
-  # Installed into a folder of the build tree, not into python3's environment.
   local site=$root/build/gpu-python-site cc rc
   cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+  # The package's own GPU script, where it has one (build offline, CUDA tests, notebook code).
+  if [ -f scripts/gpu_python.sh ]; then
+    CUDAARCHS=$cc bash scripts/gpu_python.sh
+    return $?
+  fi
+  # Otherwise: installed into a folder of the build tree, not into python3's environment.
   rm -rf "$site"
   CUDAARCHS=$cc python3 -m pip install -q --no-build-isolation --no-deps --no-index \
     --target "$site" . || return 1
