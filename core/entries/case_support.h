@@ -1,6 +1,7 @@
-// Helpers shared by the registry entries (not public API): random inputs that are never zeros,
-// slot and block-id drawing, the W1 cache-write inputs, and the byte-for-byte comparison of a
-// whole output with the CPU reference.
+/// \file
+/// \brief Helpers shared by the op registry's entries (core/entries/, not public API): random
+/// inputs that are never zeros, slot and block-id drawing, the W1 cache-write inputs, and the
+/// byte-for-byte comparison of a whole output with the CPU reference.
 #pragma once
 
 #include <cstdint>
@@ -13,102 +14,164 @@
 #include "pagedkv/registry.h"
 #include "pagedkv/tensor_view.h"
 
+/// \brief The op registry's entries and the helpers they share.
 namespace pagedkv::entries {
 
-/// Fills `count` elements of `dtype` with random values, deterministic in `seed`: f32 and f16
-/// uniform in [-4, 4] (never 0); bf16 with a random sign, exponent and mantissa, |x| in
-/// [2^-14, 4) (never 0, fast: the W1 points need up to 134 M values); other types random bytes.
+/// \brief Fills memory with random values, deterministic in `seed`.
+///
+/// f32 and f16: uniform in [-4, 4], never 0. bf16: a random sign, exponent and mantissa with
+/// |x| in [2^-14, 4): never 0, and fast (the W1 points need up to 134 M values). Other types:
+/// random bytes.
+/// \param dst first element.
+/// \param dtype element type.
+/// \param count number of elements.
+/// \param seed seed of the generator.
 void fill_random(void* dst, DType dtype, std::int64_t count, std::uint64_t seed);
 
-/// `count` distinct ids in [0, range), in random order (partial Fisher-Yates).
+/// \brief Distinct ids in random order (a partial Fisher-Yates shuffle).
+/// \param count how many ids.
+/// \param range ids lie in [0, range); count <= range.
+/// \param seed seed of the generator.
+/// \return the ids.
 std::vector<std::int64_t> draw_unique(std::int64_t count, std::int64_t range, std::uint64_t seed);
 
-/// Slots for `count` tokens in a cache of `num_blocks` × `block_size` slots: distinct and random,
-/// or one contiguous run starting at a random block (a prefill of one sequence).
+/// \brief Slots for new tokens in a cache of num_blocks × block_size slots.
+/// \param count number of tokens.
+/// \param num_blocks blocks in the cache.
+/// \param block_size slots per block.
+/// \param contiguous true: one run of consecutive slots from a random block (a prefill of one
+///        sequence); false: distinct random slots over the whole cache.
+/// \param seed seed of the generator.
+/// \return [count] slots.
 std::vector<std::int64_t> draw_slots(std::int64_t count, std::int64_t num_blocks,
                                      std::int64_t block_size, bool contiguous, std::uint64_t seed);
 
-/// A seed for buffer set `set` of a case seeded with `seed` (set 0 keeps `seed`).
+/// \brief The seed of one buffer set of a case.
+/// \param seed the case's seed.
+/// \param set buffer set index; set 0 keeps `seed`.
+/// \return the set's seed.
 std::uint64_t set_seed(std::uint64_t seed, int set);
 
-/// Compares the whole `output` (device, pinned or host memory) with `reference` (host, same size)
-/// byte for byte. Differing elements are decoded as `element` for max_abs_err (NaN or inf
-/// against a number counts as infinite error).
+/// \brief Compares a whole output with the CPU reference, byte for byte.
+/// \param output the output, in device, pinned or host memory.
+/// \param reference the CPU reference's output, host memory of the same size.
+/// \param element how to decode differing elements for max_abs_err (NaN or inf against a
+///        number counts as an infinite error).
+/// \return the agreement.
 Agreement compare_with_reference(const Buffer& output, const void* reference, DType element);
 
-/// Copies `src` into a new buffer in `memory`.
+/// \brief A copy of a buffer in another kind of memory.
+/// \param memory where the copy lives.
+/// \param src the buffer to copy.
+/// \return the copy.
 Buffer copy_to(Memory memory, const Buffer& src);
 
-/// The W1 cache-write workload (design.md §4): Llama-3-8B, 32 query / 8 kv heads of 128, block 16.
-/// The new tokens' keys and values are views into one fused qkv activation
+/// \brief The W1 cache-write workload (design.md §4): Llama-3-8B, 32 query / 8 kv heads of 128,
+/// block 16. The new tokens' keys and values are views into one fused qkv activation
 /// [num_tokens, 32 + 8 + 8, 128], as an engine hands them over after the QKV projection; only
 /// the 8 kv heads are written.
 struct CacheWriteShape {
-  std::int64_t num_tokens = 0;
-  std::int64_t num_q_heads = 32;
-  std::int64_t num_kv_heads = 8;
-  std::int64_t head_size = 128;
-  std::int64_t block_size = 16;
-  std::int64_t num_blocks = 16384;
-  DType activation_dtype = DType::bf16;
-  std::string kv_cache_dtype = "auto";  // as vLLM passes it
-  KvCacheDtype cache_kind = KvCacheDtype::kAuto;
-  bool contiguous_slots = false;
-  float k_scale = 0.01f;    // fp8: |x| <= 4 maps to <= 400, inside E4M3's 448
-  float v_scale = 0.0085f;  // fp8: |x| > 3.8 saturates, so the saturating path runs too
+  std::int64_t num_tokens = 0;           ///< tokens written (the point's size)
+  std::int64_t num_q_heads = 32;         ///< query heads in the fused activation (never read)
+  std::int64_t num_kv_heads = 8;         ///< kv heads, written to the cache
+  std::int64_t head_size = 128;          ///< elements per head
+  std::int64_t block_size = 16;          ///< slots per cache block
+  std::int64_t num_blocks = 16384;       ///< blocks in the cache
+  DType activation_dtype = DType::bf16;  ///< dtype of keys and values
+  std::string kv_cache_dtype = "auto";   ///< as vLLM passes it: "auto" or "fp8_e4m3"
+  KvCacheDtype cache_kind = KvCacheDtype::kAuto;  ///< kv_cache_dtype parsed
+  bool contiguous_slots = false;                  ///< one run of slots, else random slots
+  float k_scale = 0.01f;    ///< fp8: |x| < 4 maps below 400, inside E4M3's 448
+  float v_scale = 0.0085f;  ///< fp8: |x| > 3.8 saturates, so the saturating path runs too
 
-  /// Row pitch of the fused qkv activation, in elements.
+  /// \brief Row pitch of the fused qkv activation.
+  /// \return elements per token row.
   std::int64_t qkv_row() const { return (num_q_heads + 2 * num_kv_heads) * head_size; }
-  /// Bytes of one cache element (the activation's for "auto", 1 for fp8).
+  /// \brief Bytes of one cache element.
+  /// \return the activation's size for "auto", 1 for fp8.
   std::int64_t cache_element_size() const;
-  /// DType of cache elements for the comparison (the activation's, or the fp8 kind).
+  /// \brief The cache element type, for decoding differences.
+  /// \return the activation dtype, or the fp8 kind.
   DType cache_element_dtype() const;
-  /// Bytes of one cache (key or value): num_blocks × block_size × kv heads × head_size elements.
+  /// \brief Bytes of one cache (key or value).
+  /// \return num_blocks × block_size × kv heads × head_size × element bytes.
   std::int64_t cache_bytes() const;
-  /// Byte model: key and value rows read once, their cache elements written once, the slot
-  /// mapping read once.
+  /// \brief The byte model: key and value rows read once, their cache elements written once,
+  /// the slot mapping read once.
+  /// \return the bytes.
   std::int64_t bytes_moved() const;
 };
 
-/// Parses a W1 point: the activation is bf16; the variant names the cache dtype ("bf16" or
-/// "fp8_e4m3", optionally after the layout "NHD " / "HND ").
+/// \brief Parses a W1 point. The activation is bf16; the variant names the cache dtype ("bf16"
+/// or "fp8_e4m3"), optionally after the layout ("NHD " / "HND ").
+/// \param point the workload point.
+/// \return its shape.
 CacheWriteShape cache_write_shape(const WorkloadPoint& point);
 
-/// One buffer set of a cache write: the fused qkv activation, the key and value views into it,
-/// the slot mapping.
+/// \brief One buffer set of a cache write.
 struct TokenInputs {
-  Buffer qkv;               // [num_tokens, q + 2 kv heads, head_size]
-  Buffer slot_buffer;       // [num_tokens] i64
-  TensorView key;           // [num_tokens, num_kv_heads, head_size], row pitch qkv_row()
-  TensorView value;         // [num_tokens, num_kv_heads, head_size], row pitch qkv_row()
-  TensorView slot_mapping;  // [num_tokens] i64
+  Buffer qkv;               ///< [num_tokens, q + 2 kv heads, head_size] activation
+  Buffer slot_buffer;       ///< [num_tokens] i64
+  TensorView key;           ///< [num_tokens, num_kv_heads, head_size], row pitch qkv_row()
+  TensorView value;         ///< [num_tokens, num_kv_heads, head_size], row pitch qkv_row()
+  TensorView slot_mapping;  ///< [num_tokens] i64
 };
 
-/// Random host inputs of buffer set `set`.
+/// \brief Random host inputs of one buffer set.
+/// \param shape the workload shape.
+/// \param seed the case's seed.
+/// \param set buffer set index.
+/// \return the inputs, in host memory.
 TokenInputs make_token_inputs(const CacheWriteShape& shape, std::uint64_t seed, int set);
-/// A copy of `inputs` in `memory`, with its views.
+
+/// \brief A copy of inputs in another kind of memory, with its views.
+/// \param shape the workload shape.
+/// \param inputs the inputs to copy.
+/// \param memory where the copy lives.
+/// \return the copy.
 TokenInputs copy_token_inputs(const CacheWriteShape& shape, const TokenInputs& inputs,
                               Memory memory);
-/// Points the views of `inputs` at its buffers.
+
+/// \brief Points the views of inputs at their buffers.
+/// \param shape the workload shape.
+/// \param inputs the inputs whose views are set.
+/// \param device the device the buffers are on.
 void set_token_views(const CacheWriteShape& shape, TokenInputs& inputs, Device device);
 
-/// The W1 points of a cache write: `variants` × {random, contiguous} × token counts.
+/// \brief The W1 points of a cache write: variants × {random, contiguous} × token counts.
+/// \param variants the op's W1 variants.
+/// \param quick true for the small sizes only (and a 1024-block cache).
+/// \return the points.
 std::vector<WorkloadPoint> cache_write_points(const std::vector<std::string>& variants, bool quick);
 
-/// A one-element f32 scale tensor in `memory`.
+/// \brief A one-element f32 scale tensor.
 struct ScaleTensor {
-  Buffer storage;
-  TensorView view;  // f32 [1]
+  Buffer storage;   ///< 4 bytes
+  TensorView view;  ///< f32 [1]
 };
+
+/// \brief A scale tensor holding one value.
+/// \param value the scale.
+/// \param memory where it lives.
+/// \return the tensor.
 ScaleTensor make_scale(float value, Memory memory);
 
-/// Byte offset (in units of `unit_bytes`) of a view's stride; rejects strides that are not a
-/// whole number of units (the library row only handles unit-aligned layouts).
+/// \brief A stride in units of a library scatter.
+/// \param stride_elements the stride, in elements.
+/// \param dtype the element type.
+/// \param unit_bytes the unit size.
+/// \return the stride in units; throws InvalidArgument when it is not a whole number of units.
 std::int64_t stride_in_units(std::int64_t stride_elements, DType dtype, int unit_bytes);
 
-// The registry entries, one per file in this folder.
+/// \brief The registry entry of swap_blocks (core/entries/swap_blocks.cpp).
+/// \return the entry.
 OpEntry swap_blocks_entry();
+/// \brief The registry entry of reshape_and_cache (core/entries/reshape_and_cache.cpp).
+/// \return the entry.
 OpEntry reshape_and_cache_entry();
+/// \brief The registry entry of reshape_and_cache_flash
+/// (core/entries/reshape_and_cache_flash.cpp).
+/// \return the entry.
 OpEntry reshape_and_cache_flash_entry();
 
 }  // namespace pagedkv::entries

@@ -64,13 +64,22 @@ constexpr std::string_view copy_kind_name(CopyKind kind) {
 /// a library call (Thrust) can run it: the "what a library call gives you" baseline row.
 ///
 /// Units are grouped in rows of `row_units` units: a row is one (token, head) of a cache write,
-/// or one block pair of swap_blocks. For unit j of row r the copy is
-/// `dst_units[dst_row(r) + j * dst_unit_step] = src_units[src_row(r) + j]`, with, in units:
-/// - Rows::slots, r = token × num_heads + head:
-///   `src_row = token * src_token_stride + head * src_head_stride`,
-///   `dst_row = (slot / block_size) * dst_block_stride + (slot % block_size) * dst_page_stride
-///   + head * dst_head_stride`, where `slot = slot_mapping[token]` (no negative slots);
-/// - Rows::pairs: `src_row = pairs[2r] * row_units`, `dst_row = pairs[2r + 1] * row_units`.
+/// or one block pair of swap_blocks. Unit j of row r is copied as
+/// \code
+/// dst_units[dst_row(r) + j * dst_unit_step] = src_units[src_row(r) + j]
+/// \endcode
+/// with, in units, for Rows::slots (r = token * num_heads + head, slot = slot_mapping[token],
+/// no negative slots)
+/// \code
+/// src_row = token * src_token_stride + head * src_head_stride
+/// dst_row = (slot / block_size) * dst_block_stride + (slot mod block_size) * dst_page_stride
+///           + head * dst_head_stride
+/// \endcode
+/// and for Rows::pairs
+/// \code
+/// src_row = pairs[2 r] * row_units
+/// dst_row = pairs[2 r + 1] * row_units
+/// \endcode
 struct UnitScatter {
   /// \brief How a row finds its source and destination.
   enum class Rows {
