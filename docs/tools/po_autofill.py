@@ -1,0 +1,102 @@
+"""Fill the msgstr of messages that have nothing to translate: copy the msgid.
+
+A message needs no translation when, after removing code spans, math, roles, link targets,
+numbers, units of measure written as symbols and punctuation, no letter is left (for example
+"`slot_mapping`", "$$ s = b \\cdot B + o $$", "{doc}`naive.cu </docs/...>`", "3.14", "✓",
+and the bare LaTeX of a math block, "B = 16 \\times 8 = 128 \\text{ bytes}").
+Only untranslated entries, and fuzzy ones with nothing to translate, are touched: a human
+translation of a sentence is never overwritten.
+Babel's automatic `python-format` flag is removed from every entry (Sphinx formats nothing).
+
+  python docs/tools/po_autofill.py docs/locales/zh_CN/LC_MESSAGES
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from babel.messages.pofile import read_po, write_po
+
+_STRIP = [
+    re.compile(r"\$\$.*?\$\$", re.S),  # display math
+    re.compile(r"\$[^$]*\$"),  # inline math
+    re.compile(r"\{[\w:+-]+\}`[^`]*`"),  # roles: {doc}`...`, {cpp:func}`...`
+    re.compile(r"``.*?``", re.S),  # code spans (double)
+    re.compile(r"`[^`]*`"),  # code spans
+    re.compile(r"\]\([^)]*\)"),  # link targets
+    re.compile(r"\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S),  # amsmath environments
+    re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"),  # numbers
+]
+
+
+_LATEX_GROUP = re.compile(r"\\[A-Za-z]+\*?(\{[^{}]*\})*")
+
+
+def is_formula(msgid: str) -> bool:
+    """A math block's msgid is bare LaTeX: it has commands and, once they (with their brace
+    arguments, \\text{...} included) are gone, no word of two letters or more is left."""
+    if not re.search(r"\\[A-Za-z]+", msgid):
+        return False
+    rest = msgid
+    for _ in range(3):  # nested groups: \frac{\text{a}}{b}
+        rest = _LATEX_GROUP.sub(" ", rest)
+    return re.search(r"[A-Za-z]{2,}", rest) is None
+
+
+def is_code_token(msgid: str) -> bool:
+    """One token with code punctuation: "key.size(1)", "slot_mapping", "pagedkv::cpu"."""
+    token = msgid.strip()
+    return bool(token) and not re.search(r"\s", token) and (
+        re.search(r"[_.()\[\]<>=*]|::", token.rstrip(".:")) is not None)
+
+
+def needs_translation(msgid: str) -> bool:
+    if is_formula(msgid) or is_code_token(msgid):
+        return False
+    text = msgid
+    for pattern in _STRIP:
+        text = pattern.sub(" ", text)
+    return re.search(r"[^\W\d_]", text) is not None
+
+
+def autofill(po_path: Path) -> int:
+    with po_path.open("rb") as f:
+        catalog = read_po(f)
+    filled = 0
+    changed = False
+    for message in catalog:
+        # Babel flags every msgid with a "%" as python-format ("% of copy"), and msgfmt
+        # --check-format then rejects a translation that moves the "%". Sphinx never formats
+        # these strings, so the flag goes.
+        if "python-format" in message.flags:
+            message.flags.discard("python-format")
+            changed = True
+        if not message.id or (message.string and not message.fuzzy):
+            continue
+        msgid = message.id if isinstance(message.id, str) else message.id[0]
+        if not needs_translation(msgid):
+            message.string = msgid  # a changed formula or code span: the copy is exact again
+            message.flags.discard("fuzzy")
+            filled += 1
+    if filled or changed:
+        with po_path.open("wb") as f:
+            write_po(f, catalog, width=76)  # the width sphinx-intl writes
+    return filled
+
+
+def main(argv: list[str]) -> int:
+    folder = Path(argv[1]) if len(argv) > 1 else Path("docs/locales/zh_CN/LC_MESSAGES")
+    total = 0
+    for po in sorted(folder.rglob("*.po")):
+        n = autofill(po)
+        if n:
+            print(f"autofill: {po}: {n} message(s) copied")
+        total += n
+    print(f"autofill: {total} message(s) with nothing to translate copied")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

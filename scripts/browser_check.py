@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Checks the built documentation site in a real headless browser.
+
+    .venv/bin/python scripts/browser_check.py [site]
+
+Two parts:
+1. A crawl of the HTML files of site/en and site/zh_CN: every local link and asset (href, src)
+   must name an existing file, a link to a page with a #fragment must find that id, and every
+   page must link to its twin in the other language.
+2. Debian's Chromium (/usr/bin/chromium, driven by Playwright; nothing is downloaded) opens every
+   page: it must load with no failed request and no script error; math must be typeset by
+   MathJax (no raw \\( ... \\) left); every image must load with a nonzero natural size; a
+   zh_CN page must show Chinese text in its body; the language link of the home page must lead
+   to the twin page; the search page must find a known word in both languages.
+Screenshots of the home page in each language go to build/artefacts/ (site-en.png,
+site-zh_CN.png). Exit status 1 with the list of problems on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGUAGES = ("en", "zh_CN")
+HOME = "docs/index.html"
+CJK = re.compile(r"[\u4e00-\u9fff]")
+# Pages that are only code (generated source listings) or only a form need no Chinese text.
+NO_PROSE = re.compile(r"^(docs/_generated/sources/|search\.html$)")
+SEARCH_WORDS = {"en": "slot", "zh_CN": "缓存"}
+
+
+class PageParser(HTMLParser):
+    """Collects the local references and the ids of one HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.refs: list[tuple[str, str]] = []  # (attribute, value)
+        self.ids: set[str] = set()
+        self.language_links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("id", "name"):
+            if a.get(key):
+                self.ids.add(a[key])
+        for key in ("href", "src"):
+            if a.get(key) and not (tag == "a" and key == "src"):
+                if tag == "link" and a.get("rel") in ("canonical", "alternate"):
+                    continue
+                self.refs.append((key, a[key]))
+        if tag == "a" and "pagedkv-language-link" in (a.get("class") or ""):
+            self.language_links.append(a.get("href", ""))
+
+
+def is_local(url: str) -> bool:
+    parts = urlsplit(url)
+    return not parts.scheme and not parts.netloc and not url.startswith(("mailto:", "data:",
+                                                                         "javascript:"))
+
+
+def crawl(site: Path) -> tuple[list[str], list[Path]]:
+    problems: list[str] = []
+    pages = sorted(p for lang in LANGUAGES for p in (site / lang).rglob("*.html"))
+    parsed: dict[Path, PageParser] = {}
+
+    def parse(path: Path) -> PageParser:
+        if path not in parsed:
+            parser = PageParser()
+            parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+            parsed[path] = parser
+        return parsed[path]
+
+    for page in pages:
+        rel = page.relative_to(site).as_posix()
+        lang, _, pagename = rel.partition("/")
+        info = parse(page)
+        for attr, url in info.refs:
+            if not url or url.startswith("#") and url == "#" or not is_local(url):
+                continue
+            parts = urlsplit(url)
+            target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                problems.append(f"{rel}: {attr}={url!r} -> missing {target.relative_to(site.resolve()) if target.is_relative_to(site.resolve()) else target}")
+                continue
+            if parts.fragment and target.suffix == ".html":
+                if unquote(parts.fragment) not in parse(target).ids:
+                    problems.append(f"{rel}: link {url!r}: no id {parts.fragment!r} in {target.name}")
+        other = "zh_CN" if lang == "en" else "en"
+        if not info.language_links:
+            problems.append(f"{rel}: no language link")
+        for href in info.language_links:
+            target = (page.parent / href).resolve()
+            expected = (site / other / pagename).resolve()
+            if target != expected:
+                problems.append(f"{rel}: language link {href!r} leads to {target}, not its twin")
+    return problems, pages
+
+
+def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> list[str]:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        page = context.new_page()
+        events: list[str] = []
+        page.on("requestfailed", lambda r: events.append(
+            f"request failed: {r.url} ({r.failure})"))
+        page.on("pageerror", lambda e: events.append(f"script error: {e}"))
+
+        def open_page(path: Path) -> None:
+            events.clear()
+            page.goto(path.resolve().as_uri(), wait_until="load", timeout=30000)
+            # MathJax 2 typesets asynchronously: wait for its queue to drain.
+            page.evaluate("""() => new Promise(done => {
+                if (!document.querySelector('.math')) return done();
+                const wait = () => window.MathJax && MathJax.Hub && MathJax.Hub.Queue
+                    ? MathJax.Hub.Queue(done) : setTimeout(wait, 50);
+                wait(); setTimeout(done, 15000);
+            })""")
+            page.evaluate("""() => Promise.all([...document.images].map(
+                img => img.decode().catch(() => null)))""")
+
+        for path in pages:
+            rel = path.relative_to(site).as_posix()
+            lang, _, pagename = rel.partition("/")
+            try:
+                open_page(path)
+            except PlaywrightError as e:
+                problems.append(f"{rel}: did not load: {e}")
+                continue
+            problems += [f"{rel}: {e}" for e in events]
+            raw = page.evaluate("""() => [...document.querySelectorAll('.math')]
+                .filter(m => !m.querySelector('.MathJax_CHTML, .MJXc-display, .mjx-chtml'))
+                .map(m => m.textContent.trim().slice(0, 60))""")
+            problems += [f"{rel}: math not typeset: {t!r}" for t in raw]
+            broken = page.evaluate("""() => [...document.images]
+                .filter(i => !(i.complete && i.naturalWidth > 0 && i.naturalHeight > 0))
+                .map(i => i.getAttribute('src'))""")
+            problems += [f"{rel}: image did not load: {src}" for src in broken]
+            if lang == "zh_CN" and not NO_PROSE.match(pagename):
+                body = page.evaluate("""() => (document.querySelector('article') ||
+                    document.body).innerText""")
+                if not CJK.search(body):
+                    problems.append(f"{rel}: no Chinese text in the page body")
+
+        # The language link of the home page leads to its twin, both ways.
+        for lang, other in (("en", "zh_CN"), ("zh_CN", "en")):
+            open_page(site / lang / HOME)
+            page.screenshot(path=str(artefacts / f"site-{lang}.png"), full_page=False)
+            link = page.locator("a.pagedkv-language-link").first
+            if link.count() == 0:
+                problems.append(f"{lang}/{HOME}: no language link in the browser")
+                continue
+            link.click()
+            page.wait_for_load_state("load")
+            landed = Path(unquote(urlsplit(page.url).path)).resolve()
+            if landed != (site / other / HOME).resolve():
+                problems.append(f"{lang}/{HOME}: language link led to {landed}")
+
+        # Search works in both languages (the zh_CN index is segmented by jieba).
+        for lang, word in SEARCH_WORDS.items():
+            search = (site / lang / "search.html").resolve().as_uri() + "?q=" + word
+            page.goto(search, wait_until="load")
+            try:
+                page.wait_for_selector("#search-results ul.search li", timeout=15000)
+            except PlaywrightError:
+                problems.append(f"{lang}/search.html: no result for {word!r}")
+        browser.close()
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("site", nargs="?", type=Path, default=ROOT / "site")
+    parser.add_argument("--artefacts", type=Path, default=ROOT / "build" / "artefacts")
+    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+    args = parser.parse_args()
+    site = args.site.resolve()
+    start = time.time()
+    for lang in LANGUAGES:
+        if not (site / lang / HOME).is_file():
+            print(f"browser check: FAILED: {site / lang / HOME} not found; build the site with "
+                  "scripts/docs.sh first", file=sys.stderr)
+            return 1
+    if not Path(args.chromium).is_file():
+        print(f"browser check: FAILED: {args.chromium} not found (apt-get install chromium)",
+              file=sys.stderr)
+        return 1
+    args.artefacts.mkdir(parents=True, exist_ok=True)
+
+    problems, pages = crawl(site)
+    print(f"browser check: crawled {len(pages)} pages, {len(problems)} link problems")
+    problems += browse(site, pages, args.artefacts, args.chromium)
+    seconds = time.time() - start
+    problems = list(dict.fromkeys(problems))  # a link used twice on a page is one problem
+    if problems:
+        print(f"browser check: FAILED ({len(problems)} problems, {seconds:.0f} s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"browser check: ok: {len(pages)} pages in {', '.join(LANGUAGES)} load, links and "
+          f"assets resolve, math typeset, images load, language links reach their twins, "
+          f"search works; screenshots in {args.artefacts} ({seconds:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
