@@ -722,6 +722,8 @@ def _num(value, digits=1):
 
 
 def _code(value):
+    if value is None:
+        return "–"
     text = " ".join(str(value).split()).replace("|", "\\|")
     return f"`{text}`" if text else "–"
 
@@ -755,10 +757,10 @@ def results_table(op, results_dir=RESULTS_DIR, plot=None):
     except ValueError:
         shown_path = path.name
     lines = ["| Run | |", "|---|---|",
-             f"| GPU | {_code(data.get('gpu', '?'))} |",
-             f"| CUDA | {_code(data.get('cuda', '?'))} |",
+             f"| GPU | {_code(data.get('gpu'))} |",
+             f"| CUDA | {_code(data.get('cuda'))} |",
              f"| Commit | {_code(str(data.get('commit', '?'))[:12])} |",
-             f"| Date | {_code(data.get('date', '?'))} |",
+             f"| Date | {_code(data.get('date'))} |",
              f"| Device copy bandwidth (GB/s) | {_num(data.get('copy_bandwidth_gbps'))} |",
              f"| Results file | {_code(shown_path)} |", ""]
     unit = _size(rows[0])[0]
