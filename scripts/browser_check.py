@@ -77,6 +77,14 @@ def crawl(site: Path) -> tuple[list[str], list[Path]]:
             parsed[path] = parser
         return parsed[path]
 
+    root_index = site / "index.html"
+    if not root_index.is_file():
+        problems.append("index.html: missing (the site root that opens en/docs/index.html)")
+    else:
+        for _, url in parse(root_index).refs:
+            if is_local(url) and not (site / urlsplit(url).path).is_file():
+                problems.append(f"index.html: link {url!r} -> missing file")
+
     for page in pages:
         rel = page.relative_to(site).as_posix()
         lang, _, pagename = rel.partition("/")

@@ -47,9 +47,9 @@ done
 mathjax_src=/usr/share/javascript/mathjax
 [ -f "$mathjax_src/MathJax.js" ] || fail "$mathjax_src not found: apt-get install libjs-mathjax (offline math)"
 [ -n "${PAGEDKV_BIN:-}" ] || fail "PAGEDKV_BIN is not set. Build the comparison tool and name it:
-  cmake --preset cpu && cmake --build build/cpu --target pagedkv
+  cmake --preset cpu && cmake --build build/cpu --target pagedkv_compare
   PAGEDKV_BIN=\$PWD/build/cpu/tools/compare/pagedkv scripts/docs.sh"
-[ -x "$PAGEDKV_BIN" ] || fail "PAGEDKV_BIN=$PAGEDKV_BIN is not an executable file; build it first (cmake --build build/<preset> --target pagedkv)"
+[ -x "$PAGEDKV_BIN" ] || fail "PAGEDKV_BIN=$PAGEDKV_BIN is not an executable file; build it first (cmake --build build/<preset> --target pagedkv_compare)"
 PAGEDKV_BIN=$(cd "$(dirname "$PAGEDKV_BIN")" && pwd)/$(basename "$PAGEDKV_BIN")
 export PAGEDKV_BIN
 

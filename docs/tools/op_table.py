@@ -19,12 +19,12 @@ def read_registry(pagedkv_bin: str) -> list[dict]:
     if not pagedkv_bin:
         raise SystemExit(
             "docs: PAGEDKV_BIN is not set. It must name the comparison tool, e.g.\n"
-            "  cmake --preset cpu && cmake --build build/cpu --target pagedkv\n"
+            "  cmake --preset cpu && cmake --build build/cpu --target pagedkv_compare\n"
             "  PAGEDKV_BIN=$PWD/build/cpu/tools/compare/pagedkv scripts/docs.sh")
     path = Path(pagedkv_bin)
     if not path.is_file():
         raise SystemExit(f"docs: PAGEDKV_BIN={pagedkv_bin} does not exist; build the comparison "
-                         "tool first (cmake --build build/<preset> --target pagedkv)")
+                         "tool first (cmake --build build/<preset> --target pagedkv_compare)")
     try:
         out = subprocess.run([str(path), "list", "--json"], check=True, capture_output=True,
                              text=True, timeout=60).stdout
