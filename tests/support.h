@@ -29,14 +29,15 @@ namespace pagedkv::test {
 class HostBuffer {
  public:
   HostBuffer() = default;
-  explicit HostBuffer(std::size_t bytes) : storage_((bytes + 64 + 63) / 64) {}
+  explicit HostBuffer(std::size_t bytes) : storage_((bytes + 63) / 64), bytes_(bytes) {}
   std::uint8_t* data() { return reinterpret_cast<std::uint8_t*>(storage_.data()); }
   const std::uint8_t* data() const { return reinterpret_cast<const std::uint8_t*>(storage_.data()); }
-  std::size_t size() const { return storage_.size() * 64; }
+  std::size_t size() const { return bytes_; }  ///< the bytes asked for (not the rounded capacity)
 
  private:
   struct alignas(64) Line { std::uint8_t bytes[64]; };
   std::vector<Line> storage_;
+  std::size_t bytes_ = 0;
 };
 
 /// Bytes on the GPU (cudaMalloc, 256-byte aligned), freed on destruction.
