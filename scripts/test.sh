@@ -5,6 +5,7 @@
 #   2. the CPU tests again under AddressSanitizer + UBSan
 #   3. the Python package: pip install, pytest (CUDA tests skip without a GPU)
 #   4. the docs in English and 简体中文 with the translation gate, then the browser check
+#   5. the README's results table is the one the newest results/*.json gives
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
@@ -57,6 +58,7 @@ step "C++ CPU tests under ASan + UBSan" asan_tests
 step "Python package and pytest" python_tests
 step "docs (en, zh_CN, translation gate)" docs
 step "browser check of the built site" browser
+step "README results table matches results/" .venv/bin/python scripts/readme_results.py --check
 
 echo
 ((failed)) && echo "failed steps: ${failed_steps[*]}"
