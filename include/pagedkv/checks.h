@@ -14,21 +14,45 @@
 namespace pagedkv::checks {
 
 /// \brief `tensor` lives on `device`.
+/// \param tensor the tensor to check.
+/// \param name the argument's name, used in the message.
+/// \param device the device it must be on.
 void device_is(const TensorView& tensor, const char* name, Device device);
 /// \brief `tensor` has `ndim` dimensions.
+/// \param tensor the tensor to check.
+/// \param name the argument's name, used in the message.
+/// \param ndim the number of dimensions it must have.
 void ndim_is(const TensorView& tensor, const char* name, int ndim);
 /// \brief `tensor` has dtype `dtype`.
+/// \param tensor the tensor to check.
+/// \param name the argument's name, used in the message.
+/// \param dtype the dtype it must have.
 void dtype_is(const TensorView& tensor, const char* name, DType dtype);
 /// \brief `tensor` has one of `dtypes`.
+/// \param tensor the tensor to check.
+/// \param name the argument's name, used in the message.
+/// \param dtypes the dtypes it may have.
 void dtype_in(const TensorView& tensor, const char* name, std::initializer_list<DType> dtypes);
 /// \brief `tensor.size(dim) == expected`; `what` says where the expected value comes from.
+/// \param tensor the tensor to check.
+/// \param name the argument's name, used in the message.
+/// \param dim the dimension to check.
+/// \param expected the size it must have.
+/// \param what where `expected` comes from, e.g. "num_heads, key.size(1)".
 void size_is(const TensorView& tensor, const char* name, int dim, std::int64_t expected,
              const char* what);
 /// \brief A tensor with elements has a non-null data pointer.
+/// \param tensor the tensor to check.
+/// \param name the argument's name, used in the message.
 void not_null(const TensorView& tensor, const char* name);
 /// \brief Dimensions `first_dim`.. are packed row-major (the rows may have any pitch).
+/// \param tensor the tensor to check.
+/// \param name the argument's name, used in the message.
+/// \param first_dim the first dimension of the packed part.
 void packed_from(const TensorView& tensor, const char* name, int first_dim);
 /// \brief No size or stride is negative.
+/// \param tensor the tensor to check.
+/// \param name the argument's name, used in the message.
 void non_negative_layout(const TensorView& tensor, const char* name);
 
 }  // namespace pagedkv::checks

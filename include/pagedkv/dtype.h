@@ -15,6 +15,8 @@ enum class DType : std::uint8_t { f32, f16, bf16, u8, f8_e4m3, f8_e5m2, i32, i64
 enum class Device : std::uint8_t { cpu, cuda };
 
 /// \brief Size of one element in bytes.
+/// \param dtype the element type.
+/// \return bytes per element.
 constexpr std::int64_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::f32: return 4;
@@ -30,6 +32,8 @@ constexpr std::int64_t dtype_size(DType dtype) {
 }
 
 /// \brief Name used in error messages and the CLI ("bf16", "u8", ...).
+/// \param dtype the element type.
+/// \return its name.
 constexpr std::string_view dtype_name(DType dtype) {
   switch (dtype) {
     case DType::f32: return "f32";
@@ -45,16 +49,22 @@ constexpr std::string_view dtype_name(DType dtype) {
 }
 
 /// \brief True for the three high-precision activation types (f32, f16, bf16).
+/// \param dtype the element type.
+/// \return whether it is f32, f16 or bf16.
 constexpr bool is_activation_dtype(DType dtype) {
   return dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16;
 }
 
 /// \brief True for one-byte storage that can hold an fp8 cache (u8, f8_e4m3, f8_e5m2).
+/// \param dtype the element type.
+/// \return whether it is u8, f8_e4m3 or f8_e5m2.
 constexpr bool is_byte_dtype(DType dtype) {
   return dtype == DType::u8 || dtype == DType::f8_e4m3 || dtype == DType::f8_e5m2;
 }
 
 /// \brief "cpu" or "cuda".
+/// \param device the device.
+/// \return its name.
 constexpr std::string_view device_name(Device device) {
   return device == Device::cpu ? "cpu" : "cuda";
 }

@@ -22,6 +22,10 @@ class CudaError : public std::runtime_error {
 };
 
 namespace detail {
+/// \brief Writes `parts` one after the other into one string, as `std::ostream` prints them.
+/// \tparam Parts types that `std::ostream` can print.
+/// \param parts the pieces of the text.
+/// \return the joined text.
 template <typename... Parts>
 std::string concat(const Parts&... parts) {
   std::ostringstream out;
@@ -31,6 +35,8 @@ std::string concat(const Parts&... parts) {
 }  // namespace detail
 
 /// \brief Throws InvalidArgument with the concatenation of `parts`.
+/// \tparam Parts types that `std::ostream` can print.
+/// \param parts the pieces of the message, joined without separators.
 template <typename... Parts>
 [[noreturn]] void reject(const Parts&... parts) {
   throw InvalidArgument(detail::concat(parts...));

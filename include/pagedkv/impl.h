@@ -17,6 +17,8 @@ enum class Impl { cpu, naive, optimized };
 inline constexpr std::array<Impl, 3> kAllImpls = {Impl::cpu, Impl::naive, Impl::optimized};
 
 /// \brief "cpu", "naive" or "optimized".
+/// \param impl the implementation.
+/// \return its name.
 constexpr std::string_view impl_name(Impl impl) {
   switch (impl) {
     case Impl::cpu: return "cpu";
@@ -27,6 +29,8 @@ constexpr std::string_view impl_name(Impl impl) {
 }
 
 /// \brief The device whose memory an implementation computes on.
+/// \param impl the implementation.
+/// \return Device::cpu for Impl::cpu, else Device::cuda.
 constexpr Device impl_device(Impl impl) { return impl == Impl::cpu ? Device::cpu : Device::cuda; }
 
 }  // namespace pagedkv

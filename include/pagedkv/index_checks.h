@@ -18,6 +18,9 @@ struct IndexAt {
 ///
 /// CPU tensors are scanned with a loop; CUDA tensors with CUB's `DeviceReduce::ArgMax` followed
 /// by one small device-to-host copy (this synchronizes the current device).
+/// \param ids [n] i32 or i64, contiguous, on the CPU or the GPU.
+/// \return the largest value and its first position; position -1 when `ids` is empty.
+/// \throws InvalidArgument when `ids` has another dtype or is not contiguous.
 IndexAt max_index(const TensorView& ids);
 
 }  // namespace pagedkv

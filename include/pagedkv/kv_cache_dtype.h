@@ -16,6 +16,8 @@ enum class KvCacheDtype {
 };
 
 /// \brief True for the two fp8 kinds.
+/// \param kind the storage kind.
+/// \return whether it is kFp8E4m3 or kFp8E5m2.
 constexpr bool is_fp8(KvCacheDtype kind) { return kind != KvCacheDtype::kAuto; }
 
 /// \brief Parses vLLM's `kv_cache_dtype` string.
