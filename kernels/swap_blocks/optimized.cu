@@ -44,8 +44,10 @@
 // the device that owns the GPU-side memory (there is no device guard, as there is no device
 // index in a TensorView).
 //
-// Measured: (to be filled from the recorded GPU run: W6, 32 KiB blocks, 16 … 2048 random
-// pairs; H2D/D2H vs one bulk pinned cudaMemcpyAsync, D2D vs the device copy bandwidth)
+// Measured (H100 80GB HBM3, CUDA 13.0, `pagedkv compare swap_blocks`, W6: 2048 random pairs of
+// 32 KiB): H2D 1314 us = 92.6 % of one bulk pinned cudaMemcpyAsync of the same 64 MiB (naive:
+// 18 %), D2H 1282 us = 95.2 % (naive: 21 %), D2D 49 us = 94.6 % of a device copy (naive: 1.3 %,
+// one memcpy call per block). 16 pairs: H2D 95 %, D2D 86 % (launch-bound at 2.4 us).
 #include <cuda_runtime.h>
 
 #include <cstdint>
