@@ -37,6 +37,8 @@ using test::HostBuffer;
 enum class SlotPattern {
   contiguous,  // sequences filling consecutive offsets of their blocks (prefill)
   random,      // distinct slots drawn at random over the whole cache (decode-like scatter)
+  mixed,       // first half: runs of 1-4 slots in random blocks (a decode batch with speculative
+               // tokens); second half: one prefill from offset 0. Tiles of both store orders.
 };
 
 enum class RowLayout {
@@ -63,7 +65,10 @@ std::string describe(const CaseSpec& s) {
   out << "tokens " << s.num_tokens << ", heads " << s.num_heads << ", head_size " << s.head_size
       << ", block_size " << s.block_size << ", " << dtype_name(s.dtype) << " -> \""
       << s.kv_cache_dtype << "\", slots "
-      << (s.slots == SlotPattern::contiguous ? "contiguous" : "random") << ", rows "
+      << (s.slots == SlotPattern::contiguous ? "contiguous"
+          : s.slots == SlotPattern::random   ? "random"
+                                             : "mixed")
+      << ", rows "
       << (s.rows == RowLayout::separate        ? "separate"
           : s.rows == RowLayout::fused_aligned ? "fused aligned"
                                                : "fused unaligned")
@@ -98,8 +103,8 @@ struct Case {
 
 // Slots for `spec`: contiguous = up to three sequences, the first starting at offset 0 of a
 // block, the others at a random offset (as after a cached prefix), each taking a fresh free block
-// at every block boundary; random = distinct slots anywhere. With more than two tokens, the last
-// token and one in the middle are padding (-1).
+// at every block boundary; random = distinct slots anywhere; mixed = see SlotPattern. With more
+// than two tokens, the last token and one in the middle are padding (-1).
 std::vector<std::int64_t> make_slots(const CaseSpec& spec, std::int64_t num_blocks,
                                      std::mt19937_64& rng) {
   const std::int64_t num_tokens = spec.num_tokens;
@@ -110,6 +115,27 @@ std::vector<std::int64_t> make_slots(const CaseSpec& spec, std::int64_t num_bloc
     std::iota(all.begin(), all.end(), 0);
     std::shuffle(all.begin(), all.end(), rng);
     std::copy(all.begin(), all.begin() + num_tokens, slots.begin());
+  } else if (spec.slots == SlotPattern::mixed) {
+    std::vector<std::int64_t> free_blocks(static_cast<std::size_t>(num_blocks));
+    std::iota(free_blocks.begin(), free_blocks.end(), 0);
+    std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
+    std::size_t next_free = 0;
+    std::int64_t token = 0;
+    const std::int64_t decode_tokens = num_tokens / 2;
+    while (token < decode_tokens) {  // short runs, each in a fresh block at a random offset
+      const std::int64_t block = free_blocks.at(next_free++);
+      const auto offset = static_cast<std::int64_t>(rng() % block_size);
+      const std::int64_t length = std::min({static_cast<std::int64_t>(1 + rng() % 4),
+                                            block_size - offset, decode_tokens - token});
+      for (std::int64_t i = 0; i < length; ++i)
+        slots[static_cast<std::size_t>(token++)] = block * block_size + offset + i;
+    }
+    // The prefill: consecutive slots from offset 0 of fresh blocks.
+    for (std::int64_t i = 0; token < num_tokens; ++i, ++token) {
+      const std::int64_t block =
+          free_blocks.at(next_free + static_cast<std::size_t>(i / block_size));
+      slots[static_cast<std::size_t>(token)] = block * block_size + i % block_size;
+    }
   } else {
     std::vector<std::int64_t> free_blocks(static_cast<std::size_t>(num_blocks));
     std::iota(free_blocks.begin(), free_blocks.end(), 0);
@@ -149,7 +175,8 @@ Case make_case(const CaseSpec& spec) {
   const DType cache_dtype = fp8 ? DType::u8 : spec.dtype;
   c.cache_element_size = dtype_size(cache_dtype);
   c.x = 16 / c.cache_element_size;
-  c.num_blocks = T / spec.block_size + 8;  // room for three sequences' partial blocks
+  // Room for three sequences' partial blocks; a mixed batch also takes one block per short run.
+  c.num_blocks = T / spec.block_size + 8 + (spec.slots == SlotPattern::mixed ? T / 2 : 0);
   const std::int64_t activation_size = dtype_size(spec.dtype);
 
   // Activations.
@@ -903,6 +930,29 @@ TEST_CASE("reshape_and_cache GPU: misaligned caches and activations use element 
   spec.rows = rows;
   spec.misaligned_caches = true;  // the byte before each cache view must stay poisoned too
   spec.seed = 9;
+  check_three_agree(spec);
+}
+
+// The optimized kernel picks its store order per 32-token tile (pieces for a prefill, token by
+// token for scattered slots): one launch with both kinds of tiles, heads split over several
+// CTAs (576 elements: 72, 36 or 144 key chunks per head) and heads that fit one CTA.
+TEST_CASE("reshape_and_cache GPU: a decode batch of short runs and a prefill in one launch",
+          "[reshape_and_cache][gpu]") {
+  PAGEDKV_REQUIRE_GPU();
+  const DType dtype = GENERATE(DType::f32, DType::f16, DType::bf16);
+  const std::string kind = GENERATE(as<std::string>(), "auto", "fp8_e4m3");
+  const std::int64_t head_size = GENERATE(128, 576);
+  const std::int64_t block_size = GENERATE(8, 16, 32);
+  CaseSpec spec;
+  spec.num_tokens = 300;
+  spec.num_heads = 4;
+  spec.head_size = head_size;
+  spec.block_size = block_size;
+  spec.dtype = dtype;
+  spec.kv_cache_dtype = kind;
+  spec.slots = SlotPattern::mixed;
+  spec.rows = RowLayout::fused_aligned;
+  spec.seed = 31;
   check_three_agree(spec);
 }
 
