@@ -6,39 +6,64 @@
 // memory bandwidth, and the job is to keep enough wide, aligned accesses in flight. What this
 // version does differently from naive.cu (one thread per element):
 //
-//   1. 16-byte vectors. Each thread moves kVec elements per instruction: 8 bf16/f16 or 4 f32 are
-//      one 16-byte load; the store is 16 bytes ("auto") or kVec bytes (fp8). The width is chosen
-//      on the host from the real pointers and strides (pick_vector_width): 16 bytes when every
-//      source and destination address is 16-byte aligned, else 8, 4, 2 bytes, down to one
-//      element. Upstream aligns only the source, which crashes on a misaligned destination
-//      (head_size 46 × 13 heads); here a misaligned layout just runs narrower.
+//   1. 16-byte vectors. Each thread moves a "vector" of kVec elements with 16-byte accesses: for
+//      a bf16/f16/f32 cache 8/8/4 elements, one 16-byte load and one 16-byte store; for an fp8
+//      cache 16 elements, so that the STORE is 16 bytes too (16 fp8 bytes), loaded as two
+//      (bf16/f16) or four (f32) 16-byte loads. (With 8 elements an fp8 thread stores only 8
+//      bytes; measured on W1 bf16 → fp8: 84-87 % of copy with 8, 91-95 % with 16.) The width is
+//      chosen on the host from the real pointers and strides (pick_vector_width): the widest
+//      one for which every address is aligned, down to one element. Upstream aligns only the
+//      source, which crashes on a misaligned destination (head_size 46 × 13 heads); here a
+//      misaligned layout just runs narrower.
 //   2. A group of threads per token. One token's rows are split into vectors; a power-of-two
-//      group of threads shares them so that each thread handles about kUnroll vectors (W1:
-//      2 × 8 × 128 bf16 = 256 vectors → 64 threads, 4 tokens per 256-thread block). Small heads
-//      no longer leave most of a block idle, and large ones are looped over.
+//      group of threads shares them so that each thread handles kUnroll vectors (W1 bf16:
+//      2 × 8 × 128 elements = 256 vectors of 8 → 64 threads, 4 tokens per 256-thread block).
+//      Small heads no longer leave most of a block idle, and large ones are looped over.
 //   3. The slot is read once per token per thread (one broadcast load per warp), and the 64-bit
 //      division slot → (block, offset) is done once per token and thread, not once per element.
-//   4. kUnroll independent loads in flight per thread before the first store, and they are issued
-//      without waiting for the slot: the row is read while slot_mapping is still in flight
-//      (padding rows are read for nothing; they are rare, and they exist in key and value).
+//   4. kLoadBytesInFlight = 64 bytes of independent loads per thread before the first store
+//      (kUnroll vectors: four of 16 bytes for a bf16 cache, two of 32 bytes for bf16 → fp8),
+//      issued without waiting for the slot: the row is read while slot_mapping is still in
+//      flight (padding rows are read for nothing; they are rare, and they exist in key and value).
 //   5. Scales: a per-tensor scale is read once per thread; a per-head scale once per vector,
-//      next to the data load so its latency overlaps it (the same address for the 16 threads of
-//      a head row: one cached broadcast).
+//      next to the data load so its latency overlaps it (the same address for the threads of a
+//      head row: one cached broadcast).
 //   6. Consecutive threads take consecutive vectors of a head row, so a warp writes whole head
 //      rows (256 bytes for 128 bf16, 128 bytes for 128 fp8) as full, coalesced sectors, in NHD
 //      and HND alike.
+//   7. fp8: registers. The conversion works on the loaded registers directly: two bf16 share a
+//      32-bit register and come out as floats with one shift and one mask (pair_to_float2).
+//      Converting element by element, as the first version did, lets the compiler move every
+//      16-bit activation into a register of its own (76 registers there: 3 blocks per SM). Now
+//      every fp8 instantiation fits __launch_bounds__(256, kMinBlocksPerSm = 4), 64 registers,
+//      without spilling: 4 blocks (1024 threads) per SM.
+//   8. fp8: two values per conversion instruction (encode_fp8_pair: cvt...e4m3x2.f32 on two
+//      quotients instead of one quotient and a zero): half the conversions, the same bytes.
+//   The division stays the true IEEE `x / scale` of upstream, per element. Tried, measured and
+//   dropped (W1, bf16 → fp8_e4m3, 65536 tokens, one side-by-side GPU run): the scale's
+//   reciprocal computed once and each quotient as x·r corrected by two FMAs, which is exactly
+//   x / scale (Markstein's theorem) but needs a range check per element to stay exact. Once
+//   tricks 1, 7 and 8 were in, it was SLOWER than the division: 88-91 % of copy against
+//   91-95 % (and 83-87 % without the register cap of trick 7). The first version's 55 % came
+//   from registers and 8-byte stores, not from the division.
 //   No shared memory: every byte is touched exactly once, there is nothing to reuse.
 //
-// Measured: (to be filled in from the GPU run: W1 NHD/HND × bf16/fp8-e4m3 at 65536 tokens,
-//            GB/s and % of the device-copy bandwidth)
+// Measured (H100 80GB HBM3, driver 580.159.04, CUDA 13.0; `pagedkv compare
+// reshape_and_cache_flash --workload W1 --size 65536`: 8 kv heads × 128, block 16, 65536 tokens,
+// % of a size-matched device copy at 3.01 TB/s in the same run, random / contiguous slots):
+// bf16 cache NHD 94.3 / 96.9 %, HND 94.0 / 96.9 %; fp8_e4m3 cache NHD 93.5 / 94.8 %
+// (144.0 / 142.2 µs, copy 134.7 µs), HND 90.6 / 94.7 % (148.9 / 142.3 µs). Before tricks 1, 7
+// and 8 the fp8 cache took 246 µs (55 %). Naive: 27 % (bf16), 21 % (fp8).
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fp8_pair.cuh"
 #include "common/vec.cuh"
 #include "pagedkv/cuda_runtime.h"
 
@@ -46,8 +71,27 @@ namespace pagedkv::kernels::flash_optimized {
 
 /// Threads per block (a multiple of every threads_per_token, which are powers of two ≤ it).
 constexpr int kThreadsPerBlock = 256;
-/// Vectors each thread loads before it stores (trick 4).
-constexpr int kUnroll = 4;
+/// Blocks per SM the register budget must allow (__launch_bounds__): 4 × 256 threads, at most
+/// 64 registers per thread.
+constexpr int kMinBlocksPerSm = 4;
+/// Bytes of activations each thread loads before its first store (trick 4).
+constexpr int kLoadBytesInFlight = 64;
+
+/// Most vectors per thread and round: narrow vectors (misaligned layouts) do not get more
+/// loads than 16-byte ones (registers).
+constexpr int kMaxUnroll = 4;
+
+/// \brief Vectors each thread loads before it stores: kLoadBytesInFlight of activations, at
+/// least one vector and at most kMaxUnroll (trick 4).
+/// \tparam Activation key/value element type.
+/// \tparam kVec elements per vector.
+/// \return the number of vectors per thread and round.
+template <typename Activation, int kVec>
+constexpr int unroll_for() {
+  constexpr int vector_bytes = kVec * static_cast<int>(sizeof(Activation));
+  constexpr int by_bytes = kLoadBytesInFlight / vector_bytes;
+  return by_bytes < 1 ? 1 : (by_bytes > kMaxUnroll ? kMaxUnroll : by_bytes);
+}
 
 /// \brief What the kernel needs besides the pointers, derived on the host from the plan and the
 /// chosen vector width. Strides in elements.
@@ -66,7 +110,70 @@ struct TokenWork {
   bool per_head_scale = false;    ///< k_scale / v_scale hold num_heads values
 };
 
-/// \brief Writes the tokens' key and value rows into their slots, kVec elements per access.
+/// \brief Activations 2p and 2p + 1 of a loaded vector as floats (exact), unpacked from their
+/// shared 32-bit register: a bf16 is the top half of an fp32, so the pair costs one shift and
+/// one mask. (Copying the vector element by element first would give every 16-bit activation a
+/// register of its own: twice the registers.)
+/// \tparam Activation float, __half or __nv_bfloat16.
+/// \tparam kCount elements of the loaded vector (even).
+/// \param loaded one loaded vector.
+/// \param first index of the pair's first element (even).
+/// \return the two values.
+template <typename Activation, int kCount>
+__device__ __forceinline__ float2 pair_to_float2(const AlignedVector<Activation, kCount>& loaded,
+                                                 int first) {
+  if constexpr (std::is_same_v<Activation, __nv_bfloat16>) {
+    std::uint32_t bits;  // element `first` in bits 0-15, `first + 1` in bits 16-31
+    memcpy(&bits, &loaded.elements[first], sizeof bits);
+    return make_float2(__uint_as_float(bits << 16), __uint_as_float(bits & 0xFFFF0000u));
+  } else if constexpr (std::is_same_v<Activation, __half>) {
+    __half2 pair;
+    memcpy(&pair, &loaded.elements[first], sizeof pair);
+    return __half22float2(pair);
+  } else {
+    return make_float2(loaded.elements[first], loaded.elements[first + 1]);
+  }
+}
+
+/// \brief Converts one vector of activations into cache elements: a bit copy for "auto"; for
+/// fp8, fp8(x / scale) two values at a time (tricks 7 and 8).
+/// \tparam kKind how the cache stores an element.
+/// \tparam kVec elements per vector.
+/// \tparam Activation float, __half or __nv_bfloat16.
+/// \tparam kLoadVec elements per load (kVec, or 16 bytes of activations when kVec is wider).
+/// \tparam kLoads loads per vector: kVec / kLoadVec.
+/// \param loaded the vector as loaded: kLoads pieces of kLoadVec elements, in memory order.
+/// \param scale the scale of this vector's tensor or head (unused for "auto").
+/// \return the kVec cache elements, in memory order.
+template <KvCacheDtype kKind, int kVec, typename Activation, int kLoadVec, int kLoads>
+__device__ __forceinline__ AlignedVector<typename CacheElement<Activation, kKind>::type, kVec>
+convert_vector(const AlignedVector<Activation, kLoadVec> (&loaded)[kLoads], float scale) {
+  static_assert(kLoadVec * kLoads == kVec, "a vector is kLoads loads of kLoadVec elements");
+  AlignedVector<typename CacheElement<Activation, kKind>::type, kVec> converted;
+  if constexpr (kKind == KvCacheDtype::kAuto) {
+    (void)scale;
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      converted.elements[e] = loaded[e / kLoadVec].elements[e % kLoadVec];
+    }
+  } else if constexpr (kVec == 1) {
+    converted.elements[0] = static_cast<std::uint8_t>(
+        encode_fp8_pair<kKind>(to_float(loaded[0].elements[0]), 0.f, scale));
+  } else {
+    // Trick 7: each pair is unpacked from its register, divided and encoded (trick 8) before
+    // the next one, so that only the packed activations and the packed bytes stay live.
+#pragma unroll
+    for (int e = 0; e < kVec; e += 2) {
+      const float2 pair = pair_to_float2(loaded[e / kLoadVec], e % kLoadVec);
+      const std::uint16_t bytes = encode_fp8_pair<kKind>(pair.x, pair.y, scale);
+      converted.elements[e] = static_cast<std::uint8_t>(bytes);
+      converted.elements[e + 1] = static_cast<std::uint8_t>(bytes >> 8);
+    }
+  }
+  return converted;
+}
+
+/// \brief Writes the tokens' key and value rows into their slots, kVec elements per vector.
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kKind how the cache stores an element.
 /// \tparam kVec elements per vector; every address the kernel forms is aligned to it (host check).
@@ -79,13 +186,19 @@ struct TokenWork {
 /// \param v_scale [1] or [num_heads]; read only for fp8.
 /// \param work sizes and strides.
 template <typename Activation, KvCacheDtype kKind, int kVec>
-__global__ void __launch_bounds__(kThreadsPerBlock) reshape_and_cache_flash_kernel(
+__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm) reshape_and_cache_flash_kernel(
     const Activation* __restrict__ key, const Activation* __restrict__ value,
     typename CacheElement<Activation, kKind>::type* __restrict__ key_cache,
     typename CacheElement<Activation, kKind>::type* __restrict__ value_cache,
     const std::int64_t* __restrict__ slot_mapping, const float* __restrict__ k_scale,
     const float* __restrict__ v_scale, TokenWork work) {
   using Cache = typename CacheElement<Activation, kKind>::type;
+  // Trick 1: a vector is kLoadsPerVector loads of kLoadVec elements (16 bytes at most).
+  constexpr int kLoadVec =
+      kVec * static_cast<int>(sizeof(Activation)) > 16 ? 16 / static_cast<int>(sizeof(Activation))
+                                                       : kVec;
+  constexpr int kLoadsPerVector = kVec / kLoadVec;
+  constexpr int kUnroll = unroll_for<Activation, kVec>();
 
   // Trick 2: the block is tokens_per_block groups of threads_per_token threads, one per token.
   const int tokens_per_block = kThreadsPerBlock / work.threads_per_token;
@@ -113,20 +226,24 @@ __global__ void __launch_bounds__(kThreadsPerBlock) reshape_and_cache_flash_kern
       // Trick 4: issue all loads first. Vector v of the token is element v * kVec of the key
       // row (v < vectors_per_row) or of the value row; rows are packed, so no head arithmetic
       // is needed on the source side.
-      AlignedVector<Activation, kVec> loaded[kUnroll];
-      float scale[kUnroll];
+      AlignedVector<Activation, kLoadVec> loaded[kUnroll][kLoadsPerVector];
+      float head_scale[kUnroll];
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k) {
         const int v = first + k * work.threads_per_token;  // trick 6: lane i takes vector i
         if (v < work.vectors_per_token) {
           const bool is_value = v >= work.vectors_per_row;
           const int in_row = is_value ? v - work.vectors_per_row : v;
-          loaded[k] = load_vector<kVec>((is_value ? value_row : key_row) + in_row * kVec);
-          scale[k] = is_value ? value_scale : key_scale;
+          const Activation* source = (is_value ? value_row : key_row) + in_row * kVec;
+#pragma unroll
+          for (int l = 0; l < kLoadsPerVector; ++l) {
+            loaded[k][l] = load_vector<kLoadVec>(source + l * kLoadVec);
+          }
+          head_scale[k] = 1.f;
           if constexpr (is_fp8(kKind)) {
             if (work.per_head_scale) {
               const int head = in_row / work.vectors_per_head;
-              scale[k] = (is_value ? v_scale : k_scale)[head];
+              head_scale[k] = (is_value ? v_scale : k_scale)[head];
             }
           }
         }
@@ -148,11 +265,10 @@ __global__ void __launch_bounds__(kThreadsPerBlock) reshape_and_cache_flash_kern
           const int in_row = is_value ? v - work.vectors_per_row : v;
           const int head = in_row / work.vectors_per_head;
           const int d = (in_row - head * work.vectors_per_head) * kVec;  // first element
-          AlignedVector<Cache, kVec> converted;
-#pragma unroll
-          for (int e = 0; e < kVec; ++e) {
-            converted.elements[e] = to_cache<kKind>(loaded[k].elements[e], scale[k]);
-          }
+          const float scale = work.per_head_scale ? head_scale[k]
+                                                  : (is_value ? value_scale : key_scale);
+          const AlignedVector<Cache, kVec> converted =
+              convert_vector<kKind, kVec>(loaded[k], scale);
           Cache* cache = is_value ? value_cache : key_cache;
           store_vector<kVec>(cache + slot_element + head * work.head_stride + d, converted);
         }
@@ -161,8 +277,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) reshape_and_cache_flash_kern
   }
 }
 
-/// \brief The widest vector (in elements, at most 16 bytes of activations) such that every
-/// address the kernel forms is aligned for both the activation loads and the cache stores
+/// \brief The widest vector (in elements) such that every address the kernel forms is aligned
+/// for the activation loads (16 bytes at most each) and for the one cache store per vector
 /// (trick 1). One element always works.
 /// \tparam Activation key/value element type.
 /// \tparam Cache cache element type.
@@ -171,13 +287,15 @@ __global__ void __launch_bounds__(kThreadsPerBlock) reshape_and_cache_flash_kern
 /// \param value the value view.
 /// \param key_cache the key cache view.
 /// \param value_cache the value cache view.
-/// \return kVec for the launch: 8, 4, 2 or 1 (16-bit activations) or 4, 2, 1 (f32).
+/// \return kVec for the launch: 16 bytes of cache per store at most (8, 8, 4 elements for a
+///         bf16, f16, f32 cache; 16 for fp8), halved until aligned.
 template <typename Activation, typename Cache>
 int pick_vector_width(const ReshapeAndCacheFlashPlan& plan, const TensorView& key,
                       const TensorView& value, const TensorView& key_cache,
                       const TensorView& value_cache) {
-  for (int count = 16 / static_cast<int>(sizeof(Activation)); count > 1; count /= 2) {
-    const std::size_t load_bytes = count * sizeof(Activation);
+  for (int count = 16 / static_cast<int>(sizeof(Cache)); count > 1; count /= 2) {
+    // A vector is loaded in pieces of at most 16 bytes, and stored at once.
+    const std::size_t load_bytes = std::min<std::size_t>(16, count * sizeof(Activation));
     const std::size_t store_bytes = count * sizeof(Cache);
     // Source vector addresses: row start + head * head_size + multiple of count.
     const bool source_ok = plan.head_size % count == 0 &&
@@ -215,6 +333,7 @@ void launch_with_vector(const ReshapeAndCacheFlashPlan& plan, const TensorView& 
                         const TensorView& k_scale, const TensorView& v_scale,
                         cudaStream_t stream) {
   using Cache = typename CacheElement<Activation, kKind>::type;
+  constexpr int kUnroll = unroll_for<Activation, kVec>();
   TokenWork work;
   work.num_tokens = plan.num_tokens;
   work.key_stride = plan.key_stride;
@@ -242,12 +361,13 @@ void launch_with_vector(const ReshapeAndCacheFlashPlan& plan, const TensorView& 
   const auto blocks = static_cast<unsigned>(std::min<std::int64_t>(blocks_needed, 1 << 30));
 
   const bool fp8 = is_fp8(kKind);
-  reshape_and_cache_flash_kernel<Activation, kKind, kVec><<<blocks, kThreadsPerBlock, 0, stream>>>(
-      static_cast<const Activation*>(key.data), static_cast<const Activation*>(value.data),
-      static_cast<Cache*>(key_cache.data), static_cast<Cache*>(value_cache.data),
-      static_cast<const std::int64_t*>(slot_mapping.data),
-      fp8 ? static_cast<const float*>(k_scale.data) : nullptr,
-      fp8 ? static_cast<const float*>(v_scale.data) : nullptr, work);
+  reshape_and_cache_flash_kernel<Activation, kKind, kVec>
+      <<<blocks, kThreadsPerBlock, 0, stream>>>(
+          static_cast<const Activation*>(key.data), static_cast<const Activation*>(value.data),
+          static_cast<Cache*>(key_cache.data), static_cast<Cache*>(value_cache.data),
+          static_cast<const std::int64_t*>(slot_mapping.data),
+          fp8 ? static_cast<const float*>(k_scale.data) : nullptr,
+          fp8 ? static_cast<const float*>(v_scale.data) : nullptr, work);
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 
@@ -270,11 +390,18 @@ void launch_reshape_and_cache_flash(const ReshapeAndCacheFlashPlan& plan, const 
         using Activation = typename decltype(activation_tag)::type;
         constexpr KvCacheDtype kKind = decltype(kind_tag)::value;
         using Cache = typename CacheElement<Activation, kKind>::type;
-        constexpr int kMaxVec = 16 / static_cast<int>(sizeof(Activation));
+        // 16 bytes of cache per store at most: 16 fp8, 8 bf16/f16 or 4 f32 elements.
+        constexpr int kMaxVec = 16 / static_cast<int>(sizeof(Cache));
         const int count =
             pick_vector_width<Activation, Cache>(plan, key, value, key_cache, value_cache);
-        // One instantiation per width; `if constexpr` skips widths above 16 bytes (f32 × 8).
+        // One instantiation per width; `if constexpr` skips widths above 16 bytes of cache.
         switch (count) {
+          case 16:
+            if constexpr (kMaxVec >= 16) {
+              launch_with_vector<Activation, kKind, 16>(plan, key, value, key_cache, value_cache,
+                                                        slot_mapping, k_scale, v_scale, stream);
+            }
+            return;
           case 8:
             if constexpr (kMaxVec >= 8) {
               launch_with_vector<Activation, kKind, 8>(plan, key, value, key_cache, value_cache,
