@@ -1,9 +1,11 @@
 /// \file
 /// \brief Helpers shared by the op registry's entries (core/entries/, not public API): random
-/// inputs that are never zeros, slot and block-id drawing, the W1 cache-write inputs, and the
-/// byte-for-byte comparison of a whole output with the CPU reference.
+/// inputs that are never zeros, slot and block-id drawing, the W1 cache-write inputs, the
+/// byte-for-byte comparison of a whole output with the CPU reference, and the OpCase that every
+/// cache-write op shares (CacheWriteCase).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -162,6 +164,148 @@ ScaleTensor make_scale(float value, Memory memory);
 /// \param unit_bytes the unit size.
 /// \return the stride in units; throws InvalidArgument when it is not a whole number of units.
 std::int64_t stride_in_units(std::int64_t stride_elements, DType dtype, int unit_bytes);
+
+/// \brief The OpCase of a cache write (reshape_and_cache, reshape_and_cache_flash), written once:
+/// the W1 inputs, the two caches, the buffer sets and the validated plans.
+///
+/// Everything that differs between the cache-write ops comes in through `Glue`, a small struct
+/// that each op's entry file writes (see core/entries/reshape_and_cache.cpp). The glue names the
+/// op's functions and says how the key and value caches lie in their allocation. It provides:
+/// - `Plan`: the op's plan type, as returned by its validate function;
+/// - six pointers to the op's entry points, whose arguments follow the op's contract (key,
+///   value, key_cache, value_cache, slot_mapping, ...; the plan first for the two launch
+///   functions): `cpu_reference` (the CPU reference),
+///   `validate` (the op's one validate function), `naive_checked` and `optimized_checked` (the
+///   checked entry points of the two kernels), `naive_launch` and `optimized_launch` (their
+///   unchecked launch functions, which run an already validated plan);
+/// - a constructor taking the WorkloadPoint, which rejects a variant the op does not run;
+/// - `key_cache(shape, caches, device)` and `value_cache(shape, caches, device)`: views of the
+///   two caches in one allocation `caches` of 2 × shape.cache_bytes() (key cache first);
+/// - `library_scatters(shape, inputs, caches)`: the op as plain scatters of units (asked only
+///   when the cache is not fp8).
+///
+/// Buffer sets: each set has its own inputs (set 0 holds the CPU reference's inputs) and all
+/// sets write the same device caches. prepare_device() validates every set once per
+/// implementation, so that launch(), the timed call, only runs a plan.
+/// \tparam Glue the op's glue (above).
+template <class Glue>
+class CacheWriteCase final : public OpCase {
+ public:
+  /// \brief Draws the host inputs of buffer set 0 and allocates the CPU reference's output
+  /// caches, filled with the poison byte.
+  /// \param point the W1 point; the glue rejects a variant the op does not run.
+  /// \param seed seed of the random inputs.
+  CacheWriteCase(const WorkloadPoint& point, std::uint64_t seed)
+      : shape_(cache_write_shape(point)),
+        seed_(seed),
+        host_(make_token_inputs(shape_, seed, 0)),
+        host_caches_(Memory::host, static_cast<std::size_t>(2 * shape_.cache_bytes())),
+        host_k_scale_(make_scale(shape_.k_scale, Memory::host)),
+        host_v_scale_(make_scale(shape_.v_scale, Memory::host)),
+        glue_(point) {
+    host_caches_.fill(kPoisonByte);
+  }
+
+  std::int64_t bytes_moved() const override { return shape_.bytes_moved(); }
+  CopyKind copy_kind() const override { return CopyKind::device_to_device; }
+  int buffer_sets() const override {
+    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
+  }
+
+  void run_cpu() override {
+    Glue::cpu_reference(host_.key, host_.value, key_cache(host_caches_, Device::cpu),
+                        value_cache(host_caches_, Device::cpu), host_.slot_mapping,
+                        shape_.kv_cache_dtype, host_k_scale_.view, host_v_scale_.view);
+  }
+
+  void prepare_device(std::int64_t l2_bytes) override {
+    const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
+    device_caches_ = Buffer(Memory::device, host_caches_.size());
+    device_caches_.fill(kPoisonByte);
+    k_scale_ = make_scale(shape_.k_scale, Memory::device);
+    v_scale_ = make_scale(shape_.v_scale, Memory::device);
+    const TensorView kc = key_cache(device_caches_, Device::cuda);
+    const TensorView vc = value_cache(device_caches_, Device::cuda);
+    for (int set = 0; set < sets; ++set) {
+      // Set 0 is the CPU reference's input; the others are drawn the same way.
+      device_.push_back(set == 0 ? copy_token_inputs(shape_, host_, Memory::device)
+                                 : copy_token_inputs(shape_, make_token_inputs(shape_, seed_, set),
+                                                     Memory::device));
+      const TokenInputs& in = device_.back();
+      // Validation (with its synchronizing slot-range check) happens here, once per set and
+      // implementation, never inside the timed region.
+      naive_plans_.push_back(Glue::validate(in.key, in.value, kc, vc, in.slot_mapping,
+                                            shape_.kv_cache_dtype, k_scale_.view, v_scale_.view,
+                                            Impl::naive));
+      optimized_plans_.push_back(Glue::validate(in.key, in.value, kc, vc, in.slot_mapping,
+                                                shape_.kv_cache_dtype, k_scale_.view, v_scale_.view,
+                                                Impl::optimized));
+    }
+  }
+
+  void launch(Impl impl, int set, cudaStream_t stream) override {
+    const TokenInputs& in = device_.at(static_cast<std::size_t>(set));
+    const TensorView kc = key_cache(device_caches_, Device::cuda);
+    const TensorView vc = value_cache(device_caches_, Device::cuda);
+    if (impl == Impl::naive) {
+      Glue::naive_launch(naive_plans_[set], in.key, in.value, kc, vc, in.slot_mapping,
+                         k_scale_.view, v_scale_.view, stream);
+    } else {
+      Glue::optimized_launch(optimized_plans_[set], in.key, in.value, kc, vc, in.slot_mapping,
+                             k_scale_.view, v_scale_.view, stream);
+    }
+  }
+
+  void reset_outputs() override { device_caches_.fill(kPoisonByte); }
+
+  Agreement compare_outputs() override {
+    return compare_with_reference(device_caches_, host_caches_.data(),
+                                  shape_.cache_element_dtype());
+  }
+
+  std::vector<UnitScatter> library_scatters(int set) const override {
+    if (is_fp8(shape_.cache_kind)) return {};  // quantizing is not a plain scatter
+    const TokenInputs& in = device_.at(static_cast<std::size_t>(set));
+    return glue_.library_scatters(shape_, in, device_caches_);
+  }
+
+ protected:
+  void run_checked(Impl impl) override {
+    const TokenInputs& in = device_.at(0);
+    const TensorView kc = key_cache(device_caches_, Device::cuda);
+    const TensorView vc = value_cache(device_caches_, Device::cuda);
+    // The checked entry points are called through pointers, which do not carry their default
+    // stream argument: nullptr is that default (the legacy default stream).
+    if (impl == Impl::naive) {
+      Glue::naive_checked(in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype,
+                          k_scale_.view, v_scale_.view, nullptr);
+    } else {
+      Glue::optimized_checked(in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype,
+                              k_scale_.view, v_scale_.view, nullptr);
+    }
+  }
+
+ private:
+  TensorView key_cache(const Buffer& caches, Device device) const {
+    return glue_.key_cache(shape_, caches, device);
+  }
+  TensorView value_cache(const Buffer& caches, Device device) const {
+    return glue_.value_cache(shape_, caches, device);
+  }
+
+  // Initialized in declaration order: the shape, the host inputs, caches and scales, then the
+  // glue, whose constructor checks the variant.
+  CacheWriteShape shape_;
+  std::uint64_t seed_;
+  TokenInputs host_;    // set 0, the CPU reference's input
+  Buffer host_caches_;  // [2, num_blocks, ...]: the CPU reference's output
+  ScaleTensor host_k_scale_, host_v_scale_;
+  Glue glue_;
+  std::vector<TokenInputs> device_;  // one per buffer set
+  Buffer device_caches_;             // shared by all sets
+  ScaleTensor k_scale_, v_scale_;
+  std::vector<typename Glue::Plan> naive_plans_, optimized_plans_;
+};
 
 /// \brief The registry entry of swap_blocks (core/entries/swap_blocks.cpp).
 /// \return the entry.

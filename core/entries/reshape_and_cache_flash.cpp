@@ -20,95 +20,57 @@ namespace pagedkv::entries {
 
 namespace {
 
-class ReshapeAndCacheFlashCase final : public OpCase {
- public:
-  ReshapeAndCacheFlashCase(const WorkloadPoint& point, std::uint64_t seed)
-      : shape_(cache_write_shape(point)),
-        hnd_(point.variant.rfind("HND", 0) == 0),
-        seed_(seed),
-        host_(make_token_inputs(shape_, seed, 0)),
-        host_caches_(Memory::host, static_cast<std::size_t>(2 * shape_.cache_bytes())),
-        host_k_scale_(make_scale(shape_.k_scale, Memory::host)),
-        host_v_scale_(make_scale(shape_.v_scale, Memory::host)) {
-    PAGEDKV_CHECK(hnd_ || point.variant.rfind("NHD", 0) == 0,
+// The glue between CacheWriteCase (case_support.h), which runs every cache write the same way,
+// and reshape_and_cache_flash: the op's entry points, the W1 variants it runs (the layout, NHD
+// or HND, comes first), the layout of its two caches and its library baseline.
+struct ReshapeAndCacheFlashGlue {
+  using Plan = ReshapeAndCacheFlashPlan;
+  // The op's entry points (include/pagedkv/ops/), called by CacheWriteCase.
+  static constexpr auto cpu_reference = &cpu::reshape_and_cache_flash;
+  static constexpr auto validate = &validate_reshape_and_cache_flash;
+  static constexpr auto naive_checked = &naive::reshape_and_cache_flash;
+  static constexpr auto optimized_checked = &optimized::reshape_and_cache_flash;
+  static constexpr auto naive_launch = &naive::launch_reshape_and_cache_flash;
+  static constexpr auto optimized_launch = &optimized::launch_reshape_and_cache_flash;
+
+  explicit ReshapeAndCacheFlashGlue(const WorkloadPoint& point)
+      : hnd(point.variant.rfind("HND", 0) == 0) {
+    PAGEDKV_CHECK(hnd || point.variant.rfind("NHD", 0) == 0,
                   "reshape_and_cache_flash W1 variant: expected \"NHD ...\" or \"HND ...\", got \"",
                   point.variant, "\"");
-    host_caches_.fill(kPoisonByte);
   }
 
-  std::int64_t bytes_moved() const override { return shape_.bytes_moved(); }
-  CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
+  // [num_blocks, block_size, num_kv_heads, head_size] logical; strides pick NHD or HND.
+  TensorView key_cache(const CacheWriteShape& shape, const Buffer& caches, Device device) const {
+    const std::int64_t bs = shape.block_size, h = shape.num_kv_heads, d = shape.head_size;
+    const DType dtype = is_fp8(shape.cache_kind) ? DType::u8 : shape.activation_dtype;
+    if (hnd)
+      return TensorView::strided(caches.data(), dtype, {shape.num_blocks, bs, h, d},
+                                 {bs * h * d, d, bs * d, 1}, device);
+    return TensorView::strided(caches.data(), dtype, {shape.num_blocks, bs, h, d},
+                               {bs * h * d, h * d, d, 1}, device);
+  }
+  // The second half of the allocation, with the key cache's strides.
+  TensorView value_cache(const CacheWriteShape& shape, const Buffer& caches, Device device) const {
+    TensorView view = key_cache(shape, caches, device);
+    view.data = caches.data() + shape.cache_bytes();
+    return view;
   }
 
-  void run_cpu() override {
-    cpu::reshape_and_cache_flash(host_.key, host_.value, key_cache(host_caches_, Device::cpu),
-                                 value_cache(host_caches_, Device::cpu), host_.slot_mapping,
-                                 shape_.kv_cache_dtype, host_k_scale_.view, host_v_scale_.view);
-  }
-
-  void prepare_device(std::int64_t l2_bytes) override {
-    const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
-    device_caches_ = Buffer(Memory::device, host_caches_.size());
-    device_caches_.fill(kPoisonByte);
-    k_scale_ = make_scale(shape_.k_scale, Memory::device);
-    v_scale_ = make_scale(shape_.v_scale, Memory::device);
-    const TensorView kc = key_cache(device_caches_, Device::cuda);
-    const TensorView vc = value_cache(device_caches_, Device::cuda);
-    for (int set = 0; set < sets; ++set) {
-      // Set 0 is the CPU reference's input; the others are drawn the same way.
-      device_.push_back(set == 0 ? copy_token_inputs(shape_, host_, Memory::device)
-                                 : copy_token_inputs(shape_, make_token_inputs(shape_, seed_, set),
-                                                     Memory::device));
-      const TokenInputs& in = device_.back();
-      // Validation (with its synchronizing slot-range check) happens here, once per set and
-      // implementation, never inside the timed region.
-      naive_plans_.push_back(validate_reshape_and_cache_flash(
-          in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype, k_scale_.view,
-          v_scale_.view, Impl::naive));
-      optimized_plans_.push_back(validate_reshape_and_cache_flash(
-          in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype, k_scale_.view,
-          v_scale_.view, Impl::optimized));
-    }
-  }
-
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    const TokenInputs& in = device_.at(static_cast<std::size_t>(set));
-    const TensorView kc = key_cache(device_caches_, Device::cuda);
-    const TensorView vc = value_cache(device_caches_, Device::cuda);
-    if (impl == Impl::naive) {
-      naive::launch_reshape_and_cache_flash(naive_plans_[set], in.key, in.value, kc, vc,
-                                            in.slot_mapping, k_scale_.view, v_scale_.view, stream);
-    } else {
-      optimized::launch_reshape_and_cache_flash(optimized_plans_[set], in.key, in.value, kc, vc,
-                                                in.slot_mapping, k_scale_.view, v_scale_.view,
-                                                stream);
-    }
-  }
-
-  void reset_outputs() override { device_caches_.fill(kPoisonByte); }
-
-  Agreement compare_outputs() override {
-    return compare_with_reference(device_caches_, host_caches_.data(),
-                                  shape_.cache_element_dtype());
-  }
-
-  std::vector<UnitScatter> library_scatters(int set) const override {
-    if (is_fp8(shape_.cache_kind)) return {};  // quantizing is not a plain scatter
-    const TokenInputs& in = device_.at(static_cast<std::size_t>(set));
-    const TensorView kc = key_cache(device_caches_, Device::cuda);
-    const DType dtype = shape_.activation_dtype;
+  std::vector<UnitScatter> library_scatters(const CacheWriteShape& shape, const TokenInputs& in,
+                                            const Buffer& caches) const {
+    const TensorView kc = key_cache(shape, caches, Device::cuda);
+    const DType dtype = shape.activation_dtype;
     // One row = the head_size elements of one (token, head): 16-byte units, contiguous in both
     // the activation and the cache in either layout.
     UnitScatter key;
     key.rows = UnitScatter::Rows::slots;
     key.unit_bytes = 16;
-    key.num_rows = shape_.num_tokens * shape_.num_kv_heads;
-    key.row_units = stride_in_units(shape_.head_size, dtype, 16);
+    key.num_rows = shape.num_tokens * shape.num_kv_heads;
+    key.row_units = stride_in_units(shape.head_size, dtype, 16);
     key.slot_mapping = static_cast<const std::int64_t*>(in.slot_mapping.data);
-    key.num_heads = shape_.num_kv_heads;
-    key.block_size = shape_.block_size;
+    key.num_heads = shape.num_kv_heads;
+    key.block_size = shape.block_size;
     key.src_token_stride = stride_in_units(in.key.stride(0), dtype, 16);
     key.src_head_stride = stride_in_units(in.key.stride(1), dtype, 16);
     key.dst_block_stride = stride_in_units(kc.stride(0), dtype, 16);
@@ -119,52 +81,11 @@ class ReshapeAndCacheFlashCase final : public OpCase {
     key.src = in.key.data;
     key.dst = kc.data;
     value.src = in.value.data;
-    value.dst = value_cache(device_caches_, Device::cuda).data;
+    value.dst = value_cache(shape, caches, Device::cuda).data;
     return {key, value};
   }
 
- protected:
-  void run_checked(Impl impl) override {
-    const TokenInputs& in = device_.at(0);
-    const TensorView kc = key_cache(device_caches_, Device::cuda);
-    const TensorView vc = value_cache(device_caches_, Device::cuda);
-    if (impl == Impl::naive) {
-      naive::reshape_and_cache_flash(in.key, in.value, kc, vc, in.slot_mapping,
-                                     shape_.kv_cache_dtype, k_scale_.view, v_scale_.view);
-    } else {
-      optimized::reshape_and_cache_flash(in.key, in.value, kc, vc, in.slot_mapping,
-                                         shape_.kv_cache_dtype, k_scale_.view, v_scale_.view);
-    }
-  }
-
- private:
-  // [num_blocks, block_size, num_kv_heads, head_size] logical; strides pick NHD or HND.
-  TensorView key_cache(const Buffer& caches, Device device) const {
-    const std::int64_t bs = shape_.block_size, h = shape_.num_kv_heads, d = shape_.head_size;
-    const DType dtype = is_fp8(shape_.cache_kind) ? DType::u8 : shape_.activation_dtype;
-    if (hnd_)
-      return TensorView::strided(caches.data(), dtype, {shape_.num_blocks, bs, h, d},
-                                 {bs * h * d, d, bs * d, 1}, device);
-    return TensorView::strided(caches.data(), dtype, {shape_.num_blocks, bs, h, d},
-                               {bs * h * d, h * d, d, 1}, device);
-  }
-  // The second half of the allocation, with the key cache's strides.
-  TensorView value_cache(const Buffer& caches, Device device) const {
-    TensorView view = key_cache(caches, device);
-    view.data = caches.data() + shape_.cache_bytes();
-    return view;
-  }
-
-  CacheWriteShape shape_;
-  bool hnd_;
-  std::uint64_t seed_;
-  TokenInputs host_;    // set 0, the CPU reference's input
-  Buffer host_caches_;  // [2, num_blocks, ...]: the CPU reference's output
-  ScaleTensor host_k_scale_, host_v_scale_;
-  std::vector<TokenInputs> device_;  // one per buffer set
-  Buffer device_caches_;             // shared by all sets
-  ScaleTensor k_scale_, v_scale_;
-  std::vector<ReshapeAndCacheFlashPlan> naive_plans_, optimized_plans_;
+  bool hnd;  // HND layout (heads before slots in a block), else NHD
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
@@ -173,7 +94,7 @@ std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
 }
 
 std::unique_ptr<OpCase> make_case(const WorkloadPoint& point, std::uint64_t seed) {
-  return std::make_unique<ReshapeAndCacheFlashCase>(point, seed);
+  return std::make_unique<CacheWriteCase<ReshapeAndCacheFlashGlue>>(point, seed);
 }
 
 }  // namespace

@@ -18,26 +18,16 @@
 
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/swap_blocks.h"
+#include "swap_blocks/memcpy_kind.h"
 
 namespace pagedkv::naive {
-
-// The cudaMemcpyKind vLLM passes for each direction.
-static cudaMemcpyKind memcpy_kind(CopyDirection direction) {
-  switch (direction) {
-    case CopyDirection::host_to_device: return cudaMemcpyHostToDevice;
-    case CopyDirection::device_to_host: return cudaMemcpyDeviceToHost;
-    case CopyDirection::device_to_device: return cudaMemcpyDeviceToDevice;
-    case CopyDirection::host_to_host: return cudaMemcpyHostToHost;
-  }
-  return cudaMemcpyDefault;
-}
 
 void launch_swap_blocks(const SwapBlocksPlan& plan, const TensorView& src, const TensorView& dst,
                         cudaStream_t stream) {
   const auto* src_bytes = static_cast<const std::uint8_t*>(src.data);  // [src_capacity, B]
   auto* dst_bytes = static_cast<std::uint8_t*>(dst.data);              // [dst_capacity, B]
   const std::int64_t block_bytes = plan.block_size_in_bytes;
-  const cudaMemcpyKind kind = memcpy_kind(plan.direction);
+  const cudaMemcpyKind kind = kernels::memcpy_kind(plan.direction);
 
   for (std::int64_t i = 0; i < plan.num_pairs; ++i) {
     const std::int64_t src_block = plan.pairs[2 * i];

@@ -56,6 +56,7 @@
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/swap_blocks.h"
+#include "swap_blocks/memcpy_kind.h"
 
 namespace pagedkv::kernels::swap_blocks_optimized {
 
@@ -297,16 +298,6 @@ SwapStrategy choose_strategy(const SwapBlocksPlan& plan, const TensorView& src,
   }
   // Rule 4: one kernel launch.
   return SwapStrategy::copy_kernel;
-}
-
-cudaMemcpyKind memcpy_kind(CopyDirection direction) {
-  switch (direction) {
-    case CopyDirection::host_to_device: return cudaMemcpyHostToDevice;
-    case CopyDirection::device_to_host: return cudaMemcpyDeviceToHost;
-    case CopyDirection::device_to_device: return cudaMemcpyDeviceToDevice;
-    case CopyDirection::host_to_host: return cudaMemcpyHostToHost;
-  }
-  return cudaMemcpyDefault;
 }
 
 void run_memcpy_runs(const SwapBlocksPlan& plan, const TensorView& src, const TensorView& dst,
