@@ -80,9 +80,13 @@ def autofill(po_path: Path) -> int:
             message.string = msgid  # a changed formula or code span: the copy is exact again
             message.flags.discard("fuzzy")
             filled += 1
+    # Obsolete entries (#~, messages whose English is gone) are dropped: when such a message
+    # comes back, Babel keeps the obsolete twin next to it and msgfmt rejects the duplicate.
+    if catalog.obsolete:
+        changed = True
     if filled or changed:
         with po_path.open("wb") as f:
-            write_po(f, catalog, width=76)  # the width sphinx-intl writes
+            write_po(f, catalog, width=76, ignore_obsolete=True)  # width: what sphinx-intl writes
     return filled
 
 
