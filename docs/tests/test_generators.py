@@ -70,7 +70,7 @@ def test_performance_picks_newest_and_draws(tmp_path):
     assert "`FIXTURE GPU`" in body and "OLDER" not in body
     assert "`2000-01-02T00:00:00Z`" in body and "`fixture`" in body
     assert "3000.0" in body
-    # One section per op, a figure per op in both languages, every row in the dropdown.
+    # One section per op, a figure per op in both languages, every row in the "All measurements" table.
     assert "### `reshape_and_cache_flash`" in body and "### `swap_blocks`" in body
     for op in ("reshape_and_cache_flash", "swap_blocks"):
         assert (root / "out" / "perf" / f"{op}.png").stat().st_size > 1000

@@ -182,7 +182,9 @@ def render(results_path: Path, data: dict, root: Path, figure_dir: Path) -> str:
             width = min(100, 45 * columns[0])  # one panel should not fill the whole page
             lines += [f":::{{figure}} /docs/_generated/perf/{op}.png", f":alt: {op}",
                       f":width: {width}%", "", f"`{op}`", ":::", ""]
-        lines += [":::{dropdown} All measurements", "",
+        # A plain sub-heading, not a dropdown: the table cells inside a sphinx-design dropdown
+        # never reached the translation catalogs, so the zh_CN page showed them in English.
+        lines += [f"#### All measurements: `{op}`", "",
                   f"| Workload | Variant | Slots | Impl | {unit_title} | Bytes | Median (µs) "
                   f"| GB/s | % of copy | Bit-exact | Max abs err |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -192,7 +194,7 @@ def render(results_path: Path, data: dict, root: Path, figure_dir: Path) -> str:
                 f"{_code(r.get('slots', ''))} | {_code(r['impl'])} | {_size(r)[1]} | "
                 f"{r.get('bytes', '—')} | {_sig(r.get('median_us'))} | {_num(r.get('gbps'))} | "
                 f"{_num(r.get('pct_of_copy'))} | {_check(r)} | {_sig(r.get('max_abs_err'))} |")
-        lines += ["", ":::", ""]
+        lines += [""]
     return "\n".join(lines)
 
 
