@@ -7,7 +7,10 @@ Run it before sphinx-build (scripts/docs.sh does):
 
 Outputs (the folder is ignored by git; everything is regenerated on every docs build):
 
-    docs/_generated/figures/*.png   the layout pictures of chapters/*.md
+    docs/_generated/figures/*.png   the layout pictures of chapters/*.md, each twice: <name>.png
+                                    with English labels and <name>.zh_CN.png with Chinese ones
+                                    (docs/conf.py's figure_language_filename makes the zh_CN
+                                    build show the second)
     docs/_generated/results_<op>.md the measured rows of <op> from the newest results/*.json,
                                     or a "no recorded results yet" note when no run exists
                                     (snippets for {include}; docs/conf.py excludes
@@ -15,8 +18,11 @@ Outputs (the folder is ignored by git; everything is regenerated on every docs b
 
 Every picture is computed from the same index formulas as the CPU reference (slot = block *
 block_size + offset, the NHD / HND strides, the legacy x-split), so the pictures cannot drift
-from the text. The script is deterministic: no randomness, no network, no time stamps in the
-PNG files, so two runs give identical bytes.
+from the text. Both languages are drawn by the same code; only the words come from a table per
+language (LABELS). The Chinese pictures need a CJK font: Debian's fonts-noto-cjk (installed by
+scripts/setup.sh); without it the script stops with that message instead of drawing empty
+boxes. The script is deterministic: no randomness, no network, no time stamps in the PNG files,
+so two runs give identical bytes.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,12 +54,205 @@ FREE = "#f4f4f4"
 EDGE = "#444444"
 DPI = 150
 
-plt.rcParams.update({
-    "font.family": "DejaVu Sans",
+# Matplotlib settings of every picture; draw_figure applies them (with the language's font) for
+# the time of one drawing only, so that importing this module changes no one else's plots.
+BASE_RC = {
     "font.size": 9,
     "savefig.dpi": DPI,
     "svg.hashsalt": "pagedkv",
-})
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Languages: the words of every picture, and the fonts that can draw them
+# ------------------------------------------------------------------------------------------------
+
+LANGUAGES = ("en", "zh_CN")
+
+# DejaVu has no Chinese glyphs; Noto Sans CJK SC (Debian: fonts-noto-cjk) has Latin ones too, so
+# one font draws a whole Chinese label, code names included.
+FONTS = {
+    "en": {"sans": "DejaVu Sans", "mono": "DejaVu Sans Mono"},
+    "zh_CN": {"sans": "Noto Sans CJK SC", "mono": "Noto Sans Mono CJK SC"},
+}
+
+# Every word drawn into a picture, per language; {placeholders} are filled by the drawing code.
+# Code names (slot_mapping, block_table, key_cache, NHD, kernel names) stay English in both, as
+# in docs/glossary.md; the Chinese terms are the glossary's (块, 槽位, 块表, 步长, ...) and those
+# of the chapters' translated captions (空闲链表, 填充, 旧版, 分段, 片段, 在途).
+LABELS = {
+    "en": {
+        "list_sep": ", ",
+        # paged_cache.png
+        "logical_blocks_title": "logical blocks\n(what a request sees)",
+        "physical_blocks_title": "physical blocks\n(one pool on the GPU)",
+        "request": "request {name}",
+        "logical_block": "logical block {index}",
+        "pool_block": "block {block}",
+        "pool_block_free": "block {block}:  free",
+        "pool_block_shared": "block {block}:  shared, ref_cnt = {refs}",
+        "free_list": "free list: {blocks}",
+        "paged_cache_note": "block_size = {block_size} slots; cell label = position in the request",
+        # slot_mapping.png
+        "token_t": "token t",
+        "pad_token": "t{t}: pad",
+        "block": "block {block}",
+        "padding_note": "padding (-1): nothing written",
+        # nhd_hnd.png
+        "nhd_row": "offset {offset:2d}:  slot {slot}, head {head}",
+        "strides": "strides ({s0}, {s1}, {s2}, 1)",
+        "nhd_title": "{layout}: logical [block_size, H, D], {strides}",
+        "nhd_note": "one block, block_size = {block_size}, H = {num_heads} heads, D = {head_size}; "
+                    "colour = slot in the block (lighter = head 1); memory runs top to bottom",
+        # kv_allocation.png
+        "flashinfer_title": "FlashInfer style  [num_blocks, 2, ...]",
+        "flashinfer_note": "key_cache = kv[:, 0], value_cache = kv[:, 1]:  "
+                           "block_stride = 2 × block_size × H × D",
+        "flashattention_title": "FlashAttention style  [2, num_blocks, ...]",
+        "flashattention_note": "key_cache = kv[0], value_cache = kv[1]:  "
+                               "block_stride = block_size × H × D",
+        "kv_block": "{kind} blk {block}",
+        "memory_arrow": "memory →",
+        # legacy_layout.png
+        "chunk_row": "chunk {chunk}, slot {slot}",
+        "legacy_key_title": "key_cache block: [H, D/x, block_size, x]",
+        "legacy_key_note": "one row = x elements\n= 16 bytes of one slot",
+        "legacy_value_title": "value_cache block: [H, D, block_size]",
+        "legacy_value_note": "one token = one column:\nits elements are\nblock_size apart",
+        "legacy_note": "one block, one head, D = {head_size}, block_size = {block_size}, x = {x} "
+                       "(fp32: 4 × 4 bytes = 16 bytes); colour = slot; memory runs row by row",
+        # token_placement*.png
+        "placement_layouts": {
+            "NHD": "NHD  (reshape_and_cache_flash)",
+            "HND": "HND  (reshape_and_cache_flash)",
+            "legacy key": "legacy key_cache  [H, D/x, block_size, x]  (reshape_and_cache)",
+            "legacy value": "legacy value_cache  [H, D, block_size]  (reshape_and_cache)",
+        },
+        "token_to_slot": "t{t} → slot {slot}",
+        "token_skipped": "t{t}: slot -1, skipped",
+        "placement_note": "block_size = {block_size}, H = {num_heads}, D = {head_size}, x = {x} "
+                          "(kept small; a bf16 cache has x = 8); cell label = head.element; "
+                          "grey = untouched",
+        # value_pieces.png
+        "token": "token",
+        "slot": "slot",
+        "value_row": "value row d",
+        "pieces_note": "{pieces} pieces: {full} full 16-byte groups (one vector store each), "
+                       "{short} short pieces (element stores); padding writes nothing",
+        "pieces_geometry": "block_size = {block_size}, fp32 cache: {group} offsets = 16 bytes "
+                           "(bf16: 8, fp8: 16); a box = one 16-byte group of the row",
+        # swap_blocks.png
+        "naive_title": "naive: one cudaMemcpyAsync per pair, each pays the fixed cost",
+        "call": "call",
+        "optimized_title": "optimized (copy_kernel): one launch, grid = tiles × pairs, "
+                           "all blocks in flight together",
+        "launch": "launch",
+        "time": "time",
+        "swap_note": "schematic, not to scale: grey = fixed cost of one call, "
+                     "colour = bytes of one block on the link",
+    },
+    "zh_CN": {
+        "list_sep": "、",
+        "logical_blocks_title": "逻辑块\n（请求看到的）",
+        "physical_blocks_title": "物理块\n（GPU 上的一个大池子）",
+        "request": "请求 {name}",
+        "logical_block": "逻辑块 {index}",
+        "pool_block": "块 {block}",
+        "pool_block_free": "块 {block}：空闲",
+        "pool_block_shared": "块 {block}：共享，ref_cnt = {refs}",
+        "free_list": "空闲链表：{blocks}",
+        "paged_cache_note": "block_size = {block_size} 个槽位；单元格标签 = token 在请求中的位置",
+        "token_t": "token t",
+        "pad_token": "t{t}: 填充",  # like the neighbouring cells "t0: A6"
+        "block": "块 {block}",
+        "padding_note": "填充（-1）：不写入",
+        "nhd_row": "偏移 {offset:2d}：槽位 {slot}，头 {head}",
+        "strides": "步长 ({s0}, {s1}, {s2}, 1)",
+        "nhd_title": "{layout}：逻辑形状 [block_size, H, D]，{strides}",
+        "nhd_note": "一个块，block_size = {block_size}，H = {num_heads} 个头，D = {head_size}；"
+                    "颜色 = 块内槽位（浅色 = 头 1）；内存从上往下排列",
+        "flashinfer_title": "FlashInfer 风格  [num_blocks, 2, ...]",
+        "flashinfer_note": "key_cache = kv[:, 0]，value_cache = kv[:, 1]："
+                           "block_stride = 2 × block_size × H × D",
+        "flashattention_title": "FlashAttention 风格  [2, num_blocks, ...]",
+        "flashattention_note": "key_cache = kv[0]，value_cache = kv[1]："
+                               "block_stride = block_size × H × D",
+        "kv_block": "{kind} 块 {block}",
+        "memory_arrow": "内存 →",
+        "chunk_row": "分段 {chunk}，槽位 {slot}",
+        "legacy_key_title": "key_cache 的一个块：[H, D/x, block_size, x]",
+        "legacy_key_note": "一行 = x 个元素\n= 一个槽位的 16 字节",
+        "legacy_value_title": "value_cache 的一个块：[H, D, block_size]",
+        "legacy_value_note": "一个 token = 一列：\n它的元素彼此相隔\nblock_size 个元素",
+        "legacy_note": "一个块，一个头，D = {head_size}，block_size = {block_size}，x = {x}"
+                       "（fp32：4 × 4 字节 = 16 字节）；颜色 = 槽位；内存逐行排列",
+        "placement_layouts": {
+            "NHD": "NHD（reshape_and_cache_flash）",
+            "HND": "HND（reshape_and_cache_flash）",
+            "legacy key": "旧版 key_cache  [H, D/x, block_size, x]（reshape_and_cache）",
+            "legacy value": "旧版 value_cache  [H, D, block_size]（reshape_and_cache）",
+        },
+        "token_to_slot": "t{t} → 槽位 {slot}",
+        "token_skipped": "t{t}：槽位 -1，跳过",
+        "placement_note": "block_size = {block_size}，H = {num_heads}，D = {head_size}，x = {x}"
+                          "（故意取小；bf16 缓存的 x = 8）；单元格标签 = 头.元素；灰色 = 未写入",
+        "token": "token",
+        "slot": "槽位",
+        "value_row": "值缓存第 d 行",
+        "pieces_note": "{pieces} 个片段：{full} 个完整的 16 字节组（各一次向量存储），"
+                       "{short} 个短片段（逐元素存储）；填充行不写入",
+        "pieces_geometry": "block_size = {block_size}，fp32 缓存：{group} 个偏移 = 16 字节"
+                           "（bf16：8，fp8：16）；一个方框 = 该行的一个 16 字节组",
+        "naive_title": "朴素版本：每个块对一次 cudaMemcpyAsync，每次都付出固定开销",
+        "call": "调用",
+        "optimized_title": "优化版本（copy_kernel）：一次启动，网格 = tile 数 × 块对数，"
+                           "所有块同时在途",
+        "launch": "启动",
+        "time": "时间",
+        "swap_note": "示意图，未按比例：灰色 = 一次调用的固定开销，彩色 = 链路上一个块的字节",
+    },
+}
+# The English layout titles, by layout name (kept under their old name for other scripts).
+PLACEMENT_LAYOUTS = LABELS["en"]["placement_layouts"]
+
+
+def figure_file(name, lang):
+    """File name of figure `name` ("paged_cache.png") in `lang`: the English one keeps the name,
+    the others get the language before the extension ("paged_cache.zh_CN.png"), which is the
+    name docs/conf.py's figure_language_filename ("{root}.{language}{ext}") looks for."""
+    if lang == "en":
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}.{lang}{dot}{ext}"
+
+
+class MissingFontError(RuntimeError):
+    """A font that a language's pictures need is not installed."""
+
+
+def require_fonts(lang):
+    """Checks that matplotlib finds the fonts of `lang`; raises MissingFontError (with the
+    package to install) instead of letting matplotlib fall back to a font without the glyphs."""
+    for family in FONTS[lang].values():
+        try:
+            font_manager.findfont(font_manager.FontProperties(family=family),
+                                  fallback_to_default=False)
+        except ValueError:
+            raise MissingFontError(
+                f"make_figures: the {lang} pictures need the font {family!r}, which matplotlib "
+                "does not find. Install it (Debian: apt-get install fonts-noto-cjk; "
+                "scripts/setup.sh does), then remove matplotlib's font cache "
+                f"({matplotlib.get_cachedir()}/fontlist-*.json) so that it is found.") from None
+
+
+def draw_figure(draw, path, lang):
+    """Runs `draw(path, lang)` with the fonts of `lang`. A glyph missing from the font (which
+    would be drawn as an empty box) is an error, not a warning."""
+    require_fonts(lang)
+    with plt.rc_context({**BASE_RC, "font.family": FONTS[lang]["sans"]}), \
+            warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Glyph .* missing from font")
+        draw(path, lang)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -130,8 +331,9 @@ def physical_contents():
     return contents
 
 
-def draw_paged_cache(path):
+def draw_paged_cache(path, lang="en"):
     """Logical blocks of three requests -> block tables -> physical blocks, with a free list."""
+    words = LABELS[lang]
     fig, ax = plt.subplots(figsize=(9.0, 5.2))
     w = h = 1.0
     contents = physical_contents()
@@ -139,20 +341,22 @@ def draw_paged_cache(path):
     ref_count = {b: sum(b in r["block_table"] for r in REQUESTS.values()) for b in used}
 
     # Left: each request's tokens, grouped in logical blocks of BLOCK_SIZE positions.
-    ax.text(2.5, 11.2, "logical blocks\n(what a request sees)", ha="center", fontsize=9,
+    ax.text(2.5, 11.2, words["logical_blocks_title"], ha="center", fontsize=9,
             weight="bold")
     ax.text(10.05, 11.2, "block_table", ha="center", fontsize=9, weight="bold")
-    ax.text(16.0, 11.2, "physical blocks\n(one pool on the GPU)", ha="center", fontsize=9,
+    ax.text(16.0, 11.2, words["physical_blocks_title"], ha="center", fontsize=9,
             weight="bold")
     table_anchor = {}
     row_y = {"A": 9.0, "B": 5.8, "C": 2.6}
     for name, req in REQUESTS.items():
         y = row_y[name]
         color = REQUEST_COLORS[name]
-        ax.text(-0.6, y + 0.5, f"request {name}", ha="right", va="center", fontsize=9)
+        ax.text(-0.6, y + 0.5, words["request"].format(name=name), ha="right", va="center",
+                fontsize=9)
         for lb in range(len(req["block_table"])):
             x0 = lb * (BLOCK_SIZE + 0.4)
-            ax.text(x0 + 2.0, y + 1.25, f"logical block {lb}", ha="center", fontsize=7)
+            ax.text(x0 + 2.0, y + 1.25, words["logical_block"].format(index=lb), ha="center",
+                    fontsize=7)
             for off in range(BLOCK_SIZE):
                 pos = lb * BLOCK_SIZE + off
                 filled = pos < req["tokens"]
@@ -184,11 +388,12 @@ def draw_paged_cache(path):
                      fontsize=7 if len(owners) == 1 else 6)
             else:
                 cell(ax, pool_x + off * w, y, w, h, "white", "")
-        note = f"block {pb}"
         if pb not in used:
-            note += ":  free"
+            note = words["pool_block_free"].format(block=pb)
         elif ref_count[pb] > 1:
-            note += f":  shared, ref_cnt = {ref_count[pb]}"
+            note = words["pool_block_shared"].format(block=pb, refs=ref_count[pb])
+        else:
+            note = words["pool_block"].format(block=pb)
         ax.text(pool_x + BLOCK_SIZE + 0.3, y + 0.5, note, va="center", fontsize=8)
 
     for (name, lb), start in table_anchor.items():
@@ -198,8 +403,9 @@ def draw_paged_cache(path):
 
     free_blocks = [b for b in range(NUM_PHYSICAL_BLOCKS) if b not in used]
     ax.text(pool_x + 2.0, pool_top - NUM_PHYSICAL_BLOCKS * 1.25 + 0.2,
-            "free list: " + ", ".join(str(b) for b in free_blocks), ha="center", fontsize=9)
-    ax.text(2.5, 0.9, f"block_size = {BLOCK_SIZE} slots; cell label = position in the request",
+            words["free_list"].format(blocks=words["list_sep"].join(str(b) for b in free_blocks)),
+            ha="center", fontsize=9)
+    ax.text(2.5, 0.9, words["paged_cache_note"].format(block_size=BLOCK_SIZE),
             ha="center", fontsize=8)
     finish(fig, ax, path, (-3.2, 22.5), (-0.4, 12.3))
 
@@ -222,19 +428,21 @@ def batch_slot_mapping():
     return slots
 
 
-def draw_slot_mapping(path):
+def draw_slot_mapping(path, lang="en"):
     """The tokens of one batch, their slot_mapping entries and the slots they land in."""
+    words = LABELS[lang]
     slots = batch_slot_mapping()
     fig, ax = plt.subplots(figsize=(9.5, 3.6))
     w = 1.0
     tok_x0 = 4.0
-    ax.text(tok_x0 - 0.4, 6.0, "token t", ha="right", va="center", fontsize=9)
+    ax.text(tok_x0 - 0.4, 6.0, words["token_t"], ha="right", va="center", fontsize=9)
     ax.text(tok_x0 - 0.4, 4.6, "slot_mapping[t]", ha="right", va="center", fontsize=9)
     token_anchor = {}
     for t, ((name, pos), slot) in enumerate(zip(BATCH, slots)):
         x = tok_x0 + t * 1.6
         if name is None:
-            cell(ax, x, 5.5, 1.3, w, "white", f"t{t}: pad", fontsize=7, hatch="///")
+            cell(ax, x, 5.5, 1.3, w, "white", words["pad_token"].format(t=t), fontsize=7,
+                 hatch="///")
         else:
             face = REQUEST_COLORS[name]
             cell(ax, x, 5.5, 1.3, w, face, f"t{t}: {name}{pos}", text_color_for(face), fontsize=7)
@@ -253,11 +461,12 @@ def draw_slot_mapping(path):
         cell(ax, x, line_y, sw, sw, face, str(slot), text_color_for(face) if written else "#777777",
              fontsize=6, lw=0.5)
         if offset == 0:
-            ax.text(x + 2 * sw, line_y - 0.45, f"block {block}", ha="center", fontsize=7)
+            ax.text(x + 2 * sw, line_y - 0.45, words["block"].format(block=block), ha="center",
+                    fontsize=7)
         for t in written:
             arrow(ax, token_anchor[t], (x + sw / 2, line_y + sw), color=face, lw=1.0)
     ax.text(tok_x0 + 4 * 1.6 + 1.45, 3.75,
-            "padding (-1): nothing written", ha="center", fontsize=8, style="italic")
+            words["padding_note"], ha="center", fontsize=8, style="italic")
     finish(fig, ax, path, (-0.5, 22.2), (0.1, 6.8))
 
 
@@ -302,15 +511,16 @@ def draw_memory_rows(ax, x0, y_top, owner, row_len, cell_w, cell_h, colors, labe
     return y_top - rows * cell_h - (rows - 1) * row_gap
 
 
-def draw_nhd_hnd(path):
+def draw_nhd_hnd(path, lang="en"):
     """Memory order of one block in NHD and in HND: one row = one run of head_size elements."""
+    words = LABELS[lang]
     block_size, num_heads, head_size = 4, 2, 4
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
     for ax, name, offset_fn, strides in (
-        (axes[0], "NHD", nhd_offset, f"strides ({block_size * num_heads * head_size}, "
-                                      f"{num_heads * head_size}, {head_size}, 1)"),
-        (axes[1], "HND", hnd_offset, f"strides ({block_size * num_heads * head_size}, "
-                                      f"{head_size}, {block_size * head_size}, 1)"),
+        (axes[0], "NHD", nhd_offset, words["strides"].format(
+            s0=block_size * num_heads * head_size, s1=num_heads * head_size, s2=head_size)),
+        (axes[1], "HND", hnd_offset, words["strides"].format(
+            s0=block_size * num_heads * head_size, s1=head_size, s2=block_size * head_size)),
     ):
         n = block_size * num_heads * head_size
         owner = [None] * n
@@ -325,54 +535,57 @@ def draw_nhd_hnd(path):
         for r in range(n // head_size):
             o, h, _ = owner[r * head_size]
             y = 8 * ch - (r + 1) * ch - r * 0.12
-            ax.text(x0 - 0.2, y + ch / 2, f"offset {r * head_size:2d}:  slot {o}, head {h}",
-                    ha="right", va="center", fontsize=7, family="DejaVu Sans Mono")
+            ax.text(x0 - 0.2, y + ch / 2,
+                    words["nhd_row"].format(offset=r * head_size, slot=o, head=h),
+                    ha="right", va="center", fontsize=7, family=FONTS[lang]["mono"])
             for c in range(head_size):
                 i = r * head_size + c
                 cell(ax, x0 + c * cw, y, cw, ch, colors[i], labels[i], text_color_for(colors[i]),
                      fontsize=7, lw=0.5)
-        ax.text(x0 + 0.0, 8 * ch + 0.35, f"{name}: logical [block_size, H, D], {strides}",
+        ax.text(x0 + 0.0, 8 * ch + 0.35, words["nhd_title"].format(layout=name, strides=strides),
                 fontsize=8, weight="bold", ha="center")
         ax.set_xlim(-3.6, 7.6)
         ax.set_ylim(-1.0, 7.4)
         ax.set_aspect("equal")
         ax.axis("off")
-    fig.text(0.5, 0.02, f"one block, block_size = {block_size}, H = {num_heads} heads, "
-             f"D = {head_size}; colour = slot in the block (lighter = head 1); "
-             "memory runs top to bottom",
+    fig.text(0.5, 0.02, words["nhd_note"].format(block_size=block_size, num_heads=num_heads,
+                                                 head_size=head_size),
              ha="center", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight", pad_inches=0.05, metadata={"Software": None})
     plt.close(fig)
 
 
-def draw_kv_allocation(path):
+def draw_kv_allocation(path, lang="en"):
     """Where K and V blocks sit in the two joint allocations, and what block_stride becomes."""
+    words = LABELS[lang]
     num_blocks = 4
     fig, ax = plt.subplots(figsize=(9.0, 2.8))
     bw, bh = 1.0, 0.8
     rows = [
-        ("FlashInfer style  [num_blocks, 2, ...]", [("K", b) if i % 2 == 0 else ("V", b)
-                                                    for b in range(num_blocks) for i in range(2)],
-         "key_cache = kv[:, 0], value_cache = kv[:, 1]:  block_stride = 2 × block_size × H × D"),
-        ("FlashAttention style  [2, num_blocks, ...]", [("K", b) for b in range(num_blocks)]
+        (words["flashinfer_title"], [("K", b) if i % 2 == 0 else ("V", b)
+                                     for b in range(num_blocks) for i in range(2)],
+         words["flashinfer_note"]),
+        (words["flashattention_title"], [("K", b) for b in range(num_blocks)]
          + [("V", b) for b in range(num_blocks)],
-         "key_cache = kv[0], value_cache = kv[1]:  block_stride = block_size × H × D"),
+         words["flashattention_note"]),
     ]
     for r, (title, order, note) in enumerate(rows):
         y = 3.2 - r * 2.0
         ax.text(0.0, y + bh + 0.25, title, fontsize=8, weight="bold")
         for i, (kind, b) in enumerate(order):
             face = TOKEN_COLORS[b] if kind == "K" else tint(TOKEN_COLORS[b], 0.5)
-            cell(ax, i * bw * 1.5, y, bw * 1.5, bh, face, f"{kind} blk {b}",
-                 text_color_for(face), fontsize=7, hatch=None if kind == "K" else "..")
+            cell(ax, i * bw * 1.5, y, bw * 1.5, bh, face,
+                 words["kv_block"].format(kind=kind, block=b), text_color_for(face), fontsize=7,
+                 hatch=None if kind == "K" else "..")
         ax.text(0.0, y - 0.35, note, fontsize=7.5, style="italic")
-    ax.text(12.3, 3.6, "memory →", fontsize=8)
+    ax.text(12.3, 3.6, words["memory_arrow"], fontsize=8)
     finish(fig, ax, path, (-0.2, 13.5), (0.4, 4.6))
 
 
-def draw_legacy_layout(path):
+def draw_legacy_layout(path, lang="en"):
     """reshape_and_cache's layout of one block: key split into x-element chunks, value transposed."""
+    words = LABELS[lang]
     block_size, num_heads, head_size, x = 4, 1, 8, 4
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.9), gridspec_kw={"width_ratios": [1.0, 1.0]})
     cw, ch = 0.9, 0.75
@@ -389,16 +602,16 @@ def draw_legacy_layout(path):
     for r in range(n // x):
         o, d0 = owner[r * x]
         y = -(r + 1) * ch - (r // block_size) * 0.3
-        ax.text(x0 - 0.2, y + ch / 2, f"chunk {d0 // x}, slot {o}", ha="right", va="center",
-                fontsize=7)
+        ax.text(x0 - 0.2, y + ch / 2, words["chunk_row"].format(chunk=d0 // x, slot=o), ha="right",
+                va="center", fontsize=7)
         for c in range(x):
             oo, d = owner[r * x + c]
             face = TOKEN_COLORS[oo]
             cell(ax, x0 + c * cw, y, cw, ch, face, f"d{d}", text_color_for(face), fontsize=7,
                  lw=0.5)
-    ax.text(x0 + 0.5, 0.45, "key_cache block: [H, D/x, block_size, x]", fontsize=8,
+    ax.text(x0 + 0.5, 0.45, words["legacy_key_title"], fontsize=8,
             weight="bold", ha="center")
-    ax.text(x0 + x * cw + 0.3, -1.5, "one row = x elements\n= 16 bytes of one slot", fontsize=7.5,
+    ax.text(x0 + x * cw + 0.3, -1.5, words["legacy_key_note"], fontsize=7.5,
             style="italic", va="center")
     ax.set_xlim(-0.8, 8.2)
     ax.set_ylim(-6.7, 1.0)
@@ -422,16 +635,16 @@ def draw_legacy_layout(path):
             face = TOKEN_COLORS[o]
             cell(ax, x0 + c * cw, y, cw, ch, face, f"s{o}", text_color_for(face), fontsize=7,
                  lw=0.5)
-    ax.text(x0 + 1.8, 0.45, "value_cache block: [H, D, block_size]", fontsize=8,
+    ax.text(x0 + 1.8, 0.45, words["legacy_value_title"], fontsize=8,
             weight="bold", ha="center")
-    ax.text(x0 + block_size * cw + 0.3, -2.0, "one token = one column:\n"
-            "its elements are\nblock_size apart", fontsize=7.5, style="italic", va="center")
+    ax.text(x0 + block_size * cw + 0.3, -2.0, words["legacy_value_note"], fontsize=7.5,
+            style="italic", va="center")
     ax.set_xlim(-0.8, 8.2)
     ax.set_ylim(-6.7, 1.0)
     ax.set_aspect("equal")
     ax.axis("off")
-    fig.text(0.5, 0.02, f"one block, one head, D = {head_size}, block_size = {block_size}, "
-             f"x = {x} (fp32: 4 × 4 bytes = 16 bytes); colour = slot; memory runs row by row",
+    fig.text(0.5, 0.02, words["legacy_note"].format(head_size=head_size, block_size=block_size,
+                                                    x=x),
              ha="center", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight", pad_inches=0.05, metadata={"Software": None})
@@ -466,19 +679,12 @@ def placement_owner(layout):
     return owner
 
 
-PLACEMENT_LAYOUTS = {
-    "NHD": "NHD  (reshape_and_cache_flash)",
-    "HND": "HND  (reshape_and_cache_flash)",
-    "legacy key": "legacy key_cache  [H, D/x, block_size, x]  (reshape_and_cache)",
-    "legacy value": "legacy value_cache  [H, D, block_size]  (reshape_and_cache)",
-}
-
-
-def draw_token_placement(path, which=tuple(PLACEMENT_LAYOUTS)):
+def draw_token_placement(path, lang="en", which=tuple(PLACEMENT_LAYOUTS)):
     """Five tokens (one padded) written by slot into some layouts; one row = one block."""
+    words = LABELS[lang]
     g = PLACEMENT_GEOMETRY
     per_block = g["block_size"] * g["num_heads"] * g["head_size"]
-    layouts = [(PLACEMENT_LAYOUTS[name], name) for name in which]
+    layouts = [(words["placement_layouts"][name], name) for name in which]
     fig, ax = plt.subplots(figsize=(10.0, 1.6 + 1.45 * len(layouts)))
     cw, ch = 0.62, 0.62
     y = 0.0
@@ -489,7 +695,8 @@ def draw_token_placement(path, which=tuple(PLACEMENT_LAYOUTS)):
     for t, slot in enumerate(PLACEMENT_SLOTS):
         xx = t * 4.0
         face = TOKEN_COLORS[t] if slot >= 0 else "white"
-        label = f"t{t} → slot {slot}" if slot >= 0 else f"t{t}: slot -1, skipped"
+        label = (words["token_to_slot"] if slot >= 0 else words["token_skipped"]).format(
+            t=t, slot=slot)
         cell(ax, xx, y - 0.3, 0.6, 0.6, face, "", hatch=None if slot >= 0 else "///")
         ax.text(xx + 0.75, y, label, fontsize=7.5, va="center")
     y -= 1.0
@@ -498,7 +705,8 @@ def draw_token_placement(path, which=tuple(PLACEMENT_LAYOUTS)):
         ax.text(0.0, y, title, fontsize=8.5, weight="bold", va="center")
         y -= 0.45
         for b in range(g["num_blocks"]):
-            ax.text(-0.3, y - ch / 2, f"block {b}", ha="right", va="center", fontsize=7)
+            ax.text(-0.3, y - ch / 2, words["block"].format(block=b), ha="right", va="center",
+                    fontsize=7)
             for i in range(per_block):
                 who = owner[b * per_block + i]
                 if who is None:
@@ -511,9 +719,9 @@ def draw_token_placement(path, which=tuple(PLACEMENT_LAYOUTS)):
             y -= ch + 0.12
         y -= 0.45
     ax.text(0.0, y + 0.1,
-            f"block_size = {g['block_size']}, H = {g['num_heads']}, D = {g['head_size']}, "
-            f"x = {g['x']} (kept small; a bf16 cache has x = 8); cell label = head.element; "
-            "grey = untouched", fontsize=7.5, style="italic")
+            words["placement_note"].format(block_size=g["block_size"], num_heads=g["num_heads"],
+                                           head_size=g["head_size"], x=g["x"]),
+            fontsize=7.5, style="italic")
     finish(fig, ax, path, (-2.0, per_block * cw + 0.3), (y - 0.3, 0.6))
 
 
@@ -542,8 +750,9 @@ PIECE_BLOCK_SIZE = 8
 PIECE_GROUP = 4  # offsets per 16-byte group: 4 fp32 elements (8 for bf16, 16 for fp8)
 
 
-def draw_value_pieces(path):
+def draw_value_pieces(path, lang="en"):
     """How the optimized reshape_and_cache splits a tile into pieces for the value stores."""
+    words = LABELS[lang]
     slots = PIECE_SLOTS
     pieces = value_pieces(slots, PIECE_BLOCK_SIZE, PIECE_GROUP)
     piece_of = {}
@@ -553,8 +762,8 @@ def draw_value_pieces(path):
     fig, ax = plt.subplots(figsize=(10.0, 4.6))
     w = 0.9
     # Top: the tile's tokens and slots, coloured by piece.
-    ax.text(-0.3, 6.45, "token", ha="right", va="center", fontsize=8)
-    ax.text(-0.3, 5.55, "slot", ha="right", va="center", fontsize=8)
+    ax.text(-0.3, 6.45, words["token"], ha="right", va="center", fontsize=8)
+    ax.text(-0.3, 5.55, words["slot"], ha="right", va="center", fontsize=8)
     token_x = {}
     for t, slot in enumerate(slots):
         x = t * 1.05
@@ -569,7 +778,7 @@ def draw_value_pieces(path):
     # Bottom: one value row d of blocks 0..2, 16-byte groups outlined.
     num_blocks = 3
     row_y = 2.2
-    ax.text(-0.3, row_y + w / 2, "value row d", ha="right", va="center", fontsize=8)
+    ax.text(-0.3, row_y + w / 2, words["value_row"], ha="right", va="center", fontsize=8)
     offset_x = {}
     for b in range(num_blocks):
         for o in range(PIECE_BLOCK_SIZE):
@@ -582,8 +791,8 @@ def draw_value_pieces(path):
             if o % PIECE_GROUP == 0:
                 ax.add_patch(Rectangle((x, row_y - 0.08), 0.62 * PIECE_GROUP, w + 0.16,
                                        facecolor="none", edgecolor="black", linewidth=1.4))
-        ax.text(offset_x[(b, 0)] + 0.62 * PIECE_BLOCK_SIZE / 2, row_y - 0.45, f"block {b}",
-                ha="center", fontsize=7)
+        ax.text(offset_x[(b, 0)] + 0.62 * PIECE_BLOCK_SIZE / 2, row_y - 0.45,
+                words["block"].format(block=b), ha="center", fontsize=7)
     # One arrow per piece, from its first token to its first offset; label the store kind.
     for i, (first, length) in enumerate(pieces):
         slot = slots[first]
@@ -593,17 +802,18 @@ def draw_value_pieces(path):
         end = (offset_x[(b, o)] + 0.62 * length / 2, row_y + w + 0.1)
         arrow(ax, start, end, color=face, lw=1.0)
     full = sum(1 for _, n in pieces if n == PIECE_GROUP)
-    ax.text(0.0, 0.85, f"{len(pieces)} pieces: {full} full 16-byte groups (one vector store "
-            f"each), {len(pieces) - full} short pieces (element stores); padding writes nothing",
+    ax.text(0.0, 0.85, words["pieces_note"].format(pieces=len(pieces), full=full,
+                                                   short=len(pieces) - full),
             fontsize=8)
-    ax.text(0.0, 0.3, f"block_size = {PIECE_BLOCK_SIZE}, fp32 cache: {PIECE_GROUP} offsets = "
-            "16 bytes (bf16: 8, fp8: 16); a box = one 16-byte group of the row", fontsize=7.5,
+    ax.text(0.0, 0.3, words["pieces_geometry"].format(block_size=PIECE_BLOCK_SIZE,
+                                                      group=PIECE_GROUP), fontsize=7.5,
             style="italic")
     finish(fig, ax, path, (-1.8, 16.0), (0.0, 7.2))
 
 
-def draw_swap_blocks(path):
+def draw_swap_blocks(path, lang="en"):
     """Per-pair copies (one API call each) against one batched operation, schematically."""
+    words = LABELS[lang]
     fig, ax = plt.subplots(figsize=(9.5, 5.0))
     pairs = [(0, 5), (1, 2), (2, 7), (3, 0), (4, 3), (5, 6)]
     bw, bh, step = 1.0, 0.7, 1.25
@@ -614,26 +824,27 @@ def draw_swap_blocks(path):
     moved = {s for s, _ in pairs}
     for i in range(8):
         face = TOKEN_COLORS[i] if i in moved else FREE
-        cell(ax, i * step, src_y, bw, bh, face, f"block {i}", text_color_for(face), fontsize=7)
+        cell(ax, i * step, src_y, bw, bh, face, words["block"].format(block=i),
+             text_color_for(face), fontsize=7)
     landed = {d: s for s, d in pairs}
     for i in range(8):
         face = TOKEN_COLORS[landed[i]] if i in landed else FREE
-        cell(ax, i * step, dst_y, bw, bh, face, f"block {i}", text_color_for(face), fontsize=7)
+        cell(ax, i * step, dst_y, bw, bh, face, words["block"].format(block=i),
+             text_color_for(face), fontsize=7)
     for s, d in pairs:
         arrow(ax, (s * step + bw / 2, src_y), (d * step + bw / 2, dst_y + bh),
               color=TOKEN_COLORS[s], lw=1.0)
     ax.text(8 * step + 0.3, (src_y + dst_y + bh) / 2,
             "block_mapping =\n[" + ", ".join(f"({s}, {d})" for s, d in pairs) + "]",
-            va="center", fontsize=7.5, family="DejaVu Sans Mono")
+            va="center", fontsize=7.5, family=FONTS[lang]["mono"])
 
     # Middle: the naive version, one cudaMemcpyAsync per pair, one after the other.
     overhead, transfer, lane_h = 0.9, 0.55, 0.6
     y = 4.3
-    ax.text(0.0, y + 0.9, "naive: one cudaMemcpyAsync per pair, each pays the fixed cost",
-            fontsize=8, weight="bold")
+    ax.text(0.0, y + 0.9, words["naive_title"], fontsize=8, weight="bold")
     x = 0.0
     for s, _ in pairs:
-        cell(ax, x, y, overhead, lane_h, "#bdbdbd", "call", fontsize=6)
+        cell(ax, x, y, overhead, lane_h, "#bdbdbd", words["call"], fontsize=6)
         x += overhead
         cell(ax, x, y, transfer, lane_h, TOKEN_COLORS[s], "", lw=0.5)
         x += transfer
@@ -641,17 +852,15 @@ def draw_swap_blocks(path):
     # Bottom: the optimized copy kernel, one launch whose CTAs copy every pair at once; the
     # blocks share the link, so each takes longer but all are in flight together.
     y = 1.45
-    ax.text(0.0, 3.35, "optimized (copy_kernel): one launch, grid = tiles × pairs, "
-            "all blocks in flight together", fontsize=8, weight="bold")
-    cell(ax, 0.0, y, overhead, 1.5, "#bdbdbd", "launch", fontsize=6)
+    ax.text(0.0, 3.35, words["optimized_title"], fontsize=8, weight="bold")
+    cell(ax, 0.0, y, overhead, 1.5, "#bdbdbd", words["launch"], fontsize=6)
     bar_h = 1.5 / len(pairs)
     for i, (s, _) in enumerate(pairs):
         cell(ax, overhead, y + 1.5 - (i + 1) * bar_h, transfer * len(pairs), bar_h,
              TOKEN_COLORS[s], "", lw=0.4)
     arrow(ax, (0.0, 0.95), (end_naive + 0.8, 0.95), style="-|>")
-    ax.text(end_naive + 1.0, 0.95, "time", va="center", fontsize=8)
-    ax.text(0.0, 0.45, "schematic, not to scale: grey = fixed cost of one call, "
-            "colour = bytes of one block on the link", fontsize=7, style="italic")
+    ax.text(end_naive + 1.0, 0.95, words["time"], va="center", fontsize=8)
+    ax.text(0.0, 0.45, words["swap_note"], fontsize=7, style="italic")
     finish(fig, ax, path, (-1.0, 16.5), (0.2, 9.6))
 
 
@@ -662,9 +871,10 @@ FIGURES = {
     "kv_allocation.png": draw_kv_allocation,
     "legacy_layout.png": draw_legacy_layout,
     "token_placement.png": draw_token_placement,
-    "token_placement_flash.png": lambda path: draw_token_placement(path, ("NHD", "HND")),
+    "token_placement_flash.png":
+        lambda path, lang="en": draw_token_placement(path, lang, ("NHD", "HND")),
     "token_placement_legacy.png":
-        lambda path: draw_token_placement(path, ("legacy key", "legacy value")),
+        lambda path, lang="en": draw_token_placement(path, lang, ("legacy key", "legacy value")),
     "value_pieces.png": draw_value_pieces,
     "swap_blocks.png": draw_swap_blocks,
 }
@@ -816,8 +1026,13 @@ def main(argv=None):
     parser.add_argument("--results", type=Path, default=RESULTS_DIR,
                         help="folder of recorded results JSON files (default: results/)")
     args = parser.parse_args(argv)
-    for name, draw in FIGURES.items():
-        draw(args.out / "figures" / name)
+    try:
+        for name, draw in FIGURES.items():
+            for lang in LANGUAGES:
+                draw_figure(draw, args.out / "figures" / figure_file(name, lang), lang)
+    except MissingFontError as error:
+        print(error, file=sys.stderr)
+        return 1
     args.out.mkdir(parents=True, exist_ok=True)
     for op in TABLE_OPS:
         # The performance page's plot of the op (docs/tools/generate.py runs first), when drawn.
@@ -825,7 +1040,8 @@ def main(argv=None):
         plot_ref = f"/docs/_generated/perf/{op}.png" if plot.is_file() else None
         table_path(args.out, op).write_text(results_table(op, args.results, plot_ref),
                                             encoding="utf-8")
-    print(f"make_figures: {len(FIGURES)} figures and {len(TABLE_OPS)} tables in {args.out}")
+    print(f"make_figures: {len(FIGURES)} figures in {len(LANGUAGES)} languages and "
+          f"{len(TABLE_OPS)} tables in {args.out}")
     return 0
 
 

@@ -19,19 +19,116 @@ def mf():
     return module
 
 
-def test_writes_every_figure_and_table_deterministically(mf, tmp_path):
+@pytest.fixture(scope="module")
+def two_runs(mf, tmp_path_factory):
+    """Two runs of the script into two folders, with no recorded results."""
+    tmp_path = tmp_path_factory.mktemp("figures")
     empty_results = tmp_path / "results"
     empty_results.mkdir()
     first, second = tmp_path / "a", tmp_path / "b"
     assert mf.main(["--out", str(first), "--results", str(empty_results)]) == 0
     assert mf.main(["--out", str(second), "--results", str(empty_results)]) == 0
+    return first, second
+
+
+def test_writes_every_figure_and_table_deterministically(mf, two_runs):
+    first, second = two_runs
     for name in mf.FIGURES:
-        png = (first / "figures" / name).read_bytes()
-        assert png.startswith(b"\x89PNG"), name
-        assert png == (second / "figures" / name).read_bytes(), f"{name} differs between runs"
+        for lang in mf.LANGUAGES:
+            file = mf.figure_file(name, lang)
+            png = (first / "figures" / file).read_bytes()
+            assert png.startswith(b"\x89PNG"), file
+            assert png == (second / "figures" / file).read_bytes(), f"{file} differs between runs"
     for op in mf.TABLE_OPS:
         text = mf.table_path(first, op).read_text(encoding="utf-8")
         assert "No recorded results yet" in text
+
+
+def test_every_figure_has_a_chinese_variant(mf, two_runs):
+    """<name>.zh_CN.png beside every <name>.png (the name docs/conf.py's
+    figure_language_filename looks for), and it is a different picture."""
+    first, _ = two_runs
+    assert mf.LANGUAGES == ("en", "zh_CN")
+    written = sorted(p.name for p in (first / "figures").iterdir())
+    expected = sorted([name for name in mf.FIGURES]
+                      + [name[:-len(".png")] + ".zh_CN.png" for name in mf.FIGURES])
+    assert written == expected
+    conf = (REPO / "docs" / "conf.py").read_text(encoding="utf-8")
+    assert 'figure_language_filename = "{root}.{language}{ext}"' in conf
+    for name in mf.FIGURES:
+        en = (first / "figures" / name).read_bytes()
+        zh = (first / "figures" / mf.figure_file(name, "zh_CN")).read_bytes()
+        assert zh.startswith(b"\x89PNG") and zh != en, name
+
+
+def _placeholders(text):
+    return sorted(re.findall(r"\{[^{}]*\}", text))
+
+
+def _code_names(text):
+    """Words a translation must keep: snake_case names, CUDA calls and shape letters."""
+    return sorted(re.findall(r"[A-Za-z]\w*_\w+|cuda\w+|\bNHD\b|\bHND\b|\[[^\]]*\]", text))
+
+
+def _flat(labels, prefix=""):
+    for key, value in labels.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
+
+
+def test_chinese_labels_translate_every_english_one(mf):
+    en, zh = dict(_flat(mf.LABELS["en"])), dict(_flat(mf.LABELS["zh_CN"]))
+    assert en.keys() == zh.keys()
+    # Labels made of code, symbols and "token" (which the Chinese chapters keep in English).
+    no_words = {"list_sep", "token", "token_t", "flashinfer_note", "flashattention_note",
+                "placement_layouts.NHD", "placement_layouts.HND"}
+    for key, text in en.items():
+        assert _placeholders(zh[key]) == _placeholders(text), key
+        assert _code_names(zh[key]) == _code_names(text), key  # code stays English
+        has_chinese = bool(re.search(r"[\u4e00-\u9fff]", zh[key]))
+        assert has_chinese != (key in no_words), key
+        if key not in no_words:
+            assert zh[key] != text, key
+
+
+def test_drawing_leaves_the_global_matplotlib_settings_alone(tmp_path):
+    """Other generators (docs/tools/performance.py) may plot in the same process: neither
+    importing the script nor drawing changes their fonts."""
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    spec = importlib.util.spec_from_file_location("make_figures_again", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for lang in module.LANGUAGES:
+        module.draw_figure(module.draw_kv_allocation, tmp_path / f"kv.{lang}.png", lang)
+    after = dict(matplotlib.rcParams)
+    changed = {k: v for k, v in after.items() if before.get(k) != v
+               and not k.startswith("backend")}
+    assert changed == {}  # the backend: the script asks for Agg, as every headless run does
+
+
+def test_figure_file_names(mf):
+    assert mf.figure_file("paged_cache.png", "en") == "paged_cache.png"
+    assert mf.figure_file("paged_cache.png", "zh_CN") == "paged_cache.zh_CN.png"
+
+
+def test_missing_cjk_font_is_a_clear_error(mf, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(mf.FONTS, "zh_CN", {"sans": "No Such Font CJK", "mono": "DejaVu Sans Mono"})
+    assert mf.main(["--out", str(tmp_path / "out"), "--results", str(tmp_path)]) == 1
+    message = capsys.readouterr().err
+    assert "No Such Font CJK" in message and "fonts-noto-cjk" in message
+    with pytest.raises(mf.MissingFontError):
+        mf.require_fonts("zh_CN")
+
+
+def test_a_glyph_missing_from_the_font_is_an_error(mf, tmp_path, monkeypatch):
+    """A font without Chinese glyphs would draw empty boxes: that fails instead."""
+    monkeypatch.setitem(mf.FONTS, "zh_CN", {"sans": "DejaVu Sans", "mono": "DejaVu Sans Mono"})
+    with pytest.raises(UserWarning, match="missing from font"):
+        mf.draw_figure(mf.draw_kv_allocation, tmp_path / "kv.zh_CN.png", "zh_CN")
 
 
 def test_slot_formula_matches_the_chapter_example(mf):
