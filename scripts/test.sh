@@ -62,5 +62,5 @@ step "README results table matches results/" .venv/bin/python scripts/readme_res
 
 echo
 ((failed)) && echo "failed steps: ${failed_steps[*]}"
-echo "test steps: $passed passed, $failed failed"
+echo "steps: $passed passed, $failed failed"
 ((failed == 0))
