@@ -6,9 +6,9 @@
 
 #include <string>
 
+#include "cache_write_checks.h"
 #include "pagedkv/checks.h"
 #include "pagedkv/error.h"
-#include "pagedkv/index_checks.h"
 
 namespace pagedkv {
 
@@ -30,20 +30,10 @@ ReshapeAndCachePlan validate_reshape_and_cache(const TensorView& key, const Tens
                                                std::string_view kv_cache_dtype,
                                                const TensorView& k_scale,
                                                const TensorView& v_scale, Impl impl) {
-  // --- key, value: [T_pad, num_heads, head_size]; rows may have any pitch, heads and elements
-  // inside a row are packed (the kernels add h * head_size + d to the row start).
-  checks::ndim_is(key, "key", 3);
-  checks::ndim_is(value, "value", 3);
-  checks::dtype_in(key, "key", {DType::f32, DType::f16, DType::bf16});
-  checks::dtype_is(value, "value", key.dtype);
-  checks::size_is(value, "value", 1, key.size(1), "num_heads = key.size(1)");
-  checks::size_is(value, "value", 2, key.size(2), "head_size = key.size(2)");
-  checks::non_negative_layout(key, "key");
-  checks::non_negative_layout(value, "value");
-  checks::packed_from(key, "key", 1);
-  checks::packed_from(value, "value", 1);
-  const std::int64_t num_heads = key.size(1);
-  const std::int64_t head_size = key.size(2);
+  // --- key, value: [T_pad, num_heads, head_size] rows of one activation dtype.
+  const checks::TokenRows rows = checks::token_rows(key, value);
+  const std::int64_t num_heads = rows.num_heads;
+  const std::int64_t head_size = rows.head_size;
 
   // --- kv_cache_dtype: "bfloat16" / "float16" also require key of that dtype.
   const KvCacheDtype cache_kind = parse_kv_cache_dtype(kv_cache_dtype, key.dtype);
@@ -52,17 +42,7 @@ ReshapeAndCachePlan validate_reshape_and_cache(const TensorView& key, const Tens
   // value_cache [num_blocks, num_heads, head_size, block_size], both contiguous.
   checks::ndim_is(key_cache, "key_cache", 5);
   checks::ndim_is(value_cache, "value_cache", 4);
-  if (is_fp8(cache_kind)) {
-    PAGEDKV_CHECK(is_byte_dtype(key_cache.dtype), "key_cache: kv_cache_dtype \"",
-                  std::string(kv_cache_dtype),
-                  "\" stores one byte per element, expected dtype u8, f8_e4m3 or f8_e5m2, got ",
-                  dtype_name(key_cache.dtype));
-  } else {
-    // Upstream reinterprets the cache as the activations' type without looking (spec §1.4).
-    PAGEDKV_CHECK(key_cache.dtype == key.dtype, "key_cache: kv_cache_dtype \"",
-                  std::string(kv_cache_dtype), "\" copies elements unchanged, expected dtype ",
-                  dtype_name(key.dtype), " (the dtype of key), got ", dtype_name(key_cache.dtype));
-  }
+  checks::cache_dtype_fits(key_cache, "key_cache", cache_kind, kv_cache_dtype, key.dtype);
   checks::dtype_is(value_cache, "value_cache", key_cache.dtype);
   contiguous_is_required(key_cache, "key_cache",
                          "[num_blocks, num_heads, head_size / x, block_size, x] cache");
@@ -88,16 +68,8 @@ ReshapeAndCachePlan validate_reshape_and_cache(const TensorView& key, const Tens
   checks::size_is(value_cache, "value_cache", 2, head_size, "head_size = key.size(2)");
   checks::size_is(value_cache, "value_cache", 3, block_size, "block_size = key_cache.size(3)");
 
-  // --- slot_mapping [T] i64: upstream reads it through an int64 pointer whatever its dtype.
-  checks::ndim_is(slot_mapping, "slot_mapping", 1);
-  checks::dtype_is(slot_mapping, "slot_mapping", DType::i64);
-  contiguous_is_required(slot_mapping, "slot_mapping", "[num_tokens] tensor");
-  const std::int64_t num_tokens = slot_mapping.size(0);
-  PAGEDKV_CHECK(num_tokens <= key.size(0), "slot_mapping.size(0) (num_tokens): expected at most ",
-                key.size(0), " (key.size(0)), got ", num_tokens);
-  PAGEDKV_CHECK(num_tokens <= value.size(0),
-                "slot_mapping.size(0) (num_tokens): expected at most ", value.size(0),
-                " (value.size(0)), got ", num_tokens);
+  // --- slot_mapping [T] i64, no more tokens than key and value have rows.
+  const std::int64_t num_tokens = checks::slot_mapping_tokens(slot_mapping, key, value);
 
   // --- scales: read (element 0) only for fp8 caches; for "auto" any tensor is accepted.
   const bool fp8 = is_fp8(cache_kind);
@@ -134,12 +106,7 @@ ReshapeAndCachePlan validate_reshape_and_cache(const TensorView& key, const Tens
   }
 
   // --- every slot inside the cache (upstream writes out of bounds). Negative = padding.
-  const IndexAt largest = max_index(slot_mapping);
-  const std::int64_t num_slots = num_blocks * block_size;
-  PAGEDKV_CHECK(largest.position < 0 || largest.value < num_slots, "slot_mapping[",
-                largest.position, "] = ", largest.value,
-                ": expected a slot below num_blocks × block_size = ", num_blocks, " × ",
-                block_size, " = ", num_slots, " (negative slots mark padding)");
+  checks::slots_fit(slot_mapping, num_blocks, block_size);
 
   ReshapeAndCachePlan plan;
   plan.num_tokens = num_tokens;

@@ -18,9 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include "cache_write_checks.h"
 #include "pagedkv/checks.h"
 #include "pagedkv/error.h"
-#include "pagedkv/index_checks.h"
 
 namespace pagedkv {
 
@@ -75,26 +75,15 @@ ReshapeAndCacheFlashPlan validate_reshape_and_cache_flash(
   checks::device_is(slot_mapping, "slot_mapping", device);
 
   // 2. Ranks and sane layouts.
-  checks::ndim_is(key, "key", 3);
-  checks::ndim_is(value, "value", 3);
   checks::ndim_is(key_cache, "key_cache", 4);
   checks::ndim_is(value_cache, "value_cache", 4);
-  checks::ndim_is(slot_mapping, "slot_mapping", 1);
-  checks::non_negative_layout(key, "key");
-  checks::non_negative_layout(value, "value");
   checks::non_negative_layout(key_cache, "key_cache");
   checks::non_negative_layout(value_cache, "value_cache");
-  checks::non_negative_layout(slot_mapping, "slot_mapping");
 
   // 3. Activations: [T_pad, num_heads, head_size], f32/f16/bf16, the two inner dims packed.
-  checks::dtype_in(key, "key", {DType::f32, DType::f16, DType::bf16});
-  checks::dtype_is(value, "value", key.dtype);
-  const std::int64_t num_heads = key.size(1);
-  const std::int64_t head_size = key.size(2);
-  checks::size_is(value, "value", 1, num_heads, "num_heads, key.size(1)");
-  checks::size_is(value, "value", 2, head_size, "head_size, key.size(2)");
-  checks::packed_from(key, "key", 1);
-  checks::packed_from(value, "value", 1);
+  const checks::TokenRows rows = checks::token_rows(key, value);
+  const std::int64_t num_heads = rows.num_heads;
+  const std::int64_t head_size = rows.head_size;
   PAGEDKV_CHECK(num_heads * head_size <= kMaxRowElements, "key: num_heads × head_size = ",
                 num_heads * head_size, " elements per token, expected at most ", kMaxRowElements);
 
@@ -112,15 +101,7 @@ ReshapeAndCacheFlashPlan validate_reshape_and_cache_flash(
     PAGEDKV_CHECK(same, "value_cache: expected the shape and strides of key_cache (",
                   key_cache.describe(), "), got ", value_cache.describe());
   }
-  if (cache_kind == KvCacheDtype::kAuto) {
-    PAGEDKV_CHECK(key_cache.dtype == key.dtype, "key_cache: kv_cache_dtype \"", kv_cache_dtype,
-                  "\" stores the activations unchanged, so expected dtype ", dtype_name(key.dtype),
-                  " (key's), got ", dtype_name(key_cache.dtype));
-  } else {
-    PAGEDKV_CHECK(is_byte_dtype(key_cache.dtype), "key_cache: kv_cache_dtype \"", kv_cache_dtype,
-                  "\" stores one byte per element, so expected dtype u8, f8_e4m3 or f8_e5m2, got ",
-                  dtype_name(key_cache.dtype));
-  }
+  checks::cache_dtype_fits(key_cache, "key_cache", cache_kind, kv_cache_dtype, key.dtype);
   checks::dtype_is(value_cache, "value_cache", key_cache.dtype);
   PAGEDKV_CHECK(value_cache.data != key_cache.data || key_cache.numel() == 0,
                 "value_cache: expected other memory than key_cache, got the same data pointer");
@@ -129,14 +110,7 @@ ReshapeAndCacheFlashPlan validate_reshape_and_cache_flash(
 
   // 6. slot_mapping: [T] contiguous int64 (upstream reads int64 whatever the dtype), one slot per
   //    token; key and value may have more rows (CUDA-graph padding), never fewer.
-  checks::dtype_is(slot_mapping, "slot_mapping", DType::i64);
-  PAGEDKV_CHECK(slot_mapping.is_contiguous(), "slot_mapping: expected a contiguous tensor, got ",
-                slot_mapping.describe());
-  const std::int64_t num_tokens = slot_mapping.size(0);
-  PAGEDKV_CHECK(num_tokens <= key.size(0), "slot_mapping: expected at most key.size(0) = ",
-                key.size(0), " tokens, got ", num_tokens);
-  PAGEDKV_CHECK(num_tokens <= value.size(0), "slot_mapping: expected at most value.size(0) = ",
-                value.size(0), " tokens, got ", num_tokens);
+  const std::int64_t num_tokens = checks::slot_mapping_tokens(slot_mapping, key, value);
 
   // 7. Scales: read only by the fp8 kinds; for "auto" they may be anything, even empty or null.
   bool per_head_scale = false;
@@ -177,13 +151,7 @@ ReshapeAndCacheFlashPlan validate_reshape_and_cache_flash(
   // 9. Every slot inside the cache (negative slots are padding and skipped). This reads
   //    slot_mapping: on the GPU one CUB reduction and a synchronization. Zero tokens: nothing to
   //    read, and the implementations launch nothing.
-  if (num_tokens > 0) {
-    const std::int64_t num_slots = plan.num_blocks * plan.block_size;
-    const IndexAt largest = max_index(slot_mapping);
-    PAGEDKV_CHECK(largest.value < num_slots, "slot_mapping: expected every slot < num_blocks × ",
-                  "block_size = ", plan.num_blocks, " × ", plan.block_size, " = ", num_slots,
-                  ", got slot_mapping[", largest.position, "] = ", largest.value);
-  }
+  checks::slots_fit(slot_mapping, plan.num_blocks, plan.block_size);
   return plan;
 }
 
