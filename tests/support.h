@@ -64,6 +64,17 @@ class DeviceBuffer {
 /// Fills `count` elements of `dtype` at `dst` with random values in [-range, range] (never
 /// zeros-only), encoded by the project's CPU numerics.
 void fill_random(void* dst, DType dtype, std::int64_t count, std::uint64_t seed, float range = 4.f);
+/// The bits of a float, and the float of some bits (no conversion: the same 32 bits).
+inline std::uint32_t bits_of(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return bits;
+}
+inline float float_of(std::uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
 /// Fills bytes with a recognisable poison pattern (0xA5 0x5A ...).
 void poison(void* dst, std::size_t bytes);
 /// Index of the first differing byte, or -1 when equal.

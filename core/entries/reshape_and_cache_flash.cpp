@@ -111,13 +111,8 @@ OpEntry reshape_and_cache_flash_entry() {
   entry.cpu_source = "reference_cpu/reshape_and_cache_flash.cpp";
   entry.naive_source = "kernels/cache_write/reshape_and_cache_flash/naive.cu";
   entry.optimized_source = "kernels/cache_write/reshape_and_cache_flash/optimized.cu";
-  entry.byte_model =
-      "key and value rows read once (tokens x heads x head_size x 2 x activation bytes), the same "
-      "elements written once into the caches (x cache element bytes: 2 for bf16, 1 for fp8), "
-      "slot_mapping read once (8 bytes per token)";
-  entry.agreement_rule =
-      "bit-exact: the whole key and value caches, untouched slots included, equal the CPU "
-      "reference byte for byte";
+  entry.byte_model = kCacheWriteByteModel;
+  entry.agreement_rule = kCacheWriteAgreement;
   entry.workloads = {"W1"};
   entry.points = &points;
   entry.make_case = &make_case;
