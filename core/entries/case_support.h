@@ -20,14 +20,18 @@
 namespace pagedkv::entries {
 
 /// \brief Byte model shared by the cache writers (OpEntry::byte_model).
-inline constexpr const char* kCacheWriteByteModel =
-    "key and value rows read once (tokens x heads x head_size x 2 x activation bytes), the same "
+/// \return the text, in words.
+inline const char* cache_write_byte_model() {
+  return "key and value rows read once (tokens x heads x head_size x 2 x activation bytes), the same "
     "elements written once into the caches (x cache element bytes: 2 for bf16, 1 for fp8), "
     "slot_mapping read once (8 bytes per token)";
+}
 /// \brief Agreement rule shared by the cache writers (OpEntry::agreement_rule).
-inline constexpr const char* kCacheWriteAgreement =
-    "bit-exact: the whole key and value caches, untouched slots included, equal the CPU "
+/// \return the text, in words.
+inline const char* cache_write_agreement() {
+  return "bit-exact: the whole key and value caches, untouched slots included, equal the CPU "
     "reference byte for byte";
+}
 
 /// \brief Fills memory with random values, deterministic in `seed`.
 ///

@@ -111,8 +111,8 @@ OpEntry reshape_and_cache_flash_entry() {
   entry.cpu_source = "reference_cpu/reshape_and_cache_flash.cpp";
   entry.naive_source = "kernels/cache_write/reshape_and_cache_flash/naive.cu";
   entry.optimized_source = "kernels/cache_write/reshape_and_cache_flash/optimized.cu";
-  entry.byte_model = kCacheWriteByteModel;
-  entry.agreement_rule = kCacheWriteAgreement;
+  entry.byte_model = cache_write_byte_model();
+  entry.agreement_rule = cache_write_agreement();
   entry.workloads = {"W1"};
   entry.points = &points;
   entry.make_case = &make_case;
