@@ -1,23 +1,86 @@
-// The op registry: one OpEntry per op, in catalogue order (design.md §9). Each entry lives in
-// core/entries/<op>.cpp next to the OpCase that builds its workload points.
+// The op registry: one OpEntry per op of AllOps (pagedkv/ops.h), in catalogue order. Each entry
+// is the op's card (Op::card(), in core/entries/<op>.cpp) plus what entry_of() derives from the
+// op's struct: its name, its arguments and two entry points that take their arguments as a
+// list of values (what the Python bindings call).
 #include "pagedkv/registry.h"
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
-#include "entries/case_support.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
+#include "pagedkv/ops.h"
 
 namespace pagedkv {
 
+namespace {
+
+// The C++ type of an argument, for the message when a value of another type arrives.
+template <typename T>
+const char* value_type_name() {
+  if constexpr (std::is_same_v<T, TensorView>) return "tensor";
+  if constexpr (std::is_same_v<T, std::int64_t>) return "int";
+  if constexpr (std::is_same_v<T, double>) return "float";
+  if constexpr (std::is_same_v<T, bool>) return "bool";
+  return "str";
+}
+
+// Op::Args from values in the order of Op::arguments.
+template <class Op>
+typename Op::Args args_from(const std::vector<ArgValue>& values) {
+  typename Op::Args args{};
+  std::size_t index = 0;
+  Op::arguments([&](auto member, const char* name, ArgKind, const char*) {
+    using T = std::remove_reference_t<decltype(args.*member)>;
+    PAGEDKV_CHECK(index < values.size(), Op::name, ": expected ", arguments_of<Op>().size(),
+                  " arguments, got ", values.size());
+    const T* value = std::get_if<T>(&values[index]);
+    PAGEDKV_CHECK(value != nullptr, name, ": expected a ", value_type_name<T>(), " (argument ",
+                  index + 1, " of ", Op::name, ")");
+    args.*member = *value;
+    ++index;
+  });
+  PAGEDKV_CHECK(index == values.size(), Op::name, ": expected ", index, " arguments, got ",
+                values.size());
+  return args;
+}
+
+template <class Op>
+void run_values(Impl impl, const std::vector<ArgValue>& values, cudaStream_t stream) {
+  run<Op>(impl, args_from<Op>(values), stream);
+}
+
+template <class Op>
+std::function<void(cudaStream_t)> prepare_values(Impl impl, const std::vector<ArgValue>& values) {
+  typename Op::Args args = args_from<Op>(values);
+  typename Op::Plan plan = Op::validate(args, impl);
+  return [impl, args = std::move(args), plan = std::move(plan)](cudaStream_t stream) {
+    launch<Op>(impl, plan, args, stream);
+  };
+}
+
+// The card of Op with the fields its struct gives.
+template <class Op>
+OpEntry entry_of() {
+  OpEntry entry = Op::card();
+  entry.name = Op::name;
+  entry.arguments = arguments_of<Op>();
+  entry.run = &run_values<Op>;
+  entry.prepare = &prepare_values<Op>;
+  return entry;
+}
+
+template <class... Op>
+std::vector<OpEntry> entries_of(OpList<Op...>) {
+  return {entry_of<Op>()...};
+}
+
+}  // namespace
+
 const std::vector<OpEntry>& op_registry() {
   // Built on first use (never at static-initialisation time), and never touches CUDA.
-  static const std::vector<OpEntry> registry = {
-      entries::swap_blocks_entry(),
-      entries::reshape_and_cache_entry(),
-      entries::reshape_and_cache_flash_entry(),
-  };
+  static const std::vector<OpEntry> registry = entries_of(AllOps{});
   return registry;
 }
 

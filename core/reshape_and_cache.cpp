@@ -23,13 +23,15 @@ void contiguous_is_required(const TensorView& tensor, const char* name, const ch
 
 }  // namespace
 
-ReshapeAndCachePlan validate_reshape_and_cache(const TensorView& key, const TensorView& value,
-                                               const TensorView& key_cache,
-                                               const TensorView& value_cache,
-                                               const TensorView& slot_mapping,
-                                               std::string_view kv_cache_dtype,
-                                               const TensorView& k_scale,
-                                               const TensorView& v_scale, Impl impl) {
+ReshapeAndCache::Plan ReshapeAndCache::validate(const Args& args, Impl impl) {
+  const TensorView& key = args.key;
+  const TensorView& value = args.value;
+  const TensorView& key_cache = args.key_cache;
+  const TensorView& value_cache = args.value_cache;
+  const TensorView& slot_mapping = args.slot_mapping;
+  const std::string_view kv_cache_dtype = args.kv_cache_dtype;
+  const TensorView& k_scale = args.k_scale;
+  const TensorView& v_scale = args.v_scale;
   // --- key, value: [T_pad, num_heads, head_size] rows of one activation dtype.
   const checks::TokenRows rows = checks::token_rows(key, value);
   const std::int64_t num_heads = rows.num_heads;

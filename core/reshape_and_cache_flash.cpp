@@ -62,10 +62,15 @@ void check_scale(const TensorView& scale, const char* name, std::int64_t num_hea
 
 }  // namespace
 
-ReshapeAndCacheFlashPlan validate_reshape_and_cache_flash(
-    const TensorView& key, const TensorView& value, const TensorView& key_cache,
-    const TensorView& value_cache, const TensorView& slot_mapping, std::string_view kv_cache_dtype,
-    const TensorView& k_scale, const TensorView& v_scale, Impl impl) {
+ReshapeAndCacheFlash::Plan ReshapeAndCacheFlash::validate(const Args& args, Impl impl) {
+  const TensorView& key = args.key;
+  const TensorView& value = args.value;
+  const TensorView& key_cache = args.key_cache;
+  const TensorView& value_cache = args.value_cache;
+  const TensorView& slot_mapping = args.slot_mapping;
+  const std::string_view kv_cache_dtype = args.kv_cache_dtype;
+  const TensorView& k_scale = args.k_scale;
+  const TensorView& v_scale = args.v_scale;
   // 1. Every tensor the op touches lives where the implementation computes.
   const Device device = impl_device(impl);
   checks::device_is(key, "key", device);

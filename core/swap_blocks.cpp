@@ -48,9 +48,11 @@ static std::int64_t read_id(const TensorView& block_mapping, std::int64_t pair, 
   return static_cast<const std::int32_t*>(block_mapping.data)[flat];
 }
 
-SwapBlocksPlan validate_swap_blocks(const TensorView& src, const TensorView& dst,
-                                    std::int64_t block_size_in_bytes,
-                                    const TensorView& block_mapping, Impl impl) {
+SwapBlocks::Plan SwapBlocks::validate(const Args& args, Impl impl) {
+  const TensorView& src = args.src;
+  const TensorView& dst = args.dst;
+  const auto block_size_in_bytes = args.block_size_in_bytes;
+  const TensorView& block_mapping = args.block_mapping;
   // block_mapping: [num_pairs, 2] integers on the CPU (upstream reads it with .item()).
   PAGEDKV_CHECK(block_mapping.device == Device::cpu,
                 "block_mapping: expected a tensor on cpu (upstream: \"block_mapping must be on "

@@ -11,14 +11,16 @@
 
 #include "cache_element.h"
 
-namespace pagedkv::cpu {
+namespace pagedkv {
 
-void reshape_and_cache(const TensorView& key, const TensorView& value, const TensorView& key_cache,
-                       const TensorView& value_cache, const TensorView& slot_mapping,
-                       std::string_view kv_cache_dtype, const TensorView& k_scale,
-                       const TensorView& v_scale) {
-  const ReshapeAndCachePlan plan = validate_reshape_and_cache(
-      key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype, k_scale, v_scale, Impl::cpu);
+void ReshapeAndCache::cpu(const Plan& plan, const Args& args) {
+  const TensorView& key = args.key;
+  const TensorView& value = args.value;
+  const TensorView& key_cache = args.key_cache;
+  const TensorView& value_cache = args.value_cache;
+  const TensorView& slot_mapping = args.slot_mapping;
+  const TensorView& k_scale = args.k_scale;
+  const TensorView& v_scale = args.v_scale;
 
   // The scales are read only for fp8 caches ("auto" accepts any scale tensor, even an empty one).
   const bool fp8 = is_fp8(plan.cache_kind);
@@ -62,15 +64,15 @@ void reshape_and_cache(const TensorView& key, const TensorView& value, const Ten
         const std::int64_t value_cache_index =
             ((block * num_heads + head) * head_size + d) * block_size + offset;
 
-        store_cache_element(key_cache_bytes + key_cache_index * cache_element_size,
-                            key_bytes + key_index * activation_size, plan.activation_dtype,
-                            plan.cache_kind, key_scale);
-        store_cache_element(value_cache_bytes + value_cache_index * cache_element_size,
-                            value_bytes + value_index * activation_size, plan.activation_dtype,
-                            plan.cache_kind, value_scale);
+        cpu::store_cache_element(key_cache_bytes + key_cache_index * cache_element_size,
+                                 key_bytes + key_index * activation_size, plan.activation_dtype,
+                                 plan.cache_kind, key_scale);
+        cpu::store_cache_element(value_cache_bytes + value_cache_index * cache_element_size,
+                                 value_bytes + value_index * activation_size, plan.activation_dtype,
+                                 plan.cache_kind, value_scale);
       }
     }
   }
 }
 
-}  // namespace pagedkv::cpu
+}  // namespace pagedkv

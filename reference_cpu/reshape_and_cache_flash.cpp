@@ -12,15 +12,16 @@
 #include "cache_element.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 
-namespace pagedkv::cpu {
+namespace pagedkv {
 
-void reshape_and_cache_flash(const TensorView& key, const TensorView& value,
-                             const TensorView& key_cache, const TensorView& value_cache,
-                             const TensorView& slot_mapping, std::string_view kv_cache_dtype,
-                             const TensorView& k_scale, const TensorView& v_scale) {
-  const ReshapeAndCacheFlashPlan plan = validate_reshape_and_cache_flash(
-      key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype, k_scale, v_scale,
-      Impl::cpu);
+void ReshapeAndCacheFlash::cpu(const Plan& plan, const Args& args) {
+  const TensorView& key = args.key;
+  const TensorView& value = args.value;
+  const TensorView& key_cache = args.key_cache;
+  const TensorView& value_cache = args.value_cache;
+  const TensorView& slot_mapping = args.slot_mapping;
+  const TensorView& k_scale = args.k_scale;
+  const TensorView& v_scale = args.v_scale;
 
   const auto* key_bytes = static_cast<const std::uint8_t*>(key.data);      // [T_pad, H, D]
   const auto* value_bytes = static_cast<const std::uint8_t*>(value.data);  // [T_pad, H, D]
@@ -55,15 +56,15 @@ void reshape_and_cache_flash(const TensorView& key, const TensorView& value,
                                            offset_in_block * plan.page_stride +
                                            head * plan.head_stride + d;
 
-        store_cache_element(key_cache_bytes + cache_element * cache_bytes,
-                            key_bytes + key_element * activation_bytes, plan.activation_dtype,
-                            plan.cache_kind, key_scale);
-        store_cache_element(value_cache_bytes + cache_element * cache_bytes,
-                            value_bytes + value_element * activation_bytes, plan.activation_dtype,
-                            plan.cache_kind, value_scale);
+        cpu::store_cache_element(key_cache_bytes + cache_element * cache_bytes,
+                                 key_bytes + key_element * activation_bytes, plan.activation_dtype,
+                                 plan.cache_kind, key_scale);
+        cpu::store_cache_element(value_cache_bytes + cache_element * cache_bytes,
+                                 value_bytes + value_element * activation_bytes,
+                                 plan.activation_dtype, plan.cache_kind, value_scale);
       }
     }
   }
 }
 
-}  // namespace pagedkv::cpu
+}  // namespace pagedkv

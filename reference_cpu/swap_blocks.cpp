@@ -9,12 +9,11 @@
 #include <cstdint>
 #include <cstring>
 
-namespace pagedkv::cpu {
+namespace pagedkv {
 
-void swap_blocks(const TensorView& src, const TensorView& dst, std::int64_t block_size_in_bytes,
-                 const TensorView& block_mapping) {
-  const SwapBlocksPlan plan =
-      validate_swap_blocks(src, dst, block_size_in_bytes, block_mapping, Impl::cpu);
+void SwapBlocks::cpu(const Plan& plan, const Args& args) {
+  const TensorView& src = args.src;
+  const TensorView& dst = args.dst;
 
   const auto* src_bytes = static_cast<const std::uint8_t*>(src.data);  // [src_capacity, B]
   auto* dst_bytes = static_cast<std::uint8_t*>(dst.data);              // [dst_capacity, B]
@@ -32,4 +31,4 @@ void swap_blocks(const TensorView& src, const TensorView& dst, std::int64_t bloc
   }
 }
 
-}  // namespace pagedkv::cpu
+}  // namespace pagedkv

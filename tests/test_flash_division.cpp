@@ -259,8 +259,9 @@ TEST_CASE("fp8 pairs: all bf16 / fp16 patterns and random fp32 through reshape_a
           auto host = p.views(dtype, const_cast<std::uint8_t*>(p.activations.data()),
                               expected.data(), const_cast<std::uint8_t*>(p.slots.data()),
                               const_cast<std::uint8_t*>(p.scales.data()), Device::cpu);
-          cpu::reshape_and_cache_flash(host.key, host.value, host.key_cache, host.value_cache,
-                                       host.slot_mapping, kind, host.k_scale, host.v_scale);
+          pagedkv::run<ReshapeAndCacheFlash>(
+              Impl::cpu, {host.key, host.value, host.key_cache, host.value_cache, host.slot_mapping,
+                          kind, host.k_scale, host.v_scale});
         }
         // The reference must have written something (a test of nothing proves nothing).
         REQUIRE(test::first_difference(expected.data(), p.cache.data(), p.cache.size()) >= 0);
@@ -273,11 +274,13 @@ TEST_CASE("fp8 pairs: all bf16 / fp16 patterns and random fp32 through reshape_a
           auto d = p.views(dtype, activations.data(), cache.data(), slots.data(),
                            scale_buffer.data(), Device::cuda);
           if (impl == Impl::naive) {
-            naive::reshape_and_cache_flash(d.key, d.value, d.key_cache, d.value_cache,
-                                           d.slot_mapping, kind, d.k_scale, d.v_scale);
+            pagedkv::run<ReshapeAndCacheFlash>(
+                Impl::naive, {d.key, d.value, d.key_cache, d.value_cache, d.slot_mapping, kind,
+                              d.k_scale, d.v_scale});
           } else {
-            optimized::reshape_and_cache_flash(d.key, d.value, d.key_cache, d.value_cache,
-                                               d.slot_mapping, kind, d.k_scale, d.v_scale);
+            pagedkv::run<ReshapeAndCacheFlash>(
+                Impl::optimized, {d.key, d.value, d.key_cache, d.value_cache, d.slot_mapping, kind,
+                                  d.k_scale, d.v_scale});
           }
           PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
           HostBuffer actual(p.cache.size());

@@ -237,20 +237,8 @@ Case make_case(const CaseSpec& spec) {
 void run(Impl impl, const TensorView& key, const TensorView& value, const TensorView& key_cache,
          const TensorView& value_cache, const TensorView& slot_mapping,
          const std::string& kv_cache_dtype, const TensorView& k_scale, const TensorView& v_scale) {
-  switch (impl) {
-    case Impl::cpu:
-      cpu::reshape_and_cache(key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype,
-                             k_scale, v_scale);
-      return;
-    case Impl::naive:
-      naive::reshape_and_cache(key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype,
-                               k_scale, v_scale);
-      return;
-    case Impl::optimized:
-      optimized::reshape_and_cache(key, value, key_cache, value_cache, slot_mapping,
-                                   kv_cache_dtype, k_scale, v_scale);
-      return;
-  }
+  pagedkv::run<ReshapeAndCache>(
+      impl, {key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype, k_scale, v_scale});
 }
 
 void run(Impl impl, const Case& c) {
@@ -432,14 +420,15 @@ TEST_CASE("reshape_and_cache CPU: hand-computed placement of key chunks and tran
   std::vector<std::int64_t> slots = {5, -1, 11};
   float scale = 1.0f;
 
-  cpu::reshape_and_cache(
-      TensorView::contiguous(key.data(), DType::f32, {T, H, D}),
-      TensorView::contiguous(value.data(), DType::f32, {T, H, D}),
-      TensorView::contiguous(key_cache.data(), DType::f32, {kNumBlocks, H, D / x, kBlockSize, x}),
-      TensorView::contiguous(value_cache.data(), DType::f32, {kNumBlocks, H, D, kBlockSize}),
-      TensorView::contiguous(slots.data(), DType::i64, {T}), "auto",
-      TensorView::contiguous(&scale, DType::f32, {1}),
-      TensorView::contiguous(&scale, DType::f32, {1}));
+  pagedkv::run<ReshapeAndCache>(
+      Impl::cpu,
+      {TensorView::contiguous(key.data(), DType::f32, {T, H, D}),
+       TensorView::contiguous(value.data(), DType::f32, {T, H, D}),
+       TensorView::contiguous(key_cache.data(), DType::f32, {kNumBlocks, H, D / x, kBlockSize, x}),
+       TensorView::contiguous(value_cache.data(), DType::f32, {kNumBlocks, H, D, kBlockSize}),
+       TensorView::contiguous(slots.data(), DType::i64, {T}), "auto",
+       TensorView::contiguous(&scale, DType::f32, {1}),
+       TensorView::contiguous(&scale, DType::f32, {1})});
 
   // key_cache strides [64, 32, 16, 4, 1]; value_cache strides [64, 32, 4, 1].
   // token 0, head 1, d 6 -> key_cache[1, 1, 1, 1, 2] = 64 + 32 + 16 + 4 + 2 = 118
@@ -497,13 +486,14 @@ TEST_CASE("reshape_and_cache CPU: fp8 bytes are fp8(x / scale), rounded and satu
   const std::vector<std::uint8_t> poisoned = key_cache;
   std::int64_t slot = 3;
   float scale = 2.0f;
-  cpu::reshape_and_cache(TensorView::contiguous(key.data(), DType::bf16, {1, 1, 16}),
-                         TensorView::contiguous(value.data(), DType::bf16, {1, 1, 16}),
-                         TensorView::contiguous(key_cache.data(), DType::u8, {2, 1, 1, 2, 16}),
-                         TensorView::contiguous(value_cache.data(), DType::u8, {2, 1, 16, 2}),
-                         TensorView::contiguous(&slot, DType::i64, {1}), kv_cache_dtype,
-                         TensorView::contiguous(&scale, DType::f32, {1}),
-                         TensorView::contiguous(&scale, DType::f32, {1}));
+  pagedkv::run<ReshapeAndCache>(
+      Impl::cpu, {TensorView::contiguous(key.data(), DType::bf16, {1, 1, 16}),
+                  TensorView::contiguous(value.data(), DType::bf16, {1, 1, 16}),
+                  TensorView::contiguous(key_cache.data(), DType::u8, {2, 1, 1, 2, 16}),
+                  TensorView::contiguous(value_cache.data(), DType::u8, {2, 1, 16, 2}),
+                  TensorView::contiguous(&slot, DType::i64, {1}), kv_cache_dtype,
+                  TensorView::contiguous(&scale, DType::f32, {1}),
+                  TensorView::contiguous(&scale, DType::f32, {1})});
   for (int d = 0; d < 16; ++d) {
     INFO("d = " << d << ", x = " << inputs[d]);
     CHECK(int(key_cache[32 + 16 + d]) == int(expected[d]));      // key_cache[1, 0, 0, 1, d]

@@ -41,20 +41,8 @@ using test::HostBuffer;
 void run(Impl impl, const TensorView& key, const TensorView& value, const TensorView& key_cache,
          const TensorView& value_cache, const TensorView& slot_mapping,
          const std::string& kv_cache_dtype, const TensorView& k_scale, const TensorView& v_scale) {
-  switch (impl) {
-    case Impl::cpu:
-      cpu::reshape_and_cache_flash(key, value, key_cache, value_cache, slot_mapping,
-                                   kv_cache_dtype, k_scale, v_scale);
-      return;
-    case Impl::naive:
-      naive::reshape_and_cache_flash(key, value, key_cache, value_cache, slot_mapping,
-                                     kv_cache_dtype, k_scale, v_scale);
-      return;
-    case Impl::optimized:
-      optimized::reshape_and_cache_flash(key, value, key_cache, value_cache, slot_mapping,
-                                         kv_cache_dtype, k_scale, v_scale);
-      return;
-  }
+  pagedkv::run<ReshapeAndCacheFlash>(
+      impl, {key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype, k_scale, v_scale});
 }
 
 // A host buffer holding `values` as f32.
@@ -129,8 +117,9 @@ struct SmallF32Case {
         TensorView::strided(value_cache.data(), DType::f32, {3, 2, 2, 2}, cache_strides);
     const TensorView slot_view = TensorView::contiguous(slots.data(), DType::i64, {3});
     const TensorView scale_view = TensorView::contiguous(no_scale.data(), DType::f32, {1});
-    cpu::reshape_and_cache_flash(key_view, value_view, key_cache_view, value_cache_view,
-                                 slot_view, "auto", scale_view, scale_view);
+    pagedkv::run<ReshapeAndCacheFlash>(
+        Impl::cpu, {key_view, value_view, key_cache_view, value_cache_view, slot_view, "auto",
+                    scale_view, scale_view});
   }
 };
 
@@ -180,11 +169,11 @@ TEST_CASE("reshape_and_cache_flash CPU: joint K/V allocation keeps keys and valu
   const TensorView value_cache =
       TensorView::strided(kv_floats + 4, DType::f32, {2, 2, 1, 2}, {8, 2, 2, 1});
   const TensorView scale = TensorView::contiguous(no_scale.data(), DType::f32, {1});
-  cpu::reshape_and_cache_flash(TensorView::contiguous(key.data(), DType::f32, {2, 1, 2}),
-                               TensorView::contiguous(value.data(), DType::f32, {2, 1, 2}),
-                               key_cache, value_cache,
-                               TensorView::contiguous(slots.data(), DType::i64, {2}), "auto",
-                               scale, scale);
+  pagedkv::run<ReshapeAndCacheFlash>(
+      Impl::cpu,
+      {TensorView::contiguous(key.data(), DType::f32, {2, 1, 2}),
+       TensorView::contiguous(value.data(), DType::f32, {2, 1, 2}), key_cache, value_cache,
+       TensorView::contiguous(slots.data(), DType::i64, {2}), "auto", scale, scale});
   // Slot 1 = block 0 offset 1: key at 0 + 2 = 2, value at 4 + 2 = 6.
   // Slot 2 = block 1 offset 0: key at 8, value at 8 + 4 = 12.
   const HostBuffer expected = expected_floats(
@@ -204,12 +193,12 @@ TEST_CASE("reshape_and_cache_flash CPU: rows sliced out of a fused QKV buffer",
   HostBuffer slots = int64s({1, 0});
   HostBuffer no_scale = floats({1.f});
   const TensorView scale = TensorView::contiguous(no_scale.data(), DType::f32, {1});
-  cpu::reshape_and_cache_flash(
-      TensorView::strided(qkv_floats + 2, DType::f32, {2, 1, 2}, {6, 2, 1}),
-      TensorView::strided(qkv_floats + 4, DType::f32, {2, 1, 2}, {6, 2, 1}),
-      TensorView::contiguous(key_cache.data(), DType::f32, {2, 1, 1, 2}),
-      TensorView::contiguous(value_cache.data(), DType::f32, {2, 1, 1, 2}),
-      TensorView::contiguous(slots.data(), DType::i64, {2}), "auto", scale, scale);
+  pagedkv::run<ReshapeAndCacheFlash>(
+      Impl::cpu, {TensorView::strided(qkv_floats + 2, DType::f32, {2, 1, 2}, {6, 2, 1}),
+                  TensorView::strided(qkv_floats + 4, DType::f32, {2, 1, 2}, {6, 2, 1}),
+                  TensorView::contiguous(key_cache.data(), DType::f32, {2, 1, 1, 2}),
+                  TensorView::contiguous(value_cache.data(), DType::f32, {2, 1, 1, 2}),
+                  TensorView::contiguous(slots.data(), DType::i64, {2}), "auto", scale, scale});
   // Token 0 → slot 1 (elements 2, 3), token 1 → slot 0 (elements 0, 1).
   CHECK(same_bytes(key_cache, expected_floats(4, {{0, 3}, {1, 4}, {2, 1}, {3, 2}}), 16));
   CHECK(same_bytes(value_cache, expected_floats(4, {{0, -3}, {1, -4}, {2, -1}, {3, -2}}), 16));
@@ -234,13 +223,14 @@ TEST_CASE("reshape_and_cache_flash CPU: fp8 with per-head scales (hand-encoded)"
   HostBuffer key_cache = poisoned(8);
   HostBuffer value_cache = poisoned(8);
   HostBuffer slots = int64s({1});
-  cpu::reshape_and_cache_flash(TensorView::contiguous(key.data(), DType::f32, {1, 2, 2}),
-                               TensorView::contiguous(value.data(), DType::f32, {1, 2, 2}),
-                               TensorView::contiguous(key_cache.data(), DType::u8, {2, 1, 2, 2}),
-                               TensorView::contiguous(value_cache.data(), DType::u8, {2, 1, 2, 2}),
-                               TensorView::contiguous(slots.data(), DType::i64, {1}), "fp8_e4m3",
-                               TensorView::contiguous(k_scale.data(), DType::f32, {2}),
-                               TensorView::contiguous(v_scale.data(), DType::f32, {2}));
+  pagedkv::run<ReshapeAndCacheFlash>(
+      Impl::cpu, {TensorView::contiguous(key.data(), DType::f32, {1, 2, 2}),
+                  TensorView::contiguous(value.data(), DType::f32, {1, 2, 2}),
+                  TensorView::contiguous(key_cache.data(), DType::u8, {2, 1, 2, 2}),
+                  TensorView::contiguous(value_cache.data(), DType::u8, {2, 1, 2, 2}),
+                  TensorView::contiguous(slots.data(), DType::i64, {1}), "fp8_e4m3",
+                  TensorView::contiguous(k_scale.data(), DType::f32, {2}),
+                  TensorView::contiguous(v_scale.data(), DType::f32, {2})});
   HostBuffer key_expected = poisoned(8);
   HostBuffer value_expected = poisoned(8);
   const std::uint8_t key_bytes[4] = {0x30, 0xBC, 0x74, 0x7E};
@@ -267,14 +257,15 @@ TEST_CASE("reshape_and_cache_flash CPU: fp8 bytes are the numerics' encoding of 
   HostBuffer key_cache = poisoned(kTokens * kRow);
   HostBuffer value_cache = poisoned(kTokens * kRow);
   HostBuffer slots = int64s({0, 1, 2, 3, 4});
-  cpu::reshape_and_cache_flash(
-      TensorView::contiguous(key.data(), DType::bf16, {kTokens, kHeads, kHeadSize}),
-      TensorView::contiguous(value.data(), DType::bf16, {kTokens, kHeads, kHeadSize}),
-      TensorView::contiguous(key_cache.data(), DType::u8, {kTokens, 1, kHeads, kHeadSize}),
-      TensorView::contiguous(value_cache.data(), DType::u8, {kTokens, 1, kHeads, kHeadSize}),
-      TensorView::contiguous(slots.data(), DType::i64, {kTokens}), kind,
-      TensorView::contiguous(k_scale.data(), DType::f32, {1}),
-      TensorView::contiguous(v_scale.data(), DType::f32, {1}));
+  pagedkv::run<ReshapeAndCacheFlash>(
+      Impl::cpu,
+      {TensorView::contiguous(key.data(), DType::bf16, {kTokens, kHeads, kHeadSize}),
+       TensorView::contiguous(value.data(), DType::bf16, {kTokens, kHeads, kHeadSize}),
+       TensorView::contiguous(key_cache.data(), DType::u8, {kTokens, 1, kHeads, kHeadSize}),
+       TensorView::contiguous(value_cache.data(), DType::u8, {kTokens, 1, kHeads, kHeadSize}),
+       TensorView::contiguous(slots.data(), DType::i64, {kTokens}), kind,
+       TensorView::contiguous(k_scale.data(), DType::f32, {1}),
+       TensorView::contiguous(v_scale.data(), DType::f32, {1})});
   // Slot t is block t (block_size 1) and the cache is packed: byte i encodes element i.
   const auto encode = [&](float x) {
     return kind == "fp8_e5m2" ? numerics::float_to_fp8_e5m2(x) : numerics::float_to_fp8_e4m3(x);
@@ -673,9 +664,10 @@ TEST_CASE("reshape_and_cache_flash with zero tokens is a no-op", "[reshape_and_c
   call.value = call.key;
   CHECK_NOTHROW(call.call());
   CHECK(call.caches_untouched());
-  const ReshapeAndCacheFlashPlan plan = validate_reshape_and_cache_flash(
-      call.key, call.value, call.key_cache, call.value_cache, call.slot_mapping, "auto",
-      call.k_scale, call.v_scale, Impl::cpu);
+  const ReshapeAndCacheFlash::Plan plan =
+      ReshapeAndCacheFlash::validate({call.key, call.value, call.key_cache, call.value_cache,
+                                      call.slot_mapping, "auto", call.k_scale, call.v_scale},
+                                     Impl::cpu);
   CHECK(plan.num_tokens == 0);
 }
 
@@ -870,9 +862,10 @@ void check_three_way(const ProblemSpec& spec) {
   const auto on_copy = [&](const TensorView& view) {
     return test::rebase(view, problem.cache.data(), expected.data(), Device::cpu);
   };
-  cpu::reshape_and_cache_flash(problem.key, problem.value, on_copy(problem.key_cache),
-                               on_copy(problem.value_cache), problem.slot_mapping,
-                               spec.kv_cache_dtype, problem.k_scale, problem.v_scale);
+  pagedkv::run<ReshapeAndCacheFlash>(
+      Impl::cpu,
+      {problem.key, problem.value, on_copy(problem.key_cache), on_copy(problem.value_cache),
+       problem.slot_mapping, spec.kv_cache_dtype, problem.k_scale, problem.v_scale});
   // The reference must have written something (a test of nothing proves nothing).
   REQUIRE(test::first_difference(expected.data(), problem.cache.data(), problem.cache.size()) >= 0);
   for (Impl impl : {Impl::naive, Impl::optimized}) {
@@ -982,10 +975,11 @@ TEST_CASE("reshape_and_cache_flash GPU: zero tokens and auto without scales",
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
     cache.download(after.data(), p.cache.size());
     HostBuffer expected = p.cache;
-    cpu::reshape_and_cache_flash(
-        p.key, p.value, test::rebase(p.key_cache, p.cache.data(), expected.data(), Device::cpu),
-        test::rebase(p.value_cache, p.cache.data(), expected.data(), Device::cpu), p.slot_mapping,
-        "auto", no_scale, no_scale);
+    pagedkv::run<ReshapeAndCacheFlash>(
+        Impl::cpu,
+        {p.key, p.value, test::rebase(p.key_cache, p.cache.data(), expected.data(), Device::cpu),
+         test::rebase(p.value_cache, p.cache.data(), expected.data(), Device::cpu), p.slot_mapping,
+         "auto", no_scale, no_scale});
     CHECK(same_bytes(after, expected, p.cache.size()));
   }
 }
@@ -1010,14 +1004,15 @@ TEST_CASE("reshape_and_cache_flash GPU: a slot beyond the cache is rejected and 
   const DeviceBuffer slots = DeviceBuffer::copy_of(p.slots);
   const DeviceBuffer scales = DeviceBuffer::copy_of(p.scales);
   CHECK_THROWS_AS(
-      optimized::reshape_and_cache_flash(
-          test::rebase(p.key, p.activations.data(), activations.data(), Device::cuda),
-          test::rebase(p.value, p.activations.data(), activations.data(), Device::cuda),
-          test::rebase(p.key_cache, p.cache.data(), cache.data(), Device::cuda),
-          test::rebase(p.value_cache, p.cache.data(), cache.data(), Device::cuda),
-          test::rebase(p.slot_mapping, p.slots.data(), slots.data(), Device::cuda), "auto",
-          test::rebase(p.k_scale, p.scales.data(), scales.data(), Device::cuda),
-          test::rebase(p.v_scale, p.scales.data(), scales.data(), Device::cuda)),
+      pagedkv::run<ReshapeAndCacheFlash>(
+          Impl::optimized,
+          {test::rebase(p.key, p.activations.data(), activations.data(), Device::cuda),
+           test::rebase(p.value, p.activations.data(), activations.data(), Device::cuda),
+           test::rebase(p.key_cache, p.cache.data(), cache.data(), Device::cuda),
+           test::rebase(p.value_cache, p.cache.data(), cache.data(), Device::cuda),
+           test::rebase(p.slot_mapping, p.slots.data(), slots.data(), Device::cuda), "auto",
+           test::rebase(p.k_scale, p.scales.data(), scales.data(), Device::cuda),
+           test::rebase(p.v_scale, p.scales.data(), scales.data(), Device::cuda)}),
       InvalidArgument);
   HostBuffer after(p.cache.size());
   cache.download(after.data(), p.cache.size());

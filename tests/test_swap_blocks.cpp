@@ -61,8 +61,8 @@ TEST_CASE("swap_blocks cpu: copies the named blocks and nothing else", "[swap_bl
   std::vector<std::uint8_t> dst = poisoned_bytes(12);
   std::vector<std::int64_t> pairs = {3, 0, 0, 2};
 
-  cpu::swap_blocks(block_rows(src.data(), 4, 4), block_rows(dst.data(), 3, 4), 4,
-                   mapping_of(pairs));
+  pagedkv::run<SwapBlocks>(Impl::cpu, {block_rows(src.data(), 4, 4), block_rows(dst.data(), 3, 4),
+                                       4, mapping_of(pairs)});
 
   const std::vector<std::uint8_t> expected = {13,   14,   15,   16,    // D
                                               0xA5, 0x5A, 0xA5, 0x5A,  // untouched
@@ -77,7 +77,8 @@ TEST_CASE("swap_blocks cpu: an i32 mapping gives the same bytes as an i64 one", 
   std::vector<std::int32_t> pairs = {3, 0, 0, 2};
   const TensorView mapping = TensorView::contiguous(pairs.data(), DType::i32, {2, 2});
 
-  cpu::swap_blocks(block_rows(src.data(), 4, 4), block_rows(dst.data(), 3, 4), 4, mapping);
+  pagedkv::run<SwapBlocks>(
+      Impl::cpu, {block_rows(src.data(), 4, 4), block_rows(dst.data(), 3, 4), 4, mapping});
 
   const std::vector<std::uint8_t> expected = {13, 14, 15, 16, 0xA5, 0x5A, 0xA5, 0x5A, 1, 2, 3, 4};
   CHECK(dst == expected);
@@ -89,9 +90,9 @@ TEST_CASE("swap_blocks cpu: blocks are counted in bytes over size(0) rows of str
     std::vector<std::uint8_t> src = counting_bytes(48);
     std::vector<std::uint8_t> dst = poisoned_bytes(48);
     std::vector<std::int64_t> pairs = {2, 0};  // src bytes 32..47 → dst bytes 0..15
-    cpu::swap_blocks(TensorView::contiguous(src.data(), DType::f32, {2, 6}),
-                     TensorView::contiguous(dst.data(), DType::bf16, {3, 8}), 16,
-                     mapping_of(pairs));
+    pagedkv::run<SwapBlocks>(Impl::cpu, {TensorView::contiguous(src.data(), DType::f32, {2, 6}),
+                                         TensorView::contiguous(dst.data(), DType::bf16, {3, 8}),
+                                         16, mapping_of(pairs)});
     std::vector<std::uint8_t> expected = poisoned_bytes(48);
     for (int i = 0; i < 16; ++i) expected[i] = static_cast<std::uint8_t>(33 + i);
     CHECK(dst == expected);
@@ -100,8 +101,8 @@ TEST_CASE("swap_blocks cpu: blocks are counted in bytes over size(0) rows of str
     std::vector<std::uint8_t> src = counting_bytes(24);
     std::vector<std::uint8_t> dst = poisoned_bytes(24);
     std::vector<std::int64_t> pairs = {1, 2};  // src bytes 8..15 → dst bytes 16..23
-    cpu::swap_blocks(block_rows(src.data(), 6, 4), block_rows(dst.data(), 6, 4), 8,
-                     mapping_of(pairs));
+    pagedkv::run<SwapBlocks>(Impl::cpu, {block_rows(src.data(), 6, 4), block_rows(dst.data(), 6, 4),
+                                         8, mapping_of(pairs)});
     std::vector<std::uint8_t> expected = poisoned_bytes(24);
     for (int i = 0; i < 8; ++i) expected[16 + i] = static_cast<std::uint8_t>(9 + i);
     CHECK(dst == expected);
@@ -110,9 +111,9 @@ TEST_CASE("swap_blocks cpu: blocks are counted in bytes over size(0) rows of str
     std::vector<std::uint8_t> src = counting_bytes(24);
     std::vector<std::uint8_t> dst = poisoned_bytes(24);
     std::vector<std::int64_t> pairs = {2, 0};  // src row 2 with its padding: bytes 16..23
-    cpu::swap_blocks(TensorView::strided(src.data(), DType::u8, {3, 4}, {8, 1}),
-                     TensorView::strided(dst.data(), DType::u8, {3, 4}, {8, 1}), 8,
-                     mapping_of(pairs));
+    pagedkv::run<SwapBlocks>(Impl::cpu, {TensorView::strided(src.data(), DType::u8, {3, 4}, {8, 1}),
+                                         TensorView::strided(dst.data(), DType::u8, {3, 4}, {8, 1}),
+                                         8, mapping_of(pairs)});
     std::vector<std::uint8_t> expected = poisoned_bytes(24);
     for (int i = 0; i < 8; ++i) expected[i] = static_cast<std::uint8_t>(17 + i);
     CHECK(dst == expected);
@@ -126,25 +127,26 @@ TEST_CASE("swap_blocks cpu: pairs apply in order on shared memory", "[swap_block
 
   SECTION("a chain 0→1, 1→2, 2→3 carries block A all the way") {
     std::vector<std::int64_t> pairs = {0, 1, 1, 2, 2, 3};
-    cpu::swap_blocks(blocks, blocks, 4, mapping_of(pairs));
+    pagedkv::run<SwapBlocks>(Impl::cpu, {blocks, blocks, 4, mapping_of(pairs)});
     const std::vector<std::uint8_t> expected = {1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4};
     CHECK(buffer == expected);
   }
   SECTION("swapping A and B through block D: 0→3, 1→0, 3→1") {
     std::vector<std::int64_t> pairs = {0, 3, 1, 0, 3, 1};
-    cpu::swap_blocks(blocks, blocks, 4, mapping_of(pairs));
+    pagedkv::run<SwapBlocks>(Impl::cpu, {blocks, blocks, 4, mapping_of(pairs)});
     const std::vector<std::uint8_t> expected = {5, 6, 7, 8, 1, 2, 3, 4, 9, 10, 11, 12, 1, 2, 3, 4};
     CHECK(buffer == expected);
   }
   SECTION("a block copied onto itself is unchanged") {
     std::vector<std::int64_t> pairs = {2, 2};
-    cpu::swap_blocks(blocks, blocks, 4, mapping_of(pairs));
+    pagedkv::run<SwapBlocks>(Impl::cpu, {blocks, blocks, 4, mapping_of(pairs)});
     CHECK(buffer == counting_bytes(16));
   }
   SECTION("views shifted by one whole block: dst block b is src block b + 1") {
     // src = blocks A B C D, dst = blocks B C D (dst starts 4 bytes later).
     std::vector<std::int64_t> pairs = {0, 0, 1, 1};  // A over B, then the new B over C
-    cpu::swap_blocks(blocks, block_rows(buffer.data() + 4, 3, 4), 4, mapping_of(pairs));
+    pagedkv::run<SwapBlocks>(Impl::cpu,
+                             {blocks, block_rows(buffer.data() + 4, 3, 4), 4, mapping_of(pairs)});
     const std::vector<std::uint8_t> expected = {1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 13, 14, 15, 16};
     CHECK(buffer == expected);
   }
@@ -154,8 +156,8 @@ TEST_CASE("swap_blocks cpu: a dst block named twice keeps the last copy", "[swap
   std::vector<std::uint8_t> src = counting_bytes(16);
   std::vector<std::uint8_t> dst = poisoned_bytes(8);
   std::vector<std::int64_t> pairs = {0, 1, 2, 1, 3, 0};
-  cpu::swap_blocks(block_rows(src.data(), 4, 4), block_rows(dst.data(), 2, 4), 4,
-                   mapping_of(pairs));
+  pagedkv::run<SwapBlocks>(Impl::cpu, {block_rows(src.data(), 4, 4), block_rows(dst.data(), 2, 4),
+                                       4, mapping_of(pairs)});
   const std::vector<std::uint8_t> expected = {13, 14, 15, 16, 9, 10, 11, 12};
   CHECK(dst == expected);
 }
@@ -166,12 +168,14 @@ TEST_CASE("swap_blocks cpu: an empty mapping is a no-op", "[swap_blocks]") {
   SECTION("[0, 2] with storage") {
     std::vector<std::int64_t> pairs;
     pairs.reserve(2);
-    cpu::swap_blocks(block_rows(src.data(), 4, 4), block_rows(dst.data(), 4, 4), 4,
-                     TensorView::contiguous(pairs.data(), DType::i64, {0, 2}));
+    pagedkv::run<SwapBlocks>(Impl::cpu,
+                             {block_rows(src.data(), 4, 4), block_rows(dst.data(), 4, 4), 4,
+                              TensorView::contiguous(pairs.data(), DType::i64, {0, 2})});
   }
   SECTION("[0, 2] without storage, and a block size no tensor could hold") {
-    cpu::swap_blocks(block_rows(src.data(), 4, 4), block_rows(dst.data(), 4, 4), 1 << 20,
-                     TensorView::contiguous(nullptr, DType::i64, {0, 2}));
+    pagedkv::run<SwapBlocks>(Impl::cpu,
+                             {block_rows(src.data(), 4, 4), block_rows(dst.data(), 4, 4), 1 << 20,
+                              TensorView::contiguous(nullptr, DType::i64, {0, 2})});
   }
   CHECK(dst == poisoned_bytes(16));
 }
@@ -180,10 +184,10 @@ TEST_CASE("swap_blocks: the plan records which pairs may run in any order", "[sw
   std::vector<std::uint8_t> buffer(64);
   const TensorView blocks = block_rows(buffer.data(), 8, 8);
   auto plan_for = [&](std::vector<std::int64_t> pairs) {
-    return validate_swap_blocks(blocks, blocks, 8, mapping_of(pairs), Impl::cpu);
+    return SwapBlocks::validate({blocks, blocks, 8, mapping_of(pairs)}, Impl::cpu);
   };
   {
-    const SwapBlocksPlan plan = plan_for({0, 4, 1, 5, 2, 6});
+    const SwapBlocks::Plan plan = plan_for({0, 4, 1, 5, 2, 6});
     CHECK(plan.direction == CopyDirection::host_to_host);
     CHECK(plan.num_pairs == 3);
     CHECK(plan.src_capacity == 8);
@@ -193,17 +197,17 @@ TEST_CASE("swap_blocks: the plan records which pairs may run in any order", "[sw
     CHECK(plan.dst_ids_disjoint_from_src_ids);
   }
   {
-    const SwapBlocksPlan plan = plan_for({0, 1, 1, 2});  // pair 1 reads what pair 0 writes
+    const SwapBlocks::Plan plan = plan_for({0, 1, 1, 2});  // pair 1 reads what pair 0 writes
     CHECK(plan.dst_ids_unique);
     CHECK_FALSE(plan.dst_ids_disjoint_from_src_ids);
   }
   {
-    const SwapBlocksPlan plan = plan_for({0, 3, 1, 3});  // block 3 written twice
+    const SwapBlocks::Plan plan = plan_for({0, 3, 1, 3});  // block 3 written twice
     CHECK_FALSE(plan.dst_ids_unique);
     CHECK(plan.dst_ids_disjoint_from_src_ids);
   }
   {
-    const SwapBlocksPlan plan = plan_for({5, 5, 6, 7});  // a self-copy does not count
+    const SwapBlocks::Plan plan = plan_for({5, 5, 6, 7});  // a self-copy does not count
     CHECK(plan.dst_ids_unique);
     CHECK(plan.dst_ids_disjoint_from_src_ids);
   }
@@ -229,10 +233,11 @@ struct RejectionFixture {
 TEST_CASE("swap_blocks rejects a src block id out of range", "[swap_blocks]") {
   RejectionFixture f;
   std::vector<std::int64_t> pairs = {0, 0, 4, 1};  // src holds blocks 0..3
-  CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
-                  InvalidArgument);
+  CHECK_THROWS_AS(
+      pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
+      InvalidArgument);
   CHECK_THROWS_WITH(
-      cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
+      pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
       Contains("block_mapping[1, 0]") && Contains("src block id in [0, 4)") && Contains("got 4"));
   CHECK(f.dst_untouched());
 }
@@ -240,10 +245,11 @@ TEST_CASE("swap_blocks rejects a src block id out of range", "[swap_blocks]") {
 TEST_CASE("swap_blocks rejects a dst block id out of range", "[swap_blocks]") {
   RejectionFixture f;
   std::vector<std::int64_t> pairs = {0, 0, 1, 3};  // dst holds blocks 0..2
-  CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
-                  InvalidArgument);
+  CHECK_THROWS_AS(
+      pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
+      InvalidArgument);
   CHECK_THROWS_WITH(
-      cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
+      pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
       Contains("block_mapping[1, 1]") && Contains("dst block id in [0, 3)") && Contains("got 3"));
   CHECK(f.dst_untouched());
 }
@@ -252,14 +258,16 @@ TEST_CASE("swap_blocks rejects negative block ids", "[swap_blocks]") {
   RejectionFixture f;
   SECTION("src") {
     std::vector<std::int64_t> pairs = {0, 0, -1, 1};
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
-                      Contains("block_mapping[1, 0]") && Contains("got -1"));
+    CHECK_THROWS_WITH(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
+        Contains("block_mapping[1, 0]") && Contains("got -1"));
   }
   SECTION("dst, from an i32 mapping") {
     std::vector<std::int32_t> pairs = {0, 0, 1, -2};
     const TensorView mapping = TensorView::contiguous(pairs.data(), DType::i32, {2, 2});
-    CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping), InvalidArgument);
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping),
+    CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
+                    InvalidArgument);
+    CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
                       Contains("block_mapping[1, 1]") && Contains("got -2"));
   }
   CHECK(f.dst_untouched());
@@ -270,13 +278,14 @@ TEST_CASE("swap_blocks rejects a block_mapping that is not [N, 2]", "[swap_block
   std::vector<std::int64_t> ids = {0, 0, 1, 1, 2, 2};
   SECTION("1-d") {
     const TensorView mapping = TensorView::contiguous(ids.data(), DType::i64, {6});
-    CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping), InvalidArgument);
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping),
+    CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
+                    InvalidArgument);
+    CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
                       Contains("block_mapping: expected shape [num_pairs, 2], got [6]"));
   }
   SECTION("[2, 3]") {
     const TensorView mapping = TensorView::contiguous(ids.data(), DType::i64, {2, 3});
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping),
+    CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
                       Contains("block_mapping: expected shape [num_pairs, 2], got [2, 3]"));
   }
   CHECK(f.dst_untouched());
@@ -286,14 +295,16 @@ TEST_CASE("swap_blocks rejects a block_mapping that is not on the CPU", "[swap_b
   RejectionFixture f;
   std::vector<std::int64_t> pairs = {0, 0};
   const TensorView mapping = TensorView::contiguous(pairs.data(), DType::i64, {1, 2}, Device::cuda);
-  CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping), InvalidArgument);
+  CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
+                  InvalidArgument);
   CHECK_THROWS_WITH(
-      cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping),
+      pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
       Contains("block_mapping: expected a tensor on cpu") && Contains("got one on cuda"));
   // The same rule holds for the CUDA versions (checked before anything touches the GPU).
-  CHECK_THROWS_WITH(validate_swap_blocks(f.src_view(), block_rows(f.dst.data(), 3, 8, Device::cuda),
-                                         8, mapping, Impl::optimized),
-                    Contains("block_mapping must be on CPU"));
+  CHECK_THROWS_WITH(
+      SwapBlocks::validate({f.src_view(), block_rows(f.dst.data(), 3, 8, Device::cuda), 8, mapping},
+                           Impl::optimized),
+      Contains("block_mapping must be on CPU"));
   CHECK(f.dst_untouched());
 }
 
@@ -301,8 +312,9 @@ TEST_CASE("swap_blocks rejects a block_mapping that does not hold integers", "[s
   RejectionFixture f;
   std::vector<float> pairs = {0.f, 0.f};
   const TensorView mapping = TensorView::contiguous(pairs.data(), DType::f32, {1, 2});
-  CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping), InvalidArgument);
-  CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping),
+  CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
+                  InvalidArgument);
+  CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
                     Contains("block_mapping: expected dtype in {i64, i32}, got f32"));
   CHECK(f.dst_untouched());
 }
@@ -311,8 +323,9 @@ TEST_CASE("swap_blocks rejects a block_mapping that is not contiguous", "[swap_b
   RejectionFixture f;
   std::vector<std::int64_t> ids = {0, 1, 0, 1};  // read transposed: pairs (0, 0), (1, 1)
   const TensorView mapping = TensorView::strided(ids.data(), DType::i64, {2, 2}, {1, 2});
-  CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping), InvalidArgument);
-  CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping),
+  CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
+                  InvalidArgument);
+  CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
                     Contains("block_mapping: expected a contiguous tensor"));
   CHECK(f.dst_untouched());
 }
@@ -322,9 +335,11 @@ TEST_CASE("swap_blocks rejects block_size_in_bytes <= 0", "[swap_blocks]") {
   std::vector<std::int64_t> pairs = {0, 0};
   const std::int64_t block_size = GENERATE(0, -8);
   CAPTURE(block_size);
-  CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), block_size, mapping_of(pairs)),
+  CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(
+                      Impl::cpu, {f.src_view(), f.dst_view(), block_size, mapping_of(pairs)}),
                   InvalidArgument);
-  CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), block_size, mapping_of(pairs)),
+  CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(
+                        Impl::cpu, {f.src_view(), f.dst_view(), block_size, mapping_of(pairs)}),
                     Contains("block_size_in_bytes: expected a positive number of bytes, got " +
                              std::to_string(block_size)));
   CHECK(f.dst_untouched());
@@ -334,16 +349,19 @@ TEST_CASE("swap_blocks rejects a block larger than the rows of src or dst", "[sw
   RejectionFixture f;
   std::vector<std::int64_t> pairs = {0, 0};
   SECTION("src: 32 bytes of rows") {
-    CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 40, mapping_of(pairs)),
-                    InvalidArgument);
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 40, mapping_of(pairs)),
-                      Contains("block_size_in_bytes: expected at most the bytes of src's rows") &&
-                          Contains("= 32), got 40"));
+    CHECK_THROWS_AS(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 40, mapping_of(pairs)}),
+        InvalidArgument);
+    CHECK_THROWS_WITH(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 40, mapping_of(pairs)}),
+        Contains("block_size_in_bytes: expected at most the bytes of src's rows") &&
+            Contains("= 32), got 40"));
   }
   SECTION("dst: 24 bytes of rows") {
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 32, mapping_of(pairs)),
-                      Contains("block_size_in_bytes: expected at most the bytes of dst's rows") &&
-                          Contains("= 24), got 32"));
+    CHECK_THROWS_WITH(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 32, mapping_of(pairs)}),
+        Contains("block_size_in_bytes: expected at most the bytes of dst's rows") &&
+            Contains("= 24), got 32"));
   }
   CHECK(f.dst_untouched());
 }
@@ -352,40 +370,46 @@ TEST_CASE("swap_blocks rejects devices its implementation cannot use", "[swap_bl
   RejectionFixture f;
   std::vector<std::int64_t> pairs = {0, 0};
   SECTION("naive with src and dst both on the CPU") {
-    CHECK_THROWS_AS(naive::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
-                    InvalidArgument);
+    CHECK_THROWS_AS(
+        pagedkv::run<SwapBlocks>(Impl::naive, {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
+        InvalidArgument);
     CHECK_THROWS_WITH(
-        naive::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
+        pagedkv::run<SwapBlocks>(Impl::naive, {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
         Contains("src, dst: the naive implementation") && Contains("Invalid device combination"));
   }
   SECTION("optimized with src and dst both on the CPU") {
-    CHECK_THROWS_AS(optimized::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
+    CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(Impl::optimized,
+                                             {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
                     InvalidArgument);
-    CHECK_THROWS_WITH(optimized::swap_blocks(f.src_view(), f.dst_view(), 8, mapping_of(pairs)),
+    CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::optimized,
+                                               {f.src_view(), f.dst_view(), 8, mapping_of(pairs)}),
                       Contains("src, dst: the optimized implementation") &&
                           Contains("Invalid device combination"));
   }
   SECTION("cpu with a tensor on the GPU") {
     // The pointers are never dereferenced: validation stops first.
     const TensorView gpu_src = block_rows(f.src.data(), 4, 8, Device::cuda);
-    CHECK_THROWS_AS(cpu::swap_blocks(gpu_src, f.dst_view(), 8, mapping_of(pairs)), InvalidArgument);
-    CHECK_THROWS_WITH(cpu::swap_blocks(gpu_src, f.dst_view(), 8, mapping_of(pairs)),
-                      Contains("src: the cpu implementation expected a tensor on cpu, got one "
-                               "on cuda"));
+    CHECK_THROWS_AS(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {gpu_src, f.dst_view(), 8, mapping_of(pairs)}),
+        InvalidArgument);
+    CHECK_THROWS_WITH(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {gpu_src, f.dst_view(), 8, mapping_of(pairs)}),
+        Contains("src: the cpu implementation expected a tensor on cpu, got one "
+                 "on cuda"));
     const TensorView gpu_dst = block_rows(f.dst.data(), 3, 8, Device::cuda);
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), gpu_dst, 8, mapping_of(pairs)),
-                      Contains("dst: the cpu implementation expected a tensor on cpu"));
+    CHECK_THROWS_WITH(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), gpu_dst, 8, mapping_of(pairs)}),
+        Contains("dst: the cpu implementation expected a tensor on cpu"));
   }
   SECTION("each GPU-side combination is accepted by the CUDA versions' contract") {
     const TensorView on_gpu_src = block_rows(f.src.data(), 4, 8, Device::cuda);
     const TensorView on_gpu_dst = block_rows(f.dst.data(), 3, 8, Device::cuda);
-    CHECK(validate_swap_blocks(f.src_view(), on_gpu_dst, 8, mapping_of(pairs), Impl::naive)
+    CHECK(SwapBlocks::validate({f.src_view(), on_gpu_dst, 8, mapping_of(pairs)}, Impl::naive)
               .direction == CopyDirection::host_to_device);
-    CHECK(validate_swap_blocks(on_gpu_src, f.dst_view(), 8, mapping_of(pairs), Impl::optimized)
+    CHECK(SwapBlocks::validate({on_gpu_src, f.dst_view(), 8, mapping_of(pairs)}, Impl::optimized)
               .direction == CopyDirection::device_to_host);
-    CHECK(
-        validate_swap_blocks(on_gpu_src, on_gpu_dst, 8, mapping_of(pairs), Impl::naive).direction ==
-        CopyDirection::device_to_device);
+    CHECK(SwapBlocks::validate({on_gpu_src, on_gpu_dst, 8, mapping_of(pairs)}, Impl::naive)
+              .direction == CopyDirection::device_to_device);
   }
   CHECK(f.dst_untouched());
 }
@@ -394,27 +418,29 @@ TEST_CASE("swap_blocks rejects null data pointers", "[swap_blocks]") {
   RejectionFixture f;
   std::vector<std::int64_t> pairs = {0, 0};
   SECTION("src") {
-    CHECK_THROWS_AS(cpu::swap_blocks(block_rows(nullptr, 4, 8), f.dst_view(), 8, mapping_of(pairs)),
+    CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(
+                        Impl::cpu, {block_rows(nullptr, 4, 8), f.dst_view(), 8, mapping_of(pairs)}),
                     InvalidArgument);
-    CHECK_THROWS_WITH(
-        cpu::swap_blocks(block_rows(nullptr, 4, 8), f.dst_view(), 8, mapping_of(pairs)),
-        Contains("src: data pointer is null but the tensor spans 32 bytes"));
+    CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {block_rows(nullptr, 4, 8), f.dst_view(),
+                                                           8, mapping_of(pairs)}),
+                      Contains("src: data pointer is null but the tensor spans 32 bytes"));
   }
   SECTION("dst") {
-    CHECK_THROWS_WITH(
-        cpu::swap_blocks(f.src_view(), block_rows(nullptr, 3, 8), 8, mapping_of(pairs)),
-        Contains("dst: data pointer is null but the tensor spans 24 bytes"));
+    CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), block_rows(nullptr, 3, 8),
+                                                           8, mapping_of(pairs)}),
+                      Contains("dst: data pointer is null but the tensor spans 24 bytes"));
   }
   SECTION("block_mapping with pairs") {
     const TensorView mapping = TensorView::contiguous(nullptr, DType::i64, {1, 2});
-    CHECK_THROWS_AS(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping), InvalidArgument);
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), f.dst_view(), 8, mapping),
+    CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
+                    InvalidArgument);
+    CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), f.dst_view(), 8, mapping}),
                       Contains("block_mapping: data pointer is null"));
   }
   SECTION("an empty src without storage has no blocks") {
-    CHECK_THROWS_WITH(
-        cpu::swap_blocks(block_rows(nullptr, 0, 8), f.dst_view(), 8, mapping_of(pairs)),
-        Contains("block_size_in_bytes: expected at most the bytes of src's rows"));
+    CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {block_rows(nullptr, 0, 8), f.dst_view(),
+                                                           8, mapping_of(pairs)}),
+                      Contains("block_size_in_bytes: expected at most the bytes of src's rows"));
   }
   CHECK(f.dst_untouched());
 }
@@ -424,15 +450,19 @@ TEST_CASE("swap_blocks rejects src or dst without a usable first dimension", "[s
   std::vector<std::int64_t> pairs = {0, 0};
   SECTION("0-d src") {
     const TensorView scalar = TensorView::contiguous(f.src.data(), DType::u8, {});
-    CHECK_THROWS_AS(cpu::swap_blocks(scalar, f.dst_view(), 8, mapping_of(pairs)), InvalidArgument);
-    CHECK_THROWS_WITH(cpu::swap_blocks(scalar, f.dst_view(), 8, mapping_of(pairs)),
-                      Contains("src: expected at least 1 dimension"));
+    CHECK_THROWS_AS(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {scalar, f.dst_view(), 8, mapping_of(pairs)}),
+        InvalidArgument);
+    CHECK_THROWS_WITH(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {scalar, f.dst_view(), 8, mapping_of(pairs)}),
+        Contains("src: expected at least 1 dimension"));
   }
   SECTION("negative stride(0) in dst") {
     const TensorView reversed = TensorView::strided(f.dst.data() + 16, DType::u8, {3, 8}, {-8, 1});
-    CHECK_THROWS_WITH(cpu::swap_blocks(f.src_view(), reversed, 8, mapping_of(pairs)),
-                      Contains("dst: expected a non-negative size(0) and stride(0)") &&
-                          Contains("stride(0) = -8"));
+    CHECK_THROWS_WITH(
+        pagedkv::run<SwapBlocks>(Impl::cpu, {f.src_view(), reversed, 8, mapping_of(pairs)}),
+        Contains("dst: expected a non-negative size(0) and stride(0)") &&
+            Contains("stride(0) = -8"));
   }
   CHECK(f.dst_untouched());
 }
@@ -445,13 +475,15 @@ TEST_CASE("swap_blocks rejects a pair whose source and destination partially ove
   const TensorView src = block_rows(buffer.data(), 4, 4);
   const TensorView dst = block_rows(buffer.data() + 2, 4, 4);
   std::vector<std::int64_t> pairs = {3, 1, 0, 0};  // pair 0 is fine, pair 1 overlaps
-  CHECK_THROWS_AS(cpu::swap_blocks(src, dst, 4, mapping_of(pairs)), InvalidArgument);
-  CHECK_THROWS_WITH(cpu::swap_blocks(src, dst, 4, mapping_of(pairs)),
+  CHECK_THROWS_AS(pagedkv::run<SwapBlocks>(Impl::cpu, {src, dst, 4, mapping_of(pairs)}),
+                  InvalidArgument);
+  CHECK_THROWS_WITH(pagedkv::run<SwapBlocks>(Impl::cpu, {src, dst, 4, mapping_of(pairs)}),
                     Contains("block_mapping[1]") && Contains("partially overlaps"));
   CHECK(buffer == counting_bytes(20));
   // Shifted by a whole block instead, the same pair is fine.
   std::vector<std::int64_t> ok = {0, 0};
-  CHECK_NOTHROW(cpu::swap_blocks(src, block_rows(buffer.data() + 4, 4, 4), 4, mapping_of(ok)));
+  CHECK_NOTHROW(pagedkv::run<SwapBlocks>(
+      Impl::cpu, {src, block_rows(buffer.data() + 4, 4, 4), 4, mapping_of(ok)}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -662,8 +694,8 @@ void check_gpu_case(const GpuCase& c, cudaStream_t stream) {
     std::uint8_t* src_base = expected_src.data() + c.src_offset;
     std::uint8_t* dst_base =
         shared ? src_base + dst_shift_blocks * B : expected_dst.data() + c.dst_offset;
-    cpu::swap_blocks(block_rows(src_base, src_blocks, B), block_rows(dst_base, dst_blocks, B), B,
-                     mapping);
+    pagedkv::run<SwapBlocks>(Impl::cpu, {block_rows(src_base, src_blocks, B),
+                                         block_rows(dst_base, dst_blocks, B), B, mapping});
   }
   const std::vector<std::uint8_t>& expected = shared ? expected_src : expected_dst;
 
@@ -698,10 +730,15 @@ void check_gpu_case(const GpuCase& c, cudaStream_t stream) {
     CHECK(at == -1);
   };
 
-  check_path("naive", [&] { naive::swap_blocks(src_view, dst_view, B, mapping, stream); });
-  check_path("optimized", [&] { optimized::swap_blocks(src_view, dst_view, B, mapping, stream); });
+  check_path("naive", [&] {
+    pagedkv::run<SwapBlocks>(Impl::naive, {src_view, dst_view, B, mapping}, stream);
+  });
+  check_path("optimized", [&] {
+    pagedkv::run<SwapBlocks>(Impl::optimized, {src_view, dst_view, B, mapping}, stream);
+  });
 
-  const SwapBlocksPlan plan = validate_swap_blocks(src_view, dst_view, B, mapping, Impl::optimized);
+  const SwapBlocks::Plan plan =
+      SwapBlocks::validate({src_view, dst_view, B, mapping}, Impl::optimized);
   const optimized::SwapStrategy chosen = optimized::choose_swap_strategy(plan, src_view, dst_view);
   INFO("automatic chose " << optimized::swap_strategy_name(chosen));
   const bool reachable = c.src_memory != Memory::pageable && c.dst_memory != Memory::pageable;
@@ -837,14 +874,15 @@ TEST_CASE("swap_blocks gpu: the default stream and empty mappings", "[swap_block
 
   SECTION("an empty mapping writes nothing") {
     const TensorView empty = TensorView::contiguous(nullptr, DType::i64, {0, 2});
-    naive::swap_blocks(src_view, dst_view, B, empty);
-    optimized::swap_blocks(src_view, dst_view, B, empty);
+    pagedkv::run<SwapBlocks>(Impl::naive, {src_view, dst_view, B, empty});
+    pagedkv::run<SwapBlocks>(Impl::optimized, {src_view, dst_view, B, empty});
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
     CHECK(dst.read(dst_image.size()) == dst_image);
   }
   SECTION("the legacy default stream works for naive and automatic, not for memcpy_batch") {
     std::vector<std::int64_t> pairs = {7, 0, 0, 7};
-    optimized::swap_blocks(src_view, dst_view, B, mapping_of(pairs));  // stream = nullptr
+    pagedkv::run<SwapBlocks>(Impl::optimized,
+                             {src_view, dst_view, B, mapping_of(pairs)});  // stream = nullptr
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<std::uint8_t> expected = dst_image;
     std::memcpy(expected.data(), src_image.data() + 7 * B, B);
@@ -852,13 +890,13 @@ TEST_CASE("swap_blocks gpu: the default stream and empty mappings", "[swap_block
     CHECK(dst.read(dst_image.size()) == expected);
 
     dst.write(dst_image);
-    naive::swap_blocks(src_view, dst_view, B, mapping_of(pairs));
+    pagedkv::run<SwapBlocks>(Impl::naive, {src_view, dst_view, B, mapping_of(pairs)});
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
     CHECK(dst.read(dst_image.size()) == expected);
 
     dst.write(dst_image);
-    const SwapBlocksPlan plan =
-        validate_swap_blocks(src_view, dst_view, B, mapping_of(pairs), Impl::optimized);
+    const SwapBlocks::Plan plan =
+        SwapBlocks::validate({src_view, dst_view, B, mapping_of(pairs)}, Impl::optimized);
     CHECK_THROWS_WITH(optimized::launch_swap_blocks_with(
                           plan, src_view, dst_view, optimized::SwapStrategy::memcpy_batch, nullptr),
                       Contains("stream: memcpy_batch") && Contains("legacy default stream"));
@@ -882,8 +920,8 @@ TEST_CASE("swap_blocks gpu: optimized strategies refuse what they cannot do",
 
   SECTION("copy_kernel cannot read pageable host memory") {
     std::vector<std::int64_t> pairs = {1, 2, 3, 4};
-    const SwapBlocksPlan plan =
-        validate_swap_blocks(src_view, dst_view, B, mapping_of(pairs), Impl::optimized);
+    const SwapBlocks::Plan plan =
+        SwapBlocks::validate({src_view, dst_view, B, mapping_of(pairs)}, Impl::optimized);
     CHECK(optimized::choose_swap_strategy(plan, src_view, dst_view) ==
           optimized::SwapStrategy::memcpy_runs);
     CHECK_THROWS_WITH(optimized::launch_swap_blocks_with(
@@ -895,8 +933,8 @@ TEST_CASE("swap_blocks gpu: optimized strategies refuse what they cannot do",
     std::memcpy(pinned.data(), random_bytes(8 * B, 11).data(), 8 * B);
     const TensorView pinned_src = block_rows(pinned.data(), 8, B, Device::cpu);
     std::vector<std::int64_t> pairs = {1, 2, 3, 2};
-    const SwapBlocksPlan plan =
-        validate_swap_blocks(pinned_src, dst_view, B, mapping_of(pairs), Impl::optimized);
+    const SwapBlocks::Plan plan =
+        SwapBlocks::validate({pinned_src, dst_view, B, mapping_of(pairs)}, Impl::optimized);
     CHECK(optimized::choose_swap_strategy(plan, pinned_src, dst_view) ==
           optimized::SwapStrategy::memcpy_runs);
     Stream stream;
@@ -929,8 +967,8 @@ TEST_CASE("swap_blocks gpu: memcpy_batch with pageable host memory", "[swap_bloc
   std::vector<std::int64_t> pairs = {3, 0, 4, 1, 9, 7, 15, 2};
   const TensorView src_view = block_rows(host.data(), 16, B, Device::cpu);
   const TensorView dst_view = block_rows(device.data(), 16, B, Device::cuda);
-  const SwapBlocksPlan plan =
-      validate_swap_blocks(src_view, dst_view, B, mapping_of(pairs), Impl::optimized);
+  const SwapBlocks::Plan plan =
+      SwapBlocks::validate({src_view, dst_view, B, mapping_of(pairs)}, Impl::optimized);
   Stream stream;
   optimized::launch_swap_blocks_with(plan, src_view, dst_view,
                                      optimized::SwapStrategy::memcpy_batch, stream.handle);

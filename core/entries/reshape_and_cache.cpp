@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "case_support.h"
+#include "cache_write_case.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/reshape_and_cache.h"
@@ -21,18 +21,11 @@ namespace pagedkv::entries {
 
 namespace {
 
-// The glue between CacheWriteCase (case_support.h), which runs every cache write the same way,
+// The glue between CacheWriteCase (cache_write_case.h), which runs every cache write the same way,
 // and reshape_and_cache: the op's entry points, the W1 variants it runs, the layout of its two
 // caches and its library baseline.
 struct ReshapeAndCacheGlue {
-  using Plan = ReshapeAndCachePlan;
-  // The op's entry points (include/pagedkv/ops/), called by CacheWriteCase.
-  static constexpr auto cpu_reference = &cpu::reshape_and_cache;
-  static constexpr auto validate = &validate_reshape_and_cache;
-  static constexpr auto naive_checked = &naive::reshape_and_cache;
-  static constexpr auto optimized_checked = &optimized::reshape_and_cache;
-  static constexpr auto naive_launch = &naive::launch_reshape_and_cache;
-  static constexpr auto optimized_launch = &optimized::launch_reshape_and_cache;
+  using Op = ReshapeAndCache;
 
   explicit ReshapeAndCacheGlue(const WorkloadPoint& point) {
     PAGEDKV_CHECK(point.variant == "bf16" || point.variant == "fp8_e4m3",
@@ -108,9 +101,13 @@ std::unique_ptr<OpCase> make_case(const WorkloadPoint& point, std::uint64_t seed
 
 }  // namespace
 
-OpEntry reshape_and_cache_entry() {
+}  // namespace pagedkv::entries
+
+namespace pagedkv {
+
+OpEntry ReshapeAndCache::card() {
+  using namespace entries;
   OpEntry entry;
-  entry.name = "reshape_and_cache";
   entry.family = "cache writes";
   entry.role =
       "Stores each new token's key and value in its slot of the legacy paged KV cache that "
@@ -123,9 +120,10 @@ OpEntry reshape_and_cache_entry() {
   entry.byte_model = cache_write_byte_model();
   entry.agreement_rule = cache_write_agreement();
   entry.workloads = {"W1"};
+  entry.workload_notes = cache_write_workload_notes();
   entry.points = &points;
   entry.make_case = &make_case;
   return entry;
 }
 
-}  // namespace pagedkv::entries
+}  // namespace pagedkv

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "case_support.h"
+#include "cache_write_case.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
@@ -20,18 +20,11 @@ namespace pagedkv::entries {
 
 namespace {
 
-// The glue between CacheWriteCase (case_support.h), which runs every cache write the same way,
+// The glue between CacheWriteCase (cache_write_case.h), which runs every cache write the same way,
 // and reshape_and_cache_flash: the op's entry points, the W1 variants it runs (the layout, NHD
 // or HND, comes first), the layout of its two caches and its library baseline.
 struct ReshapeAndCacheFlashGlue {
-  using Plan = ReshapeAndCacheFlashPlan;
-  // The op's entry points (include/pagedkv/ops/), called by CacheWriteCase.
-  static constexpr auto cpu_reference = &cpu::reshape_and_cache_flash;
-  static constexpr auto validate = &validate_reshape_and_cache_flash;
-  static constexpr auto naive_checked = &naive::reshape_and_cache_flash;
-  static constexpr auto optimized_checked = &optimized::reshape_and_cache_flash;
-  static constexpr auto naive_launch = &naive::launch_reshape_and_cache_flash;
-  static constexpr auto optimized_launch = &optimized::launch_reshape_and_cache_flash;
+  using Op = ReshapeAndCacheFlash;
 
   explicit ReshapeAndCacheFlashGlue(const WorkloadPoint& point)
       : hnd(point.variant.rfind("HND", 0) == 0) {
@@ -99,9 +92,13 @@ std::unique_ptr<OpCase> make_case(const WorkloadPoint& point, std::uint64_t seed
 
 }  // namespace
 
-OpEntry reshape_and_cache_flash_entry() {
+}  // namespace pagedkv::entries
+
+namespace pagedkv {
+
+OpEntry ReshapeAndCacheFlash::card() {
+  using namespace entries;
   OpEntry entry;
-  entry.name = "reshape_and_cache_flash";
   entry.family = "cache writes";
   entry.role =
       "Stores each new token's key and value in its slot of the paged KV cache that "
@@ -114,9 +111,10 @@ OpEntry reshape_and_cache_flash_entry() {
   entry.byte_model = cache_write_byte_model();
   entry.agreement_rule = cache_write_agreement();
   entry.workloads = {"W1"};
+  entry.workload_notes = cache_write_workload_notes();
   entry.points = &points;
   entry.make_case = &make_case;
   return entry;
 }
 
-}  // namespace pagedkv::entries
+}  // namespace pagedkv

@@ -9,7 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "case_support.h"
+#include "harness.h"
+#include "library_baseline.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/swap_blocks.h"
@@ -45,7 +46,7 @@ Mapping make_mapping(std::int64_t num_pairs, std::int64_t pool_blocks, std::uint
   return mapping;
 }
 
-class SwapBlocksCase final : public OpCase {
+class SwapBlocksCase final : public OpCase, public LibraryBaseline {
  public:
   SwapBlocksCase(const WorkloadPoint& point, std::uint64_t seed)
       : num_pairs_(point.size),
@@ -79,8 +80,9 @@ class SwapBlocksCase final : public OpCase {
   int buffer_sets() const override { return static_cast<int>(mappings_.size()); }
 
   void run_cpu() override {
-    cpu::swap_blocks(pool_view(host_src_, Device::cpu), pool_view(host_dst_, Device::cpu),
-                     kBlockBytes, mappings_[0].view);
+    run<SwapBlocks>(Impl::cpu, {pool_view(host_src_, Device::cpu),
+                                pool_view(host_dst_, Device::cpu), kBlockBytes,
+                                mappings_[0].view});
   }
 
   void prepare_device(std::int64_t l2_bytes) override {
@@ -97,22 +99,17 @@ class SwapBlocksCase final : public OpCase {
       mappings_.push_back(make_mapping(num_pairs_, pool_blocks_, set_seed(seed_, set)));
     for (const Mapping& mapping : mappings_) {
       // Validation happens here, once per set and implementation, never inside the timed region.
-      naive_plans_.push_back(
-          validate_swap_blocks(src_view_, dst_view_, kBlockBytes, mapping.view, Impl::naive));
-      optimized_plans_.push_back(
-          validate_swap_blocks(src_view_, dst_view_, kBlockBytes, mapping.view, Impl::optimized));
+      args_.push_back({src_view_, dst_view_, kBlockBytes, mapping.view});
+      naive_plans_.push_back(SwapBlocks::validate(args_.back(), Impl::naive));
+      optimized_plans_.push_back(SwapBlocks::validate(args_.back(), Impl::optimized));
       device_pairs_.push_back(copy_to(Memory::device, mapping.pairs));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    if (impl == Impl::naive) {
-      naive::launch_swap_blocks(naive_plans_.at(static_cast<std::size_t>(set)), src_view_,
-                                dst_view_, stream);
-    } else {
-      optimized::launch_swap_blocks(optimized_plans_.at(static_cast<std::size_t>(set)), src_view_,
-                                    dst_view_, stream);
-    }
+    const auto i = static_cast<std::size_t>(set);
+    pagedkv::launch<SwapBlocks>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
+                       args_.at(i), stream);
   }
 
   void reset_outputs() override { dst_.fill(kPoisonByte); }
@@ -139,11 +136,7 @@ class SwapBlocksCase final : public OpCase {
 
  protected:
   void run_checked(Impl impl) override {
-    if (impl == Impl::naive) {
-      naive::swap_blocks(src_view_, dst_view_, kBlockBytes, mappings_[0].view);
-    } else {
-      optimized::swap_blocks(src_view_, dst_view_, kBlockBytes, mappings_[0].view);
-    }
+    run<SwapBlocks>(impl, args_.at(0));
   }
 
  private:
@@ -162,7 +155,8 @@ class SwapBlocksCase final : public OpCase {
   std::vector<Mapping> mappings_;  // one per buffer set, on the host
   Buffer src_, dst_;               // pinned or device pools, shared by all sets
   TensorView src_view_, dst_view_;
-  std::vector<SwapBlocksPlan> naive_plans_, optimized_plans_;
+  std::vector<SwapBlocks::Args> args_;  // one per buffer set
+  std::vector<SwapBlocks::Plan> naive_plans_, optimized_plans_;
   std::vector<Buffer> device_pairs_;  // the mappings on the device, for the library row
 };
 
@@ -183,9 +177,13 @@ std::unique_ptr<OpCase> make_case(const WorkloadPoint& point, std::uint64_t seed
 
 }  // namespace
 
-OpEntry swap_blocks_entry() {
+}  // namespace pagedkv::entries
+
+namespace pagedkv {
+
+OpEntry SwapBlocks::card() {
+  using namespace entries;
   OpEntry entry;
-  entry.name = "swap_blocks";
   entry.family = "moving blocks";
   entry.role =
       "Copies whole KV-cache blocks between GPU and CPU memory (or within the GPU) following a "
@@ -201,9 +199,14 @@ OpEntry swap_blocks_entry() {
       "bit-exact: the whole destination, blocks not in the mapping included, equals the CPU "
       "reference byte for byte";
   entry.workloads = {"W6"};
+  entry.workload_notes =
+      "W6: 32 KiB blocks (one Llama-3-8B layer's K or V block: 16 slots x 8 kv heads x 128 "
+      "bf16), random and never zero, move between a source and a destination pool of 4096 "
+      "blocks (512 in a quick run) following a random mapping of distinct blocks; the host pool "
+      "of H2D / D2H is pinned, as an engine's swap space is.";
   entry.points = &points;
   entry.make_case = &make_case;
   return entry;
 }
 
-}  // namespace pagedkv::entries
+}  // namespace pagedkv

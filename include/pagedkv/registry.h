@@ -5,22 +5,27 @@
 /// An OpEntry is the op's card (name, family, sources, byte model, workloads). Its `make_case`
 /// builds an OpCase: the inputs and outputs of one workload point, filled with random data, with
 /// everything the comparison tool needs to run the CPU reference, the naive and the optimized
-/// kernels, a size-matched copy and (where the op is a plain scatter) a library call.
+/// kernels and a size-matched copy. (Where the op is a plain scatter, its case also offers a
+/// library call: core/entries/library_baseline.h, outside the public API.)
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include <cuda_runtime_api.h>
 
 #include "pagedkv/impl.h"
+#include "pagedkv/op.h"
+#include "pagedkv/tensor_view.h"
 
 namespace pagedkv {
 
-/// \brief One point of a standard workload (design.md §4): which workload, which variant of it
+/// \brief One point of a standard workload: which workload, which variant of it
 /// (layout, dtype, direction), and its size.
 struct WorkloadPoint {
   std::string workload;   ///< "W1", "W6", ...
@@ -34,11 +39,40 @@ struct WorkloadPoint {
 };
 
 /// \brief How a device result compares with the CPU reference.
+///
+/// Two rules, one per kind of op (the op's card states its rule in OpEntry::agreement_rule):
+/// - bit-exact ops (copies, cache writes, quantization): `tolerance` is 0 and the result agrees
+///   when `bit_exact`;
+/// - reductions (norms): the GPU sums in float32 in an order of its own, so the result agrees when
+///   the norm-wise relative error `rel_err` against the float64 CPU reference is within
+///   `tolerance` (reduction_tolerance() in pagedkv/agreement.h) and the part of the output that is
+///   element-wise, if any (fused_add_rms_norm's residual), is equal byte for byte
+///   (`exact_part_equal`).
+///
+/// agrees() applies the rule.
 struct Agreement {
   bool bit_exact = false;            ///< every output byte equal (untouched bytes included)
   double max_abs_err = 0.0;          ///< largest |device - cpu| over differing output elements
   std::int64_t bytes_differing = 0;  ///< output bytes that differ
   std::int64_t bytes_compared = 0;   ///< size of the whole output that was compared
+  /// Reductions: ||device - cpu||_2 / ||cpu||_2 over the reduced output (infinite when a NaN or
+  /// infinity is in it); 0 for bit-exact ops.
+  double rel_err = 0.0;
+  /// Reductions: the largest acceptable rel_err (> 0); 0 for bit-exact ops (not applicable).
+  double tolerance = 0.0;
+  /// Reductions: the element-wise part of the output that must still be bit-exact is (true when
+  /// the op has none).
+  bool exact_part_equal = true;
+
+  /// \brief Whether the rule is the reduction rule (rel_err within tolerance).
+  /// \return true for reductions, false for bit-exact ops.
+  bool is_reduction() const { return tolerance > 0.0; }
+  /// \brief Whether the result agrees with the CPU reference under the op's rule.
+  /// \return bit_exact for bit-exact ops; rel_err <= tolerance and exact_part_equal for
+  ///         reductions (false for a NaN rel_err).
+  bool agrees() const {
+    return is_reduction() ? (rel_err <= tolerance && exact_part_equal) : bit_exact;
+  }
 };
 
 /// \brief The copy a size-matched baseline performs (what "% of copy" is relative to).
@@ -59,50 +93,6 @@ constexpr std::string_view copy_kind_name(CopyKind kind) {
   }
   return "?";
 }
-
-/// \brief A step of an op that is a plain scatter of fixed-size units, described as data so that
-/// a library call (Thrust) can run it: the "what a library call gives you" baseline row.
-///
-/// Units are grouped in rows of `row_units` units: a row is one (token, head) of a cache write,
-/// or one block pair of swap_blocks. Unit j of row r is copied as
-/// \code
-/// dst_units[dst_row(r) + j * dst_unit_step] = src_units[src_row(r) + j]
-/// \endcode
-/// with, in units, for Rows::slots (r = token * num_heads + head, slot = slot_mapping[token],
-/// no negative slots)
-/// \code
-/// src_row = token * src_token_stride + head * src_head_stride
-/// dst_row = (slot / block_size) * dst_block_stride + (slot mod block_size) * dst_page_stride
-///           + head * dst_head_stride
-/// \endcode
-/// and for Rows::pairs
-/// \code
-/// src_row = pairs[2 r] * row_units
-/// dst_row = pairs[2 r + 1] * row_units
-/// \endcode
-struct UnitScatter {
-  /// \brief How a row finds its source and destination.
-  enum class Rows {
-    slots,  ///< rows are (token, head) pairs placed by slot_mapping (cache writes)
-    pairs,  ///< rows are (src_block, dst_block) pairs (swap_blocks)
-  };
-  Rows rows = Rows::slots;                     ///< slot-addressed rows or block pairs
-  const void* src = nullptr;                   ///< device pointer to unit 0 of the source
-  void* dst = nullptr;                         ///< device pointer to unit 0 of the destination
-  int unit_bytes = 16;                         ///< 16 or 2
-  std::int64_t num_rows = 0;                   ///< rows to copy
-  std::int64_t row_units = 0;                  ///< units per row
-  const std::int64_t* slot_mapping = nullptr;  ///< device, [num_tokens] (Rows::slots)
-  std::int64_t num_heads = 1;                  ///< rows per token (Rows::slots)
-  std::int64_t block_size = 1;                 ///< slots per cache block (Rows::slots)
-  std::int64_t src_token_stride = 0;           ///< units between two tokens' source rows
-  std::int64_t src_head_stride = 0;            ///< units between two heads of one token
-  std::int64_t dst_block_stride = 0;           ///< units between two cache blocks
-  std::int64_t dst_page_stride = 0;            ///< units between two slots of one block
-  std::int64_t dst_head_stride = 0;            ///< units between two heads of one slot
-  std::int64_t dst_unit_step = 1;              ///< units between two consecutive units of a row
-  const std::int64_t* pairs = nullptr;         ///< device, [num_rows, 2] (Rows::pairs)
-};
 
 /// \brief The inputs and outputs of one workload point, allocated once, for one op.
 ///
@@ -131,26 +121,22 @@ class OpCase {
   virtual int buffer_sets() const = 0;
   /// \brief Launches `impl` (naive or optimized) on buffer set `set` through its unchecked
   /// `launch_` entry point: an already validated plan, nothing synchronizes. This is what is
-  /// timed.
+  /// timed. An op that overwrites its inputs (fused_add_rms_norm) runs on what the previous
+  /// launch left in the set: valid input of the same size, so the same work.
   /// \param impl Impl::naive or Impl::optimized.
   /// \param set buffer set, 0 <= set < buffer_sets().
   /// \param stream the stream to launch on.
   virtual void launch(Impl impl, int set, cudaStream_t stream) = 0;
-  /// \brief Sets every output byte of buffer set 0 to the poison byte (kPoisonByte).
+  /// \brief Prepares buffer set 0 for one checked run: every output byte set to the poison byte
+  /// (kPoisonByte), and every tensor the op reads and overwrites (ArgKind::inout) given back the
+  /// CPU reference's input, so that the next run computes what the CPU reference computed.
   virtual void reset_outputs() = 0;
-  /// \brief Compares the whole output of buffer set 0 with the CPU reference, byte for byte.
+  /// \brief Compares the whole output of buffer set 0 with the CPU reference under the op's
+  /// agreement rule (byte for byte; for reductions, also the norm-wise relative error).
   /// \return the agreement.
   virtual Agreement compare_outputs() = 0;
-  /// \brief The op as plain scatters of units on buffer set `set`, for the library baseline;
-  /// empty when the op is not a plain scatter (e.g. it quantizes).
-  /// \param set buffer set.
-  /// \return the scatters, to run in order.
-  virtual std::vector<UnitScatter> library_scatters(int set) const {
-    (void)set;
-    return {};
-  }
-  /// \brief Runs `impl` once through its checked entry point (validation included) on poisoned
-  /// outputs of buffer set 0 and compares the result with the CPU reference.
+  /// \brief Runs `impl` once through its checked entry point (validation included) on buffer
+  /// set 0 after reset_outputs(), and compares the result with the CPU reference.
   /// \param impl Impl::naive or Impl::optimized.
   /// \return the agreement.
   Agreement check(Impl impl);
@@ -175,9 +161,19 @@ inline constexpr int kMaxBufferSets = 64;
 /// \return between 1 and kMaxBufferSets.
 int buffer_sets_for(std::int64_t bytes_per_launch, std::int64_t l2_bytes);
 
+/// \brief One argument value of a call whose op is chosen at run time (the Python bindings):
+/// a TensorView for every tensor kind (an absent optional tensor has no data), else the
+/// scalar's C++ type.
+using ArgValue = std::variant<TensorView, std::int64_t, double, bool, std::string>;
+
 /// \brief What an op tells the rest of the project about itself.
+///
+/// The op's own card (Op::card(), in core/entries/<op>.cpp) fills the descriptive fields and the
+/// workloads; entry_of() adds what is derived from the op's struct: the name, the arguments and
+/// the two type-erased entry points.
 struct OpEntry {
-  std::string name;                    ///< the upstream name, used everywhere
+  std::string name;                    ///< the upstream name (Op::name)
+  std::vector<ArgInfo> arguments;      ///< Op::arguments, in vLLM's order
   std::string family;                  ///< "moving blocks", "cache writes", ...
   std::string role;                    ///< one line: the op's job in an inference engine
   std::string upstream;                ///< upstream reference (file and function)
@@ -185,12 +181,20 @@ struct OpEntry {
   std::string naive_source;            ///< path of the naive kernel
   std::string optimized_source;        ///< path of the optimized kernel
   std::string byte_model;              ///< how bytes_moved() counts, in words
-  std::string agreement_rule;          ///< "bit-exact" for copies and quantization
+  std::string agreement_rule;          ///< "bit-exact ..." or the reduction tolerance rule
   std::vector<std::string> workloads;  ///< standard workload ids
+  /// \brief What the op's workload points are (shapes, how inputs are drawn), in one paragraph.
+  std::string workload_notes;
   /// \brief The points of `workload`; `quick` keeps the small sizes (CPU-only runs).
   std::vector<WorkloadPoint> (*points)(const std::string& workload, bool quick) = nullptr;
   /// \brief Allocates the host inputs of one point, filled from `seed` (random, never zeros).
   std::unique_ptr<OpCase> (*make_case)(const WorkloadPoint& point, std::uint64_t seed) = nullptr;
+  /// \brief run<Op>() on values given in the order of `arguments` (validates, then runs).
+  void (*run)(Impl impl, const std::vector<ArgValue>& values, cudaStream_t stream) = nullptr;
+  /// \brief Validates once and returns a callable that runs the validated plan on `stream`
+  /// (launch<Op>(): no checks, no synchronization). The argument memory must outlive it.
+  std::function<void(cudaStream_t)> (*prepare)(Impl impl,
+                                               const std::vector<ArgValue>& values) = nullptr;
 };
 
 /// \brief Every op, in catalogue order.

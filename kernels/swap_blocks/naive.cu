@@ -20,10 +20,11 @@
 #include "pagedkv/ops/swap_blocks.h"
 #include "swap_blocks/memcpy_kind.h"
 
-namespace pagedkv::naive {
+namespace pagedkv {
 
-void launch_swap_blocks(const SwapBlocksPlan& plan, const TensorView& src, const TensorView& dst,
-                        cudaStream_t stream) {
+void SwapBlocks::naive(const Plan& plan, const Args& args, cudaStream_t stream) {
+  const TensorView& src = args.src;
+  const TensorView& dst = args.dst;
   const auto* src_bytes = static_cast<const std::uint8_t*>(src.data);  // [src_capacity, B]
   auto* dst_bytes = static_cast<std::uint8_t*>(dst.data);              // [dst_capacity, B]
   const std::int64_t block_bytes = plan.block_size_in_bytes;
@@ -40,11 +41,4 @@ void launch_swap_blocks(const SwapBlocksPlan& plan, const TensorView& src, const
   }
 }
 
-void swap_blocks(const TensorView& src, const TensorView& dst, std::int64_t block_size_in_bytes,
-                 const TensorView& block_mapping, cudaStream_t stream) {
-  const SwapBlocksPlan plan =
-      validate_swap_blocks(src, dst, block_size_in_bytes, block_mapping, Impl::naive);
-  launch_swap_blocks(plan, src, dst, stream);
-}
-
-}  // namespace pagedkv::naive
+}  // namespace pagedkv

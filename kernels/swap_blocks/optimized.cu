@@ -408,16 +408,13 @@ void launch_swap_blocks_with(const SwapBlocksPlan& plan, const TensorView& src,
   }
 }
 
-void launch_swap_blocks(const SwapBlocksPlan& plan, const TensorView& src, const TensorView& dst,
-                        cudaStream_t stream) {
-  launch_swap_blocks_with(plan, src, dst, SwapStrategy::automatic, stream);
-}
-
-void swap_blocks(const TensorView& src, const TensorView& dst, std::int64_t block_size_in_bytes,
-                 const TensorView& block_mapping, cudaStream_t stream) {
-  const SwapBlocksPlan plan =
-      validate_swap_blocks(src, dst, block_size_in_bytes, block_mapping, Impl::optimized);
-  launch_swap_blocks(plan, src, dst, stream);
-}
-
 }  // namespace pagedkv::optimized
+
+namespace pagedkv {
+
+void SwapBlocks::optimized(const Plan& plan, const Args& args, cudaStream_t stream) {
+  optimized::launch_swap_blocks_with(plan, args.src, args.dst, optimized::SwapStrategy::automatic,
+                                     stream);
+}
+
+}  // namespace pagedkv

@@ -7,9 +7,9 @@ Modules:
     pagedkv.vllm_ops   vLLM's ``_custom_ops`` signatures on torch tensors (imports torch lazily)
     pagedkv.bf16       bfloat16 as raw uint16 bits for NumPy
 
-The three implementation modules have the same functions with the same signatures:
-``swap_blocks``, ``reshape_and_cache``, ``reshape_and_cache_flash`` (vLLM's argument names, plus
-an optional ``stream``) and ``prepare`` (validate once, run many times).
+The three implementation modules have the same functions with the same signatures: one per op
+of the registry (``pagedkv.ops()`` lists them, with their arguments), with vLLM's names and
+argument order plus an optional ``stream``, and ``prepare`` (validate once, run many times).
 
 Errors: a rejected argument raises ``pagedkv.InvalidArgument`` (a ``ValueError``) with the C++
 message, which names the argument, the expected and the actual value; nothing has been written
@@ -41,7 +41,8 @@ def ops() -> list:
     """The op registry, one dict per op, in catalogue order.
 
     Keys: name, family, role, upstream, cpu_source, naive_source, optimized_source (paths from
-    the repository root), byte_model, agreement_rule, workloads.
+    the repository root), byte_model, agreement_rule, workloads, arguments (one dict per
+    argument, in vLLM's order: name, kind, schema_type, doc).
     """
     return list(_core.ops())
 

@@ -1,81 +1,23 @@
 """Builds the op functions of pagedkv.cpu, pagedkv.naive and pagedkv.optimized.
 
-The three modules get the same functions with the same signatures (vLLM's names and argument
-names, plus an optional ``stream``); only the compiled implementation behind them differs.
+Every op comes from the registry (``_core.ops()``), which holds each op's arguments as the op's
+C++ description gives them: vLLM's names, in vLLM's order, each with its kind (input, output or
+inout tensor, optional tensor, int, float, bool, str) and its documentation. The functions here
+are made from that list, so an op added in C++ appears in Python with nothing written here.
+
+The three modules get the same functions with the same signatures (plus an optional
+``stream``); only the compiled implementation behind them differs.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any, Optional
+import inspect
+from typing import Any, Callable, Optional
 
 from . import _core
 from ._args import resolve_stream, scale_arg, tensor_arg
 
-_SWAP_BLOCKS_DOC = """{impl_title} swap_blocks: copy whole blocks from ``src`` to ``dst``.
-
-Each tensor is a sequence of equally sized blocks of ``block_size_in_bytes`` bytes (vLLM passes
-``src.element_size() * src.stride(0)``). For every row ``(s, d)`` of ``block_mapping``, in
-order, block ``s`` of ``src`` is copied over block ``d`` of ``dst``; nothing else in ``dst``
-changes.
-
-Args:
-    src: source array (any dtype). {devices_swap}
-    dst: destination array (any dtype), written in place.
-    block_size_in_bytes: bytes per block.
-    block_mapping: ``[num_pairs, 2]`` int64 (or int32) host array of (src_block, dst_block).
-    stream: {stream_doc}
-
-Raises:
-    ValueError (pagedkv.InvalidArgument): a bad argument; the message names it, and nothing
-        was written.
-    RuntimeError (pagedkv.CudaError): a CUDA call failed.
-"""
-
-_CACHE_WRITE_DOC = """{impl_title} {op}: write the new tokens' keys and values into the paged cache.
-
-Token ``t`` goes to slot ``slot_mapping[t]`` (block ``slot // block_size``, offset
-``slot % block_size``); negative slots (vLLM pads with -1) are skipped. {layout}
-
-Args:
-    key: ``[num_tokens(+padding), num_heads, head_size]`` float32, float16 or bfloat16 (see
-        pagedkv.bfloat16_bits for bf16 in NumPy); rows may have any pitch.
-    value: same shape and dtype as ``key``.
-    key_cache: {key_cache_doc} Written in place.
-    value_cache: {value_cache_doc} Written in place.
-    slot_mapping: ``[num_tokens]`` int64.
-    kv_cache_dtype: "auto" (copy the bits; the cache has key's dtype), "bfloat16", "float16",
-        "fp8" / "fp8_e4m3" or "fp8_e5m2" (one byte per element, ``fp8(x / scale)``; the cache
-        is uint8 as vLLM allocates it).
-    k_scale: float32 array {scale_shape} (or a Python number), read only for fp8 caches.
-    v_scale: like ``k_scale``.
-    stream: {stream_doc}
-
-{devices_write}
-
-Raises:
-    ValueError (pagedkv.InvalidArgument): a bad argument; the message names it, and nothing
-        was written.
-    RuntimeError (pagedkv.CudaError): a CUDA call failed.
-"""
-
-_LAYOUTS = {
-    "reshape_and_cache_flash": dict(
-        layout="The cache is FlashAttention's: one slot holds all heads of a token (NHD), or, with "
-        "permuted strides, each head holds all slots of a block (HND).",
-        key_cache_doc="logical shape ``[num_blocks, block_size, num_heads, head_size]`` with "
-        "any strides whose last one is 1 (NHD, HND, or a view into a joint K/V allocation).",
-        value_cache_doc="same shape, dtype and strides as ``key_cache``.",
-        scale_shape="of shape ``[1]`` or ``[num_heads]`` (per head)",
-    ),
-    "reshape_and_cache": dict(
-        layout="The cache is the legacy paged-attention layout: the key is split in chunks of "
-        "``x`` elements (16 bytes), the value is stored transposed.",
-        key_cache_doc="``[num_blocks, num_heads, head_size // x, block_size, x]``, contiguous.",
-        value_cache_doc="``[num_blocks, num_heads, head_size, block_size]``, contiguous.",
-        scale_shape="of shape ``[1]``",
-    ),
-}
+TENSOR_KINDS = ("input", "output", "inout", "optional_input")
 
 _CUDA_STREAM_DOC = (
     "None (default): the current stream of the torch/CuPy CUDA tensors, else the legacy "
@@ -84,93 +26,122 @@ _CUDA_STREAM_DOC = (
 )
 _IMPLS = {
     "cpu": dict(
-        impl_title="CPU reference of",
-        devices_swap="Both src and dst in host memory (NumPy arrays, CPU tensors).",
-        devices_write="Every array must be in host memory (NumPy arrays or CPU tensors).",
-        stream_doc="accepted so that the three implementations have one signature; the CPU "
+        title="CPU reference of",
+        devices="Tensors in host memory: NumPy arrays (ml_dtypes bfloat16/float8 work, or "
+        "pagedkv.bfloat16_bits for raw bf16 bits) or CPU tensors.",
+        stream="accepted so that the three implementations have one signature; the CPU "
         "reference runs synchronously and ignores it.",
     ),
     "naive": dict(
-        impl_title="Naive CUDA",
-        devices_swap="src and dst may each be in host or device memory, at least one on the GPU.",
-        devices_write="Every array, scales included, must be CUDA memory (torch or CuPy CUDA "
-        "tensors).",
-        stream_doc=_CUDA_STREAM_DOC,
+        title="Naive CUDA",
+        devices="Tensors in CUDA memory (torch or CuPy CUDA tensors, through DLPack); an op may "
+        "say otherwise for an argument (swap_blocks: one side may be host memory, "
+        "block_mapping is a host array).",
+        stream=_CUDA_STREAM_DOC,
     ),
 }
-_IMPLS["optimized"] = dict(_IMPLS["naive"], impl_title="Optimized CUDA")
+_IMPLS["optimized"] = dict(_IMPLS["naive"], title="Optimized CUDA")
 
 
-def make_ops(impl: str, module_name: str) -> SimpleNamespace:
-    """The op functions of one implementation ("cpu", "naive" or "optimized")."""
-    core = getattr(_core, impl)
+def _first_tensor(values: list, arguments: list) -> Any:
+    for value, arg in zip(values, arguments):
+        if arg["kind"] in TENSOR_KINDS and value is not None and not isinstance(value, (int, float)):
+            return value
+    return None
+
+
+def convert_arguments(op: dict, values: list) -> list:
+    """The op's arguments in the form ``_core`` takes, converted by their kinds.
+
+    A tensor argument given as a Python number becomes a one-element float32 array next to the
+    op's first tensor (vLLM's k_scale / v_scale are such tensors).
+    """
+    like = _first_tensor(values, op["arguments"])
+    converted = []
+    for value, arg in zip(values, op["arguments"]):
+        kind = arg["kind"]
+        if kind == "optional_input" and value is None:
+            converted.append(None)
+        elif kind in TENSOR_KINDS:
+            converted.append(scale_arg(value, like))
+        elif kind == "int":
+            converted.append(int(value))
+        elif kind == "float":
+            converted.append(float(value))
+        elif kind == "bool":
+            converted.append(bool(value))
+        else:
+            converted.append(str(value))
+    return converted
+
+
+def signature_of(op: dict, with_stream: bool) -> inspect.Signature:
+    """The Python signature of an op: its arguments, then ``stream=None``."""
+    parameters = [inspect.Parameter(a["name"], inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                  for a in op["arguments"]]
+    if with_stream:
+        parameters.append(inspect.Parameter("stream", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                            default=None))
+    return inspect.Signature(parameters)
+
+
+def _docstring(op: dict, impl: str) -> str:
     text = _IMPLS[impl]
+    lines = [f"{text['title']} {op['name']}: {op['role']}", "", "Args:"]
+    for arg in op["arguments"]:
+        lines.append(f"    {arg['name']} ({arg['schema_type']}): {arg['doc']}.")
+    lines += [f"    stream: {text['stream']}", "", text["devices"], "",
+              f"Upstream: {op['upstream']}.", "",
+              "Raises:",
+              "    ValueError (pagedkv.InvalidArgument): a bad argument; the message names it, "
+              "and nothing was written.",
+              "    RuntimeError (pagedkv.CudaError): a CUDA call failed."]
+    return "\n".join(lines)
 
-    def swap_blocks(src: Any, dst: Any, block_size_in_bytes: int, block_mapping: Any,
-                    stream: Optional[Any] = None) -> None:
-        src_, dst_, mapping_ = tensor_arg(src), tensor_arg(dst), tensor_arg(block_mapping)
-        core.swap_blocks(src_, dst_, int(block_size_in_bytes), mapping_,
-                         resolve_stream(stream, (src, dst)))
 
-    def _cache_write(op_name: str):
-        compiled = getattr(core, op_name)
+def _make_op(core: Any, op: dict, impl: str, module_name: str) -> Callable:
+    signature = signature_of(op, with_stream=True)
+    tensor_names = [a["name"] for a in op["arguments"] if a["kind"] in TENSOR_KINDS]
 
-        def op(key: Any, value: Any, key_cache: Any, value_cache: Any, slot_mapping: Any,
-               kv_cache_dtype: str, k_scale: Any, v_scale: Any,
-               stream: Optional[Any] = None) -> None:
-            compiled(tensor_arg(key), tensor_arg(value), tensor_arg(key_cache),
-                     tensor_arg(value_cache), tensor_arg(slot_mapping), str(kv_cache_dtype),
-                     scale_arg(k_scale, key), scale_arg(v_scale, key),
-                     resolve_stream(stream, (key, key_cache)))
+    def function(*args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = [bound.arguments[a["name"]] for a in op["arguments"]]
+        stream = resolve_stream(bound.arguments["stream"],
+                                tuple(bound.arguments[n] for n in tensor_names))
+        core.call(op["name"], convert_arguments(op, values), stream)
 
-        op.__name__ = op.__qualname__ = op_name
-        op.__doc__ = _CACHE_WRITE_DOC.format(op=op_name, **text, **_LAYOUTS[op_name])
-        return op
+    function.__name__ = function.__qualname__ = op["name"]
+    function.__signature__ = signature
+    function.__doc__ = _docstring(op, impl)
+    function.__module__ = module_name
+    return function
 
-    swap_blocks.__doc__ = _SWAP_BLOCKS_DOC.format(**text)
+
+def make_ops(impl: str, module_name: str) -> dict:
+    """The op functions of one implementation ("cpu", "naive" or "optimized"), and ``prepare``."""
+    core = getattr(_core, impl)
+    registry = {op["name"]: op for op in _core.ops()}
+    functions = {name: _make_op(core, op, impl, module_name) for name, op in registry.items()}
 
     def prepare(op_name: str, *args: Any, **kwargs: Any) -> "_core.PreparedCall":
         """Validates one call of ``op_name`` now and returns a callable that runs it again.
 
         The arguments are those of the op, without ``stream``. The returned
         ``pagedkv.PreparedCall`` keeps the arrays alive; ``call(stream)`` runs the op on them.
-        For the CUDA implementations it launches the kernels of the validated plan directly (no
-        argument checks, no slot-range check, no synchronization): this is what timing loops
-        should call. The CPU reference runs its checked call again.
+        It runs the validated plan directly (no argument checks, no slot-range check, no
+        synchronization): this is what timing loops should call.
         """
-        names = {
-            "swap_blocks": ("src", "dst", "block_size_in_bytes", "block_mapping"),
-            "reshape_and_cache": ("key", "value", "key_cache", "value_cache", "slot_mapping",
-                                  "kv_cache_dtype", "k_scale", "v_scale"),
-            "reshape_and_cache_flash": ("key", "value", "key_cache", "value_cache",
-                                        "slot_mapping", "kv_cache_dtype", "k_scale", "v_scale"),
-        }
-        if op_name not in names:
-            raise ValueError(f"prepare: unknown op {op_name!r} (expected one of {sorted(names)})")
-        bound = dict(zip(names[op_name], args))
-        for name, value in kwargs.items():
-            if name not in names[op_name] or name in bound:
-                raise TypeError(f"prepare({op_name!r}): unexpected or repeated argument {name!r}")
-            bound[name] = value
-        missing = [n for n in names[op_name] if n not in bound]
-        if missing:
-            raise TypeError(f"prepare({op_name!r}): missing arguments {missing}")
-        compiled = getattr(core, "prepare_" + op_name)
-        if op_name == "swap_blocks":
-            return compiled(tensor_arg(bound["src"]), tensor_arg(bound["dst"]),
-                            int(bound["block_size_in_bytes"]), tensor_arg(bound["block_mapping"]))
-        key = bound["key"]
-        return compiled(tensor_arg(key), tensor_arg(bound["value"]), tensor_arg(bound["key_cache"]),
-                        tensor_arg(bound["value_cache"]), tensor_arg(bound["slot_mapping"]),
-                        str(bound["kv_cache_dtype"]), scale_arg(bound["k_scale"], key),
-                        scale_arg(bound["v_scale"], key))
+        if op_name not in registry:
+            raise ValueError(f"prepare: unknown op {op_name!r} (expected one of {sorted(registry)})")
+        op = registry[op_name]
+        try:
+            bound = signature_of(op, with_stream=False).bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"prepare({op_name!r}): {error}") from None
+        values = [bound.arguments[a["name"]] for a in op["arguments"]]
+        return core.prepare(op_name, convert_arguments(op, values))
 
-    ops = SimpleNamespace(
-        swap_blocks=swap_blocks,
-        reshape_and_cache=_cache_write("reshape_and_cache"),
-        reshape_and_cache_flash=_cache_write("reshape_and_cache_flash"),
-        prepare=prepare,
-    )
-    for function in vars(ops).values():
-        function.__module__ = module_name
-    return ops
+    prepare.__module__ = module_name
+    functions["prepare"] = prepare
+    return functions

@@ -1,17 +1,15 @@
 """pagedkv.cpu: the CPU reference of every op, the specification in code.
 
-Plain loops over tokens, heads and elements (reference_cpu/*.cpp). Arguments live in host memory:
-NumPy arrays (or CPU torch tensors). The results are the baseline the CUDA implementations must
-match bit for bit.
+Plain loops (reference_cpu/*.cpp). Arguments live in host memory: NumPy arrays (or CPU torch
+tensors). The results are the baseline the CUDA implementations must match: bit for bit for the
+copy, quantize and index ops, within a documented tolerance for reductions (the norms).
 """
 
 from ._impl import make_ops
 
-_ops = make_ops("cpu", __name__)
+# One function per op of the registry (vLLM's names and argument order, plus ``stream``), and
+# ``prepare``: see pagedkv._impl.
+_functions = make_ops("cpu", __name__)
+globals().update(_functions)
 
-swap_blocks = _ops.swap_blocks
-reshape_and_cache = _ops.reshape_and_cache
-reshape_and_cache_flash = _ops.reshape_and_cache_flash
-prepare = _ops.prepare
-
-__all__ = ["swap_blocks", "reshape_and_cache", "reshape_and_cache_flash", "prepare"]
+__all__ = sorted(_functions)

@@ -6,11 +6,9 @@ allows (kernels/**/optimized.cu explains each trick). This is what pagedkv.vllm_
 
 from ._impl import make_ops
 
-_ops = make_ops("optimized", __name__)
+# One function per op of the registry (vLLM's names and argument order, plus ``stream``), and
+# ``prepare``: see pagedkv._impl.
+_functions = make_ops("optimized", __name__)
+globals().update(_functions)
 
-swap_blocks = _ops.swap_blocks
-reshape_and_cache = _ops.reshape_and_cache
-reshape_and_cache_flash = _ops.reshape_and_cache_flash
-prepare = _ops.prepare
-
-__all__ = ["swap_blocks", "reshape_and_cache", "reshape_and_cache_flash", "prepare"]
+__all__ = sorted(_functions)

@@ -1,34 +1,38 @@
-"""vLLM's ``_custom_ops`` cache functions, on torch tensors, computed by pagedkv.
+"""vLLM's ``_custom_ops`` functions, on torch tensors, computed by pagedkv.
 
 Code written against ``vllm._custom_ops`` can call these unchanged::
 
     from pagedkv import vllm_ops as ops
     ops.reshape_and_cache_flash(key, value, key_cache, value_cache, slot_mapping,
                                 kv_cache_dtype, k_scale, v_scale)
+    ops.rms_norm(out, input, weight, epsilon)
 
-The names, argument order and argument names are vLLM's (see spec §1.1/§1.2). As in vLLM:
+There is one function per op of the registry, made from the op's description: vLLM's name,
+argument names and argument order. As in vLLM:
 
 * fp8 caches are ``torch.uint8`` tensors (``float8_e4m3fn``/``float8_e5m2`` tensors work too);
-* ``k_scale`` and ``v_scale`` are float32 tensors on the device of the cache, read only for fp8;
+* scales such as ``k_scale`` and ``v_scale`` are float32 tensors on the device of the cache;
 * ``swap_blocks``'s ``block_mapping`` is an int64 CPU tensor ``[n, 2]``;
 * the work runs on the current torch CUDA stream and nothing synchronizes.
 
 CUDA tensors go to pagedkv.optimized; CPU tensors go to the CPU reference (vLLM itself has no
-CPU path for these ops). Unlike vLLM, every argument is validated first: a bad call raises
-``ValueError`` (pagedkv.InvalidArgument) naming the argument, and nothing is written.
+CPU path for most of these ops). Unlike vLLM, every argument is validated first: a bad call
+raises ``ValueError`` (pagedkv.InvalidArgument) naming the argument, and nothing is written.
 
 torch is imported only when a function is called, so ``import pagedkv.vllm_ops`` works without
-it. ``register_torch_ops()`` also registers the three as ``torch.ops.pagedkv.<name>`` with vLLM's
-schemas (mutated arguments marked), for code that calls ops through ``torch.ops``.
+it. ``register_torch_ops()`` also registers every op as ``torch.ops.pagedkv.<name>`` with
+vLLM's schema (the tensors an op writes marked ``Tensor!``), for code that calls ops through
+``torch.ops``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from . import cpu, optimized
+from . import _core, cpu, optimized
+from ._impl import TENSOR_KINDS, signature_of
 
-__all__ = ["swap_blocks", "reshape_and_cache", "reshape_and_cache_flash", "register_torch_ops"]
+_OPS = {op["name"]: op for op in _core.ops()}
 
 
 def _torch():
@@ -42,10 +46,12 @@ def _torch():
     return torch
 
 
-def _implementation_for(*tensors: Any):
+def _implementation_for(tensors: list):
     """pagedkv.optimized when any of ``tensors`` is on a CUDA device, else pagedkv.cpu."""
     torch = _torch()
     for tensor in tensors:
+        if tensor is None:
+            continue
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"pagedkv.vllm_ops expects torch tensors, got {type(tensor).__name__}")
         if tensor.is_cuda:
@@ -53,70 +59,51 @@ def _implementation_for(*tensors: Any):
     return cpu
 
 
-def swap_blocks(src: Any, dst: Any, block_size_in_bytes: int, block_mapping: Any) -> None:
-    """vLLM's ``swap_blocks``: copy block ``s`` of ``src`` over block ``d`` of ``dst`` for every
-    row ``(s, d)`` of ``block_mapping`` (int64 CPU tensor ``[n, 2]``), in order.
-
-    ``block_size_in_bytes`` is the size of one block (vLLM passes
-    ``src.element_size() * src.stride(0)``). ``src``/``dst`` may be on the CPU or the GPU.
-    """
-    implementation = _implementation_for(src, dst)
-    implementation.swap_blocks(src, dst, block_size_in_bytes, block_mapping)
+def schema(op_name: str) -> str:
+    """vLLM's torch schema of an op, e.g. ``rms_norm(Tensor! out, Tensor input, ...) -> ()``."""
+    op = _OPS[op_name]
+    arguments = ", ".join(f"{a['schema_type']} {a['name']}" for a in op["arguments"])
+    return f"{op_name}({arguments}) -> ()"
 
 
-def reshape_and_cache(key: Any, value: Any, key_cache: Any, value_cache: Any, slot_mapping: Any,
-                      kv_cache_dtype: str, k_scale: Any, v_scale: Any) -> None:
-    """vLLM's ``reshape_and_cache``: write ``key``/``value`` ``[T, H, D]`` into the legacy cache
-    (``key_cache [N, H, D // x, block_size, x]``, ``value_cache [N, H, D, block_size]``) at the
-    slots of ``slot_mapping`` (int64 ``[T]``, negative = skip)."""
-    implementation = _implementation_for(key, key_cache)
-    implementation.reshape_and_cache(key, value, key_cache, value_cache, slot_mapping,
-                                     kv_cache_dtype, k_scale, v_scale)
+def _make(op: dict) -> Callable:
+    signature = signature_of(op, with_stream=False)
+    tensor_names = [a["name"] for a in op["arguments"] if a["kind"] in TENSOR_KINDS]
+
+    def function(*args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(*args, **kwargs)
+        implementation = _implementation_for([bound.arguments[n] for n in tensor_names])
+        getattr(implementation, op["name"])(*bound.args, **bound.kwargs)
+
+    function.__name__ = function.__qualname__ = op["name"]
+    function.__signature__ = signature
+    function.__module__ = __name__
+    function.__doc__ = (f"vLLM's ``{op['name']}`` on torch tensors: {op['role']}\n\n"
+                        f"Schema: ``{schema(op['name'])}``. CUDA tensors run pagedkv.optimized, "
+                        "CPU tensors the CPU reference.")
+    return function
 
 
-def reshape_and_cache_flash(key: Any, value: Any, key_cache: Any, value_cache: Any,
-                            slot_mapping: Any, kv_cache_dtype: str, k_scale: Any,
-                            v_scale: Any) -> None:
-    """vLLM's ``reshape_and_cache_flash``: write ``key``/``value`` ``[T, H, D]`` into a cache of
-    logical shape ``[N, block_size, H, D]`` (NHD, or HND through permuted strides; both may be
-    views of one joint K/V allocation) at the slots of ``slot_mapping``. ``k_scale``/``v_scale``
-    hold one value or one per head."""
-    implementation = _implementation_for(key, key_cache)
-    implementation.reshape_and_cache_flash(key, value, key_cache, value_cache, slot_mapping,
-                                           kv_cache_dtype, k_scale, v_scale)
+globals().update({name: _make(op) for name, op in _OPS.items()})
 
+__all__ = sorted(_OPS) + ["register_torch_ops", "schema"]
 
-# vLLM's schemas (spec §1.1): `Tensor!` marks the tensors an op writes.
-_SCHEMAS = {
-    "swap_blocks": "swap_blocks(Tensor src, Tensor! dst, int block_size_in_bytes, "
-                   "Tensor block_mapping) -> ()",
-    "reshape_and_cache": "reshape_and_cache(Tensor key, Tensor value, Tensor! key_cache, "
-                         "Tensor! value_cache, Tensor slot_mapping, str kv_cache_dtype, "
-                         "Tensor k_scale, Tensor v_scale) -> ()",
-    "reshape_and_cache_flash": "reshape_and_cache_flash(Tensor key, Tensor value, "
-                               "Tensor! key_cache, Tensor! value_cache, Tensor slot_mapping, "
-                               "str kv_cache_dtype, Tensor k_scale, Tensor v_scale) -> ()",
-}
 _library = None
 
 
 def register_torch_ops(namespace: str = "pagedkv") -> None:
-    """Registers the three ops as ``torch.ops.<namespace>.<name>`` (CPU and CUDA kernels, and a
-    no-op fake kernel so that torch.compile can trace calls). Calling it again does nothing."""
+    """Registers every op as ``torch.ops.<namespace>.<name>`` with vLLM's schema (CPU and CUDA
+    kernels, and a no-op fake kernel so that torch.compile can trace calls). Calling it again
+    does nothing."""
     global _library
     if _library is not None:
         return
     torch = _torch()
     library = torch.library.Library(namespace, "DEF")
-    functions = {
-        "swap_blocks": swap_blocks,
-        "reshape_and_cache": reshape_and_cache,
-        "reshape_and_cache_flash": reshape_and_cache_flash,
-    }
-    for name, schema in _SCHEMAS.items():
-        library.define(schema)
+    for name in _OPS:
+        library.define(schema(name))
         for dispatch_key in ("CPU", "CUDA"):
-            library.impl(name, functions[name], dispatch_key)
+            library.impl(name, globals()[name], dispatch_key)
         # The ops return nothing and only mutate their arguments: the fake kernel does nothing.
         torch.library.register_fake(f"{namespace}::{name}", lambda *args, **kwargs: None,
                                     lib=library)

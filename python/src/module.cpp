@@ -38,6 +38,16 @@ nb::dict op_entry_dict(const pagedkv::OpEntry& entry) {
   nb::list workloads;
   for (const std::string& w : entry.workloads) workloads.append(w);
   d["workloads"] = workloads;
+  nb::list arguments;
+  for (const pagedkv::ArgInfo& arg : entry.arguments) {
+    nb::dict a;
+    a["name"] = arg.name;
+    a["kind"] = pagedkv::kind_name(arg.kind);
+    a["schema_type"] = pagedkv::schema_type(arg.kind);
+    a["doc"] = arg.doc;
+    arguments.append(a);
+  }
+  d["arguments"] = arguments;
   return d;
 }
 
@@ -66,7 +76,8 @@ NB_MODULE(_core, m) {
         return entries;
       },
       "The op registry: one dict per op (name, family, role, upstream, cpu_source, "
-      "naive_source, optimized_source, byte_model, agreement_rule, workloads).");
+      "naive_source, optimized_source, byte_model, agreement_rule, workloads, arguments: a "
+      "list of dicts with name, kind, schema_type and doc).");
 
   pagedkv::python::bind_prepared_call(m);
   for (pagedkv::Impl impl : pagedkv::kAllImpls) {

@@ -8,8 +8,8 @@
 
 namespace pagedkv::python {
 
-/// \brief Adds swap_blocks, reshape_and_cache and reshape_and_cache_flash (and their
-/// `prepare_*` forms) for `impl` to `module`. The three submodules get identical signatures.
+/// \brief Adds `call(op, args, stream)` and `prepare(op, args)` for `impl` to `module`: every op
+/// of the registry, its arguments converted by the kinds its description gives them.
 /// \param module the submodule (`_core.cpu`, `_core.naive` or `_core.optimized`).
 /// \param impl the implementation its functions call.
 void bind_ops(nanobind::module_& module, Impl impl);

@@ -169,9 +169,9 @@ TensorArg tensor_arg(nb::handle object, const char* name, Access access) {
   return arg;
 }
 
-int first_cuda_device(std::initializer_list<const TensorArg*> args) {
-  for (const TensorArg* arg : args)
-    if (arg->cuda_device >= 0) return arg->cuda_device;
+int first_cuda_device(const std::vector<TensorArg>& args) {
+  for (const TensorArg& arg : args)
+    if (arg.cuda_device >= 0) return arg.cuda_device;
   return -1;
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -48,7 +49,7 @@ TensorArg tensor_arg(nb::handle object, const char* name, Access access);
 /// \brief The CUDA device of the first argument on a CUDA device, or -1 when all are on the host.
 /// \param args the converted arguments.
 /// \return the device ordinal or -1.
-int first_cuda_device(std::initializer_list<const TensorArg*> args);
+int first_cuda_device(const std::vector<TensorArg>& args);
 
 /// \brief Makes `device` current for its lifetime and restores the previous device afterwards
 /// (like PyTorch's device guard). Does nothing for device -1, so host-only calls never touch the

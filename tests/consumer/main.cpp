@@ -17,11 +17,12 @@ int main() {
   auto view = [](std::vector<float>& v, std::initializer_list<std::int64_t> shape) {
     return TensorView::contiguous(v.data(), DType::f32, shape);
   };
-  cpu::reshape_and_cache_flash(
-      view(key, {2, 1, 4}), view(value, {2, 1, 4}), view(key_cache, {2, 2, 1, 4}),
-      view(value_cache, {2, 2, 1, 4}),
-      TensorView::contiguous(slot_mapping.data(), DType::i64, {2}), "auto",
-      TensorView::contiguous(&scale, DType::f32, {1}), TensorView::contiguous(&scale, DType::f32, {1}));
+  pagedkv::run<ReshapeAndCacheFlash>(
+      Impl::cpu, {view(key, {2, 1, 4}), view(value, {2, 1, 4}), view(key_cache, {2, 2, 1, 4}),
+                  view(value_cache, {2, 2, 1, 4}),
+                  TensorView::contiguous(slot_mapping.data(), DType::i64, {2}), "auto",
+                  TensorView::contiguous(&scale, DType::f32, {1}),
+                  TensorView::contiguous(&scale, DType::f32, {1})});
   const bool ok = key_cache[12] == 1 && key_cache[0] == 5 && value_cache[15] == -4 &&
                   key_cache[4] == 0.5f;
   std::printf("consumer: %s\n", ok ? "ok" : "WRONG");

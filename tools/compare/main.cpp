@@ -148,7 +148,17 @@ int run_list(const Options& options) {
                 << ", \"optimized_source\": " << json_string(e.optimized_source)
                 << ", \"byte_model\": " << json_string(e.byte_model)
                 << ", \"agreement_rule\": " << json_string(e.agreement_rule)
-                << ", \"workloads\": " << json_string_list(e.workloads) << "}";
+                << ", \"workloads\": " << json_string_list(e.workloads)
+                << ", \"workload_notes\": " << json_string(e.workload_notes)
+                << ", \"arguments\": [";
+      for (std::size_t j = 0; j < e.arguments.size(); ++j) {
+        const ArgInfo& arg = e.arguments[j];
+        std::cout << (j ? ", " : "") << "{\"name\": " << json_string(arg.name)
+                  << ", \"kind\": " << json_string(kind_name(arg.kind))
+                  << ", \"schema_type\": " << json_string(schema_type(arg.kind))
+                  << ", \"doc\": " << json_string(arg.doc) << "}";
+      }
+      std::cout << "]}";
     }
     std::cout << "\n]}\n";
     return 0;

@@ -2,8 +2,8 @@
 /// \brief `reshape_and_cache`: write the new tokens' keys and values into the legacy paged
 /// cache of vLLM's paged_attention kernels (key split into x-element chunks, value transposed).
 ///
-/// This header is the op's one contract: the plan that validation produces and the three
-/// implementations (CPU reference, naive CUDA, optimized CUDA) with one argument list.
+/// This header is the op's one description: its arguments, the plan that validation produces
+/// and the three implementations (CPU reference, naive CUDA, optimized CUDA).
 ///
 /// Worked example (bf16, x = 8, block_size = 16): the token with slot 37 lands in block 2 at
 /// offset 5. Its key elements d = 0..7 of head h form one 16-byte chunk at
@@ -18,12 +18,13 @@
 #include <cuda_runtime_api.h>
 
 #include "pagedkv/impl.h"
+#include "pagedkv/op.h"
 #include "pagedkv/kv_cache_dtype.h"
 #include "pagedkv/tensor_view.h"
 
 namespace pagedkv {
 
-/// \brief Everything the implementations need, derived once by validate_reshape_and_cache().
+/// \brief Everything the implementations need, derived once by ReshapeAndCache::validate().
 struct ReshapeAndCachePlan {
   std::int64_t num_tokens = 0;    ///< slot_mapping.size(0)
   std::int64_t num_heads = 0;     ///< key.size(1)
@@ -37,122 +38,91 @@ struct ReshapeAndCachePlan {
   KvCacheDtype cache_kind = KvCacheDtype::kAuto;  ///< how the cache stores elements
 };
 
-/// \brief The contract of reshape_and_cache, shared by the three implementations.
-///
-/// Checks every argument for `impl` and returns the plan; throws InvalidArgument (naming the
-/// argument, the expected and the actual value) before anything is written. It reads
-/// slot_mapping to check that every slot is below num_blocks × block_size (on the GPU this is
-/// one CUB reduction and a synchronization).
-///
-/// Unlike upstream it rejects a head_size that is not a multiple of x (upstream leaves the tail
-/// of every head unwritten) and writes every head however many there are (upstream drops the
-/// (head, chunk) pairs beyond the first 512 of a token).
-/// \param key [T_pad, num_heads, head_size] f32/f16/bf16; rows may have any pitch.
-/// \param value [T_pad, num_heads, head_size], same dtype as key.
-/// \param key_cache [num_blocks, num_heads, head_size / x, block_size, x], contiguous;
-///        x × element size = 16 bytes; dtype = key's for "auto", one byte for fp8.
-/// \param value_cache [num_blocks, num_heads, head_size, block_size], contiguous, same dtype
-///        as key_cache.
-/// \param slot_mapping [T] i64, contiguous, T <= key.size(0); slot = block × block_size +
-///        offset; negative slots (padding) are skipped.
-/// \param kv_cache_dtype "auto", "bfloat16", "float16", "fp8", "fp8_e4m3" or "fp8_e5m2".
-/// \param k_scale f32 [1]; read only for fp8 caches.
-/// \param v_scale f32 [1].
-/// \param impl the implementation that will run (decides the device every tensor must be on).
-/// \return the plan the implementation executes.
-ReshapeAndCachePlan validate_reshape_and_cache(const TensorView& key, const TensorView& value,
-                                               const TensorView& key_cache,
-                                               const TensorView& value_cache,
-                                               const TensorView& slot_mapping,
-                                               std::string_view kv_cache_dtype,
-                                               const TensorView& k_scale,
-                                               const TensorView& v_scale, Impl impl);
+/// \brief reshape_and_cache: the op's arguments, its contract and its three implementations.
+struct ReshapeAndCache {
+  /// \brief The upstream name.
+  static constexpr const char* name = "reshape_and_cache";
 
-namespace cpu {
-/// \brief CPU reference of reshape_and_cache: plain loops over tokens, heads and elements.
-///
-/// Arguments as in validate_reshape_and_cache(); every tensor on the CPU.
-/// \param key [T_pad, num_heads, head_size] f32/f16/bf16.
-/// \param value [T_pad, num_heads, head_size], same dtype as key.
-/// \param key_cache [num_blocks, num_heads, head_size / x, block_size, x], written.
-/// \param value_cache [num_blocks, num_heads, head_size, block_size], written.
-/// \param slot_mapping [T] i64; negative slots are skipped.
-/// \param kv_cache_dtype "auto", "bfloat16", "float16", "fp8", "fp8_e4m3" or "fp8_e5m2".
-/// \param k_scale f32 [1], fp8 only.
-/// \param v_scale f32 [1], fp8 only.
-void reshape_and_cache(const TensorView& key, const TensorView& value, const TensorView& key_cache,
-                       const TensorView& value_cache, const TensorView& slot_mapping,
-                       std::string_view kv_cache_dtype, const TensorView& k_scale,
-                       const TensorView& v_scale);
-}  // namespace cpu
+  /// \brief The arguments, in vLLM's order and with vLLM's names (documented in arguments()).
+  struct Args {
+    /// \name Arguments (documented in ReshapeAndCache::arguments)
+    /// @{
+    TensorView key;
+    TensorView value;
+    TensorView key_cache;
+    TensorView value_cache;
+    TensorView slot_mapping;
+    std::string kv_cache_dtype;
+    TensorView k_scale;
+    TensorView v_scale;
+    /// @}
+  };
 
-namespace naive {
-/// \brief Naive CUDA reshape_and_cache: one thread per (token, head, element).
-///
-/// Arguments as in validate_reshape_and_cache(); tensors on the GPU.
-/// \param key [T_pad, num_heads, head_size] f32/f16/bf16.
-/// \param value [T_pad, num_heads, head_size], same dtype as key.
-/// \param key_cache [num_blocks, num_heads, head_size / x, block_size, x], written.
-/// \param value_cache [num_blocks, num_heads, head_size, block_size], written.
-/// \param slot_mapping [T] i64; negative slots are skipped.
-/// \param kv_cache_dtype "auto", "bfloat16", "float16", "fp8", "fp8_e4m3" or "fp8_e5m2".
-/// \param k_scale f32 [1], fp8 only.
-/// \param v_scale f32 [1], fp8 only.
-/// \param stream the CUDA stream the kernel runs on.
-void reshape_and_cache(const TensorView& key, const TensorView& value, const TensorView& key_cache,
-                       const TensorView& value_cache, const TensorView& slot_mapping,
-                       std::string_view kv_cache_dtype, const TensorView& k_scale,
-                       const TensorView& v_scale, cudaStream_t stream = nullptr);
-/// \brief Launches the naive kernel for an already validated plan (used for timing).
-/// \param plan the plan returned by validate_reshape_and_cache() for these arguments.
-/// \param key [T_pad, num_heads, head_size].
-/// \param value [T_pad, num_heads, head_size].
-/// \param key_cache [num_blocks, num_heads, head_size / x, block_size, x], written.
-/// \param value_cache [num_blocks, num_heads, head_size, block_size], written.
-/// \param slot_mapping [T] i64.
-/// \param k_scale f32 [1] (fp8 only).
-/// \param v_scale f32 [1] (fp8 only).
-/// \param stream the CUDA stream the kernel runs on.
-void launch_reshape_and_cache(const ReshapeAndCachePlan& plan, const TensorView& key,
-                              const TensorView& value, const TensorView& key_cache,
-                              const TensorView& value_cache, const TensorView& slot_mapping,
-                              const TensorView& k_scale, const TensorView& v_scale,
-                              cudaStream_t stream);
-}  // namespace naive
+  /// \brief Each argument's kind and documentation, in order: the one place they are written.
+  /// \tparam Arg a callable taking (member pointer, name, ArgKind, documentation).
+  /// \param arg called once per argument.
+  template <class Arg>
+  static void arguments(Arg&& arg) {
+    arg(&Args::key, "key", ArgKind::input,
+        "[T_pad, num_heads, head_size] f32, f16 or bf16: the new tokens' keys; rows may have "
+        "any pitch (e.g. a slice of the fused qkv activation), heads and elements packed");
+    arg(&Args::value, "value", ArgKind::input,
+        "[T_pad, num_heads, head_size], the dtype of key: the new tokens' values");
+    arg(&Args::key_cache, "key_cache", ArgKind::output,
+        "[num_blocks, num_heads, head_size / x, block_size, x], contiguous, x × element size "
+        "= 16 bytes; key's dtype for \"auto\", one byte for fp8");
+    arg(&Args::value_cache, "value_cache", ArgKind::output,
+        "[num_blocks, num_heads, head_size, block_size], contiguous, the dtype of key_cache");
+    arg(&Args::slot_mapping, "slot_mapping", ArgKind::input,
+        "[T] i64, contiguous, T <= key.size(0): slot = block × block_size + offset for each "
+        "token; negative slots (padding) are skipped");
+    arg(&Args::kv_cache_dtype, "kv_cache_dtype", ArgKind::string,
+        "how the cache stores an element: \"auto\" (key's dtype, bits copied), \"bfloat16\", "
+        "\"float16\", \"fp8\" / \"fp8_e4m3\" or \"fp8_e5m2\" (one byte, fp8(x / scale))");
+    arg(&Args::k_scale, "k_scale", ArgKind::input,
+        "f32 [1]; read only for fp8 caches");
+    arg(&Args::v_scale, "v_scale", ArgKind::input,
+        "f32 [1]; read only for fp8 caches");
+  }
 
-namespace optimized {
-/// \brief Optimized CUDA reshape_and_cache. Same arguments and results as the naive one.
-///
-/// Tiles of 32 tokens per head are staged through shared memory so that contiguous slots give
-/// coalesced 16-byte stores on the transposed value side (kernel file header: the details).
-/// \param key [T_pad, num_heads, head_size] f32/f16/bf16.
-/// \param value [T_pad, num_heads, head_size], same dtype as key.
-/// \param key_cache [num_blocks, num_heads, head_size / x, block_size, x], written.
-/// \param value_cache [num_blocks, num_heads, head_size, block_size], written.
-/// \param slot_mapping [T] i64; negative slots are skipped.
-/// \param kv_cache_dtype "auto", "bfloat16", "float16", "fp8", "fp8_e4m3" or "fp8_e5m2".
-/// \param k_scale f32 [1], fp8 only.
-/// \param v_scale f32 [1], fp8 only.
-/// \param stream the CUDA stream the kernel runs on.
-void reshape_and_cache(const TensorView& key, const TensorView& value, const TensorView& key_cache,
-                       const TensorView& value_cache, const TensorView& slot_mapping,
-                       std::string_view kv_cache_dtype, const TensorView& k_scale,
-                       const TensorView& v_scale, cudaStream_t stream = nullptr);
-/// \brief Launches the optimized kernel for an already validated plan (used for timing).
-/// \param plan the plan returned by validate_reshape_and_cache() for these arguments.
-/// \param key [T_pad, num_heads, head_size].
-/// \param value [T_pad, num_heads, head_size].
-/// \param key_cache [num_blocks, num_heads, head_size / x, block_size, x], written.
-/// \param value_cache [num_blocks, num_heads, head_size, block_size], written.
-/// \param slot_mapping [T] i64.
-/// \param k_scale f32 [1] (fp8 only).
-/// \param v_scale f32 [1] (fp8 only).
-/// \param stream the CUDA stream the kernel runs on.
-void launch_reshape_and_cache(const ReshapeAndCachePlan& plan, const TensorView& key,
-                              const TensorView& value, const TensorView& key_cache,
-                              const TensorView& value_cache, const TensorView& slot_mapping,
-                              const TensorView& k_scale, const TensorView& v_scale,
-                              cudaStream_t stream);
-}  // namespace optimized
+  /// \brief What validate() derives from the arguments.
+  using Plan = ReshapeAndCachePlan;
+
+  /// \brief The contract, shared by the three implementations.
+  ///
+  /// Checks every argument for `impl` and returns the plan; throws InvalidArgument (naming the
+  /// argument, the expected and the actual value) before anything is written. It reads
+  /// slot_mapping to check that every slot is below num_blocks × block_size (on the GPU this is
+  /// one CUB reduction and a synchronization).
+  ///
+  /// Unlike upstream it rejects a head_size that is not a multiple of x (upstream leaves the tail
+  /// of every head unwritten) and writes every head however many there are (upstream drops the
+  /// (head, chunk) pairs beyond the first 512 of a token).
+  /// \param args the arguments.
+  /// \param impl the implementation that will run (decides the device every tensor must be on).
+  /// \return the plan the implementation executes.
+  static Plan validate(const Args& args, Impl impl);
+
+  /// \brief CPU reference: plain loops over tokens, heads and elements.
+  /// \param plan what validate() returned.
+  /// \param args the arguments (host memory).
+  static void cpu(const Plan& plan, const Args& args);
+  /// \brief Naive CUDA: one thread per (token, head, element).
+  /// \param plan what validate() returned.
+  /// \param args the arguments (device memory).
+  /// \param stream the CUDA stream the kernel runs on (nothing synchronizes after it).
+  static void naive(const Plan& plan, const Args& args, cudaStream_t stream);
+  /// \brief Optimized CUDA: the same bytes as the naive one (the kernel file header lists
+  /// the tricks).
+  /// \param plan what validate() returned.
+  /// \param args the arguments (device memory).
+  /// \param stream the CUDA stream the kernel runs on (nothing synchronizes after it).
+  static void optimized(const Plan& plan, const Args& args, cudaStream_t stream);
+
+  /// \brief The op's card in the registry: family, sources, byte model, workloads
+  /// (core/entries/reshape_and_cache.cpp).
+  /// \return the card; the registry adds the name, the arguments and the entry points.
+  static OpEntry card();
+};
 
 }  // namespace pagedkv

@@ -2,8 +2,8 @@
 /// \brief `reshape_and_cache_flash`: write the new tokens' keys and values into a paged cache
 /// laid out for FlashAttention / FlashInfer (NHD or HND, told apart by strides).
 ///
-/// This header is the op's one contract: the plan that validation produces and the three
-/// implementations (CPU reference, naive CUDA, optimized CUDA) with one argument list.
+/// This header is the op's one description: its arguments, the plan that validation produces
+/// and the three implementations (CPU reference, naive CUDA, optimized CUDA).
 ///
 /// Worked example (block_size = 16, 8 heads of 128): the token with slot 37 lands in block 2 at
 /// offset 5, and head h's 128 elements go to `key_cache[2, 5, h, 0:128]`. In memory that is
@@ -19,13 +19,14 @@
 #include <cuda_runtime_api.h>
 
 #include "pagedkv/impl.h"
+#include "pagedkv/op.h"
 #include "pagedkv/kv_cache_dtype.h"
 #include "pagedkv/tensor_view.h"
 
 namespace pagedkv {
 
 /// \brief Everything the implementations need, derived once from the arguments by
-/// validate_reshape_and_cache_flash(). Strides are in elements.
+/// ReshapeAndCacheFlash::validate(). Strides are in elements.
 struct ReshapeAndCacheFlashPlan {
   std::int64_t num_tokens = 0;    ///< slot_mapping.size(0); key may have more (padded) rows
   std::int64_t num_heads = 0;     ///< key.size(1)
@@ -42,123 +43,95 @@ struct ReshapeAndCacheFlashPlan {
   bool per_head_scale = false;    ///< k_scale/v_scale hold num_heads values (else one)
 };
 
-/// \brief The contract of reshape_and_cache_flash, shared by the three implementations.
-///
-/// Checks every argument for `impl` and returns the plan; throws InvalidArgument (naming the
-/// argument, the expected and the actual value) before anything is written. It reads
-/// slot_mapping to check that every slot is below num_blocks × block_size (on the GPU this is
-/// one CUB reduction and a synchronization). Zero tokens is a valid call that writes nothing.
-///
-/// Beyond upstream's checks it rejects an i32 slot_mapping (upstream misreads it), slots past
-/// the cache (upstream writes out of bounds), a value_cache with other strides than key_cache
-/// (upstream addresses it with key_cache's), an "auto" cache of another dtype than key (upstream
-/// reinterprets the bits), cache strides under which two elements share memory and one buffer
-/// passed as both caches. Several tokens with the same non-negative slot are the caller's error:
-/// which one the slot ends up holding is not specified (the implementations may differ).
-/// \param key [T_pad, num_heads, head_size] f32/f16/bf16; rows may have any pitch.
-/// \param value [T_pad, num_heads, head_size], same dtype as key.
-/// \param key_cache [num_blocks, block_size, num_heads, head_size] logical shape, any strides
-///        with a packed last dimension; dtype = key's for "auto", one byte for fp8.
-/// \param value_cache same shape, dtype and strides as key_cache.
-/// \param slot_mapping [T] i64; slot = block × block_size + offset; negative slots are skipped.
-/// \param kv_cache_dtype "auto", "bfloat16", "float16", "fp8", "fp8_e4m3" or "fp8_e5m2".
-/// \param k_scale f32 [1] or [num_heads]; read only for fp8 caches.
-/// \param v_scale f32, same shape as k_scale.
-/// \param impl the implementation that will run (decides the device every tensor must be on).
-/// \return the plan the implementation executes.
-ReshapeAndCacheFlashPlan validate_reshape_and_cache_flash(
-    const TensorView& key, const TensorView& value, const TensorView& key_cache,
-    const TensorView& value_cache, const TensorView& slot_mapping, std::string_view kv_cache_dtype,
-    const TensorView& k_scale, const TensorView& v_scale, Impl impl);
+/// \brief reshape_and_cache_flash: the op's arguments, its contract and its three implementations.
+struct ReshapeAndCacheFlash {
+  /// \brief The upstream name.
+  static constexpr const char* name = "reshape_and_cache_flash";
 
-namespace cpu {
-/// \brief CPU reference of reshape_and_cache_flash: plain loops over tokens, heads and elements.
-///
-/// Arguments as in validate_reshape_and_cache_flash(); every tensor on the CPU.
-/// \param key [T_pad, num_heads, head_size] f32/f16/bf16; rows may have any pitch.
-/// \param value [T_pad, num_heads, head_size], same dtype as key.
-/// \param key_cache [num_blocks, block_size, num_heads, head_size] logical shape, written.
-/// \param value_cache same shape, dtype and strides as key_cache, written.
-/// \param slot_mapping [T] i64; negative slots (padding) are skipped.
-/// \param kv_cache_dtype "auto", "bfloat16", "float16", "fp8", "fp8_e4m3" or "fp8_e5m2".
-/// \param k_scale f32 [1] or [num_heads]; read only for fp8 caches.
-/// \param v_scale f32, same shape as k_scale; read only for fp8 caches.
-void reshape_and_cache_flash(const TensorView& key, const TensorView& value,
-                             const TensorView& key_cache, const TensorView& value_cache,
-                             const TensorView& slot_mapping, std::string_view kv_cache_dtype,
-                             const TensorView& k_scale, const TensorView& v_scale);
-}  // namespace cpu
+  /// \brief The arguments, in vLLM's order and with vLLM's names (documented in arguments()).
+  struct Args {
+    /// \name Arguments (documented in ReshapeAndCacheFlash::arguments)
+    /// @{
+    TensorView key;
+    TensorView value;
+    TensorView key_cache;
+    TensorView value_cache;
+    TensorView slot_mapping;
+    std::string kv_cache_dtype;
+    TensorView k_scale;
+    TensorView v_scale;
+    /// @}
+  };
 
-namespace naive {
-/// \brief Naive CUDA reshape_and_cache_flash: one thread per (token, head, element).
-///
-/// Arguments as in validate_reshape_and_cache_flash(); tensors on the GPU.
-/// \param key [T_pad, num_heads, head_size] f32/f16/bf16; rows may have any pitch.
-/// \param value [T_pad, num_heads, head_size], same dtype as key.
-/// \param key_cache [num_blocks, block_size, num_heads, head_size] logical shape, written.
-/// \param value_cache same shape, dtype and strides as key_cache, written.
-/// \param slot_mapping [T] i64; negative slots (padding) are skipped.
-/// \param kv_cache_dtype "auto", "bfloat16", "float16", "fp8", "fp8_e4m3" or "fp8_e5m2".
-/// \param k_scale f32 [1] or [num_heads]; read only for fp8 caches.
-/// \param v_scale f32, same shape as k_scale; read only for fp8 caches.
-/// \param stream the CUDA stream the kernel runs on (nothing synchronizes after it).
-void reshape_and_cache_flash(const TensorView& key, const TensorView& value,
-                             const TensorView& key_cache, const TensorView& value_cache,
-                             const TensorView& slot_mapping, std::string_view kv_cache_dtype,
-                             const TensorView& k_scale, const TensorView& v_scale,
-                             cudaStream_t stream = nullptr);
-/// \brief Launches the naive kernel for an already validated plan (used for timing).
-/// \param plan the plan validate_reshape_and_cache_flash() returned for these arguments.
-/// \param key [T_pad, num_heads, head_size].
-/// \param value [T_pad, num_heads, head_size].
-/// \param key_cache [num_blocks, block_size, num_heads, head_size] logical shape, written.
-/// \param value_cache same shape and strides as key_cache, written.
-/// \param slot_mapping [T] i64.
-/// \param k_scale f32 [1] or [num_heads] (fp8 only).
-/// \param v_scale f32, same shape as k_scale (fp8 only).
-/// \param stream the CUDA stream the kernel runs on.
-void launch_reshape_and_cache_flash(const ReshapeAndCacheFlashPlan& plan, const TensorView& key,
-                                    const TensorView& value, const TensorView& key_cache,
-                                    const TensorView& value_cache, const TensorView& slot_mapping,
-                                    const TensorView& k_scale, const TensorView& v_scale,
-                                    cudaStream_t stream);
-}  // namespace naive
+  /// \brief Each argument's kind and documentation, in order: the one place they are written.
+  /// \tparam Arg a callable taking (member pointer, name, ArgKind, documentation).
+  /// \param arg called once per argument.
+  template <class Arg>
+  static void arguments(Arg&& arg) {
+    arg(&Args::key, "key", ArgKind::input,
+        "[T_pad, num_heads, head_size] f32, f16 or bf16: the new tokens' keys; rows may have "
+        "any pitch (e.g. a slice of the fused qkv activation), heads and elements packed");
+    arg(&Args::value, "value", ArgKind::input,
+        "[T_pad, num_heads, head_size], the dtype of key: the new tokens' values");
+    arg(&Args::key_cache, "key_cache", ArgKind::output,
+        "[num_blocks, block_size, num_heads, head_size] logical shape, any strides with a "
+        "packed last dimension (NHD, HND, or a view into a joint K/V allocation); key's dtype "
+        "for \"auto\", one byte for fp8");
+    arg(&Args::value_cache, "value_cache", ArgKind::output,
+        "the shape, dtype and strides of key_cache, other memory");
+    arg(&Args::slot_mapping, "slot_mapping", ArgKind::input,
+        "[T] i64, contiguous, T <= key.size(0): slot = block × block_size + offset for each "
+        "token; negative slots (padding) are skipped");
+    arg(&Args::kv_cache_dtype, "kv_cache_dtype", ArgKind::string,
+        "how the cache stores an element: \"auto\" (key's dtype, bits copied), \"bfloat16\", "
+        "\"float16\", \"fp8\" / \"fp8_e4m3\" or \"fp8_e5m2\" (one byte, fp8(x / scale))");
+    arg(&Args::k_scale, "k_scale", ArgKind::input,
+        "f32 [1] or [num_heads] (per head); read only for fp8 caches");
+    arg(&Args::v_scale, "v_scale", ArgKind::input,
+        "f32, the shape of k_scale; read only for fp8 caches");
+  }
 
-namespace optimized {
-/// \brief Optimized CUDA reshape_and_cache_flash. Same arguments and results as the naive one.
-///
-/// 16-byte vectors where every address allows them (narrower ones, down to one element, where
-/// it does not), a group of threads per token and several loads in flight per thread (kernel
-/// file header: the details).
-/// \param key [T_pad, num_heads, head_size] f32/f16/bf16; rows may have any pitch.
-/// \param value [T_pad, num_heads, head_size], same dtype as key.
-/// \param key_cache [num_blocks, block_size, num_heads, head_size] logical shape, written.
-/// \param value_cache same shape, dtype and strides as key_cache, written.
-/// \param slot_mapping [T] i64; negative slots (padding) are skipped.
-/// \param kv_cache_dtype "auto", "bfloat16", "float16", "fp8", "fp8_e4m3" or "fp8_e5m2".
-/// \param k_scale f32 [1] or [num_heads]; read only for fp8 caches.
-/// \param v_scale f32, same shape as k_scale; read only for fp8 caches.
-/// \param stream the CUDA stream the kernel runs on (nothing synchronizes after it).
-void reshape_and_cache_flash(const TensorView& key, const TensorView& value,
-                             const TensorView& key_cache, const TensorView& value_cache,
-                             const TensorView& slot_mapping, std::string_view kv_cache_dtype,
-                             const TensorView& k_scale, const TensorView& v_scale,
-                             cudaStream_t stream = nullptr);
-/// \brief Launches the optimized kernel for an already validated plan (used for timing).
-/// \param plan the plan validate_reshape_and_cache_flash() returned for these arguments.
-/// \param key [T_pad, num_heads, head_size].
-/// \param value [T_pad, num_heads, head_size].
-/// \param key_cache [num_blocks, block_size, num_heads, head_size] logical shape, written.
-/// \param value_cache same shape and strides as key_cache, written.
-/// \param slot_mapping [T] i64.
-/// \param k_scale f32 [1] or [num_heads] (fp8 only).
-/// \param v_scale f32, same shape as k_scale (fp8 only).
-/// \param stream the CUDA stream the kernel runs on.
-void launch_reshape_and_cache_flash(const ReshapeAndCacheFlashPlan& plan, const TensorView& key,
-                                    const TensorView& value, const TensorView& key_cache,
-                                    const TensorView& value_cache, const TensorView& slot_mapping,
-                                    const TensorView& k_scale, const TensorView& v_scale,
-                                    cudaStream_t stream);
-}  // namespace optimized
+  /// \brief What validate() derives from the arguments.
+  using Plan = ReshapeAndCacheFlashPlan;
+
+  /// \brief The contract, shared by the three implementations.
+  ///
+  /// Checks every argument for `impl` and returns the plan; throws InvalidArgument (naming the
+  /// argument, the expected and the actual value) before anything is written. It reads
+  /// slot_mapping to check that every slot is below num_blocks × block_size (on the GPU this is
+  /// one CUB reduction and a synchronization). Zero tokens is a valid call that writes nothing.
+  ///
+  /// Beyond upstream's checks it rejects an i32 slot_mapping (upstream misreads it), slots past
+  /// the cache (upstream writes out of bounds), a value_cache with other strides than key_cache
+  /// (upstream addresses it with key_cache's), an "auto" cache of another dtype than key (upstream
+  /// reinterprets the bits), cache strides under which two elements share memory and one buffer
+  /// passed as both caches. Several tokens with the same non-negative slot are the caller's error:
+  /// which one the slot ends up holding is not specified (the implementations may differ).
+  /// \param args the arguments.
+  /// \param impl the implementation that will run (decides the device every tensor must be on).
+  /// \return the plan the implementation executes.
+  static Plan validate(const Args& args, Impl impl);
+
+  /// \brief CPU reference: plain loops over tokens, heads and elements.
+  /// \param plan what validate() returned.
+  /// \param args the arguments (host memory).
+  static void cpu(const Plan& plan, const Args& args);
+  /// \brief Naive CUDA: one thread per (token, head, element).
+  /// \param plan what validate() returned.
+  /// \param args the arguments (device memory).
+  /// \param stream the CUDA stream the kernel runs on (nothing synchronizes after it).
+  static void naive(const Plan& plan, const Args& args, cudaStream_t stream);
+  /// \brief Optimized CUDA: the same bytes as the naive one (the kernel file header lists
+  /// the tricks).
+  /// \param plan what validate() returned.
+  /// \param args the arguments (device memory).
+  /// \param stream the CUDA stream the kernel runs on (nothing synchronizes after it).
+  static void optimized(const Plan& plan, const Args& args, cudaStream_t stream);
+
+  /// \brief The op's card in the registry: family, sources, byte model, workloads
+  /// (core/entries/reshape_and_cache_flash.cpp).
+  /// \return the card; the registry adds the name, the arguments and the entry points.
+  static OpEntry card();
+};
 
 }  // namespace pagedkv

@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 
 #include "pagedkv/impl.h"
+#include "pagedkv/op.h"
 #include "pagedkv/tensor_view.h"
 
 namespace pagedkv {
@@ -20,7 +21,7 @@ namespace pagedkv {
 /// \brief Direction of a swap, from the devices of src and dst.
 enum class CopyDirection { host_to_host, host_to_device, device_to_host, device_to_device };
 
-/// \brief Everything the implementations need, derived once by validate_swap_blocks().
+/// \brief Everything the implementations need, derived once by SwapBlocks::validate().
 struct SwapBlocksPlan {
   CopyDirection direction = CopyDirection::device_to_device;  ///< from src/dst devices
   std::int64_t block_size_in_bytes = 0;  ///< bytes per block
@@ -37,76 +38,84 @@ struct SwapBlocksPlan {
   bool dst_ids_disjoint_from_src_ids = true;
 };
 
-/// \brief The contract of swap_blocks, shared by the three implementations.
-///
-/// A tensor is seen as size(0) rows of stride(0) elements; a block id b is valid when
-/// (b + 1) × block_size_in_bytes fits in those rows. Pairs are copied in order: a later pair
-/// sees the result of an earlier one (e.g. the chain [[0, 1], [1, 2]] on one buffer leaves the
-/// old block 0 in blocks 1 and 2). A pair whose source and destination are the same bytes is a
-/// no-op. Throws InvalidArgument (naming the argument, the expected and the actual value)
-/// before anything is written.
-/// \param src source tensor (any dtype), on the CPU or the GPU.
-/// \param dst destination tensor (any dtype); the CPU reference needs both on the CPU, the CUDA
-///        implementations need at least one on the GPU.
-/// \param block_size_in_bytes bytes per block (vLLM passes src.element_size() × src.stride(0)).
-/// \param block_mapping [num_pairs, 2] i64 (or i32), contiguous, on the CPU: (src_block,
-///        dst_block) pairs.
-/// \param impl the implementation that will run.
-/// \return the plan the implementation executes.
-SwapBlocksPlan validate_swap_blocks(const TensorView& src, const TensorView& dst,
-                                   std::int64_t block_size_in_bytes,
-                                   const TensorView& block_mapping, Impl impl);
+/// \brief swap_blocks: the op's arguments, its contract and its three implementations.
+struct SwapBlocks {
+  /// \brief The upstream name.
+  static constexpr const char* name = "swap_blocks";
 
-namespace cpu {
-/// \brief CPU reference of swap_blocks: one memcpy per pair, in order.
-/// \param src source tensor on the CPU.
-/// \param dst destination tensor on the CPU (may be the same memory as src).
-/// \param block_size_in_bytes bytes per block.
-/// \param block_mapping [num_pairs, 2] i64/i32 on the CPU: (src_block, dst_block) pairs.
-void swap_blocks(const TensorView& src, const TensorView& dst, std::int64_t block_size_in_bytes,
-                 const TensorView& block_mapping);
-}  // namespace cpu
+  /// \brief The arguments, in vLLM's order and with vLLM's names (documented in arguments()).
+  struct Args {
+    /// \name Arguments (documented in SwapBlocks::arguments)
+    /// @{
+    TensorView src;
+    TensorView dst;
+    std::int64_t block_size_in_bytes = 0;
+    TensorView block_mapping;
+    /// @}
+  };
 
-namespace naive {
-/// \brief vLLM's way: one cudaMemcpyAsync per pair on `stream`, in order.
-/// \param src source tensor, on the CPU (pageable or pinned) or the GPU.
-/// \param dst destination tensor; at least one of src and dst on the GPU.
-/// \param block_size_in_bytes bytes per block.
-/// \param block_mapping [num_pairs, 2] i64/i32 on the CPU: (src_block, dst_block) pairs.
-/// \param stream the stream the copies are issued on (nothing synchronizes).
-void swap_blocks(const TensorView& src, const TensorView& dst, std::int64_t block_size_in_bytes,
-                 const TensorView& block_mapping, cudaStream_t stream = nullptr);
-/// \brief Runs an already validated plan (used for timing).
-/// \param plan the result of validate_swap_blocks() for these tensors.
-/// \param src source tensor, as validated.
-/// \param dst destination tensor, as validated.
-/// \param stream the stream the copies are issued on.
-void launch_swap_blocks(const SwapBlocksPlan& plan, const TensorView& src, const TensorView& dst,
-                        cudaStream_t stream);
-}  // namespace naive
+  /// \brief Each argument's kind and documentation, in order: the one place they are written.
+  /// \tparam Arg a callable taking (member pointer, name, ArgKind, documentation).
+  /// \param arg called once per argument.
+  template <class Arg>
+  static void arguments(Arg&& arg) {
+    arg(&Args::src, "src", ArgKind::input,
+        "source blocks (any dtype), seen as size(0) rows of stride(0) elements; on the CPU "
+        "(pageable or pinned) or the GPU");
+    arg(&Args::dst, "dst", ArgKind::output,
+        "destination blocks (any dtype), seen like src; the CPU reference needs src and dst on "
+        "the CPU, the CUDA implementations at least one of them on the GPU");
+    arg(&Args::block_size_in_bytes, "block_size_in_bytes", ArgKind::integer,
+        "bytes per block (vLLM passes src.element_size() × src.stride(0))");
+    arg(&Args::block_mapping, "block_mapping", ArgKind::input,
+        "[num_pairs, 2] i64 (or i32), contiguous, on the CPU: (src_block, dst_block) pairs, "
+        "copied in order");
+  }
+
+  /// \brief What validate() derives from the arguments.
+  using Plan = SwapBlocksPlan;
+
+  /// \brief The contract, shared by the three implementations.
+  ///
+  /// A tensor is seen as size(0) rows of stride(0) elements; a block id b is valid when
+  /// (b + 1) × block_size_in_bytes fits in those rows. Pairs are copied in order: a later pair
+  /// sees the result of an earlier one (e.g. the chain [[0, 1], [1, 2]] on one buffer leaves the
+  /// old block 0 in blocks 1 and 2). A pair whose source and destination are the same bytes is a
+  /// no-op. Throws InvalidArgument (naming the argument, the expected and the actual value)
+  /// before anything is written.
+  /// \param args the arguments.
+  /// \param impl the implementation that will run.
+  /// \return the plan the implementation executes.
+  static Plan validate(const Args& args, Impl impl);
+
+  /// \brief CPU reference: one memcpy per pair, in order.
+  /// \param plan what validate() returned.
+  /// \param args the arguments (host memory).
+  static void cpu(const Plan& plan, const Args& args);
+  /// \brief vLLM's way: one cudaMemcpyAsync per pair on `stream`, in order.
+  /// \param plan what validate() returned.
+  /// \param args the arguments.
+  /// \param stream the stream the copies are issued on (nothing synchronizes).
+  static void naive(const Plan& plan, const Args& args, cudaStream_t stream);
+  /// \brief Optimized: the strategy that choose_swap_strategy() picks (optimized.cu explains
+  /// the rule). Same bytes as the CPU reference.
+  /// \param plan what validate() returned (or the plan of tensors of the same layout placed the
+  ///        same way relative to each other, e.g. rotated buffer sets).
+  /// \param args the arguments.
+  /// \param stream the stream the copies are issued on (nothing synchronizes).
+  static void optimized(const Plan& plan, const Args& args, cudaStream_t stream);
+
+  /// \brief The op's card in the registry: family, sources, byte model, workloads
+  /// (core/entries/swap_blocks.cpp).
+  /// \return the card; the registry adds the name, the arguments and the entry points.
+  static OpEntry card();
+};
 
 namespace optimized {
-/// \brief Optimized swap_blocks. Same arguments and results as the naive one.
-/// \param src source tensor, on the CPU (pageable or pinned) or the GPU.
-/// \param dst destination tensor; at least one of src and dst on the GPU.
-/// \param block_size_in_bytes bytes per block.
-/// \param block_mapping [num_pairs, 2] i64/i32 on the CPU: (src_block, dst_block) pairs.
-/// \param stream the stream the copies are issued on (nothing synchronizes).
-void swap_blocks(const TensorView& src, const TensorView& dst, std::int64_t block_size_in_bytes,
-                 const TensorView& block_mapping, cudaStream_t stream = nullptr);
-/// \brief Runs an already validated plan (used for timing) with the automatic strategy.
-/// \param plan the result of validate_swap_blocks() for these tensors (or for tensors of the
-///        same layout placed the same way relative to each other, e.g. rotated buffer sets).
-/// \param src source tensor, as validated.
-/// \param dst destination tensor, as validated.
-/// \param stream the stream the copies are issued on.
-void launch_swap_blocks(const SwapBlocksPlan& plan, const TensorView& src, const TensorView& dst,
-                        cudaStream_t stream);
-
 /// \brief How the optimized version moves the bytes; kernels/swap_blocks/optimized.cu explains
 /// each one and the rule that `automatic` follows.
 enum class SwapStrategy {
-  automatic,    ///< the rule of optimized.cu (what swap_blocks() and launch_swap_blocks() use)
+  automatic,    ///< the rule of optimized.cu (what SwapBlocks::optimized() uses)
   memcpy_runs,  ///< in order; one cudaMemcpyAsync per run of consecutive (src, dst) block ids
   copy_kernel,  ///< one kernel launch per 4000 pairs (device or pinned host memory through UVA)
   memcpy_batch  ///< one cudaMemcpyBatchAsync for all runs (CUDA >= 13; not the legacy stream)
@@ -118,7 +127,7 @@ enum class SwapStrategy {
 std::string_view swap_strategy_name(SwapStrategy strategy);
 
 /// \brief The strategy that `automatic` picks for these arguments (never `automatic`).
-/// \param plan the result of validate_swap_blocks().
+/// \param plan what SwapBlocks::validate() returned.
 /// \param src source tensor, as validated.
 /// \param dst destination tensor, as validated.
 /// \return memcpy_runs or copy_kernel.
@@ -127,7 +136,7 @@ SwapStrategy choose_swap_strategy(const SwapBlocksPlan& plan, const TensorView& 
 
 /// \brief Runs an already validated plan with a chosen strategy, so that benchmarks can compare
 /// them. Same bytes as the CPU reference whenever it returns.
-/// \param plan the result of validate_swap_blocks().
+/// \param plan what SwapBlocks::validate() returned.
 /// \param src source tensor, as validated.
 /// \param dst destination tensor, as validated.
 /// \param strategy the strategy; copy_kernel and memcpy_batch need pairs that may run in any

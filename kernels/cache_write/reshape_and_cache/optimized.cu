@@ -378,13 +378,16 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
 }  // namespace pagedkv::kernels::reshape_and_cache_optimized
 
-namespace pagedkv::optimized {
+namespace pagedkv {
 
-void launch_reshape_and_cache(const ReshapeAndCachePlan& plan, const TensorView& key,
-                              const TensorView& value, const TensorView& key_cache,
-                              const TensorView& value_cache, const TensorView& slot_mapping,
-                              const TensorView& k_scale, const TensorView& v_scale,
-                              cudaStream_t stream) {
+void ReshapeAndCache::optimized(const Plan& plan, const Args& args, cudaStream_t stream) {
+  const TensorView& key = args.key;
+  const TensorView& value = args.value;
+  const TensorView& key_cache = args.key_cache;
+  const TensorView& value_cache = args.value_cache;
+  const TensorView& slot_mapping = args.slot_mapping;
+  const TensorView& k_scale = args.k_scale;
+  const TensorView& v_scale = args.v_scale;
   namespace k = kernels::reshape_and_cache_optimized;
   if (plan.num_tokens == 0 || plan.num_heads == 0 || plan.head_size == 0) return;
 
@@ -441,15 +444,4 @@ void launch_reshape_and_cache(const ReshapeAndCachePlan& plan, const TensorView&
       });
 }
 
-void reshape_and_cache(const TensorView& key, const TensorView& value, const TensorView& key_cache,
-                       const TensorView& value_cache, const TensorView& slot_mapping,
-                       std::string_view kv_cache_dtype, const TensorView& k_scale,
-                       const TensorView& v_scale, cudaStream_t stream) {
-  const ReshapeAndCachePlan plan =
-      validate_reshape_and_cache(key, value, key_cache, value_cache, slot_mapping,
-                                 kv_cache_dtype, k_scale, v_scale, Impl::optimized);
-  launch_reshape_and_cache(plan, key, value, key_cache, value_cache, slot_mapping, k_scale,
-                           v_scale, stream);
-}
-
-}  // namespace pagedkv::optimized
+}  // namespace pagedkv

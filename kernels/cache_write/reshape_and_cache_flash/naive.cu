@@ -77,13 +77,16 @@ __global__ void reshape_and_cache_flash_kernel(
 
 }  // namespace pagedkv::kernels::flash_naive
 
-namespace pagedkv::naive {
+namespace pagedkv {
 
-void launch_reshape_and_cache_flash(const ReshapeAndCacheFlashPlan& plan, const TensorView& key,
-                                    const TensorView& value, const TensorView& key_cache,
-                                    const TensorView& value_cache, const TensorView& slot_mapping,
-                                    const TensorView& k_scale, const TensorView& v_scale,
-                                    cudaStream_t stream) {
+void ReshapeAndCacheFlash::naive(const Plan& plan, const Args& args, cudaStream_t stream) {
+  const TensorView& key = args.key;
+  const TensorView& value = args.value;
+  const TensorView& key_cache = args.key_cache;
+  const TensorView& value_cache = args.value_cache;
+  const TensorView& slot_mapping = args.slot_mapping;
+  const TensorView& k_scale = args.k_scale;
+  const TensorView& v_scale = args.v_scale;
   using namespace pagedkv::kernels;
   const std::int64_t total = plan.num_tokens * plan.num_heads * plan.head_size;
   if (total == 0) return;  // zero tokens (or empty rows): nothing to do, and no empty grid
@@ -111,16 +114,4 @@ void launch_reshape_and_cache_flash(const ReshapeAndCacheFlashPlan& plan, const 
       });
 }
 
-void reshape_and_cache_flash(const TensorView& key, const TensorView& value,
-                             const TensorView& key_cache, const TensorView& value_cache,
-                             const TensorView& slot_mapping, std::string_view kv_cache_dtype,
-                             const TensorView& k_scale, const TensorView& v_scale,
-                             cudaStream_t stream) {
-  const ReshapeAndCacheFlashPlan plan = validate_reshape_and_cache_flash(
-      key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype, k_scale, v_scale,
-      Impl::naive);
-  launch_reshape_and_cache_flash(plan, key, value, key_cache, value_cache, slot_mapping, k_scale,
-                                 v_scale, stream);
-}
-
-}  // namespace pagedkv::naive
+}  // namespace pagedkv

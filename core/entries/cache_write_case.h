@@ -1,8 +1,7 @@
 /// \file
-/// \brief Helpers shared by the op registry's entries (core/entries/, not public API): random
-/// inputs that are never zeros, slot and block-id drawing, the W1 cache-write inputs, the
-/// byte-for-byte comparison of a whole output with the CPU reference, and the OpCase that every
-/// cache-write op shares (CacheWriteCase).
+/// \brief What the cache-write ops (reshape_and_cache, reshape_and_cache_flash) share in the
+/// op registry (core/entries/, not public API): their byte model, agreement and workload texts,
+/// the W1 points and inputs, and the OpCase they all use (CacheWriteCase).
 #pragma once
 
 #include <cstddef>
@@ -10,13 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "harness.h"
+#include "library_baseline.h"
 #include "pagedkv/buffers.h"
 #include "pagedkv/dtype.h"
 #include "pagedkv/kv_cache_dtype.h"
+#include "pagedkv/op.h"
 #include "pagedkv/registry.h"
 #include "pagedkv/tensor_view.h"
 
-/// \brief The op registry's entries and the helpers they share.
 namespace pagedkv::entries {
 
 /// \brief Byte model shared by the cache writers (OpEntry::byte_model).
@@ -33,23 +34,15 @@ inline const char* cache_write_agreement() {
     "reference byte for byte";
 }
 
-/// \brief Fills memory with random values, deterministic in `seed`.
-///
-/// f32 and f16: uniform in [-4, 4], never 0. bf16: a random sign, exponent and mantissa with
-/// |x| in [2^-14, 4): never 0, and fast (the W1 points need up to 134 M values). Other types:
-/// random bytes.
-/// \param dst first element.
-/// \param dtype element type.
-/// \param count number of elements.
-/// \param seed seed of the generator.
-void fill_random(void* dst, DType dtype, std::int64_t count, std::uint64_t seed);
-
-/// \brief Distinct ids in random order (a partial Fisher-Yates shuffle).
-/// \param count how many ids.
-/// \param range ids lie in [0, range); count <= range.
-/// \param seed seed of the generator.
-/// \return the ids.
-std::vector<std::int64_t> draw_unique(std::int64_t count, std::int64_t range, std::uint64_t seed);
+/// \brief Workload notes shared by the cache writers (OpEntry::workload_notes).
+/// \return the text, in words.
+inline const char* cache_write_workload_notes() {
+  return "W1: the new tokens' keys and values are views into a fused qkv activation [tokens, 32 "
+    "+ 8 + 8 heads, 128] bf16 (Llama-3-8B; only the 8 kv heads are written), random and never "
+    "zero; they go into a cache of 16384 blocks of 16 slots (1024 blocks in a quick run), bf16 "
+    "or fp8_e4m3; slots are random (distinct, over the whole cache) or contiguous (one run from a "
+    "random block: a prefill).";
+}
 
 /// \brief Slots for new tokens in a cache of num_blocks × block_size slots.
 /// \param count number of tokens.
@@ -62,27 +55,7 @@ std::vector<std::int64_t> draw_unique(std::int64_t count, std::int64_t range, st
 std::vector<std::int64_t> draw_slots(std::int64_t count, std::int64_t num_blocks,
                                      std::int64_t block_size, bool contiguous, std::uint64_t seed);
 
-/// \brief The seed of one buffer set of a case.
-/// \param seed the case's seed.
-/// \param set buffer set index; set 0 keeps `seed`.
-/// \return the set's seed.
-std::uint64_t set_seed(std::uint64_t seed, int set);
-
-/// \brief Compares a whole output with the CPU reference, byte for byte.
-/// \param output the output, in device, pinned or host memory.
-/// \param reference the CPU reference's output, host memory of the same size.
-/// \param element how to decode differing elements for max_abs_err (NaN or inf against a
-///        number counts as an infinite error).
-/// \return the agreement.
-Agreement compare_with_reference(const Buffer& output, const void* reference, DType element);
-
-/// \brief A copy of a buffer in another kind of memory.
-/// \param memory where the copy lives.
-/// \param src the buffer to copy.
-/// \return the copy.
-Buffer copy_to(Memory memory, const Buffer& src);
-
-/// \brief The W1 cache-write workload (design.md §4): Llama-3-8B, 32 query / 8 kv heads of 128,
+/// \brief The W1 cache-write workload: Llama-3-8B, 32 query / 8 kv heads of 128,
 /// block 16. The new tokens' keys and values are views into one fused qkv activation
 /// [num_tokens, 32 + 8 + 8, 128], as an engine hands them over after the QKV projection; only
 /// the 8 kv heads are written.
@@ -160,38 +133,14 @@ void set_token_views(const CacheWriteShape& shape, TokenInputs& inputs, Device d
 /// \return the points.
 std::vector<WorkloadPoint> cache_write_points(const std::vector<std::string>& variants, bool quick);
 
-/// \brief A one-element f32 scale tensor.
-struct ScaleTensor {
-  Buffer storage;   ///< 4 bytes
-  TensorView view;  ///< f32 [1]
-};
-
-/// \brief A scale tensor holding one value.
-/// \param value the scale.
-/// \param memory where it lives.
-/// \return the tensor.
-ScaleTensor make_scale(float value, Memory memory);
-
-/// \brief A stride in units of a library scatter.
-/// \param stride_elements the stride, in elements.
-/// \param dtype the element type.
-/// \param unit_bytes the unit size.
-/// \return the stride in units; throws InvalidArgument when it is not a whole number of units.
-std::int64_t stride_in_units(std::int64_t stride_elements, DType dtype, int unit_bytes);
-
 /// \brief The OpCase of a cache write (reshape_and_cache, reshape_and_cache_flash), written once:
 /// the W1 inputs, the two caches, the buffer sets and the validated plans.
 ///
 /// Everything that differs between the cache-write ops comes in through `Glue`, a small struct
 /// that each op's entry file writes (see core/entries/reshape_and_cache.cpp). The glue names the
-/// op's functions and says how the key and value caches lie in their allocation. It provides:
-/// - `Plan`: the op's plan type, as returned by its validate function;
-/// - six pointers to the op's entry points, whose arguments follow the op's contract (key,
-///   value, key_cache, value_cache, slot_mapping, ...; the plan first for the two launch
-///   functions): `cpu_reference` (the CPU reference),
-///   `validate` (the op's one validate function), `naive_checked` and `optimized_checked` (the
-///   checked entry points of the two kernels), `naive_launch` and `optimized_launch` (their
-///   unchecked launch functions, which run an already validated plan);
+/// op and says how the key and value caches lie in their allocation. It provides:
+/// - `Op`: the op's struct, whose Args are (key, value, key_cache, value_cache, slot_mapping,
+///   kv_cache_dtype, k_scale, v_scale);
 /// - a constructor taking the WorkloadPoint, which rejects a variant the op does not run;
 /// - `key_cache(shape, caches, device)` and `value_cache(shape, caches, device)`: views of the
 ///   two caches in one allocation `caches` of 2 × shape.cache_bytes() (key cache first);
@@ -203,7 +152,9 @@ std::int64_t stride_in_units(std::int64_t stride_elements, DType dtype, int unit
 /// implementation, so that launch(), the timed call, only runs a plan.
 /// \tparam Glue the op's glue (above).
 template <class Glue>
-class CacheWriteCase final : public OpCase {
+class CacheWriteCase final : public OpCase, public LibraryBaseline {
+  using Op = typename Glue::Op;
+
  public:
   /// \brief Draws the host inputs of buffer set 0 and allocates the CPU reference's output
   /// caches, filled with the poison byte.
@@ -227,9 +178,9 @@ class CacheWriteCase final : public OpCase {
   }
 
   void run_cpu() override {
-    Glue::cpu_reference(host_.key, host_.value, key_cache(host_caches_, Device::cpu),
+    run<Op>(Impl::cpu, {host_.key, host_.value, key_cache(host_caches_, Device::cpu),
                         value_cache(host_caches_, Device::cpu), host_.slot_mapping,
-                        shape_.kv_cache_dtype, host_k_scale_.view, host_v_scale_.view);
+                        shape_.kv_cache_dtype, host_k_scale_.view, host_v_scale_.view});
   }
 
   void prepare_device(std::int64_t l2_bytes) override {
@@ -246,28 +197,19 @@ class CacheWriteCase final : public OpCase {
                                  : copy_token_inputs(shape_, make_token_inputs(shape_, seed_, set),
                                                      Memory::device));
       const TokenInputs& in = device_.back();
+      device_args_.push_back({in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype,
+                              k_scale_.view, v_scale_.view});
       // Validation (with its synchronizing slot-range check) happens here, once per set and
       // implementation, never inside the timed region.
-      naive_plans_.push_back(Glue::validate(in.key, in.value, kc, vc, in.slot_mapping,
-                                            shape_.kv_cache_dtype, k_scale_.view, v_scale_.view,
-                                            Impl::naive));
-      optimized_plans_.push_back(Glue::validate(in.key, in.value, kc, vc, in.slot_mapping,
-                                                shape_.kv_cache_dtype, k_scale_.view, v_scale_.view,
-                                                Impl::optimized));
+      naive_plans_.push_back(Op::validate(device_args_.back(), Impl::naive));
+      optimized_plans_.push_back(Op::validate(device_args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const TokenInputs& in = device_.at(static_cast<std::size_t>(set));
-    const TensorView kc = key_cache(device_caches_, Device::cuda);
-    const TensorView vc = value_cache(device_caches_, Device::cuda);
-    if (impl == Impl::naive) {
-      Glue::naive_launch(naive_plans_[set], in.key, in.value, kc, vc, in.slot_mapping,
-                         k_scale_.view, v_scale_.view, stream);
-    } else {
-      Glue::optimized_launch(optimized_plans_[set], in.key, in.value, kc, vc, in.slot_mapping,
-                             k_scale_.view, v_scale_.view, stream);
-    }
+    const auto i = static_cast<std::size_t>(set);
+    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
+               device_args_.at(i), stream);
   }
 
   void reset_outputs() override { device_caches_.fill(kPoisonByte); }
@@ -284,20 +226,7 @@ class CacheWriteCase final : public OpCase {
   }
 
  protected:
-  void run_checked(Impl impl) override {
-    const TokenInputs& in = device_.at(0);
-    const TensorView kc = key_cache(device_caches_, Device::cuda);
-    const TensorView vc = value_cache(device_caches_, Device::cuda);
-    // The checked entry points are called through pointers, which do not carry their default
-    // stream argument: nullptr is that default (the legacy default stream).
-    if (impl == Impl::naive) {
-      Glue::naive_checked(in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype,
-                          k_scale_.view, v_scale_.view, nullptr);
-    } else {
-      Glue::optimized_checked(in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype,
-                              k_scale_.view, v_scale_.view, nullptr);
-    }
-  }
+  void run_checked(Impl impl) override { run<Op>(impl, device_args_.at(0)); }
 
  private:
   TensorView key_cache(const Buffer& caches, Device device) const {
@@ -318,18 +247,8 @@ class CacheWriteCase final : public OpCase {
   std::vector<TokenInputs> device_;  // one per buffer set
   Buffer device_caches_;             // shared by all sets
   ScaleTensor k_scale_, v_scale_;
-  std::vector<typename Glue::Plan> naive_plans_, optimized_plans_;
+  std::vector<typename Op::Args> device_args_;  // one per buffer set
+  std::vector<typename Op::Plan> naive_plans_, optimized_plans_;
 };
-
-/// \brief The registry entry of swap_blocks (core/entries/swap_blocks.cpp).
-/// \return the entry.
-OpEntry swap_blocks_entry();
-/// \brief The registry entry of reshape_and_cache (core/entries/reshape_and_cache.cpp).
-/// \return the entry.
-OpEntry reshape_and_cache_entry();
-/// \brief The registry entry of reshape_and_cache_flash
-/// (core/entries/reshape_and_cache_flash.cpp).
-/// \return the entry.
-OpEntry reshape_and_cache_flash_entry();
 
 }  // namespace pagedkv::entries

@@ -1,0 +1,107 @@
+/// \file
+/// \brief The harness shared by the op registry's entries (core/entries/, not public API):
+/// random inputs that are never zeros, drawing distinct ids, per-set seeds, the byte-for-byte
+/// comparison of a whole output with the CPU reference, copies between kinds of memory and
+/// one-element scale tensors. What one family of ops shares lives next to it (e.g.
+/// cache_write_case.h, norm_case.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "pagedkv/buffers.h"
+#include "pagedkv/dtype.h"
+#include "pagedkv/registry.h"
+#include "pagedkv/tensor_view.h"
+
+/// \brief The op registry's entries and the helpers they share.
+namespace pagedkv::entries {
+
+/// \brief A stream of pseudo-random numbers (splitmix64): tiny, fast and good enough for test
+/// data (mt19937 would make filling the 805 MB qkv activation of a 65,536-token point take
+/// seconds). Deterministic in its starting state.
+struct Random {
+  std::uint64_t state;  ///< the seed, then the generator's state
+
+  /// \brief The next 64 random bits.
+  /// \return the bits.
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  /// \brief Uniform in [0, n).
+  /// \param n the bound, > 0.
+  /// \return the number.
+  std::int64_t below(std::int64_t n) {
+    return static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(n));
+  }
+  /// \brief Uniform in [-4, 4], never exactly 0: (u + 0.5) / 2^24 lies strictly inside (0, 1)
+  /// and is never 1/2, and the double arithmetic is exact.
+  /// \return the value.
+  float value() {
+    const double u = static_cast<double>(next() >> 40) + 0.5;
+    return static_cast<float>(u / 16777216.0 * 8.0 - 4.0);
+  }
+};
+
+/// \brief Fills memory with random values, deterministic in `seed`.
+///
+/// f32 and f16: uniform in [-4, 4], never 0. bf16: a random sign, exponent and mantissa with
+/// |x| in [2^-14, 4): never 0, and fast (the W1 points need up to 134 M values). Other types:
+/// random bytes.
+/// \param dst first element.
+/// \param dtype element type.
+/// \param count number of elements.
+/// \param seed seed of the generator.
+void fill_random(void* dst, DType dtype, std::int64_t count, std::uint64_t seed);
+
+/// \brief fill_random(), continuing `random`'s sequence (to fill several ranges from one stream).
+/// \param random the generator.
+/// \param dst first element.
+/// \param dtype element type.
+/// \param count number of elements.
+void fill_random(Random& random, void* dst, DType dtype, std::int64_t count);
+
+/// \brief Distinct ids in random order (a partial Fisher-Yates shuffle).
+/// \param count how many ids.
+/// \param range ids lie in [0, range); count <= range.
+/// \param seed seed of the generator.
+/// \return the ids.
+std::vector<std::int64_t> draw_unique(std::int64_t count, std::int64_t range, std::uint64_t seed);
+
+/// \brief The seed of one buffer set of a case.
+/// \param seed the case's seed.
+/// \param set buffer set index; set 0 keeps `seed`.
+/// \return the set's seed.
+std::uint64_t set_seed(std::uint64_t seed, int set);
+
+/// \brief Compares a whole output with the CPU reference, byte for byte.
+/// \param output the output, in device, pinned or host memory.
+/// \param reference the CPU reference's output, host memory of the same size.
+/// \param element how to decode differing elements for max_abs_err (NaN or inf against a
+///        number counts as an infinite error).
+/// \return the agreement (the bit-exact rule: rel_err and tolerance 0).
+Agreement compare_with_reference(const Buffer& output, const void* reference, DType element);
+
+/// \brief A copy of a buffer in another kind of memory.
+/// \param memory where the copy lives.
+/// \param src the buffer to copy.
+/// \return the copy.
+Buffer copy_to(Memory memory, const Buffer& src);
+
+/// \brief A one-element f32 scale tensor.
+struct ScaleTensor {
+  Buffer storage;   ///< 4 bytes
+  TensorView view;  ///< f32 [1]
+};
+
+/// \brief A scale tensor holding one value.
+/// \param value the scale.
+/// \param memory where it lives.
+/// \return the tensor.
+ScaleTensor make_scale(float value, Memory memory);
+
+}  // namespace pagedkv::entries

@@ -1,0 +1,51 @@
+/// \file
+/// \brief The agreement rule for reductions (norms, attention, merges), written once.
+///
+/// Copy, quantize and index ops are bit-identical across the three implementations. A
+/// reduction is not: the GPU sums in float32 in an order of its own. Each GPU version is
+/// therefore compared with the CPU reference, which evaluates in float64 and rounds each output
+/// element once, by the norm-wise relative error
+/// \code
+/// rel_err = ||gpu - reference||_2 / ||reference||_2
+/// \endcode
+/// which must stay within reduction_tolerance(). Chapter "Normalizing hidden states", section
+/// "How close is close enough", derives the bound.
+#pragma once
+
+#include <cstdint>
+
+#include "pagedkv/dtype.h"
+
+namespace pagedkv {
+
+/// \brief Unit roundoff of a floating-point dtype: 2^-p for a p-bit significand (f32 2^-24,
+/// f16 2^-11, bf16 2^-8), the largest relative error of one rounding to nearest.
+/// \param dtype f32, f16 or bf16.
+/// \return the unit roundoff.
+double unit_roundoff(DType dtype);
+
+/// \brief Largest acceptable norm-wise relative error of a GPU result whose elements each come
+/// from a float32 reduction over `reduced_length` terms, rounded to `output` dtype:
+/// \code
+/// 2 u_out + (8 sqrt(n) + 8) u_f32
+/// \endcode
+/// Two output roundings (the GPU's and the reference's: they may round the same value to
+/// neighbouring numbers), plus the float32 work: the sum of n squares, whose error grows like
+/// sqrt(n) u_f32 for rounding errors of random sign (with a factor 8 to spare), and a few
+/// single operations (rsqrtf's 2 ulp, the products).
+/// \param output dtype of the output elements.
+/// \param reduced_length terms in each reduction (hidden_size for a norm).
+/// \return the tolerance.
+double reduction_tolerance(DType output, std::int64_t reduced_length);
+
+/// \brief Norm-wise relative error of `count` elements of `dtype` at `actual` against the
+/// same elements at `reference` (both host memory): ||a - r|| / ||r||, computed in float64.
+/// A NaN or infinity anywhere gives infinity; an all-zero reference gives ||a||.
+/// \param actual the elements to judge.
+/// \param reference the reference elements.
+/// \param dtype f32, f16 or bf16.
+/// \param count number of elements.
+/// \return the relative error.
+double relative_error(const void* actual, const void* reference, DType dtype, std::int64_t count);
+
+}  // namespace pagedkv

@@ -1,0 +1,160 @@
+/// \file
+/// \brief How an op describes itself once, and the checked entry point derived from it.
+///
+/// An op is one struct (e.g. pagedkv::RmsNorm in pagedkv/ops/rms_norm.h) that holds:
+/// - `name`: the upstream name, used everywhere;
+/// - `Args`: its arguments, in vLLM's order, with vLLM's names;
+/// - `arguments(arg)`: the one list that gives each argument its kind and its documentation;
+/// - `Plan`: what validation derives from the arguments (sizes, strides, dtypes);
+/// - `validate(args, impl)`: the contract, shared by the three implementations;
+/// - `cpu(plan, args)`, `naive(plan, args, stream)`, `optimized(plan, args, stream)`: the three
+///   implementations, which trust the plan;
+/// - `card()`: its card in the op registry (family, sources, workloads), written in
+///   core/entries/<op>.cpp.
+///
+/// Everything else is derived from that struct: run() below (validate, then launch), the op
+/// registry's entry, the Python bindings, the `vllm_ops` wrappers and the API page.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include "pagedkv/impl.h"
+#include "pagedkv/tensor_view.h"
+
+namespace pagedkv {
+
+struct OpEntry;  // pagedkv/registry.h: what Op::card() returns
+
+/// \brief What one argument of an op is. The names follow vLLM's torch schemas: a tensor the op
+/// writes is `Tensor!` there, an optional one `Tensor?`.
+enum class ArgKind {
+  input,           ///< a tensor the op only reads (`Tensor`)
+  output,          ///< a tensor the op writes (`Tensor!`)
+  inout,           ///< a tensor the op reads and overwrites (`Tensor!`)
+  optional_input,  ///< a tensor the op reads, or none: a view with no data (`Tensor?`)
+  integer,         ///< a std::int64_t (`int`)
+  real,            ///< a double (`float`)
+  boolean,         ///< a bool (`bool`)
+  string,          ///< a std::string (`str`)
+};
+
+/// \brief The kind's name as vLLM's torch schema spells the type ("Tensor!", "float", ...).
+/// \param kind the argument kind.
+/// \return the schema type.
+constexpr const char* schema_type(ArgKind kind) {
+  switch (kind) {
+    case ArgKind::input: return "Tensor";
+    case ArgKind::output: return "Tensor!";
+    case ArgKind::inout: return "Tensor!";
+    case ArgKind::optional_input: return "Tensor?";
+    case ArgKind::integer: return "int";
+    case ArgKind::real: return "float";
+    case ArgKind::boolean: return "bool";
+    case ArgKind::string: return "str";
+  }
+  return "?";
+}
+
+/// \brief "input", "output", "inout", "optional_input", "int", "float", "bool" or "str".
+/// \param kind the argument kind.
+/// \return its name in `pagedkv list --json` and in Python.
+constexpr const char* kind_name(ArgKind kind) {
+  switch (kind) {
+    case ArgKind::input: return "input";
+    case ArgKind::output: return "output";
+    case ArgKind::inout: return "inout";
+    case ArgKind::optional_input: return "optional_input";
+    case ArgKind::integer: return "int";
+    case ArgKind::real: return "float";
+    case ArgKind::boolean: return "bool";
+    case ArgKind::string: return "str";
+  }
+  return "?";
+}
+
+/// \brief True for the four tensor kinds.
+/// \param kind the argument kind.
+/// \return whether the argument is a tensor.
+constexpr bool is_tensor(ArgKind kind) {
+  return kind == ArgKind::input || kind == ArgKind::output || kind == ArgKind::inout ||
+         kind == ArgKind::optional_input;
+}
+
+/// \brief One argument as the rest of the project sees it: the registry, the bindings and the
+/// docs read these.
+struct ArgInfo {
+  std::string name;  ///< vLLM's name
+  ArgKind kind;      ///< tensor role or scalar type
+  std::string doc;   ///< shape, dtype and meaning: the one place this is written
+};
+
+/// \brief The C++ type that holds an argument of `kind`.
+/// \tparam T the member's type in the op's Args.
+/// \param kind the kind the op declares for it.
+/// \return whether they belong together.
+template <typename T>
+constexpr bool kind_fits(ArgKind kind) {
+  if constexpr (std::is_same_v<T, TensorView>) return is_tensor(kind);
+  if constexpr (std::is_same_v<T, std::int64_t>) return kind == ArgKind::integer;
+  if constexpr (std::is_same_v<T, double>) return kind == ArgKind::real;
+  if constexpr (std::is_same_v<T, bool>) return kind == ArgKind::boolean;
+  if constexpr (std::is_same_v<T, std::string>) return kind == ArgKind::string;
+  return false;
+}
+
+/// \brief The op's arguments as ArgInfo, in order (what `Op::arguments` lists).
+/// \tparam Op the op's struct.
+/// \return one ArgInfo per argument.
+template <class Op>
+std::vector<ArgInfo> arguments_of() {
+  std::vector<ArgInfo> list;
+  Op::arguments([&](auto member, const char* name, ArgKind kind, const char* doc) {
+    using Member = std::remove_reference_t<decltype(std::declval<typename Op::Args&>().*member)>;
+    static_assert(kind_fits<Member>(ArgKind::input) || kind_fits<Member>(ArgKind::integer) ||
+                      kind_fits<Member>(ArgKind::real) || kind_fits<Member>(ArgKind::boolean) ||
+                      kind_fits<Member>(ArgKind::string),
+                  "an op argument is a TensorView, std::int64_t, double, bool or std::string");
+    list.push_back(ArgInfo{name, kind, doc});
+  });
+  return list;
+}
+
+/// \brief Runs an already validated plan with implementation `impl` (nothing is checked, and
+/// nothing synchronizes after a CUDA launch): what timing loops call.
+/// \tparam Op the op's struct.
+/// \param impl which implementation.
+/// \param plan what Op::validate() returned for these arguments and this implementation.
+/// \param args the arguments.
+/// \param stream the CUDA stream (ignored by the CPU reference).
+template <class Op>
+void launch(Impl impl, const typename Op::Plan& plan, const typename Op::Args& args,
+            cudaStream_t stream = nullptr) {
+  switch (impl) {
+    case Impl::cpu: Op::cpu(plan, args); return;
+    case Impl::naive: Op::naive(plan, args, stream); return;
+    case Impl::optimized: Op::optimized(plan, args, stream); return;
+  }
+}
+
+/// \brief The checked entry point of every op: validate the arguments for `impl` (throws
+/// InvalidArgument before anything is written), then run the implementation.
+///
+/// \code
+/// pagedkv::run<pagedkv::RmsNorm>(pagedkv::Impl::optimized, {out, input, weight, 1e-6}, stream);
+/// \endcode
+/// \tparam Op the op's struct.
+/// \param impl which implementation.
+/// \param args the arguments, in vLLM's order.
+/// \param stream the CUDA stream (ignored by the CPU reference); nothing synchronizes after it.
+template <class Op>
+void run(Impl impl, const typename Op::Args& args, cudaStream_t stream = nullptr) {
+  const typename Op::Plan plan = Op::validate(args, impl);
+  launch<Op>(impl, plan, args, stream);
+}
+
+}  // namespace pagedkv

@@ -1,0 +1,24 @@
+/// \file
+/// \brief Every op of pagedkv, and the one list of them.
+///
+/// Adding an op: its header under pagedkv/ops/, one include below and one name in AllOps. The
+/// registry, the Python bindings, the `vllm_ops` wrappers and the API pages follow from it.
+#pragma once
+
+#include "pagedkv/ops/fused_add_rms_norm.h"
+#include "pagedkv/ops/reshape_and_cache.h"
+#include "pagedkv/ops/reshape_and_cache_flash.h"
+#include "pagedkv/ops/rms_norm.h"
+#include "pagedkv/ops/swap_blocks.h"
+
+namespace pagedkv {
+
+/// \brief A list of op structs, to iterate over at compile time.
+/// \tparam Op the op structs.
+template <class... Op>
+struct OpList {};
+
+/// \brief Every op, in catalogue order.
+using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm>;
+
+}  // namespace pagedkv
