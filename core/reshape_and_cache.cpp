@@ -1,6 +1,6 @@
 // The one contract of reshape_and_cache: every check the three implementations share, made
-// before any byte is written. Upstream checks only the dtype dispatch (spec §3.5); the rest below
-// are the checks it forgets (spec §18: slot dtype and range, "auto" reinterpreting the cache,
+// before any byte is written. Upstream checks only the dtype dispatch (vLLM csrc/cache_kernels.cu @9803b00, reshape_and_cache); the rest below
+// are the checks it forgets (chapter "Writing the cache", upstream quirks: slot dtype and range, "auto" reinterpreting the cache,
 // head_size % x, zero tokens).
 #include "pagedkv/ops/reshape_and_cache.h"
 

@@ -1,9 +1,9 @@
-// The one contract of reshape_and_cache_flash (spec/vllm-cache-ops.md §4), shared by the CPU
+// The one contract of reshape_and_cache_flash (vLLM csrc/cache_kernels.cu @9803b00: reshape_and_cache_flash), shared by the CPU
 // reference, the naive and the optimized CUDA kernels. Every rule throws InvalidArgument naming
 // the argument, the expected and the actual value, before any byte is written.
 //
 // Beyond what upstream checks (k/v scale shapes, equal cache stride(0), the kv_cache_dtype
-// dispatch), this contract also rejects what upstream silently gets wrong (spec §18):
+// dispatch), this contract also rejects what upstream silently gets wrong (chapter "Writing the cache", upstream quirks):
 //   - an int32 slot_mapping (upstream reads it through an int64 pointer: garbage slots);
 //   - slots >= num_blocks * block_size (upstream writes out of bounds);
 //   - value_cache with other strides than key_cache (upstream addresses it with key_cache's);

@@ -1,4 +1,4 @@
-// CPU reference of reshape_and_cache: the specification (spec §3.3) as plain loops.
+// CPU reference of reshape_and_cache: the specification (vLLM csrc/cache_kernels.cu @9803b00: reshape_and_cache_kernel) as plain loops.
 //
 // For every token with a slot s >= 0, block = s / block_size and offset = s % block_size, and for
 // every head h and element d:

@@ -1,4 +1,4 @@
-// CPU reference of reshape_and_cache_flash (spec/vllm-cache-ops.md §4.3): the specification in
+// CPU reference of reshape_and_cache_flash (vLLM csrc/cache_kernels.cu @9803b00: reshape_and_cache_flash_kernel): the specification in
 // code. Token t goes to slot s = slot_mapping[t], i.e. block s / block_size, position
 // s % block_size inside it; every head's row of head_size elements is stored there, in the key
 // cache and in the value cache, converted as kv_cache_dtype says. Negative slots are padding.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The repository's one GPU script (design.md §5): run on a machine with an NVIDIA GPU, offline.
+# The repository's one GPU script (README: recorded results): run on a machine with an NVIDIA GPU, offline.
 #
 #   OUT=/path/to/output bash scripts/gpu_check.sh      # OUT defaults to ./gpu-out
 #

@@ -1,4 +1,4 @@
-// Tests of reshape_and_cache (spec/vllm-cache-ops.md §3), tag [reshape_and_cache].
+// Tests of reshape_and_cache (vLLM csrc/cache_kernels.cu @9803b00: reshape_and_cache), tag [reshape_and_cache].
 //
 // CPU part (runs everywhere): a small hand-computed case proving where the key chunks and the
 // transposed values land and that nothing else is touched, hand-encoded fp8 bytes, every head

@@ -1,4 +1,4 @@
-// Tests of reshape_and_cache_flash (spec/vllm-cache-ops.md §4).
+// Tests of reshape_and_cache_flash (vLLM csrc/cache_kernels.cu @9803b00: reshape_and_cache_flash).
 //
 // CPU part (runs everywhere): small hand-computed cases proving that the CPU reference puts every
 // token where the spec says (NHD, HND, joint K/V allocation, per-head fp8 scales, padding slots,

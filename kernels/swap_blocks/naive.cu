@@ -8,7 +8,7 @@
 //
 // Cost: one API call and one DMA set-up per block. For 32 KiB blocks that is a few
 // microseconds each, so host<->device copies reach only a fraction of the PCIe bandwidth that
-// one bulk copy of the same bytes gets (design.md §4: ~11 of ~53 GB/s on an H100). The
+// one bulk copy of the same bytes gets (~11 of ~53 GB/s on an H100; chapter "Moving blocks"). The
 // optimized version (optimized.cu) removes that per-block cost.
 //
 // Measured (H100, W6, 2048 random pairs of 32 KiB): H2D 10.0 GB/s = 18 % of one bulk pinned

@@ -1,5 +1,6 @@
-"""An independent NumPy formulation of the ops (spec/vllm-cache-ops.md §2.3, §3.3, §4.3 and the
-vectorized recipes of Appendix A), used to check pagedkv.cpu.
+"""An independent NumPy formulation of the ops (vLLM csrc/cache_kernels.cu @9803b00: swap_blocks,
+reshape_and_cache, reshape_and_cache_flash, written as whole-array operations), used to check
+pagedkv.cpu.
 
 Nothing here calls pagedkv: the cache writes are whole-array advanced-indexing assignments, and
 fp8 bytes come from ml_dtypes' float8 casts (round to nearest even) after clamping to the largest

@@ -96,7 +96,7 @@ void ReshapeAndCache::naive(const Plan& plan, const Args& args, cudaStream_t str
   const TensorView& v_scale = args.v_scale;
   namespace k = kernels::reshape_and_cache_naive;
   const std::int64_t num_elements = plan.num_tokens * plan.num_heads * plan.head_size;
-  if (num_elements == 0) return;  // upstream launches an empty grid here (spec §1.7)
+  if (num_elements == 0) return;  // upstream launches an empty grid here (a launch error)
   constexpr int kThreads = 256;
   // At most 2^31 - 1 blocks of 256 threads: far more elements than any cache holds.
   const auto num_ctas = static_cast<unsigned>((num_elements + kThreads - 1) / kThreads);

@@ -41,7 +41,7 @@
 //     value_cache is aligned and block_size × element size is a multiple of 16; element accesses
 //     otherwise. Nothing outside the slots named by slot_mapping is written.
 //  7. Every (head, chunk) is written whatever num_heads × head_size is (upstream stops at 512
-//     16-byte chunks per token, spec §3.4), and heads larger than 32 chunks (512 cache bytes per
+//     16-byte chunks per token, see upstream reshape_and_cache_kernel), and heads larger than 32 chunks (512 cache bytes per
 //     token) are split over several CTAs so that shared memory stays under 48 KiB.
 //  8. Registers: 5 CTAs per SM cap a thread at 48 registers. The tile loads form their addresses
 //     from the kernel parameters instead of keeping two 64-bit row pointers live: with trick 4's
@@ -66,7 +66,7 @@
 // 0.84 ms floor (16.0 % of copy), measured 1.07 ms (12.5 %).
 // The second ceiling is L2 write requests, and it is what the piece order hit: the same 4.9 GB
 // of DRAM traffic, but 75.4 M requests of one sector instead of 25.2 M of four (1,151 instead
-// of 384 per token), ~14 G requests/s, 5.4 ms. That is the ceiling behind design.md §4's
+// of 384 per token), ~14 G requests/s, 5.4 ms. That is the ceiling behind the measured
 // "random 16-byte scatter at ~0.41 TB/s" too: one 16-byte unit per request at ~14 G/s is
 // ~0.45 TB/s counting 16 bytes read + 16 written. A kernel with one thread per (token, head,
 // 16-byte chunk), no shared memory, each thread storing its 8 values down 8 value rows, makes
