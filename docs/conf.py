@@ -69,8 +69,9 @@ breathe_projects = {"pagedkv": str(DOXYGEN_XML)}
 breathe_default_project = "pagedkv"
 breathe_domain_by_extension = {"h": "cpp", "hpp": "cpp", "cpp": "cpp", "cu": "cpp", "cuh": "cpp"}
 breathe_show_include = False
-# The Doxyfile keeps __global__, __device__ and __host__ visible so a reader sees what is a kernel.
-cpp_id_attributes = ["__global__", "__device__", "__host__", "__forceinline__"]
+# The Doxyfile keeps __global__, __device__ and __host__ visible so a reader sees what is a kernel;
+# PAGEDKV_HOST_DEVICE (pagedkv/row_layout.h) is the macro for "__host__ __device__".
+cpp_id_attributes = ["__global__", "__device__", "__host__", "__forceinline__", "PAGEDKV_HOST_DEVICE"]
 cpp_paren_attributes = ["__launch_bounds__"]
 primary_domain = "cpp"
 highlight_language = "cpp"

@@ -8,8 +8,8 @@
 # translation and Sphinx warnings are errors too, but the script goes on to build as much of
 # the site as it can (so the problem can be looked at) and exits 1 at the end with the list.
 #   1. Doxygen XML from include/ core/ reference_cpu/ kernels/ (every warning is an error)
-#   2. generated pages: the op table (`$PAGEDKV_BIN list --json`), the API snippets (Doxygen
-#      XML), the performance page (newest committed results/*.json), the chapters' figures and
+#   2. generated pages: the API pages docs/api/<op>.md (`$PAGEDKV_BIN list --json` and the
+#      Doxygen XML; git-ignored), the op table, the performance page (newest committed results/*.json), the chapters' figures and
 #      results tables (docs/tools/make_figures.py); then the generators' unit tests
 #   3. sphinx-build -b gettext -> sphinx-intl update -> auto-fill of code/math-only messages
 #      -> the translation gate (no untranslated or fuzzy message in docs/locales/zh_CN)

@@ -1,7 +1,7 @@
 """Let ```{doxygenfile}``` name a file by its repository path.
 
 Breathe (5.1) matches a path against the file compound's name, which Doxygen sets to the bare
-file name, so `kernels/swap_blocks/naive.cu` never matches and `naive.cu` matches every op's
+file name, so `kernels/<op>/naive.cu` never matches and `naive.cu` matches every op's
 naive kernel. pagedkv has many files of the same name (naive.cu, optimized.cu), so a target
 with a directory is matched here against the compound's location (a repository path, since
 the Doxyfile strips the repository root). Targets without a directory behave as before.

@@ -17,9 +17,13 @@ HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
 sys.path.insert(0, str(HERE.parent / "tools"))
 
+import api_pages  # noqa: E402
 import op_table  # noqa: E402
 import performance  # noqa: E402
 import po_autofill  # noqa: E402
+
+REPO = HERE.parents[1]
+FIXTURE_OPS = json.loads((FIXTURES / "pagedkv_list.json").read_text())["ops"]
 
 
 def test_registry_needs_pagedkv_bin():
@@ -37,7 +41,8 @@ def test_op_table_from_registry(tmp_path):
     api_dir.mkdir(parents=True)
     (api_dir / "swap_blocks.md").write_text("# swap_blocks\n")
     ops = op_table.build(str(FIXTURES / "fake_pagedkv"), root, root / "out", api_dir)
-    assert [op["name"] for op in ops] == ["swap_blocks", "reshape_and_cache", "reshape_and_cache_flash"]
+    assert [op["name"] for op in ops] == ["swap_blocks", "reshape_and_cache", "reshape_and_cache_flash",
+                                          "rms_norm", "fused_add_rms_norm"]
     table = (root / "out" / "op_table.md").read_text()
     # The op with an API page links to it; the other is shown as code.
     assert "{doc}`swap_blocks </docs/api/swap_blocks>`" in table
@@ -49,6 +54,137 @@ def test_op_table_from_registry(tmp_path):
     assert "FIXTURE role \\| with a pipe" in table
     measurement = (root / "out" / "op_measurement.md").read_text()
     assert "FIXTURE: blocks x block bytes" in measurement and "W6" in measurement
+
+
+def test_fixture_listing_has_arguments():
+    for op in FIXTURE_OPS:
+        assert op["arguments"] and op["workload_notes"], op["name"]
+        for arg in op["arguments"]:
+            assert arg["kind"] in ("input", "output", "inout", "optional_input", "int", "float",
+                                   "bool", "str")
+            assert arg["schema_type"] in ("Tensor", "Tensor!", "Tensor?", "int", "float", "bool",
+                                          "str")
+
+
+def test_schema_line_and_arguments_table():
+    by_name = {op["name"]: op for op in FIXTURE_OPS}
+    assert api_pages.schema_line(by_name["reshape_and_cache_flash"]) == (
+        "reshape_and_cache_flash(Tensor key, Tensor value, Tensor! key_cache, Tensor! value_cache, "
+        "Tensor slot_mapping, str kv_cache_dtype, Tensor k_scale, Tensor v_scale) -> ()")
+    assert api_pages.schema_line(by_name["fused_add_rms_norm"]).startswith(
+        "fused_add_rms_norm(Tensor! input, Tensor! residual, Tensor weight, float epsilon)")
+    op = {"name": "toy", "arguments": [
+        {"name": "a", "kind": "input", "schema_type": "Tensor", "doc": "one | two\n  three"},
+        {"name": "n", "kind": "int", "schema_type": "int", "doc": ""}]}
+    lines = api_pages.render_arguments(op)
+    assert "toy(Tensor a, int n) -> ()" in lines
+    assert "| 0 | `a` | `Tensor` | one \\| two three |" in lines
+    assert "| 1 | `n` | `int` | — |" in lines
+
+
+def _doxygen_xml(tmp_path: Path) -> Path:
+    """Doxygen XML of the fixture tree docs/tests/fixtures/api_src (paths relative to it)."""
+    if not shutil.which("doxygen"):
+        pytest.skip("doxygen not installed")
+    import subprocess
+    src = FIXTURES / "api_src"
+    out = tmp_path / "dox"
+    out.mkdir()
+    doxyfile = tmp_path / "Doxyfile"
+    doxyfile.write_text("\n".join([
+        f"INPUT = {src}/include {src}/core {src}/reference_cpu {src}/kernels", "RECURSIVE = YES",
+        "FILE_PATTERNS = *.h *.cpp *.cu", "EXTENSION_MAPPING = cu=C++",
+        f"STRIP_FROM_PATH = {src}", "FULL_PATH_NAMES = YES", f"OUTPUT_DIRECTORY = {out}",
+        "GENERATE_XML = YES", "GENERATE_HTML = NO", "GENERATE_LATEX = NO", "QUIET = YES",
+        "EXTRACT_STATIC = YES", "ENABLE_PREPROCESSING = YES", "MACRO_EXPANSION = YES",
+        "EXPAND_ONLY_PREDEF = YES", "PREDEFINED = __global__=", "XML_PROGRAMLISTING = NO", ""]))
+    subprocess.run(["doxygen", str(doxyfile)], check=True, capture_output=True, cwd=tmp_path)
+    return out / "xml"
+
+
+def _sections(page: str) -> dict[str, str]:
+    parts = {}
+    for chunk in page.split("\n## ")[1:]:
+        title, _, body = chunk.partition("\n")
+        parts[title] = body
+    return parts
+
+
+def test_api_pages_from_doxygen(tmp_path):
+    xml = _doxygen_xml(tmp_path)
+    api_dir = tmp_path / "api"
+    api_dir.mkdir()
+    (api_dir / "index.md").write_text("# API\n")
+    stale = api_dir / "gone_op.md"
+    stale.write_text(api_pages.GENERATED_MARK + " ...\n# gone_op\n")
+    toy = {"name": "toy_op", "role": "FIXTURE role of toy_op.", "cpu_source": "reference_cpu/toy_op.cpp",
+           "naive_source": "kernels/toys/toy_op/naive.cu",
+           "optimized_source": "kernels/toys/toy_op/optimized.cu",
+           "arguments": [{"name": "out", "kind": "output", "schema_type": "Tensor!", "doc": "FIXTURE out"},
+                         {"name": "scale", "kind": "float", "schema_type": "float", "doc": "FIXTURE scale"}]}
+    problems = api_pages.build(xml, [toy], tmp_path / "out", api_dir)
+    assert problems == []
+    assert not stale.exists() and (api_dir / "index.md").is_file()
+    page = (api_dir / "toy_op.md").read_text()
+    assert page.startswith(api_pages.GENERATED_MARK)
+    assert "\n# toy_op\n\nFIXTURE role of toy_op.\n" in page
+    assert "toy_op(Tensor! out, float scale) -> ()" in page
+    s = _sections(page)
+    assert list(s) == ["Arguments", "Contract", "CPU reference", "Naive CUDA", "Optimized CUDA"]
+    # Contract: the op struct once, without the members shown in the other sections; the nested
+    # structs and their members are listed so that Breathe shows them; core/ files of the op.
+    members = next(line for line in s["Contract"].splitlines() if line.startswith(":members:"))
+    listed = {m.strip() for m in members[len(":members:"):].split(",")}
+    assert {"name", "arguments", "validate", "Args", "out", "scale", "Plan", "rows"} <= listed
+    assert not listed & {"cpu", "naive", "optimized", "tile_width"}
+    assert "```{doxygenstruct} pagedkv::ToyOp\n" in s["Contract"]
+    assert "pagedkv::ToyOp::Args" not in page  # nested: rendered by the op struct's directive
+    assert "### `core/toy_op.cpp`" in s["Contract"]
+    # Each implementation: its member first, then its files and their entities.
+    assert s["CPU reference"].index("{doxygenfunction} pagedkv::ToyOp::cpu") < \
+        s["CPU reference"].index("### `reference_cpu/toy_op.cpp`") < \
+        s["CPU reference"].index("pagedkv::cpu::toy_cpu_helper")
+    assert "{doxygenfunction} pagedkv::ToyOp::naive" in s["Naive CUDA"]
+    assert "pagedkv::kernels::toy_naive_kernel" in s["Naive CUDA"]
+    for target in ("pagedkv::ToyOp::optimized", "pagedkv::ToyOp::tile_width",
+                   "pagedkv::optimized::toy_strategy", "pagedkv::kernels::toy_optimized_kernel"):
+        assert target in s["Optimized CUDA"], target
+    assert page.count("{doxygenfunction} pagedkv::ToyOp::optimized") == 1
+    # Shared files go to the common snippet, not to the op page.
+    common = (tmp_path / "out" / "api_common.md").read_text()
+    assert "pagedkv::shared_helper" in common and "shared_helper" not in page
+    assert "toy_op" not in common
+    # A hand-written page is not overwritten: reported.
+    (api_dir / "toy_op.md").write_text("# toy_op\nhand-written\n")
+    problems = api_pages.build(xml, [toy], tmp_path / "out", api_dir)
+    assert problems and "hand-written" in problems[0]
+    assert "hand-written" in (api_dir / "toy_op.md").read_text()
+    # An op header without a registry entry is reported; a registry entry without arguments too.
+    (api_dir / "toy_op.md").unlink()
+    problems = api_pages.build(xml, [], tmp_path / "out", api_dir)
+    assert any("not in `pagedkv list --json`" in p for p in problems)
+    problems = api_pages.build(xml, [{k: v for k, v in toy.items() if k != "arguments"}],
+                               tmp_path / "out", api_dir)
+    assert any("no \"arguments\"" in p for p in problems)
+
+
+def _op_names() -> set[str]:
+    names = {op["name"] for op in FIXTURE_OPS}
+    names |= {p.stem for p in (REPO / "include" / "pagedkv" / "ops").glob("*.h")}
+    return names
+
+
+@pytest.mark.parametrize("path", [
+    "docs/conf.py", "docs/api/index.md", "docs/api/common.md", "docs/tools/generate.py",
+    "docs/tools/api_pages.py", "docs/tools/op_table.py", "docs/tools/performance.py",
+    "docs/tools/po_autofill.py", "docs/tools/check_catalogs.py", "docs/tools/doxygen_report.py",
+    "docs/_ext/pagedkv_breathe.py", "docs/_ext/pagedkv_i18n.py"])
+def test_hand_written_docs_name_no_op(path):
+    """Ops are listed once, in the registry: hand-written docs tooling and pages never name one."""
+    import re
+    text = (REPO / path).read_text()
+    named = [op for op in _op_names() if re.search(rf"(?<![\w]){op}(?![\w])", text)]
+    assert not named, f"{path} names {named}"
 
 
 def test_performance_without_results(tmp_path):

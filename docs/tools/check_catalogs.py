@@ -4,8 +4,9 @@
    so sphinx-intl creates no empty .po for it.
 2. The text that Breathe renders from Doxygen comments reaches the catalogs only through
    docs/_ext/pagedkv_i18n.py, which relies on Sphinx internals. This check takes the \\brief
-   and the first \\param text of the first documented function of an op header from the XML
-   and requires both to appear in the API catalogs.
+   and the first \\param text of the first documented function of an op header (a member of
+   an op struct, else a namespace function) from the XML and requires both to appear in the
+   API catalogs.
 
   python docs/tools/check_catalogs.py build/docs/gettext build/docs/doxygen/xml
 """
@@ -25,8 +26,10 @@ def _words(text: str) -> str:
 
 def expected_texts(xml_dir: Path) -> list[str]:
     """Brief and first parameter text of the first documented function of an op header."""
-    for ns_file in sorted(xml_dir.glob("namespace*.xml")):
-        cdef = ET.parse(ns_file).getroot().find("compounddef")
+    compounds = sorted(xml_dir.glob("struct*.xml")) + sorted(xml_dir.glob("class*.xml")) + \
+        sorted(xml_dir.glob("namespace*.xml"))
+    for compound in compounds:
+        cdef = ET.parse(compound).getroot().find("compounddef")
         for m in cdef.iter("memberdef"):
             loc = m.find("location")
             path = loc.get("declfile") or loc.get("file") or ""

@@ -2,10 +2,13 @@
 
   python docs/tools/generate.py --xml build/docs/doxygen/xml
 
-writes into docs/_generated/ (ignored by git):
-  op_table.md, op_measurement.md, ops.json   from `$PAGEDKV_BIN list --json`  (op_table.py)
-  api_<op>.md, api_common.md, sources/**     from the Doxygen XML             (api_pages.py)
-  performance_body.md, perf/*.png            from the newest results/*.json   (performance.py)
+writes (all ignored by git):
+  docs/api/<op>.md                     one page per op of `$PAGEDKV_BIN list --json`, with the
+                                       Doxygen XML (api_pages.py; docs/api/index.md and
+                                       common.md are the only hand-written pages there)
+  docs/_generated/api_common.md, sources/**   from the Doxygen XML            (api_pages.py)
+  docs/_generated/op_table.md, op_measurement.md, ops.json   from the registry (op_table.py)
+  docs/_generated/performance_body.md, perf/*.png   from the newest results/*.json (performance.py)
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ def main() -> int:
     out = root / "docs" / "_generated"
     api_dir = root / "docs" / "api"
 
-    ops = op_table.build(os.environ.get("PAGEDKV_BIN", ""), root, out, api_dir)
+    ops = op_table.read_registry(os.environ.get("PAGEDKV_BIN", ""))
+    problems = api_pages.build(args.xml, ops, out, api_dir)  # first: the op table links the pages
+    print(f"docs: API pages for {len(ops)} ops")
+    op_table.build(ops, root, out, api_dir)
     print(f"docs: op table with {len(ops)} ops")
-    problems = api_pages.build(args.xml, ops, out, api_dir)
-    print(f"docs: API snippets for {len(list(out.glob('api_*.md')))} pages")
     used = performance.build(root, out, args.results)
     print("docs: performance page from " + (str(used.relative_to(root)) if used else
                                             "no results file (the page says so)"))

@@ -97,8 +97,10 @@ def render_measurement(ops: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build(pagedkv_bin: str, root: Path, out_dir: Path, api_dir: Path) -> list[dict]:
-    ops = read_registry(pagedkv_bin)
+def build(ops: list[dict] | str, root: Path, out_dir: Path, api_dir: Path) -> list[dict]:
+    """Write the two tables for `ops` (the registry's list, or the path of the tool to ask)."""
+    if isinstance(ops, str):
+        ops = read_registry(ops)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "op_table.md").write_text(render(ops, root, api_dir))
     (out_dir / "op_measurement.md").write_text(render_measurement(ops))

@@ -10,7 +10,7 @@
 /// - `cpu(plan, args)`, `naive(plan, args, stream)`, `optimized(plan, args, stream)`: the three
 ///   implementations, which trust the plan;
 /// - `card()`: its card in the op registry (family, sources, workloads), written in
-///   core/entries/<op>.cpp.
+///   `core/entries/<op>.cpp`.
 ///
 /// Everything else is derived from that struct: run() below (validate, then launch), the op
 /// registry's entry, the Python bindings, the `vllm_ops` wrappers and the API page.

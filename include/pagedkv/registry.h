@@ -168,7 +168,7 @@ using ArgValue = std::variant<TensorView, std::int64_t, double, bool, std::strin
 
 /// \brief What an op tells the rest of the project about itself.
 ///
-/// The op's own card (Op::card(), in core/entries/<op>.cpp) fills the descriptive fields and the
+/// The op's own card (Op::card(), in `core/entries/<op>.cpp`) fills the descriptive fields and the
 /// workloads; entry_of() adds what is derived from the op's struct: the name, the arguments and
 /// the two type-erased entry points.
 struct OpEntry {

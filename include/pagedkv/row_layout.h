@@ -6,6 +6,8 @@
 #include <cstdint>
 
 #if defined(__CUDACC__)
+/// \brief `__host__ __device__` under nvcc, nothing for the host compiler: RowLayout's
+/// methods run on both sides.
 #define PAGEDKV_HOST_DEVICE __host__ __device__
 #else
 #define PAGEDKV_HOST_DEVICE

@@ -31,10 +31,10 @@ struct FusedAddRmsNorm {
   struct Args {
     /// \name Arguments (documented in FusedAddRmsNorm::arguments)
     /// @{
-    TensorView input;
-    TensorView residual;
-    TensorView weight;
-    double epsilon = 1e-6;
+    TensorView input;       ///< see FusedAddRmsNorm::arguments()
+    TensorView residual;    ///< see FusedAddRmsNorm::arguments()
+    TensorView weight;      ///< see FusedAddRmsNorm::arguments()
+    double epsilon = 1e-6;  ///< see FusedAddRmsNorm::arguments()
     /// @}
   };
 

@@ -47,14 +47,14 @@ struct ReshapeAndCache {
   struct Args {
     /// \name Arguments (documented in ReshapeAndCache::arguments)
     /// @{
-    TensorView key;
-    TensorView value;
-    TensorView key_cache;
-    TensorView value_cache;
-    TensorView slot_mapping;
-    std::string kv_cache_dtype;
-    TensorView k_scale;
-    TensorView v_scale;
+    TensorView key;              ///< see ReshapeAndCache::arguments()
+    TensorView value;            ///< see ReshapeAndCache::arguments()
+    TensorView key_cache;        ///< see ReshapeAndCache::arguments()
+    TensorView value_cache;      ///< see ReshapeAndCache::arguments()
+    TensorView slot_mapping;     ///< see ReshapeAndCache::arguments()
+    std::string kv_cache_dtype;  ///< see ReshapeAndCache::arguments()
+    TensorView k_scale;          ///< see ReshapeAndCache::arguments()
+    TensorView v_scale;          ///< see ReshapeAndCache::arguments()
     /// @}
   };
 

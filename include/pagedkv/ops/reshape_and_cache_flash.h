@@ -52,14 +52,14 @@ struct ReshapeAndCacheFlash {
   struct Args {
     /// \name Arguments (documented in ReshapeAndCacheFlash::arguments)
     /// @{
-    TensorView key;
-    TensorView value;
-    TensorView key_cache;
-    TensorView value_cache;
-    TensorView slot_mapping;
-    std::string kv_cache_dtype;
-    TensorView k_scale;
-    TensorView v_scale;
+    TensorView key;              ///< see ReshapeAndCacheFlash::arguments()
+    TensorView value;            ///< see ReshapeAndCacheFlash::arguments()
+    TensorView key_cache;        ///< see ReshapeAndCacheFlash::arguments()
+    TensorView value_cache;      ///< see ReshapeAndCacheFlash::arguments()
+    TensorView slot_mapping;     ///< see ReshapeAndCacheFlash::arguments()
+    std::string kv_cache_dtype;  ///< see ReshapeAndCacheFlash::arguments()
+    TensorView k_scale;          ///< see ReshapeAndCacheFlash::arguments()
+    TensorView v_scale;          ///< see ReshapeAndCacheFlash::arguments()
     /// @}
   };
 

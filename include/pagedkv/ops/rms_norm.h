@@ -31,10 +31,10 @@ struct RmsNorm {
   struct Args {
     /// \name Arguments (documented in RmsNorm::arguments)
     /// @{
-    TensorView out;
-    TensorView input;
-    TensorView weight;
-    double epsilon = 1e-6;
+    TensorView out;         ///< see RmsNorm::arguments()
+    TensorView input;       ///< see RmsNorm::arguments()
+    TensorView weight;      ///< see RmsNorm::arguments()
+    double epsilon = 1e-6;  ///< see RmsNorm::arguments()
     /// @}
   };
 

@@ -47,10 +47,10 @@ struct SwapBlocks {
   struct Args {
     /// \name Arguments (documented in SwapBlocks::arguments)
     /// @{
-    TensorView src;
-    TensorView dst;
-    std::int64_t block_size_in_bytes = 0;
-    TensorView block_mapping;
+    TensorView src;                        ///< see SwapBlocks::arguments()
+    TensorView dst;                        ///< see SwapBlocks::arguments()
+    std::int64_t block_size_in_bytes = 0;  ///< see SwapBlocks::arguments()
+    TensorView block_mapping;              ///< see SwapBlocks::arguments()
     /// @}
   };
 
