@@ -15,6 +15,14 @@ Outputs (the folder is ignored by git; everything is regenerated on every docs b
                                     or a "no recorded results yet" note when no run exists
                                     (snippets for {include}; docs/conf.py excludes
                                     docs/_generated/*.md from the pages)
+    docs/_generated/results_W9_<op>.md
+                                    the norms (rms_norm, fused_add_rms_norm) on workload W9:
+                                    time, % of copy and agreement (rel_err, tolerance) per
+                                    hidden size, dtype and token count, and the plot below; or
+                                    a "no recorded W9 rows yet" note
+    docs/_generated/results_figures/<op>_W9.png (and <op>_W9.zh_CN.png)
+                                    % of copy against tokens, one panel per hidden size, naive
+                                    and optimized per dtype; drawn only when W9 rows exist
 
 Every picture is computed from the same index formulas as the CPU reference (slot = block *
 block_size + offset, the NHD / HND strides, the legacy x-split), so the pictures cannot drift
@@ -150,6 +158,11 @@ LABELS = {
         "time": "time",
         "swap_note": "schematic, not to scale: grey = fixed cost of one call, "
                      "colour = bytes of one block on the link",
+        # results_figures/<op>_W9.png
+        "w9_title": "{op}, workload W9: naive (dashed) and optimized (solid)",
+        "w9_panel": "hidden size {hidden}",
+        "w9_tokens": "tokens (rows)",
+        "w9_pct": "% of device-copy bandwidth",
     },
     "zh_CN": {
         "list_sep": "、",
@@ -210,6 +223,10 @@ LABELS = {
         "launch": "启动",
         "time": "时间",
         "swap_note": "示意图，未按比例：灰色 = 一次调用的固定开销，彩色 = 链路上一个块的字节",
+        "w9_title": "{op}，工作负载 W9：朴素版本（虚线）与优化版本（实线）",
+        "w9_panel": "隐藏维度 {hidden}",
+        "w9_tokens": "token 数（行数）",
+        "w9_pct": "占设备拷贝带宽的百分比（%）",
     },
 }
 # The English layout titles, by layout name (kept under their old name for other scripts).
@@ -953,6 +970,21 @@ def rows_for(data, op):
     return [r for r in data.get("rows", []) if isinstance(r, dict) and r.get("op") == op]
 
 
+def run_lines(path, data):
+    """The "Run" table of a results file: GPU, CUDA, commit, date, copy bandwidth, file."""
+    try:
+        shown_path = path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        shown_path = path.name
+    return ["| Run | |", "|---|---|",
+            f"| GPU | {_code(data.get('gpu'))} |",
+            f"| CUDA | {_code(data.get('cuda'))} |",
+            f"| Commit | {_code(str(data.get('commit', '?'))[:12])} |",
+            f"| Date | {_code(data.get('date'))} |",
+            f"| Device copy bandwidth (GB/s) | {_num(data.get('copy_bandwidth_gbps'))} |",
+            f"| Results file | {_code(shown_path)} |", ""]
+
+
 def results_table(op, results_dir=RESULTS_DIR, plot=None):
     """MyST Markdown for one op: the run, then the largest size of every workload variant, one
     row per version (cpu, naive, optimized and the reference rows) with its speed-up against
@@ -963,17 +995,7 @@ def results_table(op, results_dir=RESULTS_DIR, plot=None):
     if not rows:
         return NO_RESULTS
     path, data = found
-    try:
-        shown_path = path.resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        shown_path = path.name
-    lines = ["| Run | |", "|---|---|",
-             f"| GPU | {_code(data.get('gpu'))} |",
-             f"| CUDA | {_code(data.get('cuda'))} |",
-             f"| Commit | {_code(str(data.get('commit', '?'))[:12])} |",
-             f"| Date | {_code(data.get('date'))} |",
-             f"| Device copy bandwidth (GB/s) | {_num(data.get('copy_bandwidth_gbps'))} |",
-             f"| Results file | {_code(shown_path)} |", ""]
+    lines = run_lines(path, data)
     unit = _size(rows[0])[0]
     unit_title = "Tokens" if unit == "tokens" else "Blocks"
     lines += ["The largest size of every workload variant. The {doc}`performance page "
@@ -1019,6 +1041,206 @@ def table_path(out, op):
     return out / f"results_{op}.md"
 
 
+# ------------------------------------------------------------------------------------------------
+# Workload W9: the norms (chapters/normalizing_hidden_states.md)
+# ------------------------------------------------------------------------------------------------
+
+W9_OPS = ["rms_norm", "fused_add_rms_norm"]
+W9_WORKLOAD = "W9"
+NO_W9_ROWS = (":::{note}\n"
+              "No recorded W9 rows yet. The table and the plot appear here once a GPU run of "
+              "this op on workload W9 has been committed under `results/`.\n"
+              ":::\n")
+# Token counts shown in the chapter's table: the decode sizes and a mid-size prefill; the
+# largest count of each variant is always added. Every size is on the performance page.
+W9_TABLE_TOKENS = (1, 16, 64, 1024)
+# Order of the dtypes in tables and legends; colour of each dtype in the plots.
+W9_DTYPE_ORDER = {"bf16": 0, "f16": 1, "fp16": 1, "f32": 2, "fp32": 2}
+W9_DTYPE_COLORS = {"bf16": TOKEN_COLORS[0], "f16": TOKEN_COLORS[1], "fp16": TOKEN_COLORS[1],
+                   "f32": TOKEN_COLORS[2], "fp32": TOKEN_COLORS[2]}
+W9_IMPL_DASH = {"naive": "--", "optimized": "-"}
+W9_FIGURE_DIR = "results_figures"
+
+
+def w9_variant(variant):
+    """(hidden size, dtype) of a W9 variant named "hidden <n> <dtype>"; (None, variant) for
+    any other name, which still gets its own rows and panel."""
+    words = str(variant).split()
+    if len(words) == 3 and words[0] == "hidden" and words[1].isdigit():
+        return int(words[1]), words[2]
+    return None, str(variant)
+
+
+def _w9_variant_key(variant):
+    hidden, dtype = w9_variant(variant)
+    return (hidden is None, hidden or 0, W9_DTYPE_ORDER.get(dtype, 9), dtype)
+
+
+def _w9_tokens(row):
+    """The token count of a W9 row: "size" (the tool's generic field), else "tokens"."""
+    value = row.get("size", row.get("tokens"))
+    return None if value is None else int(value)
+
+
+def w9_rows(data, op):
+    """The W9 rows of `op` that have a token count."""
+    return [r for r in rows_for(data, op)
+            if str(r.get("workload")) == W9_WORKLOAD and _w9_tokens(r) is not None]
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _sci(value):
+    """A relative error or a tolerance: 3 significant digits, "∞" for a non-finite error
+    (a NaN or an infinity in the output), "–" when the row has none."""
+    if value is None:
+        return "–"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value):
+        return "∞"
+    return f"{float(value):.2e}"
+
+
+def _agrees(row):
+    """The row's verdict under the reduction rule: its "agrees" key when present (rel_err within
+    the tolerance, and for fused_add_rms_norm the residual byte for byte; results/README.md),
+    else rel_err <= tolerance when both are there, else None."""
+    if isinstance(row.get("agrees"), bool):
+        return row["agrees"]
+    err, tol = row.get("rel_err"), row.get("tolerance")
+    if err is None or tol is None:
+        return None
+    return _finite(err) and _finite(tol) and err <= tol
+
+
+def w9_plot_path(out, op, lang="en"):
+    """Where the W9 plot of `op` goes in `lang`."""
+    return out / W9_FIGURE_DIR / figure_file(f"{op}_W9.png", lang)
+
+
+def draw_w9_plot(op, rows, path, lang="en"):
+    """% of copy against tokens for the W9 rows of `op`: one panel per hidden size, one line
+    per (version, dtype). Returns False (and draws nothing) when no row has a % of copy."""
+    words = LABELS[lang]
+    points = [r for r in rows if r.get("impl") in W9_IMPL_DASH and _finite(r.get("pct_of_copy"))]
+    if not points:
+        return False
+    panels = {}
+    for r in points:
+        hidden, dtype = w9_variant(r.get("variant", ""))
+        line = panels.setdefault(hidden, {}).setdefault((r["impl"], dtype), [])
+        line.append((_w9_tokens(r), float(r["pct_of_copy"])))
+    order = sorted(panels, key=lambda h: (h is None, h or 0))
+    columns = min(3, len(order))
+    rows_n = math.ceil(len(order) / columns)
+    fig, axes = plt.subplots(rows_n, columns, figsize=(4.2 * columns, 3.3 * rows_n + 0.4),
+                             squeeze=False, sharey=True)
+    for ax, hidden in zip(axes.flat, order):
+        lines = panels[hidden]
+        for impl, dtype in sorted(lines, key=lambda k: (W9_DTYPE_ORDER.get(k[1], 9), k[1],
+                                                         k[0] != "naive")):
+            xy = sorted(lines[(impl, dtype)])
+            ax.plot([x for x, _ in xy], [y for _, y in xy], W9_IMPL_DASH[impl],
+                    color=W9_DTYPE_COLORS.get(dtype, EDGE), marker="o", markersize=3,
+                    linewidth=1.3, label=f"{impl} · {dtype}")
+        ax.set_xscale("log", base=2)
+        ax.set_title(words["w9_panel"].format(hidden=hidden if hidden is not None else "?"),
+                     fontsize=9)
+        ax.set_xlabel(words["w9_tokens"])
+        ax.axhline(100, color="0.6", linewidth=0.8)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6.5)
+    for ax in axes.flat[len(order):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(words["w9_pct"])
+    fig.suptitle(words["w9_title"].format(op=op), fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def w9_table(op, results_dir=RESULTS_DIR, plot=None):
+    """MyST Markdown for the W9 rows of `op` in the newest results file: the run, then one row
+    per (variant, token count) for the counts of W9_TABLE_TOKENS and the largest one, with the
+    naive and optimized times, their % of copy, the speed-up, each version's rel_err, the
+    tolerance and whether both agree; then the plot (`plot`, shown when given). Every cell that
+    changes from run to run is a code span or a number (no translation needed)."""
+    found = newest_results(results_dir)
+    rows = w9_rows(found[1], op) if found else []
+    if not rows:
+        return NO_W9_ROWS
+    path, data = found
+    lines = run_lines(path, data)
+    lines += ["Workload W9, at the decode sizes, one prefill size and the largest size of "
+              "every variant. Agreement ✓: both GPU versions agree with the CPU reference (relative "
+              "error within the tolerance and, for `fused_add_rms_norm`, the residual byte for "
+              "byte). A relative error that is not finite is recorded as empty and shown as "
+              "–. The {doc}`performance page </docs/performance>` lists every size.",
+              "",
+              "| Variant | Tokens | Naive (µs) | Optimized (µs) | Speed-up vs naive "
+              "| Naive: % of copy | Optimized: % of copy | Naive: rel_err "
+              "| Optimized: rel_err | Tolerance | Agreement |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    groups = {}
+    for r in rows:
+        groups.setdefault((str(r.get("variant", "")), _w9_tokens(r)), {})[str(r.get("impl"))] = r
+    largest = {}
+    for variant, tokens in groups:
+        largest[variant] = max(tokens, largest.get(variant, tokens))
+    shown = [k for k in groups if k[1] in W9_TABLE_TOKENS or k[1] == largest[k[0]]]
+    for variant, tokens in sorted(shown, key=lambda k: (_w9_variant_key(k[0]), k[1])):
+        impls = groups[(variant, tokens)]
+        naive, optimized = impls.get("naive", {}), impls.get("optimized", {})
+        naive_us, opt_us = naive.get("median_us"), optimized.get("median_us")
+        speedup = f"{naive_us / opt_us:.2f}×" if _finite(naive_us) and _finite(opt_us) \
+            and opt_us > 0 else "–"
+        verdicts = [_agrees(r) for r in (naive, optimized) if r]
+        if not verdicts or any(v is None for v in verdicts):
+            agreement = "–"
+        else:
+            agreement = "✓" if all(verdicts) else "✗"
+        tolerance = optimized.get("tolerance", naive.get("tolerance"))
+        lines.append(f"| {_code(variant)} | {tokens} | {_num(naive_us, 2)} | {_num(opt_us, 2)} "
+                     f"| {speedup} | {_num(naive.get('pct_of_copy'))} "
+                     f"| {_num(optimized.get('pct_of_copy'))} | {_sci(naive.get('rel_err'))} "
+                     f"| {_sci(optimized.get('rel_err'))} | {_sci(tolerance)} | {agreement} |")
+    lines.append("")
+    if plot is not None:
+        lines += [f":::{{figure}} {plot}", f":alt: {op}, W9", ":width: 100%", "",
+                  "Share of the device-copy bandwidth reached by the naive (dashed) and the "
+                  "optimized (solid) kernel, by number of tokens, one panel per hidden size and "
+                  "one colour per dtype.", ":::", ""]
+    return "\n".join(lines)
+
+
+def w9_table_path(out, op):
+    """Where the W9 snippet of `op` goes (top level of docs/_generated, like table_path)."""
+    return out / f"results_W9_{op}.md"
+
+
+def write_w9(out, op, results_dir=RESULTS_DIR):
+    """Draws the W9 plot of `op` in every language (when the newest run has W9 rows with a %
+    of copy) and writes its snippet. Returns the number of plots drawn."""
+    found = newest_results(results_dir)
+    rows = w9_rows(found[1], op) if found else []
+    drawn = 0
+    for lang in LANGUAGES:
+        path = w9_plot_path(out, op, lang)
+        if path.is_file():
+            path.unlink()  # a plot of an older run must not survive a run without one
+        if rows:
+            outcome = []
+            draw_figure(lambda p, l: outcome.append(draw_w9_plot(op, rows, p, l)), path, lang)
+            drawn += int(outcome[0])
+    plot_ref = f"/docs/_generated/{W9_FIGURE_DIR}/{op}_W9.png" if drawn else None
+    w9_table_path(out, op).write_text(w9_table(op, results_dir, plot_ref), encoding="utf-8")
+    return drawn
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -1030,18 +1252,19 @@ def main(argv=None):
         for name, draw in FIGURES.items():
             for lang in LANGUAGES:
                 draw_figure(draw, args.out / "figures" / figure_file(name, lang), lang)
+        args.out.mkdir(parents=True, exist_ok=True)
+        plots = sum(write_w9(args.out, op, args.results) for op in W9_OPS)
     except MissingFontError as error:
         print(error, file=sys.stderr)
         return 1
-    args.out.mkdir(parents=True, exist_ok=True)
     for op in TABLE_OPS:
         # The performance page's plot of the op (docs/tools/generate.py runs first), when drawn.
         plot = args.out / "perf" / f"{op}.png"
         plot_ref = f"/docs/_generated/perf/{op}.png" if plot.is_file() else None
         table_path(args.out, op).write_text(results_table(op, args.results, plot_ref),
                                             encoding="utf-8")
-    print(f"make_figures: {len(FIGURES)} figures in {len(LANGUAGES)} languages and "
-          f"{len(TABLE_OPS)} tables in {args.out}")
+    print(f"make_figures: {len(FIGURES)} figures in {len(LANGUAGES)} languages, "
+          f"{len(TABLE_OPS) + len(W9_OPS)} tables and {plots} W9 plots in {args.out}")
     return 0
 
 

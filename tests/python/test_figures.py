@@ -42,6 +42,10 @@ def test_writes_every_figure_and_table_deterministically(mf, two_runs):
     for op in mf.TABLE_OPS:
         text = mf.table_path(first, op).read_text(encoding="utf-8")
         assert "No recorded results yet" in text
+    for op in mf.W9_OPS:
+        text = mf.w9_table_path(first, op).read_text(encoding="utf-8")
+        assert "No recorded W9 rows yet" in text and "{figure}" not in text
+    assert not (first / mf.W9_FIGURE_DIR).exists()  # no W9 rows: no plot
 
 
 def test_every_figure_has_a_chinese_variant(mf, two_runs):
@@ -252,7 +256,8 @@ def test_chapter_includes_resolve(mf, chapter):
         if "_generated" in target:
             name = path.name
             assert name in mf.FIGURES or name in {
-                mf.table_path(Path("."), op).name for op in mf.TABLE_OPS}, target
+                mf.table_path(Path("."), op).name for op in mf.TABLE_OPS} | {
+                mf.w9_table_path(Path("."), op).name for op in mf.W9_OPS}, target
             continue
         assert path.is_file(), f"{chapter.name}: {target} does not exist"
         source = path.read_text(encoding="utf-8")
@@ -265,3 +270,124 @@ def test_chapter_includes_resolve(mf, chapter):
             assert source.find(options["end-before"], start + 1) > start, (
                 f"{chapter.name}: end-before {options['end-before']!r} not after the start in "
                 f"{target}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Workload W9 (chapters/normalizing_hidden_states.md)
+# ------------------------------------------------------------------------------------------------
+
+def _w9_rows(op="rms_norm", variants=("hidden 4096 bf16", "hidden 4096 f32", "hidden 8192 bf16"),
+             tokens=(1, 2, 16, 64, 256, 1024, 16384)):
+    rows = []
+    for variant in variants:
+        for t in tokens:
+            for impl, us, pct in (("cpu", 900.0, None), ("naive", 40.0, 20.0),
+                                  ("optimized", 10.0, 80.0)):
+                row = {"op": op, "workload": "W9", "variant": variant, "slots": "",
+                       "impl": impl, "tokens": t, "size": t, "size_unit": "tokens",
+                       "bytes": (2 * t + 1) * 4096 * 2, "median_us": us, "gbps": 1.0,
+                       "pct_of_copy": pct, "bit_exact": None, "max_abs_err": None}
+                if impl != "cpu":
+                    row.update(rel_err=1e-3, tolerance=7.84e-3)
+                rows.append(row)
+    return rows
+
+
+def test_w9_variant_names(mf):
+    assert mf.w9_variant("hidden 4096 bf16") == (4096, "bf16")
+    assert mf.w9_variant("hidden 128 f32") == (128, "f32")
+    assert mf.w9_variant("NHD bf16") == (None, "NHD bf16")
+
+
+def test_w9_table_lists_decode_and_largest_sizes(mf, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = _w9_rows()
+    rows[-1] = dict(rows[-1], rel_err=float("inf"))  # optimized, hidden 8192 bf16, 16384 tokens
+    rows.append({"op": "rms_norm", "workload": "W1", "variant": "hidden 4096 bf16",
+                 "impl": "naive", "tokens": 4, "median_us": 1.0})  # another workload: ignored
+    _results_file(results, "r.json", "2027-01-01", rows)
+    text = mf.w9_table("rms_norm", results, plot="/docs/_generated/results_figures/x.png")
+    lines = [line for line in text.splitlines() if line.startswith("| `hidden")]
+    # 1, 16, 64, 1024 and the largest (16384) of each variant; 2 and 256 are left out.
+    assert [int(line.split(" | ")[1]) for line in lines] == [1, 16, 64, 1024, 16384] * 3
+    # Variants sorted by hidden size, then bf16 before f32.
+    assert [line.split(" | ")[0] for line in lines[::5]] == [
+        "| `hidden 4096 bf16`", "| `hidden 4096 f32`", "| `hidden 8192 bf16`"]
+    assert "| 4.00× | 20.0 | 80.0 | 1.00e-03 | 1.00e-03 | 7.84e-03 | ✓ |" in lines[0]
+    assert lines[-1].endswith("| ∞ | 7.84e-03 | ✗ |")
+    assert "| 4 |" not in text  # the W1 row
+    assert ":::{figure} /docs/_generated/results_figures/x.png" in text
+    assert "No recorded W9 rows yet" in mf.w9_table("fused_add_rms_norm", results)
+
+
+def test_w9_agreement_follows_the_agrees_key(mf, tmp_path):
+    """"agrees" (results/README.md) is the verdict: it also covers fused_add_rms_norm's
+    residual, and it is there when rel_err is null (a NaN or an infinity in the output)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = _w9_rows("fused_add_rms_norm", variants=("hidden 4096 bf16",), tokens=(1, 16))
+    for r in rows:
+        if r["impl"] != "cpu":
+            r["agrees"] = True
+    rows[2]["agrees"] = False  # optimized, 1 token: rel_err fine, residual differs
+    rows[5].update(rel_err=None, agrees=False)  # optimized, 16 tokens: a NaN in the output
+    _results_file(results, "r.json", "2027-01-01", rows)
+    lines = [line for line in mf.w9_table("fused_add_rms_norm", results).splitlines()
+             if line.startswith("| `hidden")]
+    assert lines[0].endswith("| 1.00e-03 | 1.00e-03 | 7.84e-03 | ✗ |")
+    assert lines[1].endswith("| 1.00e-03 | – | 7.84e-03 | ✗ |")
+
+
+def test_w9_rows_without_agreement_fields_show_a_dash(mf, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [{k: v for k, v in r.items() if k not in ("rel_err", "tolerance")}
+            for r in _w9_rows(variants=("hidden 4096 bf16",), tokens=(1,))]
+    _results_file(results, "r.json", "2027-01-01", rows)
+    line = next(line for line in mf.w9_table("rms_norm", results).splitlines()
+                if line.startswith("| `hidden"))
+    assert line.endswith("| – | – | – | – |")
+
+
+def test_w9_plots_in_both_languages_deterministically(mf, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    _results_file(results, "r.json", "2027-01-01", _w9_rows() + _w9_rows("fused_add_rms_norm"))
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert mf.main(["--out", str(first), "--results", str(results)]) == 0
+    assert mf.main(["--out", str(second), "--results", str(results)]) == 0
+    for op in mf.W9_OPS:
+        en = mf.w9_plot_path(first, op, "en").read_bytes()
+        zh = mf.w9_plot_path(first, op, "zh_CN").read_bytes()
+        assert en.startswith(b"\x89PNG") and zh.startswith(b"\x89PNG") and en != zh
+        assert en == mf.w9_plot_path(second, op, "en").read_bytes(), op
+        text = mf.w9_table_path(first, op).read_text(encoding="utf-8")
+        assert f":::{{figure}} /docs/_generated/results_figures/{op}_W9.png" in text
+        # The chapters' figures stay exactly FIGURES: the plots live in a folder of their own.
+        assert not list((first / "figures").glob("*_W9*"))
+    # A later run without W9 rows removes the plots and the figure directive.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert mf.main(["--out", str(first), "--results", str(empty)]) == 0
+    for op in mf.W9_OPS:
+        assert not mf.w9_plot_path(first, op, "en").exists()
+        assert "{figure}" not in mf.w9_table_path(first, op).read_text(encoding="utf-8")
+
+
+def test_w9_table_cells_need_no_translation(mf, tmp_path):
+    """As for the other tables: run-dependent cells are code spans, numbers or symbols."""
+    pytest.importorskip("babel")
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = _w9_rows(variants=("hidden 4096 bf16",), tokens=(1, 16384))
+    rows[-1] = dict(rows[-1], rel_err=float("inf"))
+    _results_file(results, "r.json", "2027-01-01", rows)
+    spec = importlib.util.spec_from_file_location("po_autofill",
+                                                  REPO / "docs" / "tools" / "po_autofill.py")
+    autofill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(autofill)
+    for line in mf.w9_table("rms_norm", results).splitlines():
+        if line.startswith("| `hidden"):
+            for cell in line.strip("|").split(" | "):
+                assert not autofill.needs_translation(cell.strip()), cell
