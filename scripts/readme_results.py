@@ -20,6 +20,20 @@ def newest_results():
     return max(runs, key=lambda rf: rf[0]["date"]) if runs else (None, None)
 
 
+def agreement(naive, opt):
+    """The bit-exact cell: yes / NO, or for a reduction the optimized row's rel_err ≤ tolerance.
+    Files written before rel_err, tolerance and agrees existed lack them: bit_exact is the rule."""
+    def agrees(row):
+        return row.get("bit_exact") if row.get("agrees") is None else row["agrees"]
+    ok = all(agrees(r) for r in (naive, opt))
+    if opt.get("tolerance") is None:
+        return "yes" if ok else "NO"
+    rel = opt.get("rel_err")
+    rel_text = "inf" if rel is None else f"{rel:.1e}"
+    sign = "≤" if rel is not None and rel <= opt["tolerance"] else ">"
+    return f"{'' if ok else 'NO, '}rel {rel_text} {sign} {opt['tolerance']:.1e}"
+
+
 def table(run, path):
     if run is None:
         return "No GPU results are recorded yet (results/ holds none)."
@@ -45,11 +59,10 @@ def table(run, path):
         naive, opt = by_impl.get("naive"), by_impl.get("optimized")
         if not naive or not opt:
             continue
-        exact = all(r.get("bit_exact") for r in (naive, opt))
         lines.append(
             f"| {op} | {workload} | {variant} | {slots} | {size} {point[0]['size_unit']} | "
             f"{naive['pct_of_copy']:.1f} % | **{opt['pct_of_copy']:.1f} %** | {opt['gbps']:.0f} | "
-            f"{'yes' if exact else 'NO'} |")
+            f"{agreement(naive, opt)} |")
     return "\n".join(lines)
 
 

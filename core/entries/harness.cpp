@@ -7,9 +7,9 @@
 #include <limits>
 #include <numeric>
 
+#include "numerics.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
-#include "pagedkv/numerics.h"
 
 namespace pagedkv::entries {
 

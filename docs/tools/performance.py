@@ -8,7 +8,10 @@ shown comes from the results file; without one the page says that nothing was re
 Results schema (written by the GPU results script):
   {"gpu", "driver", "cuda", "commit", "date", "copy_bandwidth_gbps",
    "rows": [{"op", "workload", "variant", "slots", "impl", "tokens" | "blocks", "bytes",
-             "median_us", "gbps", "pct_of_copy", "bit_exact", "max_abs_err"}]}
+             "median_us", "gbps", "pct_of_copy", "bit_exact", "max_abs_err",
+             "rel_err", "tolerance", "agrees"}]}
+rel_err, tolerance and agrees (reductions' agreement; results/README.md) are absent from files
+written before they existed: there bit_exact is the agreement rule.
 """
 
 from __future__ import annotations
@@ -70,10 +73,20 @@ def _size(row: dict) -> tuple[str, int]:
     return "blocks", int(row.get("blocks", 0))
 
 
-def _check(row: dict) -> str:
-    if row.get("bit_exact") is None:
+def _check(row: dict, detail: bool = False) -> str:
+    """✓ or ✗ under the op's agreement rule; with `detail`, a reduction's rel_err ≤ tolerance."""
+    agrees = row.get("agrees")
+    if agrees is None:  # older files, and bit-exact ops: bit_exact is the rule
+        agrees = row.get("bit_exact")
+    if agrees is None:
         return "—"
-    return "✓" if row["bit_exact"] else "✗"
+    mark = "✓" if agrees else "✗"
+    if detail and row.get("tolerance") is not None:
+        rel = row.get("rel_err")
+        rel_text = "inf" if rel is None else f"{rel:.1e}"
+        sign = "≤" if rel is not None and rel <= row["tolerance"] else ">"
+        return f"{mark} {rel_text} {sign} {row['tolerance']:.1e}"
+    return mark
 
 
 def _code(text) -> str:
@@ -193,7 +206,8 @@ def render(results_path: Path, data: dict, root: Path, figure_dir: Path) -> str:
                 f"| {_code(r['workload'])} | {_code(r.get('variant', ''))} | "
                 f"{_code(r.get('slots', ''))} | {_code(r['impl'])} | {_size(r)[1]} | "
                 f"{r.get('bytes', '—')} | {_sig(r.get('median_us'))} | {_num(r.get('gbps'))} | "
-                f"{_num(r.get('pct_of_copy'))} | {_check(r)} | {_sig(r.get('max_abs_err'))} |")
+                f"{_num(r.get('pct_of_copy'))} | {_check(r, detail=True)} | "
+                f"{_sig(r.get('max_abs_err'))} |")
         lines += [""]
     return "\n".join(lines)
 

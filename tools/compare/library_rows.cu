@@ -1,6 +1,6 @@
 // The library baseline: an op that is a plain scatter of 16-byte (or 2-byte) units, written as
 // one Thrust call. Unit u of the scatter is row r = u / row_units, column j = u % row_units; two
-// index functors turn u into a source and a destination unit index (see pagedkv::UnitScatter),
+// index functors turn u into a source and a destination unit index (see UnitScatter),
 // and thrust::scatter moves
 //   dst[destination(u)] = src[source(u)]   for every u.
 // This is what a learner gets without writing a kernel: no hand-tuned vector width, no

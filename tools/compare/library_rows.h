@@ -1,12 +1,16 @@
 // The "what a library call gives you" rows: an op step that is a plain scatter of units
-// (pagedkv::UnitScatter), run by one Thrust call.
+// (UnitScatter, core/entries/library_baseline.h: the cases that offer one derive from
+// LibraryBaseline), run by one Thrust call.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
-#include "pagedkv/registry.h"
+#include "entries/library_baseline.h"
 
 namespace pagedkv::compare {
+
+using entries::LibraryBaseline;
+using entries::UnitScatter;
 
 /// Runs `scatter` as one thrust::scatter on `stream` (asynchronous: Thrust's par_nosync policy,
 /// so that it can be captured in a CUDA graph).

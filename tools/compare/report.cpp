@@ -32,10 +32,31 @@ std::string format_us(const std::optional<double>& us) {
   return format("%.0f", *us);
 }
 
+// 3.1e-4 rather than 3.1e-04; "inf" for an infinite error (a NaN left in the output).
+std::string short_exponent(double value) {
+  if (!std::isfinite(value)) return "inf";
+  if (value == 0) return "0";
+  std::string text = format("%.1e", value);
+  const auto e = text.find('e');
+  std::size_t digits = e + 2;  // after the exponent's sign
+  while (digits + 1 < text.size() && text[digits] == '0') text.erase(digits, 1);
+  return text;
+}
+
 std::string agreement_text(const Row& row) {
   if (!row.error.empty()) return "ERROR: " + row.error;
   if (row.impl == "cpu") return "reference";
   if (!row.bit_exact) return "—";
+  if (row.rel_err && row.tolerance) {
+    // A reduction: its relative error next to the bound.
+    const bool within = *row.rel_err <= *row.tolerance;
+    const std::string rel = "rel " + short_exponent(*row.rel_err) + (within ? " ≤ " : " > ") +
+                            short_exponent(*row.tolerance);
+    if (row.agrees.value_or(false)) return rel;
+    if (!within) return "DIFFERS: " + rel;
+    return "DIFFERS: " + rel + ", but the bit-exact part differs (" +
+           std::to_string(row.bytes_differing) + " bytes differ in all)";
+  }
   if (*row.bit_exact) return "bit-exact";
   std::ostringstream text;
   text << "DIFFERS: " << row.bytes_differing << " bytes, max err "
@@ -184,6 +205,9 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const Run
          << ", \"bit_exact\": " << json_bool(r.bit_exact)
          << ", \"max_abs_err\": " << json_number(r.max_abs_err)
          << ", \"bytes_differing\": " << r.bytes_differing
+         << ", \"rel_err\": " << json_number(r.rel_err)
+         << ", \"tolerance\": " << json_number(r.tolerance)
+         << ", \"agrees\": " << json_bool(r.agrees)
          << ", \"method\": " << json_string(r.method) << ", \"repeats\": " << r.repeats
          << ", \"launches_per_repeat\": " << r.launches_per_repeat
          << ", \"buffer_sets\": " << r.buffer_sets

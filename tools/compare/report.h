@@ -21,6 +21,11 @@ struct Row {
   std::optional<bool> bit_exact;  // vs the CPU reference; none for cpu and copy rows
   std::optional<double> max_abs_err;
   std::int64_t bytes_differing = 0;
+  // Reductions only: norm-wise relative error vs the CPU reference and its bound.
+  std::optional<double> rel_err, tolerance;
+  // Agreement::agrees(): the op's rule (bit-exact, or rel_err <= tolerance with any bit-exact
+  // part equal); none for cpu and copy rows.
+  std::optional<bool> agrees;
   std::string method;  // cuda-graph, stream, host-clock
   int repeats = 0, launches_per_repeat = 0, buffer_sets = 0;
   std::string error;  // set when this row could not be measured
