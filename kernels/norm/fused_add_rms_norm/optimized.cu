@@ -1,0 +1,207 @@
+// fused_add_rms_norm, optimized CUDA version: per element the same numbers as naive.cu
+// (z = round_T(float(x) + float(r)) bit-exact, float32 sum of float(z)² in another order,
+// rsqrtf, round_T((float(z) · inv) · float(w))). What changes (vLLM csrc/layernorm_kernels.cu,
+// vectorized fused_add_rms_norm_kernel, plus T2):
+//   T1. 16-byte vectors wherever input, residual, weight, strides and hidden_size allow (any
+//       dtype, not only upstream's width-8 case), narrower elsewhere; 16-bit pairs converted
+//       with one instruction. The add stays float32 + one rounding (never a packed bf16x2 add).
+//   T2. z stays in registers: x and r read once, residual and input written once (naive and
+//       upstream store z and read it back); kVectorsPerThread ∈ {1, 2, 4}.
+//   T3. All loads of x and r are issued before the first addition.
+//   T4. Block shape by row count, the row split evenly over whole warps (norm_optimized.cuh).
+//   T5. cub::BlockReduce instead of the shared-memory tree.
+//   T6. Evenly spaced rows start at row · pitch: no 64-bit divisions.
+//   T7. residual is stored before the reduction (the stores drain during it); weight through
+//       the read-only cache. Rows over 1024 × 4 vectors: fused_add_rms_norm_reread_kernel.
+#include "pagedkv/ops/fused_add_rms_norm.h"
+
+#include <cub/block/block_reduce.cuh>
+
+#include <cstdint>
+
+#include "common/vec.cuh"
+#include "norm/norm_math.cuh"
+#include "norm/norm_optimized.cuh"
+#include "pagedkv/cuda_runtime.h"
+
+namespace pagedkv::kernels::fused_add_rms_norm_optimized {
+
+using norm::kMaxThreads;
+using norm::RowWork;
+using BlockReduce = cub::BlockReduce<float, kMaxThreads>;  // T5 (blockDim.x valid threads)
+
+/// \brief One block per row (grid-stride), the sum z in registers (T2).
+/// \tparam T float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector (T1); every address is aligned to it (host check).
+/// \tparam kVectorsPerThread vectors each thread holds; blockDim.x × it >= vectors_per_row.
+/// \param input [..., hidden_size], row r at input_row_start(work, r); read, then overwritten
+///        with the normalized sum.
+/// \param residual [num_rows, hidden_size] packed; read, then overwritten with the sum.
+/// \param weight [hidden_size].
+/// \param work sizes, strides and epsilon.
+template <typename T, int kVec, int kVectorsPerThread>
+__global__ void __launch_bounds__(kMaxThreads)
+    fused_add_rms_norm_in_registers_kernel(T* __restrict__ input, T* __restrict__ residual,
+                                           const T* __restrict__ weight, RowWork work) {
+  using Vector = AlignedVector<T, kVec>;
+  __shared__ typename BlockReduce::TempStorage reduce_storage;
+  __shared__ float shared_inverse_rms;
+
+  for (std::int64_t row = blockIdx.x; row < work.rows.num_rows; row += gridDim.x) {
+    T* x_row = input + norm::input_row_start(work, row);                        // T6
+    T* r_row = residual + row * static_cast<std::int64_t>(work.hidden_size);   // [hidden_size]
+
+    // T3: this thread's vectors of x and r, all loads first (v = threadIdx.x + k · blockDim.x).
+    Vector z[kVectorsPerThread];  // [kVectorsPerThread][kVec]: x, then the sum (registers)
+    Vector r[kVectorsPerThread];  // [kVectorsPerThread][kVec]: the residual as read
+#pragma unroll
+    for (int k = 0; k < kVectorsPerThread; ++k) {
+      const int v = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
+      if (v < work.vectors_per_row) {
+        z[k] = load_vector<kVec>(x_row + v * kVec);
+        r[k] = load_vector<kVec>(r_row + v * kVec);
+      }
+    }
+    // z = x + r rounded once, stored as the new residual right away (T7), squared into the sum.
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < kVectorsPerThread; ++k) {
+      const int v = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
+      if (v < work.vectors_per_row) {
+        z[k] = norm::add_rounded(z[k], r[k]);
+        store_vector<kVec>(r_row + v * kVec, z[k]);
+        norm::add_squares(z[k], sum);
+      }
+    }
+
+    // T5: the block's sum (valid in thread 0), shared as 1 / rms.
+    const float total = BlockReduce(reduce_storage).Sum(sum, static_cast<int>(blockDim.x));
+    if (threadIdx.x == 0) {
+      shared_inverse_rms = norm::inverse_rms_of(total, work.hidden_size, work.epsilon);
+    }
+    __syncthreads();
+    const float inverse_rms = shared_inverse_rms;
+
+    // T2: normalize z from registers into input.
+#pragma unroll
+    for (int k = 0; k < kVectorsPerThread; ++k) {
+      const int v = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
+      if (v < work.vectors_per_row) {
+        const Vector w = load_vector<kVec>(weight + v * kVec);
+        store_vector<kVec>(x_row + v * kVec, norm::normalize(z[k], inverse_rms, w));
+      }
+    }
+    __syncthreads();  // reduce_storage and shared_inverse_rms are reused by the next row
+  }
+}
+
+/// \brief The fallback for rows too long for registers: pass 1 stores z into residual, pass 2
+/// reads it back (this thread's own stores, mostly from L2), as upstream does.
+/// \tparam T float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector (T1).
+/// \param input [..., hidden_size]; read, then overwritten with the normalized sum.
+/// \param residual [num_rows, hidden_size] packed; read, then overwritten with the sum.
+/// \param weight [hidden_size].
+/// \param work sizes, strides and epsilon.
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kMaxThreads)
+    fused_add_rms_norm_reread_kernel(T* __restrict__ input, T* __restrict__ residual,
+                                     const T* __restrict__ weight, RowWork work) {
+  using Vector = AlignedVector<T, kVec>;
+  __shared__ typename BlockReduce::TempStorage reduce_storage;
+  __shared__ float shared_inverse_rms;
+
+  for (std::int64_t row = blockIdx.x; row < work.rows.num_rows; row += gridDim.x) {
+    T* x_row = input + norm::input_row_start(work, row);
+    T* r_row = residual + row * static_cast<std::int64_t>(work.hidden_size);
+
+    float sum = 0.f;
+    for (int v = threadIdx.x; v < work.vectors_per_row; v += blockDim.x) {
+      const Vector z = norm::add_rounded(load_vector<kVec>(x_row + v * kVec),
+                                         load_vector<kVec>(r_row + v * kVec));
+      store_vector<kVec>(r_row + v * kVec, z);
+      norm::add_squares(z, sum);
+    }
+    const float total = BlockReduce(reduce_storage).Sum(sum, static_cast<int>(blockDim.x));
+    if (threadIdx.x == 0) {
+      shared_inverse_rms = norm::inverse_rms_of(total, work.hidden_size, work.epsilon);
+    }
+    __syncthreads();
+    const float inverse_rms = shared_inverse_rms;
+
+    for (int v = threadIdx.x; v < work.vectors_per_row; v += blockDim.x) {
+      const Vector z = load_vector<kVec>(r_row + v * kVec);  // this thread's own store
+      const Vector w = load_vector<kVec>(weight + v * kVec);
+      store_vector<kVec>(x_row + v * kVec, norm::normalize(z, inverse_rms, w));
+    }
+    __syncthreads();  // reduce_storage and shared_inverse_rms are reused by the next row
+  }
+}
+
+/// \brief Chooses the block shape (T4) for vectors of kVec elements and launches.
+/// \tparam T float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector, from pick_vector_width().
+/// \param plan the validated plan.
+/// \param args the arguments.
+/// \param stream where to launch.
+template <typename T, int kVec>
+void launch_with_vector(const FusedAddRmsNorm::Plan& plan, const FusedAddRmsNorm::Args& args,
+                        cudaStream_t stream) {
+  RowWork work;
+  work.rows = norm::merge_row_dims(plan.rows);  // T6
+  work.rows_evenly_spaced = work.rows.size2 == work.rows.num_rows;
+  work.hidden_size = static_cast<int>(plan.hidden_size);  // <= 2^24 (contract)
+  work.vectors_per_row = work.hidden_size / kVec;
+  work.epsilon = plan.epsilon;
+
+  const norm::BlockShape shape = norm::choose_block_shape(plan.rows.num_rows, work.vectors_per_row);
+  const unsigned blocks = norm::blocks_for(plan.rows.num_rows);
+  auto* input = static_cast<T*>(args.input.data);
+  auto* residual = static_cast<T*>(args.residual.data);
+  const auto* weight = static_cast<const T*>(args.weight.data);
+  switch (shape.vectors_per_thread) {
+    case 1:
+      fused_add_rms_norm_in_registers_kernel<T, kVec, 1>
+          <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
+      break;
+    case 2:
+      fused_add_rms_norm_in_registers_kernel<T, kVec, 2>
+          <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
+      break;
+    case 4:
+      fused_add_rms_norm_in_registers_kernel<T, kVec, 4>
+          <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
+      break;
+    default:
+      fused_add_rms_norm_reread_kernel<T, kVec>
+          <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
+      break;
+  }
+  PAGEDKV_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace pagedkv::kernels::fused_add_rms_norm_optimized
+
+namespace pagedkv {
+
+void FusedAddRmsNorm::optimized(const Plan& plan, const Args& args, cudaStream_t stream) {
+  using namespace pagedkv::kernels;
+  using namespace pagedkv::kernels::fused_add_rms_norm_optimized;
+  if (plan.rows.num_rows == 0) return;  // zero rows: nothing to do, and no empty grid
+  norm::dispatch_norm_dtype(plan.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    // T1: 16 bytes at most; `if constexpr` skips 8-element vectors of float (32 bytes).
+    constexpr int kMaxVec = 16 / static_cast<int>(sizeof(T));
+    switch (norm::pick_vector_width<T>(plan.rows, plan.hidden_size,
+                                       {args.input.data, args.residual.data, args.weight.data})) {
+      case 8:
+        if constexpr (kMaxVec >= 8) launch_with_vector<T, 8>(plan, args, stream);
+        return;
+      case 4: launch_with_vector<T, 4>(plan, args, stream); return;
+      case 2: launch_with_vector<T, 2>(plan, args, stream); return;
+      default: launch_with_vector<T, 1>(plan, args, stream); return;
+    }
+  });
+}
+
+}  // namespace pagedkv

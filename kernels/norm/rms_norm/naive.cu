@@ -1,0 +1,100 @@
+// rms_norm, naive CUDA version: the CPU reference's loops in CUDA clothing (vLLM
+// csrc/layernorm_kernels.cu: the original rms_norm_kernel).
+//
+// One block per row. Each thread walks the row with stride blockDim.x and adds up float(x)² in
+// float32; the block's partial sums meet in shared memory and are halved in a tree written out
+// by hand (log2(blockDim.x) steps, a barrier after each); thread 0 turns the total into
+// inv = rsqrtf(sum / hidden_size + epsilon) and shares it; then a second strided loop writes
+// out = round_T(float(x) · inv · float(w)): as in vLLM's current kernel, rounded once.
+//
+// Caveats (what optimized.cu improves):
+//   - every access moves one element (2-4 bytes), not 16 bytes;
+//   - the row is read twice from memory (second time mostly from L2);
+//   - the tree reduction costs 10 barriers for 1024 threads, most threads idle at each;
+//   - the block size only depends on hidden_size: many rows get no more resident blocks;
+//   - every row start costs three 64-bit divisions (RowLayout::row_start).
+#include "pagedkv/ops/rms_norm.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "norm/norm_math.cuh"
+#include "pagedkv/cuda_runtime.h"
+
+namespace pagedkv::kernels::rms_norm_naive {
+
+/// Most threads per block, and the size of the shared-memory reduction array.
+constexpr int kMaxThreads = 1024;
+
+/// \brief One block per row (grid-stride over rows): sum of squares, tree reduction, output.
+/// \tparam T float, __half or __nv_bfloat16.
+/// \param out [num_rows, hidden_size] packed; may be `input` itself (in place).
+/// \param input [..., hidden_size], row r at rows.row_start(r).
+/// \param weight [hidden_size].
+/// \param rows where each input row starts.
+/// \param hidden_size elements per row.
+/// \param epsilon added to the mean square.
+template <typename T>
+__global__ void rms_norm_kernel(T* out, const T* input, const T* weight, RowLayout rows,
+                                int hidden_size, float epsilon) {
+  __shared__ float partial_sums[kMaxThreads];  // [blockDim.x]: one sum per thread, then the tree
+  __shared__ float inverse_rms;                // the row's 1 / rms, set by thread 0
+
+  for (std::int64_t row = blockIdx.x; row < rows.num_rows; row += gridDim.x) {
+    const T* x = input + rows.row_start(row);            // [hidden_size]
+    T* y = out + row * static_cast<std::int64_t>(hidden_size);  // [hidden_size]
+
+    // 1. This thread's share of the sum of squares, in float32.
+    float sum = 0.f;
+    for (int i = threadIdx.x; i < hidden_size; i += blockDim.x) {
+      const float value = to_float(x[i]);
+      sum += value * value;
+    }
+    partial_sums[threadIdx.x] = sum;
+    __syncthreads();
+
+    // 2. Tree reduction: halve the active threads until partial_sums[0] holds the row's sum
+    //    (blockDim.x is a power of two). The barrier after each step makes the step's sums
+    //    visible to the next one.
+    for (int active = blockDim.x / 2; active > 0; active /= 2) {
+      if (threadIdx.x < active) partial_sums[threadIdx.x] += partial_sums[threadIdx.x + active];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+      inverse_rms = norm::inverse_rms_of(partial_sums[0], hidden_size, epsilon);
+    }
+    __syncthreads();  // every thread waits for inverse_rms
+
+    // 3. Every element scaled and weighted. The thread that reads x[i] writes y[i], so out may
+    //    be input itself.
+    for (int i = threadIdx.x; i < hidden_size; i += blockDim.x) {
+      y[i] = norm::normalize(x[i], inverse_rms, weight[i]);
+    }
+    __syncthreads();  // partial_sums and inverse_rms are reused by this block's next row
+  }
+}
+
+}  // namespace pagedkv::kernels::rms_norm_naive
+
+namespace pagedkv {
+
+void RmsNorm::naive(const Plan& plan, const Args& args, cudaStream_t stream) {
+  using namespace pagedkv::kernels;
+  if (plan.rows.num_rows == 0) return;  // zero rows: nothing to do, and no empty grid
+  // Threads: the smallest power of two covering the row, at most 1024 (a power of two, for
+  // the tree).
+  int threads = 1;
+  while (threads < plan.hidden_size && threads < rms_norm_naive::kMaxThreads) threads *= 2;
+  // One block per row; the row loop is grid-stride, so a huge row count stays correct.
+  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>(plan.rows.num_rows, 1 << 30));
+  norm::dispatch_norm_dtype(plan.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    rms_norm_naive::rms_norm_kernel<T><<<blocks, threads, 0, stream>>>(
+        static_cast<T*>(args.out.data), static_cast<const T*>(args.input.data),
+        static_cast<const T*>(args.weight.data), plan.rows,
+        static_cast<int>(plan.hidden_size), plan.epsilon);
+    PAGEDKV_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace pagedkv

@@ -1,0 +1,196 @@
+// rms_norm, optimized CUDA version: per element the same numbers as naive.cu (float32 sum of
+// float(x)² in another order, rsqrtf, round_T((float(x) · inv) · float(w))). What changes
+// (vLLM csrc/layernorm_kernels.cu, vectorized rms_norm_kernel, plus T2):
+//   T1. 16-byte vectors (8 bf16/f16, 4 f32) where every pointer, stride and hidden_size allow
+//       (chosen on the host), narrower down to one element elsewhere; 16-bit pairs converted
+//       with one instruction (norm_math.cuh: half the registers).
+//   T2. The row stays in registers: read once, reduced, normalized, written once (naive reads
+//       it twice); kVectorsPerThread ∈ {1, 2, 4} is a template argument.
+//   T3. All of a thread's loads are issued before the first multiply.
+//   T4. Block shape by row count: up to 1024 threads below 256 rows, ~256 above, whole warps,
+//       the row split evenly (7168 bf16: 224 threads × 4 vectors).
+//   T5. cub::BlockReduce (warp shuffles, one shared-memory step), not a 10-step tree.
+//   T6. Evenly spaced rows start at row · pitch (no 64-bit divisions). T7. weight read through
+//       the read-only cache (const __restrict__).
+//   Rows over 1024 × 4 vectors use rms_norm_reread_kernel, which re-reads x (mostly from L2).
+#include "pagedkv/ops/rms_norm.h"
+
+#include <cub/block/block_reduce.cuh>
+
+#include <cstdint>
+
+#include "common/vec.cuh"
+#include "norm/norm_math.cuh"
+#include "norm/norm_optimized.cuh"
+#include "pagedkv/cuda_runtime.h"
+
+namespace pagedkv::kernels::rms_norm_optimized {
+
+using norm::kMaxThreads;
+using norm::RowWork;
+using BlockReduce = cub::BlockReduce<float, kMaxThreads>;  // T5 (blockDim.x valid threads)
+
+/// \brief One block per row (grid-stride), the row in registers (T2).
+/// \tparam T float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector (T1); every address is aligned to it (host check).
+/// \tparam kVectorsPerThread vectors each thread holds; blockDim.x × it >= vectors_per_row.
+/// \param out [num_rows, hidden_size] packed; may be `input` itself (every thread reads all its
+///        elements before the block's barrier, and writes only those).
+/// \param input [..., hidden_size], row r at input_row_start(work, r).
+/// \param weight [hidden_size].
+/// \param work sizes, strides and epsilon.
+template <typename T, int kVec, int kVectorsPerThread>
+__global__ void __launch_bounds__(kMaxThreads)
+    rms_norm_in_registers_kernel(T* out, const T* input, const T* __restrict__ weight,
+                                 RowWork work) {
+  using Vector = AlignedVector<T, kVec>;
+  __shared__ typename BlockReduce::TempStorage reduce_storage;
+  __shared__ float shared_inverse_rms;
+
+  for (std::int64_t row = blockIdx.x; row < work.rows.num_rows; row += gridDim.x) {
+    const T* x_row = input + norm::input_row_start(work, row);                  // T6
+    T* out_row = out + row * static_cast<std::int64_t>(work.hidden_size);      // [hidden_size]
+
+    // T2 + T3: this thread's vectors (v = threadIdx.x + k · blockDim.x: a warp reads 512
+    // consecutive bytes per k), all loads first.
+    Vector x[kVectorsPerThread];  // [kVectorsPerThread][kVec], registers
+#pragma unroll
+    for (int k = 0; k < kVectorsPerThread; ++k) {
+      const int v = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
+      if (v < work.vectors_per_row) x[k] = load_vector<kVec>(x_row + v * kVec);
+    }
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < kVectorsPerThread; ++k) {
+      const int v = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
+      if (v < work.vectors_per_row) norm::add_squares(x[k], sum);
+    }
+
+    // T5: the block's sum (valid in thread 0), shared as 1 / rms.
+    const float total = BlockReduce(reduce_storage).Sum(sum, static_cast<int>(blockDim.x));
+    if (threadIdx.x == 0) {
+      shared_inverse_rms = norm::inverse_rms_of(total, work.hidden_size, work.epsilon);
+    }
+    __syncthreads();
+    const float inverse_rms = shared_inverse_rms;
+
+    // Normalize from registers; the weight is read now (T7), output written once.
+#pragma unroll
+    for (int k = 0; k < kVectorsPerThread; ++k) {
+      const int v = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
+      if (v < work.vectors_per_row) {
+        const Vector w = load_vector<kVec>(weight + v * kVec);
+        store_vector<kVec>(out_row + v * kVec, norm::normalize(x[k], inverse_rms, w));
+      }
+    }
+    __syncthreads();  // reduce_storage and shared_inverse_rms are reused by the next row
+  }
+}
+
+/// \brief The fallback for rows too long for registers: T1, T5, T6, T7 as above, but x is read
+/// in a strided loop for the sum and read again (mostly from L2) for the output.
+/// \tparam T float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector (T1).
+/// \param out [num_rows, hidden_size] packed; may be `input` itself (each vector is read and
+///        written by the same thread, read first).
+/// \param input [..., hidden_size], row r at input_row_start(work, r).
+/// \param weight [hidden_size].
+/// \param work sizes, strides and epsilon.
+template <typename T, int kVec>
+__global__ void __launch_bounds__(kMaxThreads)
+    rms_norm_reread_kernel(T* out, const T* input, const T* __restrict__ weight, RowWork work) {
+  using Vector = AlignedVector<T, kVec>;
+  __shared__ typename BlockReduce::TempStorage reduce_storage;
+  __shared__ float shared_inverse_rms;
+
+  for (std::int64_t row = blockIdx.x; row < work.rows.num_rows; row += gridDim.x) {
+    const T* x_row = input + norm::input_row_start(work, row);
+    T* out_row = out + row * static_cast<std::int64_t>(work.hidden_size);
+
+    float sum = 0.f;
+    for (int v = threadIdx.x; v < work.vectors_per_row; v += blockDim.x) {
+      norm::add_squares(load_vector<kVec>(x_row + v * kVec), sum);
+    }
+    const float total = BlockReduce(reduce_storage).Sum(sum, static_cast<int>(blockDim.x));
+    if (threadIdx.x == 0) {
+      shared_inverse_rms = norm::inverse_rms_of(total, work.hidden_size, work.epsilon);
+    }
+    __syncthreads();
+    const float inverse_rms = shared_inverse_rms;
+
+    for (int v = threadIdx.x; v < work.vectors_per_row; v += blockDim.x) {
+      const Vector x = load_vector<kVec>(x_row + v * kVec);
+      const Vector w = load_vector<kVec>(weight + v * kVec);
+      store_vector<kVec>(out_row + v * kVec, norm::normalize(x, inverse_rms, w));
+    }
+    __syncthreads();  // reduce_storage and shared_inverse_rms are reused by the next row
+  }
+}
+
+/// \brief Chooses the block shape (T4) for vectors of kVec elements and launches.
+/// \tparam T float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector, from pick_vector_width().
+/// \param plan the validated plan.
+/// \param args the arguments.
+/// \param stream where to launch.
+template <typename T, int kVec>
+void launch_with_vector(const RmsNorm::Plan& plan, const RmsNorm::Args& args,
+                        cudaStream_t stream) {
+  RowWork work;
+  work.rows = norm::merge_row_dims(plan.rows);  // T6
+  work.rows_evenly_spaced = work.rows.size2 == work.rows.num_rows;
+  work.hidden_size = static_cast<int>(plan.hidden_size);  // <= 2^24 (contract)
+  work.vectors_per_row = work.hidden_size / kVec;
+  work.epsilon = plan.epsilon;
+
+  const norm::BlockShape shape = norm::choose_block_shape(plan.rows.num_rows, work.vectors_per_row);
+  const unsigned blocks = norm::blocks_for(plan.rows.num_rows);
+  auto* out = static_cast<T*>(args.out.data);
+  const auto* input = static_cast<const T*>(args.input.data);
+  const auto* weight = static_cast<const T*>(args.weight.data);
+  switch (shape.vectors_per_thread) {
+    case 1:
+      rms_norm_in_registers_kernel<T, kVec, 1>
+          <<<blocks, shape.threads, 0, stream>>>(out, input, weight, work);
+      break;
+    case 2:
+      rms_norm_in_registers_kernel<T, kVec, 2>
+          <<<blocks, shape.threads, 0, stream>>>(out, input, weight, work);
+      break;
+    case 4:
+      rms_norm_in_registers_kernel<T, kVec, 4>
+          <<<blocks, shape.threads, 0, stream>>>(out, input, weight, work);
+      break;
+    default:
+      rms_norm_reread_kernel<T, kVec>
+          <<<blocks, shape.threads, 0, stream>>>(out, input, weight, work);
+      break;
+  }
+  PAGEDKV_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace pagedkv::kernels::rms_norm_optimized
+
+namespace pagedkv {
+
+void RmsNorm::optimized(const Plan& plan, const Args& args, cudaStream_t stream) {
+  using namespace pagedkv::kernels;
+  using namespace pagedkv::kernels::rms_norm_optimized;
+  if (plan.rows.num_rows == 0) return;  // zero rows: nothing to do, and no empty grid
+  norm::dispatch_norm_dtype(plan.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    // T1: 16 bytes at most; `if constexpr` skips 8-element vectors of float (32 bytes).
+    constexpr int kMaxVec = 16 / static_cast<int>(sizeof(T));
+    switch (norm::pick_vector_width<T>(plan.rows, plan.hidden_size,
+                                       {args.input.data, args.out.data, args.weight.data})) {
+      case 8:
+        if constexpr (kMaxVec >= 8) launch_with_vector<T, 8>(plan, args, stream);
+        return;
+      case 4: launch_with_vector<T, 4>(plan, args, stream); return;
+      case 2: launch_with_vector<T, 2>(plan, args, stream); return;
+      default: launch_with_vector<T, 1>(plan, args, stream); return;
+    }
+  });
+}
+
+}  // namespace pagedkv
