@@ -5,8 +5,8 @@
 #include <cstring>
 #include <limits>
 
+#include "numerics.h"
 #include "pagedkv/error.h"
-#include "pagedkv/numerics.h"
 
 namespace pagedkv {
 

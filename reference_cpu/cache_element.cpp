@@ -8,8 +8,8 @@
 
 #include <cstring>
 
+#include "numerics.h"
 #include "pagedkv/error.h"
-#include "pagedkv/numerics.h"
 
 namespace pagedkv::cpu {
 

@@ -16,7 +16,7 @@
 //   fp8  -> fp32   exact (via fp16, as __nv_cvt_fp8_to_halfraw); any NaN becomes 0x7FFFFFFF.
 //
 // No hardware or library conversion is used: only integer operations on the bits.
-#include "pagedkv/numerics.h"
+#include "numerics.h"
 
 #include <cstring>
 

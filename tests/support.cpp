@@ -3,7 +3,7 @@
 #include <random>
 #include <utility>
 
-#include "pagedkv/numerics.h"
+#include "numerics.h"
 
 namespace pagedkv::test {
 

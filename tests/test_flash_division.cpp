@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "pagedkv/fp8_pair_device.h"
-#include "pagedkv/numerics.h"
+#include "gpu/fp8_pair_device.h"
+#include "numerics.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 #include "support.h"
 

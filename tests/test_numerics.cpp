@@ -23,9 +23,9 @@
 #include <vector>
 
 #include "../reference_cpu/cache_element.h"
+#include "gpu/numerics_device.h"
+#include "numerics.h"
 #include "pagedkv/error.h"
-#include "pagedkv/numerics.h"
-#include "pagedkv/numerics_device.h"
 #include "support.h"
 
 namespace {

@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "numerics.h"
 #include "pagedkv/error.h"
-#include "pagedkv/numerics.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 #include "support.h"
 

@@ -1,53 +1,15 @@
-// swap_blocks, optimized version.
+// swap_blocks, optimized version: where the pairs are independent, ONE kernel launch copies them
+// all; where they must stay in order, as few cudaMemcpyAsync calls as the mapping allows.
 //
-// What changes from naive.cu: the naive loop pays one cudaMemcpyAsync (an API call and a DMA
-// set-up, a few microseconds) for every block. Here the whole mapping becomes ONE kernel launch
-// (per 4000 pairs) whose CTAs copy the blocks themselves, or, where the pairs must stay in
-// order, as few memcpys as the mapping allows. Three strategies, named as in SwapStrategy:
-//
-//   copy_kernel   Trick 1 — one launch: the block ids travel in the kernel's parameters
-//                 (__grid_constant__, up to 32 KB since CUDA 12.1), so nothing is uploaded
-//                 first and the launch can be captured in a CUDA graph. CTA (tile, pair) copies
-//                 one tile of one block.
-//                 Trick 2 — 16-byte vectors, 8 loads in flight per thread before the first
-//                 store (a tile is 256 threads × 8 × 16 B = 32 KiB, one W6 block). Used only
-//                 when both bases and the block size are multiples of 16; otherwise 4-byte or
-//                 1-byte accesses, never out of bounds.
-//                 Trick 3 — zero-copy for host memory: a PINNED host buffer is mapped into the
-//                 GPU's address space (unified virtual addressing), so the kernel reads (H2D)
-//                 or writes (D2H) it directly over PCIe with 16-byte accesses; thousands of
-//                 requests in flight keep the link busy without one DMA set-up per block.
-//   memcpy_runs   Trick 4 — coalescing: consecutive pairs whose src AND dst ids both go up by
-//                 one form a run, copied by one cudaMemcpyAsync. Runs are issued in order, so
-//                 this is always the in-order result; with random ids it is the naive loop.
-//   memcpy_batch  one cudaMemcpyBatchAsync (CUDA >= 13 signature) for all runs: the driver
-//                 gets the whole list at once. Offered for measurement; `automatic` does not
-//                 pick it (it cannot run on the legacy default stream, and copies within a
-//                 batch have no order).
-//
-// The rule of `automatic` (choose_swap_strategy), in this order:
-//   1. Pairs that depend on each other run in order with memcpy_runs. They are independent
-//      when no two pairs write the same dst block and, if src and dst are the same memory,
-//      no pair reads a block that another pair writes (ids checked once at validation). If
-//      src and dst overlap with a shift, everything runs in order. So chained or overlapping
-//      mappings give exactly the in-order bytes of the CPU reference.
-//   2. A host side in PAGEABLE memory (cudaPointerGetAttributes says unregistered) cannot be
-//      read by a kernel: fall back to the naive per-block copies (memcpy_runs, which merges
-//      runs); the driver stages pageable memory through its own pinned buffer anyway.
-//   3. Host<->device pairs that form runs averaging >= 4 MiB: the copy engines already reach
-//      full speed on them and leave the SMs free: memcpy_runs.
-//   4. Otherwise (D2D, or H2D/D2H with pinned host memory): copy_kernel.
-//
-// Caveats: the zero-copy kernel occupies SMs while it waits on PCIe (a DMA copy does not), so
-// next to a running model the copy engines may be the better neighbour even when slower. Block
-// ids must be below 2^32 for copy_kernel (else rule 2's fallback). The stream must belong to
-// the device that owns the GPU-side memory (there is no device guard, as there is no device
-// index in a TensorView).
-//
-// Measured (H100 80GB HBM3, CUDA 13.0, `pagedkv compare swap_blocks`, W6: 2048 random pairs of
-// 32 KiB): H2D 1314 us = 92.6 % of one bulk pinned cudaMemcpyAsync of the same 64 MiB (naive:
-// 18 %), D2H 1282 us = 95.2 % (naive: 21 %), D2D 49 us = 94.6 % of a device copy (naive: 1.3 %,
-// one memcpy call per block). 16 pairs: H2D 95 %, D2D 86 % (launch-bound at 2.4 us).
+// What changes from naive.cu (H100, W6: 2048 random pairs of 32 KiB; % of a copy of the bytes):
+//   S1 copy_kernel: block ids in __grid_constant__ parameters: 1 launch, not 2048 memcpy calls.
+//   S2 16-byte vectors, 8 loads in flight per thread: D2D 49 µs, 94.5 % (naive 1.3 %; S1 + S2).
+//   S3 zero-copy: the kernel reads/writes pinned host memory over PCIe: H2D 92.5 %, D2H 94.2 %.
+//   S4 memcpy_runs: one cudaMemcpyAsync per run of consecutive ids, in order (random ids: naive).
+// `automatic` (choose_swap_strategy) takes S4 for dependent pairs, pageable host memory and
+// host<->device runs averaging >= 4 MiB, else S1-S3; memcpy_batch is for measurement only.
+// The stream must belong to the device that owns the GPU-side memory (there is no device guard).
+// The full story: chapter "Moving blocks", section "The optimized version".
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -64,7 +26,7 @@ using optimized::SwapStrategy;
 
 /// Threads per CTA at most (fewer for small blocks, so that no warp idles).
 constexpr int kMaxThreads = 256;
-/// Vectors each thread loads before it stores any (Trick 2: loads in flight).
+/// Vectors each thread loads before it stores any (Trick S2: loads in flight).
 constexpr int kLoadsInFlight = 8;
 /// Pairs per launch for small mappings (512 bytes of parameters).
 constexpr int kSmallBatch = 64;
@@ -72,7 +34,7 @@ constexpr int kSmallBatch = 64;
 /// 32,764-byte limit of CUDA >= 12.1 on sm_70 and newer.
 constexpr int kLargeBatch = 4000;
 
-/// The block ids of one launch, passed by value in the kernel's parameters (Trick 1).
+/// The block ids of one launch, passed by value in the kernel's parameters (Trick S1).
 template <int kMaxPairs>
 struct BlockPairs {
   std::uint32_t src_block[kMaxPairs];  ///< [pairs in this launch]
@@ -143,7 +105,7 @@ void launch_batches(const SwapBlocksPlan& plan, const std::uint8_t* src, std::ui
   }
 }
 
-/// Picks the widest access that every block start allows (Trick 2), then the batch size.
+/// Picks the widest access that every block start allows (Trick S2), then the batch size.
 template <typename Vec>
 void launch_with_width(const SwapBlocksPlan& plan, const std::uint8_t* src, std::uint8_t* dst,
                        cudaStream_t stream) {
@@ -198,7 +160,7 @@ bool pairs_independent(const SwapBlocksPlan& plan, Aliasing aliasing) {
 }
 
 /// The address the GPU reads or writes `tensor` through: its own pointer on the GPU, the mapped
-/// pointer of pinned host memory (Trick 3: the kernel then reads or writes it over PCIe), or
+/// pointer of pinned host memory (Trick S3: the kernel then reads or writes it over PCIe), or
 /// nullptr for pageable host memory, which no kernel can reach (rule 2).
 void* device_view(const TensorView& tensor) {
   if (tensor.device == Device::cuda) return tensor.data;
@@ -217,7 +179,7 @@ bool ids_fit_32_bits(const SwapBlocksPlan& plan) {
   return plan.src_capacity - 1 <= 0xffffffffLL && plan.dst_capacity - 1 <= 0xffffffffLL;
 }
 
-/// A run of pairs (src + k, dst + k), k < count, that one memcpy can copy (Trick 4).
+/// A run of pairs (src + k, dst + k), k < count, that one memcpy can copy (Trick S4).
 struct Run {
   std::int64_t src_block = 0;  ///< first source block
   std::int64_t dst_block = 0;  ///< first destination block
@@ -277,7 +239,7 @@ LaunchFacts gather_facts(const SwapBlocksPlan& plan, const TensorView& src, cons
   return facts;
 }
 
-/// The rule of `automatic` (see the file header).
+/// The rule of `automatic` (chapter "Moving blocks", section "The rule that picks a strategy").
 SwapStrategy choose_strategy(const SwapBlocksPlan& plan, const TensorView& src,
                              const TensorView& dst, const LaunchFacts& facts) {
   if (plan.num_pairs == 0) return SwapStrategy::memcpy_runs;

@@ -1,88 +1,17 @@
 // reshape_and_cache, optimized CUDA version: tiles of tokens staged through shared memory, stored
 // in the order the tile's slots call for.
 //
-// What this version does differently from naive.cu:
-//  1. One CTA per (tile of 32 consecutive tokens, head, part of the head). The tile is loaded
-//     with 16-byte vector loads (each token row read once, fully coalesced), converted to the
-//     cache element type in registers, and staged in shared memory. Warp 0 issues its read of
-//     the tile's slots first, so that latency overlaps the tile loads.
-//  2. Key side: each x-chunk of the key cache is exactly 16 bytes, and the same chunk of
-//     neighbouring offsets of a block is contiguous (key_cache[b, h, c, o, 0:x]). Consecutive
-//     threads store consecutive tokens of one chunk, so a block filled by consecutive tokens
-//     receives 16 × block_size contiguous bytes per chunk: one 16-byte store per thread.
-//  3. Value side (the lesson): value_cache[b, h, d, o] is transposed, so one token's values are
-//     block_size elements apart and the naive kernel writes every one with its own 2-byte store.
-//     Here warp 0 first splits the tile into PIECES: runs of consecutive tokens whose slots are
-//     consecutive in one block and inside one 16-byte group of a value row (o / (16 / element
-//     size)). For row d, a piece's elements are read out of shared memory down the token column
-//     (the transpose) and, when the piece is a full aligned 16-byte group, written with ONE
-//     16-byte store (8 bf16 or 16 fp8 neighbouring offsets); shorter pieces use element stores.
-//     Consecutive threads take consecutive pieces of one row, then the next row, so for a block
-//     filled by consecutive tokens a warp writes whole 32-byte sectors back to back.
-//  4. Store order chosen per tile, in the kernel. Pieces pay only when they are long. With
-//     random slots (decode) every piece is one token, and the piece order then has a warp store
-//     row d of 32 unrelated tokens: 32 L2 write requests of one sector each. Token by token, a
-//     warp stores 32 neighbouring value rows of ONE token (d to d + 31, block_size elements
-//     apart): for bf16 and block 16, 8 requests (128-byte lines) of 4 sectors each. Same
-//     sectors, same DRAM bytes, a third of the requests, and on an H100 that is the difference
-//     between 5.4 ms and 2.1 ms (below). So warp 0, which plans the pieces anyway, also counts
-//     the FULL ones (one 16-byte store each); when fewer than half the pieces are full, the
-//     tile is stored token by token from the same staged rows (keys too: consecutive threads
-//     take one token's chunks). The choice is one shared flag per tile: no host
-//     synchronization (the host cannot read slot_mapping without one), and the prefill and
-//     decode tiles of one launch each get their own order.
-//  5. Bank conflicts: staged rows are an odd number of 16-byte units apart, and every group of 8
-//     rows is pushed 16 bytes further ("row-group skew"). A quarter-warp of 16-byte key reads
-//     (8 consecutive tokens) then hits 8 different bank groups, and the column reads of the value
-//     pieces (which start 8 or 16 tokens apart) land in different banks too. In the token
-//     order of trick 4 a warp reads along one staged row: neighbouring bytes, no conflict.
-//  6. Vectors only where allowed: 16-byte loads when key/value start and row pitch are 16-byte
-//     aligned, 16-byte key stores when key_cache is aligned, 16-byte value stores when
-//     value_cache is aligned and block_size × element size is a multiple of 16; element accesses
-//     otherwise. Nothing outside the slots named by slot_mapping is written.
-//  7. Every (head, chunk) is written whatever num_heads × head_size is (upstream stops at 512
-//     16-byte chunks per token, see upstream reshape_and_cache_kernel), and heads larger than 32 chunks (512 cache bytes per
-//     token) are split over several CTAs so that shared memory stays under 48 KiB.
-//  8. Registers: 5 CTAs per SM cap a thread at 48 registers. The tile loads form their addresses
-//     from the kernel parameters instead of keeping two 64-bit row pointers live: with trick 4's
-//     second store path the 16-bit "auto" kernels otherwise spilled one 8-byte value to local
-//     memory, and Nsight Compute saw those spills as 16 extra L2 write requests per CTA and
-//     40 MB more DRAM writes per 65536-token random launch (2.39 instead of 2.35 GB; 2120
-//     instead of 2105 µs side by side). No instantiation spills now (-Xptxas -v: 48 registers,
-//     0 bytes stack frame).
-//
-// What caps random slots (W1: 8 kv heads × 128, block 16, 65536 tokens in random slots of 16384
-// blocks; H100, Nsight Compute on one launch). Every store of a token lands in its own 32-byte
-// sector. bf16: 8 heads × 16 key chunks = 128 sectors with 16 of their 32 bytes new, and
-// 8 × 128 value elements = 1,024 sectors with 2 bytes new: 1,152 sectors for 4 KiB of data.
-// fp8: 64 key sectors + 1,024 value bytes in 512 sectors = 576. A partly written sector goes
-// back to DRAM whole, so the L2 first reads its other bytes from DRAM: 32 bytes read and 32
-// written per sector. bf16: 1,152 × 64 + 4,104 (input, slot) = 77.8 KB of DRAM traffic per
-// token where the byte model counts 8.2 KB; 5.1 GB per launch. Measured: 2.56 GB read + 2.35 GB
-// written = 4.91 GB (a few fills hit in L2), the same for the naive kernel. At the 3.0 TB/s of a
-// device copy that traffic alone takes 1.64 ms, so random slots cannot beat ~10.9 % of copy
-// under the byte model; this kernel takes 2.09 ms under ncu (DRAM at 2.35 TB/s, 78 % of the copy
-// rate, on scattered read-modify-writes) and reaches 8.5 %. fp8: 1.37 + 1.15 = 2.52 GB, a
-// 0.84 ms floor (16.0 % of copy), measured 1.07 ms (12.5 %).
-// The second ceiling is L2 write requests, and it is what the piece order hit: the same 4.9 GB
-// of DRAM traffic, but 75.4 M requests of one sector instead of 25.2 M of four (1,151 instead
-// of 384 per token), ~14 G requests/s, 5.4 ms. That is the ceiling behind the measured
-// "random 16-byte scatter at ~0.41 TB/s" too: one 16-byte unit per request at ~14 G/s is
-// ~0.45 TB/s counting 16 bytes read + 16 written. A kernel with one thread per (token, head,
-// 16-byte chunk), no shared memory, each thread storing its 8 values down 8 value rows, makes
-// the same 75 M requests and took 4.9 ms.
-// With contiguous slots the same bytes arrive as whole sectors and the kernel is
-// bandwidth-bound.
-//
-// Byte model: key and value read once, both caches written once, 8 bytes of slot per token.
-//
-// Measured (H100 80GB HBM3, driver 580.159.04, CUDA 13.0; `pagedkv compare reshape_and_cache
-// --workload W1 --size 65536`, % = size-matched device copy time / op time, copy 3.0 TB/s):
-// contiguous slots bf16 194 µs = 92.4 %, fp8 174 µs = 77.5 % (the piece order, unchanged:
-// 78.0 % in an earlier run, and 180 µs both before and after this change side by side in a
-// benchmark); random slots bf16
-// 2100 µs = 8.5 % (naive 2090 µs, Thrust 2138 µs; the piece order alone: 5433 µs = 3.3 %),
-// fp8 1077 µs = 12.5 % (naive 1205 µs; the piece order alone: 3084 µs = 4.4 %).
+// What this version does differently (H100, W1, 65536 tokens; % of a device copy of the bytes):
+//   L1 one CTA per (32-token tile, head part): 16-byte coalesced loads, staged in shared memory.
+//   L2 key chunks: consecutive threads store the 16-byte chunks of consecutive tokens.
+//   L3 value pieces: 16 bytes of consecutive slots, 1 store per value row: contiguous 92.1 %.
+//   L4 store order per tile: token by token unless half the pieces are full: 5433 -> 2100 µs.
+//   L5 odd row pitch in 16-byte units, plus a 16-byte skew per 8 rows: no bank conflicts.
+//   L6 16-byte loads and stores only where pointers and strides allow; element accesses otherwise.
+//   L7 every (head, chunk) is written (upstream stops at 512 chunks); big heads span several CTAs.
+//   L8 5 CTAs per SM, 48 registers, addresses from the parameters: no spill (2120 -> 2105 µs).
+// Random slots (bf16: 2100 µs, 8.5 %, as naive) stay bound by 32-byte read-modify-writes in DRAM.
+// The full story: chapter "Writing the cache", section "reshape_and_cache".
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -104,12 +33,12 @@ constexpr int kThreads = 256;
 /// Most 16-byte key chunks of one head a CTA stages (512 cache bytes per token row); larger
 /// heads are split over several CTAs.
 constexpr int kMaxChunksPerCta = 32;
-/// CTAs that must fit on one SM (trick 8): bounds registers to 48 per thread (1,280 threads per
+/// CTAs that must fit on one SM (trick L8): bounds registers to 48 per thread (1,280 threads per
 /// SM, no spills in any instantiation; checked with -Xptxas -v). More loads in flight per thread
 /// (unrolling) cost registers and spilled; more threads per SM hide the latency instead (4 CTAs
 /// per SM, 64 registers: fp8 contiguous slots took 195 instead of 180 µs, measured once).
 constexpr int kMinCtasPerSm = 5;
-/// Staged rows per 16-byte skew (trick 5).
+/// Staged rows per 16-byte skew (trick L5).
 constexpr int kRowGroup = 8;
 
 /// \brief Everything the kernel reads besides its template arguments.
@@ -138,7 +67,7 @@ struct Params {
 };
 
 /// \brief Byte offset of staged row `row`: `row_pitch` bytes per row plus the row-group skew
-/// (trick 5).
+/// (trick L5).
 /// \param row the row (token of the tile).
 /// \param row_pitch bytes between consecutive rows.
 /// \return offset from the start of the staged tile.
@@ -188,7 +117,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   __shared__ int piece_first_token[kTileTokens];     // first token (row) of each piece
   __shared__ int piece_length[kTileTokens];          // tokens in each piece
   __shared__ int num_pieces;
-  __shared__ bool store_by_token;  // trick 4: this tile's store order
+  __shared__ bool store_by_token;  // trick L4: this tile's store order
 
   // Which tile, head and part of the head: consecutive CTAs take the heads of one tile, whose
   // rows are neighbours in memory.
@@ -207,7 +136,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   auto* key_tile = reinterpret_cast<std::uint8_t*>(staged);
   auto* value_tile = key_tile + staged_tile_bytes(p.row_pitch);
 
-  // Trick 1: warp 0 starts reading the tile's slots now and uses them after the key/value loads
+  // Trick L1: warp 0 starts reading the tile's slots now and uses them after the key/value loads
   // below, so the two memory latencies overlap.
   std::int64_t slot = -1;
   if (static_cast<int>(threadIdx.x) < tile_tokens) slot = p.slot_mapping[first_token + threadIdx.x];
@@ -219,11 +148,11 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     value_scale = __ldg(p.v_scale);
   }
 
-  // --- 1. Load the tile (trick 1): 16-byte vectors, consecutive threads along a token row
+  // --- 1. Load the tile (trick L1): 16-byte vectors, consecutive threads along a token row
   // (coalesced). Convert in registers and stage in cache elements (8, 4 or 16 bytes per vector
   // for fp8).
   // The element (token, head, first_d + column) is at token × stride + head × head_size +
-  // first_d + column. Trick 8: the addresses are formed from the kernel parameters in every
+  // first_d + column. Trick L8: the addresses are formed from the kernel parameters in every
   // iteration rather than kept in two 64-bit row pointers: four registers fewer, so that the
   // kernel stays within its 48 without spilling (a 32-bit offset inside the row, one 64-bit
   // product).
@@ -253,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     store_vector(reinterpret_cast<Cache*>(value_tile + at), value_out);
   }
 
-  // --- 2. Warp 0 plans the pieces (trick 3): a piece is a run of consecutive tokens with
+  // --- 2. Warp 0 plans the pieces (trick L3): a piece is a run of consecutive tokens with
   // consecutive slots that stays inside one block and inside one 16-byte group (kCacheVector
   // offsets) of a value row. Random slots give one piece per token; a block filled in order gives
   // block_size / kCacheVector full pieces.
@@ -279,7 +208,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     }
     token_block[lane] = block;
     token_offset[lane] = offset;
-    // Trick 4: the piece order only when at least half the pieces are full 16-byte groups
+    // Trick L4: the piece order only when at least half the pieces are full 16-byte groups
     // (a prefill); random slots give none, and the tile is stored token by token.
     const unsigned full_mask = __ballot_sync(kAllLanes, length == kCacheVector);
     if (lane == 0) {
@@ -289,9 +218,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   }
   __syncthreads();  // the staged tile and the plan are complete; from here on only reads
 
-  // --- 3. Key chunks. Piece order (trick 2): consecutive threads = consecutive tokens of one
+  // --- 3. Key chunks. Piece order (trick L2): consecutive threads = consecutive tokens of one
   // chunk, whose 16-byte chunks are neighbours in key_cache[block, head, chunk, offset, 0:x].
-  // Token order (trick 4): consecutive threads = consecutive chunks of one token.
+  // Token order (trick L4): consecutive threads = consecutive chunks of one token.
   const bool by_token = store_by_token;
   auto* key_cache = static_cast<Cache*>(p.key_cache);
   const auto store_key_chunk = [&](int row, int chunk) {
@@ -322,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
   auto* value_cache = static_cast<Cache*>(p.value_cache);
   if (by_token) {
-    // --- 4a. Values token by token (trick 4): consecutive threads take consecutive elements d
+    // --- 4a. Values token by token (trick L4): consecutive threads take consecutive elements d
     // of one token and read them along its staged row; each lands in its own value row,
     // value_cache[block, head, d, offset], block_size elements after the previous one.
     const int value_items = num_d * tile_tokens;
@@ -342,7 +271,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     return;
   }
 
-  // --- 4b. Value pieces (trick 3, the transpose): for row d of the head, a piece's elements are
+  // --- 4b. Value pieces (trick L3, the transpose): for row d of the head, a piece's elements are
   // read down the staged token column and written to value_cache[block, head, d, offset...].
   // Consecutive threads take consecutive pieces of one row, then the next row.
   const int pieces = num_pieces;
@@ -407,16 +336,16 @@ void ReshapeAndCache::optimized(const Plan& plan, const Args& args, cudaStream_t
   p.head_size = static_cast<int>(plan.head_size);
   p.block_size = static_cast<int>(plan.block_size);
   p.chunks_per_head = static_cast<int>(plan.head_size / plan.x);
-  // Trick 7: split a head over as few CTAs as keep each at most kMaxChunksPerCta chunks, evenly
+  // Trick L7: split a head over as few CTAs as keep each at most kMaxChunksPerCta chunks, evenly
   // (the second division drops a part that the rounding would leave empty).
   const int min_parts = (p.chunks_per_head + k::kMaxChunksPerCta - 1) / k::kMaxChunksPerCta;
   p.chunks_per_cta = (p.chunks_per_head + min_parts - 1) / min_parts;
   p.parts_per_head = (p.chunks_per_head + p.chunks_per_cta - 1) / p.chunks_per_cta;
-  p.row_pitch = (p.chunks_per_cta | 1) * 16;  // trick 5: an odd number of 16-byte units
+  p.row_pitch = (p.chunks_per_cta | 1) * 16;  // trick L5: an odd number of 16-byte units
 
   const std::int64_t activation_size = dtype_size(plan.activation_dtype);
   const std::int64_t cache_element_size = key_cache.element_size();
-  // Trick 6. Row starts move by key_stride; heads and parts move by multiples of 16 bytes
+  // Trick L6. Row starts move by key_stride; heads and parts move by multiples of 16 bytes
   // (head_size is a multiple of x, and x activations span at least 16 bytes).
   // (stride_allows is given the row pitch in bytes and asks for 16-byte steps.)
   p.key_loads_vectorized = kernels::is_aligned(key.data, 16) &&

@@ -4,13 +4,11 @@
 // flat index, and each thread does what one innermost iteration does: read its slot, skip
 // padding, convert one key element and one value element, store both at
 //   block * block_stride + offset_in_block * page_stride + head * head_stride + d.
-// Correct for every layout the contract accepts, and obvious.
-//
-// Caveats (what optimized.cu improves):
-//   - every thread moves one element (2-4 bytes) per instruction, so the memory system sees many
-//     small transactions instead of a few 16-byte ones;
-//   - every thread reloads the slot and divides 64-bit integers three times;
-//   - every thread of an fp8 cache reloads its scale.
+// Correct for every layout the contract accepts, and obvious. Not fast: one element per access,
+// three 64-bit divisions and a slot load per thread, and a scale load per thread for fp8.
+// Measured (H100, W1, 65536 tokens in random slots, NHD; % of a device copy of the same bytes):
+// bf16 cache 26.8 %, fp8_e4m3 cache 21.4 %.
+// The full story: chapter "Writing the cache", section "reshape_and_cache_flash".
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 
 #include <algorithm>

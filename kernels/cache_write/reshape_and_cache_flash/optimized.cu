@@ -1,59 +1,18 @@
-// reshape_and_cache_flash, optimized CUDA version.
+// reshape_and_cache_flash, optimized CUDA version: a scatter of whole head rows, so the job is to
+// keep enough wide, aligned accesses in flight. Nothing is reused: no shared memory.
 //
-// The op is a scatter of whole rows: token t's key row (num_heads × head_size elements) lands in
-// slot slot_mapping[t], one head row (head_size contiguous elements) at a time; the value row
-// likewise. Nothing is computed except the optional fp8 conversion, so the speed limit is the
-// memory bandwidth, and the job is to keep enough wide, aligned accesses in flight. What this
-// version does differently from naive.cu (one thread per element):
-//
-//   1. 16-byte vectors. Each thread moves a "vector" of kVec elements with 16-byte accesses: for
-//      a bf16/f16/f32 cache 8/8/4 elements, one 16-byte load and one 16-byte store; for an fp8
-//      cache 16 elements, so that the STORE is 16 bytes too (16 fp8 bytes), loaded as two
-//      (bf16/f16) or four (f32) 16-byte loads. (With 8 elements an fp8 thread stores only 8
-//      bytes; measured on W1 bf16 → fp8: 84-87 % of copy with 8, 91-95 % with 16.) The width is
-//      chosen on the host from the real pointers and strides (pick_vector_width): the widest
-//      one for which every address is aligned, down to one element. Upstream aligns only the
-//      source, which crashes on a misaligned destination (head_size 46 × 13 heads); here a
-//      misaligned layout just runs narrower.
-//   2. A group of threads per token. One token's rows are split into vectors; a power-of-two
-//      group of threads shares them so that each thread handles kUnroll vectors (W1 bf16:
-//      2 × 8 × 128 elements = 256 vectors of 8 → 64 threads, 4 tokens per 256-thread block).
-//      Small heads no longer leave most of a block idle, and large ones are looped over.
-//   3. The slot is read once per token per thread (one broadcast load per warp), and the 64-bit
-//      division slot → (block, offset) is done once per token and thread, not once per element.
-//   4. kLoadBytesInFlight = 64 bytes of independent loads per thread before the first store
-//      (kUnroll vectors: four of 16 bytes for a bf16 cache, two of 32 bytes for bf16 → fp8),
-//      issued without waiting for the slot: the row is read while slot_mapping is still in
-//      flight (padding rows are read for nothing; they are rare, and they exist in key and value).
-//   5. Scales: a per-tensor scale is read once per thread; a per-head scale once per vector,
-//      next to the data load so its latency overlaps it (the same address for the threads of a
-//      head row: one cached broadcast).
-//   6. Consecutive threads take consecutive vectors of a head row, so a warp writes whole head
-//      rows (256 bytes for 128 bf16, 128 bytes for 128 fp8) as full, coalesced sectors, in NHD
-//      and HND alike.
-//   7. fp8: registers. The conversion works on the loaded registers directly: two bf16 share a
-//      32-bit register and come out as floats with one shift and one mask (pair_to_float2).
-//      Converting element by element, as the first version did, lets the compiler move every
-//      16-bit activation into a register of its own (76 registers there: 3 blocks per SM). Now
-//      every fp8 instantiation fits __launch_bounds__(256, kMinBlocksPerSm = 4), 64 registers,
-//      without spilling: 4 blocks (1024 threads) per SM.
-//   8. fp8: two values per conversion instruction (encode_fp8_pair: cvt...e4m3x2.f32 on two
-//      quotients instead of one quotient and a zero): half the conversions, the same bytes.
-//   The division stays the true IEEE `x / scale` of upstream, per element. Tried, measured and
-//   dropped (W1, bf16 → fp8_e4m3, 65536 tokens, one side-by-side GPU run): the scale's
-//   reciprocal computed once and each quotient as x·r corrected by two FMAs, which is exactly
-//   x / scale (Markstein's theorem) but needs a range check per element to stay exact. Once
-//   tricks 1, 7 and 8 were in, it was SLOWER than the division: 88-91 % of copy against
-//   91-95 % (and 83-87 % without the register cap of trick 7). The first version's 55 % came
-//   from registers and 8-byte stores, not from the division.
-//   No shared memory: every byte is touched exactly once, there is nothing to reuse.
-//
-// Measured (H100 80GB HBM3, driver 580.159.04, CUDA 13.0; `pagedkv compare
-// reshape_and_cache_flash --workload W1 --size 65536`: 8 kv heads × 128, block 16, 65536 tokens,
-// % of a size-matched device copy at 3.01 TB/s in the same run, random / contiguous slots):
-// bf16 cache NHD 94.3 / 96.9 %, HND 94.0 / 96.9 %; fp8_e4m3 cache NHD 93.5 / 94.8 %
-// (144.0 / 142.2 µs, copy 134.7 µs), HND 90.6 / 94.7 % (148.9 / 142.3 µs). Before tricks 1, 7
-// and 8 the fp8 cache took 246 µs (55 %). Naive: 27 % (bf16), 21 % (fp8).
+// What this version does differently (H100, W1, 65536 tokens; % of a device copy of the bytes):
+//   F1 16-byte vectors, the widest every real address allows; fp8: 16 per vector, 84-87 -> 91-95 %.
+//   F2 a power-of-two group of threads per token (W1 bf16: 64 threads, 4 tokens per CTA).
+//   F3 the slot read, and divided into (block, offset), once per token and thread.
+//   F4 64 bytes of loads in flight per thread, issued before the slot arrives.
+//   F5 a per-tensor scale read once per thread, a per-head scale once per vector.
+//   F6 consecutive threads take consecutive vectors of a head row: whole, coalesced sectors.
+//   F7 fp8: convert pairs in the loaded registers: 76 -> 64 registers, 3 -> 4 CTAs per SM.
+//   F8 fp8: two values per conversion instruction (encode_fp8_pair), the same bytes.
+// fp8 cache: 55 % before F1's 16-element vectors, F7 and F8; a reciprocal instead of the true
+// x / scale was slower (88-91 %) and was dropped. Random slots, NHD: bf16 93.8 %, fp8 93.4 %.
+// The full story: chapter "Writing the cache", section "reshape_and_cache_flash".
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 
 #include <algorithm>
@@ -74,7 +33,7 @@ constexpr int kThreadsPerBlock = 256;
 /// Blocks per SM the register budget must allow (__launch_bounds__): 4 × 256 threads, at most
 /// 64 registers per thread.
 constexpr int kMinBlocksPerSm = 4;
-/// Bytes of activations each thread loads before its first store (trick 4).
+/// Bytes of activations each thread loads before its first store (trick F4).
 constexpr int kLoadBytesInFlight = 64;
 
 /// Most vectors per thread and round: narrow vectors (misaligned layouts) do not get more
@@ -82,7 +41,7 @@ constexpr int kLoadBytesInFlight = 64;
 constexpr int kMaxUnroll = 4;
 
 /// \brief Vectors each thread loads before it stores: kLoadBytesInFlight of activations, at
-/// least one vector and at most kMaxUnroll (trick 4).
+/// least one vector and at most kMaxUnroll (trick F4).
 /// \tparam Activation key/value element type.
 /// \tparam kVec elements per vector.
 /// \return the number of vectors per thread and round.
@@ -136,7 +95,7 @@ __device__ __forceinline__ float2 pair_to_float2(const AlignedVector<Activation,
 }
 
 /// \brief Converts one vector of activations into cache elements: a bit copy for "auto"; for
-/// fp8, fp8(x / scale) two values at a time (tricks 7 and 8).
+/// fp8, fp8(x / scale) two values at a time (tricks F7 and F8).
 /// \tparam kKind how the cache stores an element.
 /// \tparam kVec elements per vector.
 /// \tparam Activation float, __half or __nv_bfloat16.
@@ -160,7 +119,7 @@ convert_vector(const AlignedVector<Activation, kLoadVec> (&loaded)[kLoads], floa
     converted.elements[0] = static_cast<std::uint8_t>(
         encode_fp8_pair<kKind>(to_float(loaded[0].elements[0]), 0.f, scale));
   } else {
-    // Trick 7: each pair is unpacked from its register, divided and encoded (trick 8) before
+    // Trick F7: each pair is unpacked from its register, divided and encoded (trick F8) before
     // the next one, so that only the packed activations and the packed bytes stay live.
 #pragma unroll
     for (int e = 0; e < kVec; e += 2) {
@@ -193,19 +152,19 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm) reshape_and
     const std::int64_t* __restrict__ slot_mapping, const float* __restrict__ k_scale,
     const float* __restrict__ v_scale, TokenWork work) {
   using Cache = typename CacheElement<Activation, kKind>::type;
-  // Trick 1: a vector is kLoadsPerVector loads of kLoadVec elements (16 bytes at most).
+  // Trick F1: a vector is kLoadsPerVector loads of kLoadVec elements (16 bytes at most).
   constexpr int kLoadVec =
       kVec * static_cast<int>(sizeof(Activation)) > 16 ? 16 / static_cast<int>(sizeof(Activation))
                                                        : kVec;
   constexpr int kLoadsPerVector = kVec / kLoadVec;
   constexpr int kUnroll = unroll_for<Activation, kVec>();
 
-  // Trick 2: the block is tokens_per_block groups of threads_per_token threads, one per token.
+  // Trick F2: the block is tokens_per_block groups of threads_per_token threads, one per token.
   const int tokens_per_block = kThreadsPerBlock / work.threads_per_token;
   const int group = static_cast<int>(threadIdx.x) / work.threads_per_token;
   const int lane = static_cast<int>(threadIdx.x) % work.threads_per_token;
 
-  // Trick 5: a per-tensor scale is read once ("auto" never reads a scale).
+  // Trick F5: a per-tensor scale is read once ("auto" never reads a scale).
   float key_scale = 1.f;
   float value_scale = 1.f;
   if constexpr (is_fp8(kKind)) {
@@ -217,20 +176,20 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm) reshape_and
 
   for (std::int64_t token = static_cast<std::int64_t>(blockIdx.x) * tokens_per_block + group;
        token < work.num_tokens; token += static_cast<std::int64_t>(gridDim.x) * tokens_per_block) {
-    const std::int64_t slot = slot_mapping[token];  // trick 3: once per token
+    const std::int64_t slot = slot_mapping[token];  // trick F3: once per token
     const Activation* key_row = key + token * work.key_stride;      // [num_heads * head_size]
     const Activation* value_row = value + token * work.value_stride;
 
     for (int first = lane; first < work.vectors_per_token;
          first += work.threads_per_token * kUnroll) {
-      // Trick 4: issue all loads first. Vector v of the token is element v * kVec of the key
+      // Trick F4: issue all loads first. Vector v of the token is element v * kVec of the key
       // row (v < vectors_per_row) or of the value row; rows are packed, so no head arithmetic
       // is needed on the source side.
       AlignedVector<Activation, kLoadVec> loaded[kUnroll][kLoadsPerVector];
       float head_scale[kUnroll];
 #pragma unroll
       for (int k = 0; k < kUnroll; ++k) {
-        const int v = first + k * work.threads_per_token;  // trick 6: lane i takes vector i
+        const int v = first + k * work.threads_per_token;  // trick F6: lane i takes vector i
         if (v < work.vectors_per_token) {
           const bool is_value = v >= work.vectors_per_row;
           const int in_row = is_value ? v - work.vectors_per_row : v;
@@ -250,7 +209,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm) reshape_and
       }
 
       if (slot < 0) continue;  // padding token: nothing is written
-      // Trick 3: one 64-bit division per token and round of kUnroll vectors (usually a single
+      // Trick F3: one 64-bit division per token and round of kUnroll vectors (usually a single
       // round), not one per element. It comes after the loads so that they do not wait for it.
       const std::int64_t block = slot / work.block_size;
       const std::int64_t offset_in_block = slot - block * work.block_size;
@@ -279,7 +238,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm) reshape_and
 
 /// \brief The widest vector (in elements) such that every address the kernel forms is aligned
 /// for the activation loads (16 bytes at most each) and for the one cache store per vector
-/// (trick 1). One element always works.
+/// (trick F1). One element always works.
 /// \tparam Activation key/value element type.
 /// \tparam Cache cache element type.
 /// \param plan the validated plan.
@@ -348,7 +307,7 @@ void launch_with_vector(const ReshapeAndCacheFlashPlan& plan, const TensorView& 
   work.vectors_per_token = 2 * work.vectors_per_row;
   work.per_head_scale = plan.per_head_scale;
 
-  // Trick 2: the smallest power-of-two group that covers the token in kUnroll vectors per
+  // Trick F2: the smallest power-of-two group that covers the token in kUnroll vectors per
   // thread, at most the whole block (larger tokens loop).
   const int wanted = (work.vectors_per_token + kUnroll - 1) / kUnroll;
   work.threads_per_token = 1;

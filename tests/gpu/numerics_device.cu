@@ -4,7 +4,7 @@
 //
 // Nothing here is fast or clever on purpose: one thread per element in a grid-stride loop.
 // The launchers take HOST pointers, copy in, run, copy out and synchronize.
-#include "pagedkv/numerics_device.h"
+#include "numerics_device.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/convert.cuh"
+#include "pagedkv/buffers.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
 
@@ -103,28 +104,17 @@ namespace {
 
 namespace check = kernels::numerics_check;
 
-// A cudaMalloc'd buffer freed on scope exit (the launchers throw on CUDA errors).
-class DeviceArray {
- public:
-  explicit DeviceArray(std::size_t bytes) { PAGEDKV_CUDA_CHECK(cudaMalloc(&data_, bytes)); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  ~DeviceArray() { cudaFree(data_); }
-  template <typename T>
-  T* as() const { return static_cast<T*>(data_); }
-
- private:
-  void* data_ = nullptr;
-};
+// Device memory is a pagedkv::Buffer of Memory::device: freed on scope exit, also when a
+// launcher throws. This gives its bytes as `T`.
+template <typename T>
+T* as(const Buffer& buffer) {
+  return reinterpret_cast<T*>(buffer.data());
+}
 
 // Enough blocks to cover `count` elements, capped: the grid-stride loop does the rest.
 unsigned int grid_size(std::int64_t count) {
   const std::int64_t blocks = (count + check::kThreadsPerBlock - 1) / check::kThreadsPerBlock;
   return static_cast<unsigned int>(blocks < 65535 ? blocks : 65535);
-}
-
-void upload(void* device, const void* host, std::size_t bytes) {
-  PAGEDKV_CUDA_CHECK(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice));
 }
 
 // Waits for the kernel (surfacing launch and execution errors), then copies results back.
@@ -145,15 +135,15 @@ void store_typed(void* cache_elements, const void* activations, const float* sca
                  std::int64_t count) {
   using Element = typename kernels::CacheElement<T, kKind>::type;
   const auto n = static_cast<std::size_t>(count);
-  DeviceArray device_activations(n * sizeof(T));
-  DeviceArray device_scales(n * sizeof(float));
-  DeviceArray device_cache(n * sizeof(Element));
-  upload(device_activations.as<void>(), activations, n * sizeof(T));
-  upload(device_scales.as<void>(), scales, n * sizeof(float));
+  Buffer device_activations(Memory::device, n * sizeof(T));
+  Buffer device_scales(Memory::device, n * sizeof(float));
+  Buffer device_cache(Memory::device, n * sizeof(Element));
+  device_activations.upload(activations, n * sizeof(T));
+  device_scales.upload(scales, n * sizeof(float));
   check::store_kernel<kKind, T><<<grid_size(count), check::kThreadsPerBlock>>>(
-      device_activations.as<const T>(), device_scales.as<const float>(), count,
-      device_cache.as<Element>());
-  download(cache_elements, device_cache.as<void>(), n * sizeof(Element));
+      as<const T>(device_activations), as<const float>(device_scales), count,
+      as<Element>(device_cache));
+  download(cache_elements, as<void>(device_cache), n * sizeof(Element));
 }
 
 template <typename T>
@@ -175,17 +165,18 @@ void encode_on_device(const float* values, std::int64_t count, std::uint16_t* ha
                       std::uint16_t* bf16_bits, std::uint8_t* fp8_e4m3, std::uint8_t* fp8_e5m2) {
   if (count <= 0) return;  // a grid of zero blocks is a launch error
   const auto n = static_cast<std::size_t>(count);
-  DeviceArray device_values(n * sizeof(float));
-  DeviceArray device_half(n * 2), device_bf16(n * 2), device_e4m3(n), device_e5m2(n);
-  upload(device_values.as<void>(), values, n * sizeof(float));
+  Buffer device_values(Memory::device, n * sizeof(float));
+  Buffer device_half(Memory::device, n * 2), device_bf16(Memory::device, n * 2);
+  Buffer device_e4m3(Memory::device, n), device_e5m2(Memory::device, n);
+  device_values.upload(values, n * sizeof(float));
   check::encode_kernel<<<grid_size(count), check::kThreadsPerBlock>>>(
-      device_values.as<const float>(), count, device_half.as<std::uint16_t>(),
-      device_bf16.as<std::uint16_t>(), device_e4m3.as<std::uint8_t>(),
-      device_e5m2.as<std::uint8_t>());
-  download(half_bits, device_half.as<void>(), n * 2);
-  download(bf16_bits, device_bf16.as<void>(), n * 2);
-  download(fp8_e4m3, device_e4m3.as<void>(), n);
-  download(fp8_e5m2, device_e5m2.as<void>(), n);
+      as<const float>(device_values), count, as<std::uint16_t>(device_half),
+      as<std::uint16_t>(device_bf16), as<std::uint8_t>(device_e4m3),
+      as<std::uint8_t>(device_e5m2));
+  download(half_bits, as<void>(device_half), n * 2);
+  download(bf16_bits, as<void>(device_bf16), n * 2);
+  download(fp8_e4m3, as<void>(device_e4m3), n);
+  download(fp8_e5m2, as<void>(device_e5m2), n);
 }
 
 void decode_on_device(const void* encoded, DType dtype, std::int64_t count, float* values) {
@@ -196,21 +187,21 @@ void decode_on_device(const void* encoded, DType dtype, std::int64_t count, floa
   if (count <= 0) return;
   const auto n = static_cast<std::size_t>(count);
   const auto element_size = static_cast<std::size_t>(dtype_size(dtype));
-  DeviceArray device_encoded(n * element_size);
-  DeviceArray device_values(n * sizeof(float));
-  upload(device_encoded.as<void>(), encoded, n * element_size);
+  Buffer device_encoded(Memory::device, n * element_size);
+  Buffer device_values(Memory::device, n * sizeof(float));
+  device_encoded.upload(encoded, n * element_size);
   if (dtype == DType::f16) {
     check::decode_kernel<__half><<<grid_size(count), check::kThreadsPerBlock>>>(
-        device_encoded.as<const __half>(), count, device_values.as<float>());
+        as<const __half>(device_encoded), count, as<float>(device_values));
   } else if (dtype == DType::bf16) {
     check::decode_kernel<__nv_bfloat16><<<grid_size(count), check::kThreadsPerBlock>>>(
-        device_encoded.as<const __nv_bfloat16>(), count, device_values.as<float>());
+        as<const __nv_bfloat16>(device_encoded), count, as<float>(device_values));
   } else {
     check::decode_fp8_kernel<<<grid_size(count), check::kThreadsPerBlock>>>(
-        device_encoded.as<const std::uint8_t>(), interpretation_of(dtype, "decode_on_device: dtype"),
-        count, nullptr, device_values.as<float>());
+        as<const std::uint8_t>(device_encoded), interpretation_of(dtype, "decode_on_device: dtype"),
+        count, nullptr, as<float>(device_values));
   }
-  download(values, device_values.as<void>(), n * sizeof(float));
+  download(values, as<void>(device_values), n * sizeof(float));
 }
 
 void fp8_to_half_on_device(const std::uint8_t* fp8_bytes, DType fp8_dtype, std::int64_t count,
@@ -219,13 +210,13 @@ void fp8_to_half_on_device(const std::uint8_t* fp8_bytes, DType fp8_dtype, std::
       interpretation_of(fp8_dtype, "fp8_to_half_on_device: fp8_dtype");
   if (count <= 0) return;
   const auto n = static_cast<std::size_t>(count);
-  DeviceArray device_bytes(n);
-  DeviceArray device_half(n * 2);
-  upload(device_bytes.as<void>(), fp8_bytes, n);
+  Buffer device_bytes(Memory::device, n);
+  Buffer device_half(Memory::device, n * 2);
+  device_bytes.upload(fp8_bytes, n);
   check::decode_fp8_kernel<<<grid_size(count), check::kThreadsPerBlock>>>(
-      device_bytes.as<const std::uint8_t>(), interpretation, count,
-      device_half.as<std::uint16_t>(), nullptr);
-  download(half_bits, device_half.as<void>(), n * 2);
+      as<const std::uint8_t>(device_bytes), interpretation, count,
+      as<std::uint16_t>(device_half), nullptr);
+  download(half_bits, as<void>(device_half), n * 2);
 }
 
 void store_cache_elements_on_device(void* cache_elements, const void* activations,

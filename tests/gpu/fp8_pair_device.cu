@@ -1,7 +1,7 @@
 // The GPU half of the paired fp8 conversion check: one elementwise kernel that runs the optimized
 // cache writer's own device code (common/fp8_pair.cuh) over host arrays, so that a test can
 // compare every quotient and byte with the CPU numerics. Nothing here is fast on purpose.
-#include "pagedkv/fp8_pair_device.h"
+#include "fp8_pair_device.h"
 
 #include <cuda_runtime.h>
 
@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "common/fp8_pair.cuh"
+#include "pagedkv/buffers.h"
 #include "pagedkv/cuda_runtime.h"
 
 namespace pagedkv::kernels::fp8_pair_check {
@@ -56,19 +57,12 @@ __global__ void encode_pairs_kernel(const float* __restrict__ values,       // [
 namespace pagedkv::numerics {
 namespace {
 
-// A cudaMalloc'd buffer freed on scope exit (the launcher throws on CUDA errors).
-class DeviceArray {
- public:
-  explicit DeviceArray(std::size_t bytes) { PAGEDKV_CUDA_CHECK(cudaMalloc(&data_, bytes)); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  ~DeviceArray() { cudaFree(data_); }
-  template <typename T>
-  T* as() const { return static_cast<T*>(data_); }
-
- private:
-  void* data_ = nullptr;
-};
+// Device memory is a pagedkv::Buffer of Memory::device: freed on scope exit, also when the
+// launcher throws. This gives its bytes as `T`.
+template <typename T>
+T* as(const Buffer& buffer) {
+  return reinterpret_cast<T*>(buffer.data());
+}
 
 }  // namespace
 
@@ -79,23 +73,23 @@ void encode_fp8_pairs_on_device(const float* values, const float* pair_scales,
   namespace check = kernels::fp8_pair_check;
   const auto n = static_cast<std::size_t>(count);
   const std::size_t pairs = (n + 1) / 2;
-  DeviceArray device_values(n * sizeof(float)), device_scales(pairs * sizeof(float));
-  DeviceArray device_quotients(n * sizeof(float)), device_e4m3(n), device_e5m2(n);
-  PAGEDKV_CUDA_CHECK(cudaMemcpy(device_values.as<void>(), values, n * sizeof(float),
-                                cudaMemcpyHostToDevice));
-  PAGEDKV_CUDA_CHECK(cudaMemcpy(device_scales.as<void>(), pair_scales, pairs * sizeof(float),
-                                cudaMemcpyHostToDevice));
+  Buffer device_values(Memory::device, n * sizeof(float));
+  Buffer device_scales(Memory::device, pairs * sizeof(float));
+  Buffer device_quotients(Memory::device, n * sizeof(float));
+  Buffer device_e4m3(Memory::device, n), device_e5m2(Memory::device, n);
+  device_values.upload(values, n * sizeof(float));
+  device_scales.upload(pair_scales, pairs * sizeof(float));
   const std::size_t blocks = (pairs + check::kThreadsPerBlock - 1) / check::kThreadsPerBlock;
   check::encode_pairs_kernel<<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535),
                                check::kThreadsPerBlock>>>(
-      device_values.as<const float>(), device_scales.as<const float>(), count,
-      device_quotients.as<float>(), device_e4m3.as<std::uint8_t>(), device_e5m2.as<std::uint8_t>());
+      as<const float>(device_values), as<const float>(device_scales), count,
+      as<float>(device_quotients), as<std::uint8_t>(device_e4m3), as<std::uint8_t>(device_e5m2));
   PAGEDKV_CUDA_CHECK_LAUNCH();
   PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
-  PAGEDKV_CUDA_CHECK(cudaMemcpy(quotients, device_quotients.as<void>(), n * sizeof(float),
+  PAGEDKV_CUDA_CHECK(cudaMemcpy(quotients, as<void>(device_quotients), n * sizeof(float),
                                 cudaMemcpyDeviceToHost));
-  PAGEDKV_CUDA_CHECK(cudaMemcpy(fp8_e4m3, device_e4m3.as<void>(), n, cudaMemcpyDeviceToHost));
-  PAGEDKV_CUDA_CHECK(cudaMemcpy(fp8_e5m2, device_e5m2.as<void>(), n, cudaMemcpyDeviceToHost));
+  PAGEDKV_CUDA_CHECK(cudaMemcpy(fp8_e4m3, as<void>(device_e4m3), n, cudaMemcpyDeviceToHost));
+  PAGEDKV_CUDA_CHECK(cudaMemcpy(fp8_e5m2, as<void>(device_e5m2), n, cudaMemcpyDeviceToHost));
 }
 
 }  // namespace pagedkv::numerics

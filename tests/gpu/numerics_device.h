@@ -1,7 +1,7 @@
 /// \file
 /// \brief The GPU side of the numerics check: runs the device conversions that the kernels use
 /// (kernels/common/convert.cuh and the CUDA fp16 / bf16 / fp8 intrinsics) over host arrays, so
-/// that tests can compare them bit for bit with the hand-written CPU numerics (numerics.h).
+/// that tests can compare them bit for bit with the hand-written CPU numerics (reference_cpu/numerics.h).
 ///
 /// Plain C++ (no CUDA syntax): every pointer is HOST memory; each call copies its inputs to the
 /// GPU, runs one small kernel, copies the results back and synchronizes. Failures throw
