@@ -100,4 +100,21 @@ void Buffer::upload(const void* host, std::size_t bytes) {
   PAGEDKV_CUDA_CHECK(cudaMemcpy(data_, host, bytes, cudaMemcpyHostToDevice));
 }
 
+void Buffer::download(void* host, std::size_t bytes) const {
+  PAGEDKV_CHECK(bytes <= size_, "Buffer::download: ", bytes, " bytes asked, the buffer has ",
+                size_);
+  if (bytes == 0) return;
+  if (memory_ != Memory::device) {
+    std::memcpy(host, data_, bytes);
+    return;
+  }
+  PAGEDKV_CUDA_CHECK(cudaMemcpy(host, data_, bytes, cudaMemcpyDeviceToHost));
+}
+
+Buffer copy_to(Memory memory, const Buffer& src) {
+  Buffer copy(memory, src.size());
+  copy.copy_from(src);
+  return copy;
+}
+
 }  // namespace pagedkv

@@ -51,15 +51,15 @@ inline float rounded(DType dtype, float value) {
 }
 
 /// A host buffer holding `values` as `dtype`.
-inline HostBuffer encoded(DType dtype, const std::vector<float>& values) {
-  HostBuffer buffer(std::max<std::size_t>(values.size(), 1) * dtype_size(dtype));
+inline Buffer encoded(DType dtype, const std::vector<float>& values) {
+  Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * dtype_size(dtype));
   for (std::size_t i = 0; i < values.size(); ++i) set(buffer.data(), dtype, i, values[i]);
   return buffer;
 }
 
 /// A poisoned host buffer of `bytes` bytes.
-inline HostBuffer poisoned(std::size_t bytes) {
-  HostBuffer buffer(bytes);
+inline Buffer poisoned(std::size_t bytes) {
+  Buffer buffer(Memory::host, bytes);
   poison(buffer.data(), buffer.size());
   return buffer;
 }
@@ -84,11 +84,22 @@ inline const char* layout_name(RowsLayout layout) {
 
 /// Rows of hidden states in a buffer: random rows, poisoned padding and slack around them.
 struct Rows {
-  HostBuffer bytes;                      ///< the whole buffer
+  Buffer bytes;                          ///< the whole buffer
   TensorView view;                       ///< the rows (host memory)
   std::vector<std::int64_t> row_offset;  ///< element offset of each row's first element
   std::int64_t hidden_size = 0;
   DType dtype = DType::f32;
+
+  Rows() = default;
+  Rows(Rows&&) = default;
+  Rows& operator=(Rows&&) = default;
+  /// A copy owns copies of the bytes, and its view points into them.
+  Rows(const Rows& other)
+      : bytes(copy_to(Memory::host, other.bytes)),
+        view(test::rebase(other.view, other.bytes.data(), bytes.data(), Device::cpu)),
+        row_offset(other.row_offset),
+        hidden_size(other.hidden_size),
+        dtype(other.dtype) {}
 };
 
 /// `num_rows` random rows (values in [-range, range]) of `hidden_size` elements in `layout`.
@@ -122,8 +133,8 @@ inline Rows make_rows(DType dtype, std::int64_t num_rows, std::int64_t hidden_si
   const std::int64_t end = rows.row_offset.empty() ? first : rows.row_offset.back() + H;
   const std::int64_t total = end + 16;  // slack after the last row
   rows.bytes = poisoned(static_cast<std::size_t>(total * dtype_size(dtype)));
-  HostBuffer values(static_cast<std::size_t>(std::max<std::int64_t>(num_rows * H, 1) *
-                                             dtype_size(dtype)));
+  Buffer values(Memory::host, static_cast<std::size_t>(std::max<std::int64_t>(num_rows * H, 1) *
+                                                       dtype_size(dtype)));
   fill_random(values.data(), dtype, num_rows * H, seed, range);
   for (std::int64_t r = 0; r < num_rows; ++r) {
     std::memcpy(rows.bytes.data() + rows.row_offset[r] * dtype_size(dtype),
@@ -158,8 +169,7 @@ inline Rows make_packed(DType dtype, std::int64_t num_rows, std::int64_t hidden_
 }
 
 /// Element i of row r of `rows`, read from `bytes` (a buffer laid out like rows.bytes).
-inline float row_element(const Rows& rows, const HostBuffer& bytes, std::int64_t r,
-                         std::int64_t i) {
+inline float row_element(const Rows& rows, const Buffer& bytes, std::int64_t r, std::int64_t i) {
   return get(bytes.data(), rows.dtype, rows.row_offset[r] + i);
 }
 
@@ -169,7 +179,7 @@ inline void set_row_element(Rows& rows, std::int64_t r, std::int64_t i, float va
 }
 
 /// The rows of a buffer laid out like `rows`, packed one after the other.
-inline std::vector<std::uint8_t> gather(const Rows& rows, const HostBuffer& bytes) {
+inline std::vector<std::uint8_t> gather(const Rows& rows, const Buffer& bytes) {
   const std::int64_t row_bytes = rows.hidden_size * dtype_size(rows.dtype);
   std::vector<std::uint8_t> packed(rows.row_offset.size() * row_bytes + 1);
   for (std::size_t r = 0; r < rows.row_offset.size(); ++r) {
@@ -180,8 +190,8 @@ inline std::vector<std::uint8_t> gather(const Rows& rows, const HostBuffer& byte
 }
 
 /// Index of the first byte outside the rows where `a` and `b` differ, or -1.
-inline std::int64_t first_difference_outside_rows(const Rows& rows, const HostBuffer& a,
-                                                  const HostBuffer& b) {
+inline std::int64_t first_difference_outside_rows(const Rows& rows, const Buffer& a,
+                                                  const Buffer& b) {
   const std::int64_t element = dtype_size(rows.dtype);
   std::vector<bool> in_row(a.size(), false);
   for (std::int64_t offset : rows.row_offset) {
@@ -195,8 +205,8 @@ inline std::int64_t first_difference_outside_rows(const Rows& rows, const HostBu
 }
 
 /// Downloads a device buffer into a host buffer of the same size.
-inline HostBuffer download(const DeviceBuffer& device) {
-  HostBuffer host(device.size());
+inline Buffer download(const Buffer& device) {
+  Buffer host(Memory::host, device.size());
   device.download(host.data(), device.size());
   return host;
 }

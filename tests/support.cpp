@@ -7,31 +7,6 @@
 
 namespace pagedkv::test {
 
-DeviceBuffer::DeviceBuffer(std::size_t bytes) : size_(bytes) {
-  if (bytes) PAGEDKV_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), bytes));
-}
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
-  std::swap(data_, other.data_);
-  std::swap(size_, other.size_);
-  return *this;
-}
-DeviceBuffer::~DeviceBuffer() {
-  if (data_) cudaFree(data_);
-}
-void DeviceBuffer::upload(const void* host, std::size_t bytes) {
-  PAGEDKV_CUDA_CHECK(cudaMemcpy(data_, host, bytes, cudaMemcpyHostToDevice));
-}
-void DeviceBuffer::download(void* host, std::size_t bytes) const {
-  PAGEDKV_CUDA_CHECK(cudaMemcpy(host, data_, bytes, cudaMemcpyDeviceToHost));
-}
-DeviceBuffer DeviceBuffer::copy_of(const HostBuffer& host) {
-  DeviceBuffer device(host.size());
-  device.upload(host.data(), host.size());
-  return device;
-}
-
 void fill_random(void* dst, DType dtype, std::int64_t count, std::uint64_t seed, float range) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> dist(-range, range);

@@ -3,12 +3,12 @@
 #pragma once
 
 #include <catch2/catch.hpp>
-
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "pagedkv/buffers.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/dtype.h"
 #include "pagedkv/tensor_view.h"
@@ -25,41 +25,11 @@
 
 namespace pagedkv::test {
 
-/// Bytes on the host, 64-byte aligned (so offsets into it control alignment exactly).
-class HostBuffer {
- public:
-  HostBuffer() = default;
-  explicit HostBuffer(std::size_t bytes) : storage_((bytes + 63) / 64), bytes_(bytes) {}
-  std::uint8_t* data() { return reinterpret_cast<std::uint8_t*>(storage_.data()); }
-  const std::uint8_t* data() const { return reinterpret_cast<const std::uint8_t*>(storage_.data()); }
-  std::size_t size() const { return bytes_; }  ///< the bytes asked for (not the rounded capacity)
-
- private:
-  struct alignas(64) Line { std::uint8_t bytes[64]; };
-  std::vector<Line> storage_;
-  std::size_t bytes_ = 0;
-};
-
-/// Bytes on the GPU (cudaMalloc, 256-byte aligned), freed on destruction.
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(std::size_t bytes);
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& other) noexcept;
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
-  ~DeviceBuffer();
-  std::uint8_t* data() const { return data_; }
-  std::size_t size() const { return size_; }
-  void upload(const void* host, std::size_t bytes);     ///< host → device, synchronous
-  void download(void* host, std::size_t bytes) const;   ///< device → host, synchronous
-  static DeviceBuffer copy_of(const HostBuffer& host);  ///< a device copy of `host`
-
- private:
-  std::uint8_t* data_ = nullptr;
-  std::size_t size_ = 0;
-};
+/// Tests hold their bytes in pagedkv::Buffer (include/pagedkv/buffers.h): Memory::host for
+/// inputs and expected outputs (256-byte aligned, so offsets into it control alignment exactly),
+/// Memory::device for what the kernels read and write; copy_to() and download() move them.
+using pagedkv::Buffer;
+using pagedkv::Memory;
 
 /// Fills `count` elements of `dtype` at `dst` with random values in [-range, range] (never
 /// zeros-only), encoded by the project's CPU numerics.

@@ -34,8 +34,6 @@
 namespace {
 
 using namespace pagedkv;
-using test::DeviceBuffer;
-using test::HostBuffer;
 
 using test::bits_of;
 using test::float_of;
@@ -180,15 +178,16 @@ struct AllPatternsProblem {
   static constexpr std::int64_t kTokens = 65536 / (kHeads * kHeadSize);  // 64
   static constexpr std::int64_t kBlocks = 2 * kTokens / kBlockSize;       // room for random slots
   static constexpr std::int64_t kRowElements = kTokens * kHeads * kHeadSize;  // 65,536
-  HostBuffer activations{2 * kRowElements * 4};  // key rows, then value rows (4 bytes fit all)
-  HostBuffer cache{2 * kBlocks * kBlockSize * kHeads * kHeadSize};  // key cache, value cache
-  HostBuffer slots{kTokens * 8};
-  HostBuffer scales;  // k_scale, then v_scale
+  Buffer activations{Memory::host,
+                     2 * kRowElements * 4};  // key rows, then value rows (4 bytes fit all)
+  Buffer cache{Memory::host, 2 * kBlocks* kBlockSize* kHeads* kHeadSize};  // key cache, value cache
+  Buffer slots{Memory::host, kTokens * 8};
+  Buffer scales;  // k_scale, then v_scale
   std::int64_t num_scales = 1;
 
   AllPatternsProblem(DType dtype, const std::vector<float>& k_scale,
                      const std::vector<float>& v_scale)
-      : scales((k_scale.size() + v_scale.size()) * 4),
+      : scales(Memory::host, (k_scale.size() + v_scale.size()) * 4),
         num_scales(static_cast<std::int64_t>(k_scale.size())) {
     if (dtype == DType::f32) {
       auto* bits = reinterpret_cast<std::uint32_t*>(activations.data());
@@ -254,7 +253,7 @@ TEST_CASE("fp8 pairs: all bf16 / fp16 patterns and random fp32 through reshape_a
       for (const ScaleCase& scales : scale_cases) {
         INFO(dtype_name(dtype) << " → " << kind << ", " << scales.name);
         const AllPatternsProblem p(dtype, scales.k_scale, scales.v_scale);
-        HostBuffer expected = p.cache;
+        Buffer expected = copy_to(Memory::host, p.cache);
         {
           auto host = p.views(dtype, const_cast<std::uint8_t*>(p.activations.data()),
                               expected.data(), const_cast<std::uint8_t*>(p.slots.data()),
@@ -267,10 +266,10 @@ TEST_CASE("fp8 pairs: all bf16 / fp16 patterns and random fp32 through reshape_a
         REQUIRE(test::first_difference(expected.data(), p.cache.data(), p.cache.size()) >= 0);
         for (const Impl impl : {Impl::naive, Impl::optimized}) {
           INFO("implementation " << impl_name(impl));
-          const DeviceBuffer activations = DeviceBuffer::copy_of(p.activations);
-          const DeviceBuffer cache = DeviceBuffer::copy_of(p.cache);
-          const DeviceBuffer slots = DeviceBuffer::copy_of(p.slots);
-          const DeviceBuffer scale_buffer = DeviceBuffer::copy_of(p.scales);
+          const Buffer activations = copy_to(Memory::device, p.activations);
+          const Buffer cache = copy_to(Memory::device, p.cache);
+          const Buffer slots = copy_to(Memory::device, p.slots);
+          const Buffer scale_buffer = copy_to(Memory::device, p.scales);
           auto d = p.views(dtype, activations.data(), cache.data(), slots.data(),
                            scale_buffer.data(), Device::cuda);
           if (impl == Impl::naive) {
@@ -283,7 +282,7 @@ TEST_CASE("fp8 pairs: all bf16 / fp16 patterns and random fp32 through reshape_a
                                   d.k_scale, d.v_scale});
           }
           PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
-          HostBuffer actual(p.cache.size());
+          Buffer actual(Memory::host, p.cache.size());
           cache.download(actual.data(), actual.size());
           const std::int64_t at =
               test::first_difference(actual.data(), expected.data(), expected.size());

@@ -27,8 +27,6 @@ namespace {
 using namespace pagedkv;
 using namespace pagedkv::test::norm;
 using Catch::Matchers::Contains;
-using test::DeviceBuffer;
-using test::HostBuffer;
 
 // Runs fused_add_rms_norm with implementation `impl` (validated first).
 void fused_add_rms_norm(Impl impl, const TensorView& input, const TensorView& residual,
@@ -44,9 +42,9 @@ TEST_CASE("fused_add_rms_norm CPU: the header's worked example", "[fused_add_rms
   // mean(z²) = 12.5, input = (3, -4) / 3.5355 = (0.8485, -1.1314).
   const DType dtype = GENERATE(DType::f32, DType::f16, DType::bf16);
   CAPTURE(dtype_name(dtype));
-  HostBuffer input = encoded(dtype, {1, 2});
-  HostBuffer residual = encoded(dtype, {2, -6});
-  HostBuffer weight = encoded(dtype, {1, 1});
+  Buffer input = encoded(dtype, {1, 2});
+  Buffer residual = encoded(dtype, {2, -6});
+  Buffer weight = encoded(dtype, {1, 1});
   fused_add_rms_norm(Impl::cpu, TensorView::contiguous(input.data(), dtype, {1, 2}),
                      TensorView::contiguous(residual.data(), dtype, {1, 2}),
                      TensorView::contiguous(weight.data(), dtype, {2}), 0.0);
@@ -64,7 +62,7 @@ TEST_CASE("fused_add_rms_norm CPU: the sum is one float32 addition rounded once,
   constexpr std::int64_t kRows = 4, kHidden = 37;
   Rows input = make_packed(dtype, kRows, kHidden, 0, 21);
   Rows residual = make_packed(dtype, kRows, kHidden, 0, 22);
-  HostBuffer weight(kHidden * dtype_size(dtype));
+  Buffer weight(Memory::host, kHidden * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, kHidden, 23);
   const Rows input_before = input;
   fused_add_rms_norm(Impl::cpu, input.view, residual.view,
@@ -80,7 +78,7 @@ TEST_CASE("fused_add_rms_norm CPU: the sum is one float32 addition rounded once,
   }
   CHECK(mismatches == 0);
   // input now holds rms_norm(residual): the CPU rms_norm of the new residual, bit for bit.
-  HostBuffer out = poisoned(kRows * kHidden * dtype_size(dtype));
+  Buffer out = poisoned(kRows * kHidden * dtype_size(dtype));
   pagedkv::run<RmsNorm>(Impl::cpu,
                         RmsNorm::Args{TensorView::contiguous(out.data(), dtype, {kRows, kHidden}),
                                       residual.view,
@@ -95,9 +93,9 @@ TEST_CASE("fused_add_rms_norm CPU: a sum of zero gives zeros, squares beyond flo
   CAPTURE(dtype_name(dtype));
   // Row 0: x + (-x) = 0 exactly, normalized to 0 with epsilon > 0. Row 1: sums of ±1e30 whose
   // squares overflow float32; the float64 reference still gives ±w.
-  HostBuffer input = encoded(dtype, {1.5f, -2, 3, 4, 5e29f, -5e29f, 5e29f, -5e29f});
-  HostBuffer residual = encoded(dtype, {-1.5f, 2, -3, -4, 5e29f, -5e29f, 5e29f, -5e29f});
-  HostBuffer weight = encoded(dtype, {0.5f, 2, -3, 1.25f});
+  Buffer input = encoded(dtype, {1.5f, -2, 3, 4, 5e29f, -5e29f, 5e29f, -5e29f});
+  Buffer residual = encoded(dtype, {-1.5f, 2, -3, -4, 5e29f, -5e29f, 5e29f, -5e29f});
+  Buffer weight = encoded(dtype, {0.5f, 2, -3, 1.25f});
   fused_add_rms_norm(Impl::cpu, TensorView::contiguous(input.data(), dtype, {2, 4}),
                      TensorView::contiguous(residual.data(), dtype, {2, 4}),
                      TensorView::contiguous(weight.data(), dtype, {4}), 1e-6);
@@ -118,7 +116,7 @@ TEST_CASE("fused_add_rms_norm CPU: strided 4-D input rows, padding untouched",
   REQUIRE(input.view.ndim == 4);
   Rows residual = make_packed(dtype, kRows, kHidden, 8, 32);
   residual.view = TensorView::contiguous(residual.view.data, dtype, {2, 2, 3, kHidden});
-  HostBuffer weight(kHidden * dtype_size(dtype));
+  Buffer weight(Memory::host, kHidden * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, kHidden, 33);
   const Rows input_before = input;
   const Rows residual_before = residual;
@@ -129,7 +127,8 @@ TEST_CASE("fused_add_rms_norm CPU: strided 4-D input rows, padding untouched",
   // Each row as its own 1-D call gives the same bytes.
   for (std::int64_t r = 0; r < kRows; ++r) {
     CAPTURE(r);
-    HostBuffer x(kHidden * dtype_size(dtype)), z(kHidden * dtype_size(dtype));
+    Buffer x(Memory::host, kHidden * dtype_size(dtype)),
+        z(Memory::host, kHidden * dtype_size(dtype));
     std::memcpy(x.data(), input_before.bytes.data() + input.row_offset[r] * dtype_size(dtype),
                 x.size());
     std::memcpy(z.data(),
@@ -147,7 +146,7 @@ TEST_CASE("fused_add_rms_norm CPU: strided 4-D input rows, padding untouched",
 }
 
 TEST_CASE("fused_add_rms_norm CPU: zero rows is a no-op", "[fused_add_rms_norm]") {
-  HostBuffer weight = encoded(DType::bf16, {1, 1, 1, 1});
+  Buffer weight = encoded(DType::bf16, {1, 1, 1, 1});
   for (Impl impl : {Impl::cpu, Impl::naive, Impl::optimized}) {
     const Device device = impl_device(impl);
     CHECK_NOTHROW(fused_add_rms_norm(
@@ -163,11 +162,11 @@ TEST_CASE("fused_add_rms_norm CPU: zero rows is a no-op", "[fused_add_rms_norm]"
 
 struct ValidCall {
   static constexpr int kRows = 3, kHidden = 8, kBytes = kRows * kHidden * 2 + 64;
-  HostBuffer input_data{kBytes};
-  HostBuffer residual_data{kBytes};
-  HostBuffer weight_data{kHidden * 2 + 64};
-  HostBuffer input_before{kBytes};
-  HostBuffer residual_before{kBytes};
+  Buffer input_data{Memory::host, kBytes};
+  Buffer residual_data{Memory::host, kBytes};
+  Buffer weight_data{Memory::host, kHidden * 2 + 64};
+  Buffer input_before{Memory::host, kBytes};
+  Buffer residual_before{Memory::host, kBytes};
   TensorView input = TensorView::contiguous(input_data.data(), DType::bf16, {kRows, kHidden});
   TensorView residual =
       TensorView::contiguous(residual_data.data(), DType::bf16, {kRows, kHidden});
@@ -380,7 +379,7 @@ void check_against_cpu(DType dtype, std::int64_t hidden, std::int64_t num_rows,
       set_row_element(residual, 1, i, -row_element(input, input.bytes, 1, i));
     }
   }
-  HostBuffer weight(hidden * dtype_size(dtype));
+  Buffer weight(Memory::host, hidden * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, hidden, 9 + hidden, 2.f);
 
   Rows expected_input = input;
@@ -396,16 +395,16 @@ void check_against_cpu(DType dtype, std::int64_t hidden, std::int64_t num_rows,
 
   for (Impl impl : {Impl::naive, Impl::optimized}) {
     INFO("implementation: " << impl_name(impl));
-    const DeviceBuffer d_input = DeviceBuffer::copy_of(input.bytes);
-    const DeviceBuffer d_residual = DeviceBuffer::copy_of(residual.bytes);
-    const DeviceBuffer d_weight = DeviceBuffer::copy_of(weight);
+    const Buffer d_input = copy_to(Memory::device, input.bytes);
+    const Buffer d_residual = copy_to(Memory::device, residual.bytes);
+    const Buffer d_weight = copy_to(Memory::device, weight);
     fused_add_rms_norm(
         impl, test::rebase(input.view, input.bytes.data(), d_input.data(), Device::cuda),
         test::rebase(residual.view, residual.bytes.data(), d_residual.data(), Device::cuda),
         TensorView::contiguous(d_weight.data(), dtype, {hidden}, Device::cuda), epsilon);
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
-    const HostBuffer actual_input = download(d_input);
-    const HostBuffer actual_residual = download(d_residual);
+    const Buffer actual_input = download(d_input);
+    const Buffer actual_residual = download(d_residual);
 
     // The sum is element-wise: the whole residual buffer (slack included) is bit-identical.
     const std::int64_t residual_diff = test::first_difference(
@@ -474,7 +473,7 @@ TEST_CASE("fused_add_rms_norm GPU: a sum whose squares overflow float32 comes ou
     set_row_element(input, 1, i, i % 2 ? -1e30f : 1e30f);
     set_row_element(residual, 1, i, i % 3 ? 1.f : 2e30f);
   }
-  HostBuffer weight(hidden * dtype_size(dtype));
+  Buffer weight(Memory::host, hidden * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, hidden, 103);
   Rows expected_input = input;
   Rows expected_residual = residual;
@@ -486,16 +485,16 @@ TEST_CASE("fused_add_rms_norm GPU: a sum whose squares overflow float32 comes ou
       TensorView::contiguous(weight.data(), dtype, {hidden}), 1e-6);
   for (Impl impl : {Impl::naive, Impl::optimized}) {
     INFO("implementation: " << impl_name(impl));
-    const DeviceBuffer d_input = DeviceBuffer::copy_of(input.bytes);
-    const DeviceBuffer d_residual = DeviceBuffer::copy_of(residual.bytes);
-    const DeviceBuffer d_weight = DeviceBuffer::copy_of(weight);
+    const Buffer d_input = copy_to(Memory::device, input.bytes);
+    const Buffer d_residual = copy_to(Memory::device, residual.bytes);
+    const Buffer d_weight = copy_to(Memory::device, weight);
     fused_add_rms_norm(
         impl, test::rebase(input.view, input.bytes.data(), d_input.data(), Device::cuda),
         test::rebase(residual.view, residual.bytes.data(), d_residual.data(), Device::cuda),
         TensorView::contiguous(d_weight.data(), dtype, {hidden}, Device::cuda), 1e-6);
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
-    const HostBuffer actual_input = download(d_input);
-    const HostBuffer actual_residual = download(d_residual);
+    const Buffer actual_input = download(d_input);
+    const Buffer actual_residual = download(d_residual);
     CHECK(test::first_difference(actual_residual.data(), expected_residual.bytes.data(),
                                  actual_residual.size()) < 0);
     int nonzero = 0;

@@ -28,8 +28,6 @@ namespace {
 
 using namespace pagedkv;
 using Catch::Matchers::Contains;
-using test::DeviceBuffer;
-using test::HostBuffer;
 
 // ---------------------------------------------------------------------------------------------
 // Building a call.
@@ -84,8 +82,7 @@ struct Case {
   std::int64_t x = 0;
   std::int64_t cache_element_size = 0;
   bool value_in_key_buffer = false;  // fused rows: value is a slice of the key buffer
-  HostBuffer key_buffer, value_buffer, key_cache_buffer, value_cache_buffer, slot_buffer,
-      scale_buffer;
+  Buffer key_buffer, value_buffer, key_cache_buffer, value_cache_buffer, slot_buffer, scale_buffer;
   TensorView key;          // [T_pad, num_heads, head_size]
   TensorView value;        // [T_pad, num_heads, head_size]
   TensorView key_cache;    // [num_blocks, num_heads, head_size / x, block_size, x]
@@ -182,8 +179,8 @@ Case make_case(const CaseSpec& spec) {
   // Activations.
   if (spec.rows == RowLayout::separate) {
     const std::int64_t count = padded_tokens * H * D;
-    c.key_buffer = HostBuffer(static_cast<std::size_t>(count * activation_size));
-    c.value_buffer = HostBuffer(static_cast<std::size_t>(count * activation_size));
+    c.key_buffer = Buffer(Memory::host, static_cast<std::size_t>(count * activation_size));
+    c.value_buffer = Buffer(Memory::host, static_cast<std::size_t>(count * activation_size));
     test::fill_random(c.key_buffer.data(), spec.dtype, count, spec.seed * 3 + 1);
     test::fill_random(c.value_buffer.data(), spec.dtype, count, spec.seed * 3 + 2);
     c.key = TensorView::contiguous(c.key_buffer.data(), spec.dtype, {padded_tokens, H, D});
@@ -196,7 +193,7 @@ Case make_case(const CaseSpec& spec) {
     const std::int64_t back = aligned ? 16 / activation_size : 2;
     const std::int64_t pitch = front + 2 * H * D + back;
     const std::int64_t count = padded_tokens * pitch;
-    c.key_buffer = HostBuffer(static_cast<std::size_t>(count * activation_size));
+    c.key_buffer = Buffer(Memory::host, static_cast<std::size_t>(count * activation_size));
     test::fill_random(c.key_buffer.data(), spec.dtype, count, spec.seed * 3 + 1);
     std::uint8_t* row0 = c.key_buffer.data();
     c.key = TensorView::strided(row0 + front * activation_size, spec.dtype, {padded_tokens, H, D},
@@ -209,8 +206,10 @@ Case make_case(const CaseSpec& spec) {
   // Caches, poisoned; optionally starting one element past a 16-byte boundary.
   const std::int64_t cache_elements = c.num_blocks * H * D * spec.block_size;
   const std::int64_t shift = spec.misaligned_caches ? c.cache_element_size : 0;
-  c.key_cache_buffer = HostBuffer(static_cast<std::size_t>(cache_elements * c.cache_element_size + 16));
-  c.value_cache_buffer = HostBuffer(static_cast<std::size_t>(cache_elements * c.cache_element_size + 16));
+  c.key_cache_buffer =
+      Buffer(Memory::host, static_cast<std::size_t>(cache_elements * c.cache_element_size + 16));
+  c.value_cache_buffer =
+      Buffer(Memory::host, static_cast<std::size_t>(cache_elements * c.cache_element_size + 16));
   test::poison(c.key_cache_buffer.data(), c.key_cache_buffer.size());
   test::poison(c.value_cache_buffer.data(), c.value_cache_buffer.size());
   c.key_cache = TensorView::contiguous(c.key_cache_buffer.data() + shift, cache_dtype,
@@ -221,11 +220,12 @@ Case make_case(const CaseSpec& spec) {
   // slot_mapping and the scales (k: small enough that some keys saturate e4m3; v: not a power
   // of two, so that x / scale really rounds).
   const std::vector<std::int64_t> slots = make_slots(spec, c.num_blocks, rng);
-  c.slot_buffer = HostBuffer(std::max<std::size_t>(slots.size(), 1) * sizeof(std::int64_t));
+  c.slot_buffer =
+      Buffer(Memory::host, std::max<std::size_t>(slots.size(), 1) * sizeof(std::int64_t));
   if (!slots.empty()) std::memcpy(c.slot_buffer.data(), slots.data(), slots.size() * 8);
   c.slot_mapping = TensorView::contiguous(c.slot_buffer.data(), DType::i64, {T});
   const float scales[2] = {0.0061f, 1.37f};
-  c.scale_buffer = HostBuffer(sizeof scales);
+  c.scale_buffer = Buffer(Memory::host, sizeof scales);
   std::memcpy(c.scale_buffer.data(), scales, sizeof scales);
   c.k_scale = TensorView::contiguous(c.scale_buffer.data(), DType::f32, {1});
   c.v_scale = TensorView::contiguous(c.scale_buffer.data() + 4, DType::f32, {1});
@@ -284,18 +284,18 @@ std::string where_in_value_cache(const Case& c, std::int64_t index) {
 
 // A device copy of a Case (its caches starting from given host bytes) and the views onto it.
 struct DeviceCase {
-  DeviceBuffer key, value, key_cache, value_cache, slots, scales;
+  Buffer key, value, key_cache, value_cache, slots, scales;
   TensorView key_view, value_view, key_cache_view, value_cache_view, slot_view, k_scale_view,
       v_scale_view;
   std::string kv_cache_dtype;
 
-  DeviceCase(const Case& c, const HostBuffer& key_cache_start, const HostBuffer& value_cache_start)
-      : key(DeviceBuffer::copy_of(c.key_buffer)),
-        value(c.value_in_key_buffer ? DeviceBuffer() : DeviceBuffer::copy_of(c.value_buffer)),
-        key_cache(DeviceBuffer::copy_of(key_cache_start)),
-        value_cache(DeviceBuffer::copy_of(value_cache_start)),
-        slots(DeviceBuffer::copy_of(c.slot_buffer)),
-        scales(DeviceBuffer::copy_of(c.scale_buffer)),
+  DeviceCase(const Case& c, const Buffer& key_cache_start, const Buffer& value_cache_start)
+      : key(copy_to(Memory::device, c.key_buffer)),
+        value(c.value_in_key_buffer ? Buffer() : copy_to(Memory::device, c.value_buffer)),
+        key_cache(copy_to(Memory::device, key_cache_start)),
+        value_cache(copy_to(Memory::device, value_cache_start)),
+        slots(copy_to(Memory::device, c.slot_buffer)),
+        scales(copy_to(Memory::device, c.scale_buffer)),
         kv_cache_dtype(c.spec.kv_cache_dtype) {
     const Device gpu = Device::cuda;
     key_view = test::rebase(c.key, c.key_buffer.data(), key.data(), gpu);
@@ -316,8 +316,8 @@ struct DeviceCase {
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
-  static HostBuffer bytes_of(const DeviceBuffer& buffer) {
-    HostBuffer host(buffer.size());
+  static Buffer bytes_of(const Buffer& buffer) {
+    Buffer host(Memory::host, buffer.size());
     buffer.download(host.data(), buffer.size());
     return host;
   }
@@ -327,8 +327,8 @@ struct DeviceCase {
 void check_three_agree(const CaseSpec& spec) {
   INFO(describe(spec));
   Case c = make_case(spec);
-  const HostBuffer key_cache_start = c.key_cache_buffer;  // poisoned
-  const HostBuffer value_cache_start = c.value_cache_buffer;
+  const Buffer key_cache_start = copy_to(Memory::host, c.key_cache_buffer);  // poisoned
+  const Buffer value_cache_start = copy_to(Memory::host, c.value_cache_buffer);
   run(Impl::cpu, c);  // c's caches now hold the expected bytes
   // Sanity: the reference wrote something (every case has at least one real token).
   REQUIRE(test::first_difference(key_cache_start.data(), c.key_cache_buffer.data(),
@@ -337,8 +337,8 @@ void check_three_agree(const CaseSpec& spec) {
     INFO("implementation: " << impl_name(impl));
     DeviceCase device(c, key_cache_start, value_cache_start);
     device.run(impl);
-    const HostBuffer key_cache = DeviceCase::bytes_of(device.key_cache);
-    const HostBuffer value_cache = DeviceCase::bytes_of(device.value_cache);
+    const Buffer key_cache = DeviceCase::bytes_of(device.key_cache);
+    const Buffer value_cache = DeviceCase::bytes_of(device.value_cache);
     const std::int64_t key_diff =
         test::first_difference(c.key_cache_buffer.data(), key_cache.data(), key_cache.size());
     const std::int64_t value_diff = test::first_difference(c.value_cache_buffer.data(),
@@ -358,8 +358,8 @@ void check_three_agree(const CaseSpec& spec) {
 // The call `c` must throw InvalidArgument whose message contains `needle`, and leave both caches
 // byte for byte as they were.
 void require_rejected(const Case& c, const std::string& needle, Impl impl = Impl::cpu) {
-  const HostBuffer key_cache_before = c.key_cache_buffer;
-  const HostBuffer value_cache_before = c.value_cache_buffer;
+  const Buffer key_cache_before = copy_to(Memory::host, c.key_cache_buffer);
+  const Buffer value_cache_before = copy_to(Memory::host, c.value_cache_buffer);
   CHECK_THROWS_AS(run(impl, c), InvalidArgument);
   CHECK_THROWS_WITH(run(impl, c), Contains(needle));
   CHECK(test::first_difference(key_cache_before.data(), c.key_cache_buffer.data(),
@@ -520,8 +520,8 @@ TEST_CASE("reshape_and_cache CPU: writes every head with 64 heads × 128 (upstre
   spec.head_size = 128;
   spec.block_size = 16;
   Case c = make_case(spec);
-  const HostBuffer key_cache_start = c.key_cache_buffer;
-  const HostBuffer value_cache_start = c.value_cache_buffer;
+  const Buffer key_cache_start = copy_to(Memory::host, c.key_cache_buffer);
+  const Buffer value_cache_start = copy_to(Memory::host, c.value_cache_buffer);
   run(Impl::cpu, c);
   const auto* slots = reinterpret_cast<const std::int64_t*>(c.slot_buffer.data());
   const std::int64_t block = slots[0] / 16, offset = slots[0] % 16;
@@ -813,8 +813,8 @@ TEST_CASE("reshape_and_cache with zero tokens is a no-op", "[reshape_and_cache]"
   // Upstream launches an empty grid (a launch error); here nothing happens.
   Case c = small_case(DType::bf16, "fp8");
   c.slot_mapping = TensorView::contiguous(c.slot_buffer.data(), DType::i64, {0});
-  const HostBuffer key_cache_before = c.key_cache_buffer;
-  const HostBuffer value_cache_before = c.value_cache_buffer;
+  const Buffer key_cache_before = copy_to(Memory::host, c.key_cache_buffer);
+  const Buffer value_cache_before = copy_to(Memory::host, c.value_cache_buffer);
   CHECK_NOTHROW(run(Impl::cpu, c));
   CHECK(test::first_difference(key_cache_before.data(), c.key_cache_buffer.data(),
                                key_cache_before.size()) == -1);
@@ -956,8 +956,8 @@ TEST_CASE("reshape_and_cache GPU: zero tokens is a no-op and a bad slot is rejec
   spec.num_heads = 2;
   spec.head_size = 64;
   Case c = make_case(spec);
-  const HostBuffer key_cache_start = c.key_cache_buffer;
-  const HostBuffer value_cache_start = c.value_cache_buffer;
+  const Buffer key_cache_start = copy_to(Memory::host, c.key_cache_buffer);
+  const Buffer value_cache_start = copy_to(Memory::host, c.value_cache_buffer);
 
   // Zero tokens: nothing launched, nothing written.
   Case empty = make_case(spec);

@@ -31,8 +31,6 @@ namespace {
 
 using namespace pagedkv;
 using Catch::Matchers::Contains;
-using test::DeviceBuffer;
-using test::HostBuffer;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
@@ -46,30 +44,30 @@ void run(Impl impl, const TensorView& key, const TensorView& value, const Tensor
 }
 
 // A host buffer holding `values` as f32.
-HostBuffer floats(const std::vector<float>& values) {
-  HostBuffer buffer(values.size() * sizeof(float));
+Buffer floats(const std::vector<float>& values) {
+  Buffer buffer(Memory::host, values.size() * sizeof(float));
   std::memcpy(buffer.data(), values.data(), values.size() * sizeof(float));
   return buffer;
 }
 
 // A host buffer holding `values` as i64.
-HostBuffer int64s(const std::vector<std::int64_t>& values) {
-  HostBuffer buffer(std::max<std::size_t>(values.size(), 1) * sizeof(std::int64_t));
+Buffer int64s(const std::vector<std::int64_t>& values) {
+  Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * sizeof(std::int64_t));
   std::memcpy(buffer.data(), values.data(), values.size() * sizeof(std::int64_t));
   return buffer;
 }
 
 // A poisoned host buffer of `bytes` bytes.
-HostBuffer poisoned(std::size_t bytes) {
-  HostBuffer buffer(bytes);
+Buffer poisoned(std::size_t bytes) {
+  Buffer buffer(Memory::host, bytes);
   test::poison(buffer.data(), buffer.size());
   return buffer;
 }
 
 // The f32 elements of a poisoned buffer of `count` floats after writing `written`
 // (element index → value): what a cache must hold after the op.
-HostBuffer expected_floats(std::size_t count, const std::vector<std::pair<int, float>>& written) {
-  HostBuffer expected = poisoned(count * sizeof(float));
+Buffer expected_floats(std::size_t count, const std::vector<std::pair<int, float>>& written) {
+  Buffer expected = poisoned(count * sizeof(float));
   for (const auto& [index, value] : written) {
     std::memcpy(expected.data() + index * sizeof(float), &value, sizeof(float));
   }
@@ -77,7 +75,7 @@ HostBuffer expected_floats(std::size_t count, const std::vector<std::pair<int, f
 }
 
 // Byte-for-byte equality of the first `bytes` bytes, reporting the first difference.
-bool same_bytes(const HostBuffer& actual, const HostBuffer& expected, std::size_t bytes) {
+bool same_bytes(const Buffer& actual, const Buffer& expected, std::size_t bytes) {
   const std::int64_t at = test::first_difference(actual.data(), expected.data(), bytes);
   if (at >= 0) {
     UNSCOPED_INFO("first differing byte " << at << ": got " << int(actual.data()[at])
@@ -100,12 +98,12 @@ std::vector<float> numbered_rows(int rows, int num_heads, int head_size, float s
 // goes to block 1 offset 1, token 1 is padding, token 2 goes to block 2 offset 0, and row 3 is
 // CUDA-graph padding that slot_mapping does not cover.
 struct SmallF32Case {
-  HostBuffer key = floats(numbered_rows(4, 2, 2));
-  HostBuffer value = floats(numbered_rows(4, 2, 2, -1.f));
-  HostBuffer key_cache = poisoned(24 * sizeof(float));
-  HostBuffer value_cache = poisoned(24 * sizeof(float));
-  HostBuffer slots = int64s({3, -1, 4});
-  HostBuffer no_scale = floats({1.f});
+  Buffer key = floats(numbered_rows(4, 2, 2));
+  Buffer value = floats(numbered_rows(4, 2, 2, -1.f));
+  Buffer key_cache = poisoned(24 * sizeof(float));
+  Buffer value_cache = poisoned(24 * sizeof(float));
+  Buffer slots = int64s({3, -1, 4});
+  Buffer no_scale = floats({1.f});
 
   // Runs the CPU reference with cache strides `cache_strides` (logical [3, 2, 2, 2]).
   void run_cpu(std::initializer_list<std::int64_t> cache_strides) {
@@ -133,11 +131,11 @@ TEST_CASE("reshape_and_cache_flash CPU: NHD places each token's heads in its slo
   // starts at element 1*8 + 1*4 = 12; slot 4 = block 2 offset 0 starts at 16. Token 0's row
   // (h0: 1, 2; h1: 11, 12) fills 12..15, token 2's row (201, 202, 211, 212) fills 16..19.
   c.run_cpu({8, 4, 2, 1});
-  const HostBuffer key_expected = expected_floats(
+  const Buffer key_expected = expected_floats(
       24, {{12, 1}, {13, 2}, {14, 11}, {15, 12}, {16, 201}, {17, 202}, {18, 211}, {19, 212}});
-  const HostBuffer value_expected = expected_floats(
-      24, {{12, -1}, {13, -2}, {14, -11}, {15, -12}, {16, -201}, {17, -202}, {18, -211},
-           {19, -212}});
+  const Buffer value_expected = expected_floats(
+      24,
+      {{12, -1}, {13, -2}, {14, -11}, {15, -12}, {16, -201}, {17, -202}, {18, -211}, {19, -212}});
   CHECK(same_bytes(c.key_cache, key_expected, 24 * sizeof(float)));
   CHECK(same_bytes(c.value_cache, value_expected, 24 * sizeof(float)));
 }
@@ -149,7 +147,7 @@ TEST_CASE("reshape_and_cache_flash CPU: HND places each head in its own run",
   // (8, 2, 4, 1). Slot 3 (block 1, offset 1): head 0 at 8 + 2 = 10, head 1 at 8 + 2 + 4 = 14.
   // Slot 4 (block 2, offset 0): head 0 at 16, head 1 at 20.
   c.run_cpu({8, 2, 4, 1});
-  const HostBuffer key_expected = expected_floats(
+  const Buffer key_expected = expected_floats(
       24, {{10, 1}, {11, 2}, {14, 11}, {15, 12}, {16, 201}, {17, 202}, {20, 211}, {21, 212}});
   CHECK(same_bytes(c.key_cache, key_expected, 24 * sizeof(float)));
 }
@@ -158,11 +156,11 @@ TEST_CASE("reshape_and_cache_flash CPU: joint K/V allocation keeps keys and valu
           "[reshape_and_cache_flash]") {
   // FlashInfer-style kv = [num_blocks = 2, 2, block_size = 2, H = 1, D = 2] (16 floats):
   // key_cache = kv[:, 0], value_cache = kv[:, 1], both with block stride 2 * 2 * 1 * 2 = 8.
-  HostBuffer key = floats({1, 2, 3, 4});        // tokens 0 and 1, one head of 2
-  HostBuffer value = floats({-1, -2, -3, -4});
-  HostBuffer kv = poisoned(16 * sizeof(float));
-  HostBuffer slots = int64s({1, 2});
-  HostBuffer no_scale = floats({1.f});
+  Buffer key = floats({1, 2, 3, 4});  // tokens 0 and 1, one head of 2
+  Buffer value = floats({-1, -2, -3, -4});
+  Buffer kv = poisoned(16 * sizeof(float));
+  Buffer slots = int64s({1, 2});
+  Buffer no_scale = floats({1.f});
   auto* kv_floats = reinterpret_cast<float*>(kv.data());
   const TensorView key_cache =
       TensorView::strided(kv_floats, DType::f32, {2, 2, 1, 2}, {8, 2, 2, 1});
@@ -176,8 +174,8 @@ TEST_CASE("reshape_and_cache_flash CPU: joint K/V allocation keeps keys and valu
        TensorView::contiguous(slots.data(), DType::i64, {2}), "auto", scale, scale});
   // Slot 1 = block 0 offset 1: key at 0 + 2 = 2, value at 4 + 2 = 6.
   // Slot 2 = block 1 offset 0: key at 8, value at 8 + 4 = 12.
-  const HostBuffer expected = expected_floats(
-      16, {{2, 1}, {3, 2}, {6, -1}, {7, -2}, {8, 3}, {9, 4}, {12, -3}, {13, -4}});
+  const Buffer expected =
+      expected_floats(16, {{2, 1}, {3, 2}, {6, -1}, {7, -2}, {8, 3}, {9, 4}, {12, -3}, {13, -4}});
   CHECK(same_bytes(kv, expected, 16 * sizeof(float)));
 }
 
@@ -185,13 +183,13 @@ TEST_CASE("reshape_and_cache_flash CPU: rows sliced out of a fused QKV buffer",
           "[reshape_and_cache_flash]") {
   // qkv = [T = 2, q (2) | k (2) | v (2)] f32, H = 1, D = 2: key = qkv[:, 2:4], value =
   // qkv[:, 4:6], both with row stride 6.
-  HostBuffer qkv = floats({90, 91, 1, 2, -1, -2,  //
-                           92, 93, 3, 4, -3, -4});
+  Buffer qkv = floats({90, 91, 1, 2, -1, -2,  //
+                       92, 93, 3, 4, -3, -4});
   auto* qkv_floats = reinterpret_cast<float*>(qkv.data());
-  HostBuffer key_cache = poisoned(4 * sizeof(float));  // [2 blocks, block_size 1, 1, 2]
-  HostBuffer value_cache = poisoned(4 * sizeof(float));
-  HostBuffer slots = int64s({1, 0});
-  HostBuffer no_scale = floats({1.f});
+  Buffer key_cache = poisoned(4 * sizeof(float));  // [2 blocks, block_size 1, 1, 2]
+  Buffer value_cache = poisoned(4 * sizeof(float));
+  Buffer slots = int64s({1, 0});
+  Buffer no_scale = floats({1.f});
   const TensorView scale = TensorView::contiguous(no_scale.data(), DType::f32, {1});
   pagedkv::run<ReshapeAndCacheFlash>(
       Impl::cpu, {TensorView::strided(qkv_floats + 2, DType::f32, {2, 1, 2}, {6, 2, 1}),
@@ -216,13 +214,13 @@ TEST_CASE("reshape_and_cache_flash CPU: fp8 with per-head scales (hand-encoded)"
   //   head 0 (scale 4):   2 / 4 = 0.5 → 0x30;  0.25 / 4 = 2^-4 → 0x18
   //   head 1 (scale 1):  -7 → 0xCE (sign, exponent 9, mantissa 110);
   //                       0.001 → subnormal: 0.512 × 2^-9 rounds up to 2^-9 = 0x01
-  HostBuffer key = floats({1, -3, 100, 1000});
-  HostBuffer value = floats({2, 0.25f, -7, 0.001f});
-  HostBuffer k_scale = floats({2, 0.5f});
-  HostBuffer v_scale = floats({4, 1});
-  HostBuffer key_cache = poisoned(8);
-  HostBuffer value_cache = poisoned(8);
-  HostBuffer slots = int64s({1});
+  Buffer key = floats({1, -3, 100, 1000});
+  Buffer value = floats({2, 0.25f, -7, 0.001f});
+  Buffer k_scale = floats({2, 0.5f});
+  Buffer v_scale = floats({4, 1});
+  Buffer key_cache = poisoned(8);
+  Buffer value_cache = poisoned(8);
+  Buffer slots = int64s({1});
   pagedkv::run<ReshapeAndCacheFlash>(
       Impl::cpu, {TensorView::contiguous(key.data(), DType::f32, {1, 2, 2}),
                   TensorView::contiguous(value.data(), DType::f32, {1, 2, 2}),
@@ -231,8 +229,8 @@ TEST_CASE("reshape_and_cache_flash CPU: fp8 with per-head scales (hand-encoded)"
                   TensorView::contiguous(slots.data(), DType::i64, {1}), "fp8_e4m3",
                   TensorView::contiguous(k_scale.data(), DType::f32, {2}),
                   TensorView::contiguous(v_scale.data(), DType::f32, {2})});
-  HostBuffer key_expected = poisoned(8);
-  HostBuffer value_expected = poisoned(8);
+  Buffer key_expected = poisoned(8);
+  Buffer value_expected = poisoned(8);
   const std::uint8_t key_bytes[4] = {0x30, 0xBC, 0x74, 0x7E};
   const std::uint8_t value_bytes[4] = {0x30, 0x18, 0xCE, 0x01};
   std::memcpy(key_expected.data() + 4, key_bytes, 4);
@@ -247,16 +245,16 @@ TEST_CASE("reshape_and_cache_flash CPU: fp8 bytes are the numerics' encoding of 
   CAPTURE(kind);
   // bf16 activations [5, 4, 16], one token per slot in order, per-tensor scales.
   constexpr int kTokens = 5, kHeads = 4, kHeadSize = 16, kRow = kHeads * kHeadSize;
-  HostBuffer key(kTokens * kRow * 2);
-  HostBuffer value(kTokens * kRow * 2);
+  Buffer key(Memory::host, kTokens * kRow * 2);
+  Buffer value(Memory::host, kTokens * kRow * 2);
   test::fill_random(key.data(), DType::bf16, kTokens * kRow, 11, 300.f);
   test::fill_random(value.data(), DType::bf16, kTokens * kRow, 12, 3.f);
   const float key_scale = 0.37f, value_scale = 0.0061f;
-  HostBuffer k_scale = floats({key_scale});
-  HostBuffer v_scale = floats({value_scale});
-  HostBuffer key_cache = poisoned(kTokens * kRow);
-  HostBuffer value_cache = poisoned(kTokens * kRow);
-  HostBuffer slots = int64s({0, 1, 2, 3, 4});
+  Buffer k_scale = floats({key_scale});
+  Buffer v_scale = floats({value_scale});
+  Buffer key_cache = poisoned(kTokens * kRow);
+  Buffer value_cache = poisoned(kTokens * kRow);
+  Buffer slots = int64s({0, 1, 2, 3, 4});
   pagedkv::run<ReshapeAndCacheFlash>(
       Impl::cpu,
       {TensorView::contiguous(key.data(), DType::bf16, {kTokens, kHeads, kHeadSize}),
@@ -291,12 +289,12 @@ struct ValidCall {
   static constexpr int kRows = 4, kHeads = 2, kHeadSize = 8, kBlocks = 3, kBlockSize = 4;
   static constexpr int kCacheElements = kBlocks * kBlockSize * kHeads * kHeadSize;
 
-  HostBuffer key_data{kRows * kHeads * kHeadSize * 2};
-  HostBuffer value_data{kRows * kHeads * kHeadSize * 2};
-  HostBuffer key_cache_data = poisoned(kCacheElements * 2);
-  HostBuffer value_cache_data = poisoned(kCacheElements * 2);
-  HostBuffer slot_data = int64s({0, 5, -1, 11});
-  HostBuffer scale_data = floats({0.5f, 0.25f});
+  Buffer key_data{Memory::host, kRows* kHeads* kHeadSize * 2};
+  Buffer value_data{Memory::host, kRows* kHeads* kHeadSize * 2};
+  Buffer key_cache_data = poisoned(kCacheElements * 2);
+  Buffer value_cache_data = poisoned(kCacheElements * 2);
+  Buffer slot_data = int64s({0, 5, -1, 11});
+  Buffer scale_data = floats({0.5f, 0.25f});
 
   TensorView key = TensorView::contiguous(key_data.data(), DType::bf16, {kRows, kHeads, kHeadSize});
   TensorView value =
@@ -328,7 +326,7 @@ struct ValidCall {
   }
 
   bool caches_untouched() const {
-    const HostBuffer fresh = poisoned(kCacheElements * 2);
+    const Buffer fresh = poisoned(kCacheElements * 2);
     return same_bytes(key_cache_data, fresh, kCacheElements * 2) &&
            same_bytes(value_cache_data, fresh, kCacheElements * 2);
   }
@@ -451,7 +449,7 @@ TEST_CASE("reshape_and_cache_flash rejects a value cache of another dtype than t
 
 TEST_CASE("reshape_and_cache_flash rejects an int32 slot_mapping", "[reshape_and_cache_flash]") {
   ValidCall call;
-  HostBuffer slots32(4 * 4);
+  Buffer slots32(Memory::host, 4 * 4);
   const std::int32_t values[4] = {0, 5, -1, 11};
   std::memcpy(slots32.data(), values, sizeof values);
   call.slot_mapping = TensorView::contiguous(slots32.data(), DType::i32, {4});
@@ -489,7 +487,7 @@ TEST_CASE("reshape_and_cache_flash rejects a scale that is neither [1] nor [num_
           "[reshape_and_cache_flash]") {
   ValidCall call;
   call.use_fp8();
-  HostBuffer three = floats({1, 1, 1});
+  Buffer three = floats({1, 1, 1});
   call.k_scale = TensorView::contiguous(three.data(), DType::f32, {3});
   call.v_scale = call.k_scale;
   CHECK_REJECTED(call, "k_scale");
@@ -677,10 +675,10 @@ TEST_CASE("reshape_and_cache_flash skips padding slots and writes only the given
   reinterpret_cast<std::int64_t*>(call.slot_data.data())[0] = -1;  // slots {-1, 5, -1, 11}
   call.call();
   // Exactly slots 5 and 11 (each 2 heads × 8 bf16 = 32 bytes) changed, in both caches.
-  const HostBuffer fresh = poisoned(ValidCall::kCacheElements * 2);
-  for (const HostBuffer* cache : {&call.key_cache_data, &call.value_cache_data}) {
-    const HostBuffer& source = cache == &call.key_cache_data ? call.key_data : call.value_data;
-    HostBuffer expected = fresh;
+  const Buffer fresh = poisoned(ValidCall::kCacheElements * 2);
+  for (const Buffer* cache : {&call.key_cache_data, &call.value_cache_data}) {
+    const Buffer& source = cache == &call.key_cache_data ? call.key_data : call.value_data;
+    Buffer expected = copy_to(Memory::host, fresh);
     std::memcpy(expected.data() + 5 * 32, source.data() + 1 * 32, 32);   // token 1 → slot 5
     std::memcpy(expected.data() + 11 * 32, source.data() + 3 * 32, 32);  // token 3 → slot 11
     CHECK(same_bytes(*cache, expected, ValidCall::kCacheElements * 2));
@@ -730,10 +728,10 @@ struct ProblemSpec {
 
 // Host inputs and a poisoned cache, with views onto them.
 struct HostProblem {
-  HostBuffer activations;  // key and value rows (both inside one fused buffer if qkv_rows)
-  HostBuffer cache;        // both caches, whatever the layout
-  HostBuffer slots;
-  HostBuffer scales;       // k_scale then v_scale
+  Buffer activations;  // key and value rows (both inside one fused buffer if qkv_rows)
+  Buffer cache;        // both caches, whatever the layout
+  Buffer slots;
+  Buffer scales;  // k_scale then v_scale
   TensorView key, value, key_cache, value_cache, slot_mapping, k_scale, v_scale;
 };
 
@@ -762,7 +760,7 @@ HostProblem make_problem(const ProblemSpec& spec) {
   // Activations: either [key rows | value rows] or one fused [rows, q (2H) | k (H) | v (H)].
   const std::int64_t pitch = spec.qkv_rows ? 4 * row : row;
   const std::int64_t act_elements = spec.qkv_rows ? rows * pitch : 2 * rows * row;
-  p.activations = HostBuffer((act_elements + shift) * act_bytes);
+  p.activations = Buffer(Memory::host, (act_elements + shift) * act_bytes);
   test::fill_random(p.activations.data(), spec.activation, act_elements + shift, spec.seed);
   auto* act_base = p.activations.data() + shift * act_bytes;
   const std::int64_t key_first = spec.qkv_rows ? 2 * row : 0;
@@ -834,13 +832,12 @@ HostProblem make_problem(const ProblemSpec& spec) {
 }
 
 // The same call on device copies of the inputs and of the poisoned cache; returns the cache.
-HostBuffer run_on_device(Impl impl, const HostProblem& p, const std::string& kv_cache_dtype) {
-  const DeviceBuffer activations = DeviceBuffer::copy_of(p.activations);
-  const DeviceBuffer cache = DeviceBuffer::copy_of(p.cache);
-  const DeviceBuffer slots = DeviceBuffer::copy_of(p.slots);
-  const DeviceBuffer scales = DeviceBuffer::copy_of(p.scales);
-  const auto on_device = [](const TensorView& view, const HostBuffer& host,
-                            const DeviceBuffer& device) {
+Buffer run_on_device(Impl impl, const HostProblem& p, const std::string& kv_cache_dtype) {
+  const Buffer activations = copy_to(Memory::device, p.activations);
+  const Buffer cache = copy_to(Memory::device, p.cache);
+  const Buffer slots = copy_to(Memory::device, p.slots);
+  const Buffer scales = copy_to(Memory::device, p.scales);
+  const auto on_device = [](const TensorView& view, const Buffer& host, const Buffer& device) {
     return test::rebase(view, host.data(), device.data(), Device::cuda);
   };
   run(impl, on_device(p.key, p.activations, activations),
@@ -849,7 +846,7 @@ HostBuffer run_on_device(Impl impl, const HostProblem& p, const std::string& kv_
       kv_cache_dtype, on_device(p.k_scale, p.scales, scales),
       on_device(p.v_scale, p.scales, scales));
   PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
-  HostBuffer result(p.cache.size());
+  Buffer result(Memory::host, p.cache.size());
   cache.download(result.data(), p.cache.size());
   return result;
 }
@@ -858,7 +855,7 @@ HostBuffer run_on_device(Impl impl, const HostProblem& p, const std::string& kv_
 void check_three_way(const ProblemSpec& spec) {
   INFO(spec.describe());
   const HostProblem problem = make_problem(spec);
-  HostBuffer expected = problem.cache;
+  Buffer expected = copy_to(Memory::host, problem.cache);
   const auto on_copy = [&](const TensorView& view) {
     return test::rebase(view, problem.cache.data(), expected.data(), Device::cpu);
   };
@@ -870,7 +867,7 @@ void check_three_way(const ProblemSpec& spec) {
   REQUIRE(test::first_difference(expected.data(), problem.cache.data(), problem.cache.size()) >= 0);
   for (Impl impl : {Impl::naive, Impl::optimized}) {
     INFO("implementation: " << impl_name(impl));
-    const HostBuffer actual = run_on_device(impl, problem, spec.kv_cache_dtype);
+    const Buffer actual = run_on_device(impl, problem, spec.kv_cache_dtype);
     CHECK(same_bytes(actual, expected, problem.cache.size()));
   }
 }
@@ -947,11 +944,11 @@ TEST_CASE("reshape_and_cache_flash GPU: zero tokens and auto without scales",
   ProblemSpec spec;
   spec.num_tokens = 50;
   const HostProblem p = make_problem(spec);
-  const DeviceBuffer activations = DeviceBuffer::copy_of(p.activations);
-  const DeviceBuffer slots = DeviceBuffer::copy_of(p.slots);
+  const Buffer activations = copy_to(Memory::device, p.activations);
+  const Buffer slots = copy_to(Memory::device, p.slots);
   for (Impl impl : {Impl::naive, Impl::optimized}) {
     INFO("implementation: " << impl_name(impl));
-    const DeviceBuffer cache = DeviceBuffer::copy_of(p.cache);
+    const Buffer cache = copy_to(Memory::device, p.cache);
     const auto key = test::rebase(p.key, p.activations.data(), activations.data(), Device::cuda);
     const auto value =
         test::rebase(p.value, p.activations.data(), activations.data(), Device::cuda);
@@ -964,7 +961,7 @@ TEST_CASE("reshape_and_cache_flash GPU: zero tokens and auto without scales",
     CHECK_NOTHROW(run(impl, key, value, key_cache, value_cache, no_slots, "auto", no_scale,
                       no_scale));
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
-    HostBuffer after(p.cache.size());
+    Buffer after(Memory::host, p.cache.size());
     cache.download(after.data(), p.cache.size());
     CHECK(same_bytes(after, p.cache, p.cache.size()));
     // Real tokens with null scales, "auto": works and equals the CPU reference.
@@ -974,7 +971,7 @@ TEST_CASE("reshape_and_cache_flash GPU: zero tokens and auto without scales",
                       no_scale));
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
     cache.download(after.data(), p.cache.size());
-    HostBuffer expected = p.cache;
+    Buffer expected = copy_to(Memory::host, p.cache);
     pagedkv::run<ReshapeAndCacheFlash>(
         Impl::cpu,
         {p.key, p.value, test::rebase(p.key_cache, p.cache.data(), expected.data(), Device::cpu),
@@ -999,10 +996,10 @@ TEST_CASE("reshape_and_cache_flash GPU: a slot beyond the cache is rejected and 
                       Contains("slot_mapping[17]"));
   }
   // run_on_device throws before downloading: check "nothing written" explicitly.
-  const DeviceBuffer activations = DeviceBuffer::copy_of(p.activations);
-  const DeviceBuffer cache = DeviceBuffer::copy_of(p.cache);
-  const DeviceBuffer slots = DeviceBuffer::copy_of(p.slots);
-  const DeviceBuffer scales = DeviceBuffer::copy_of(p.scales);
+  const Buffer activations = copy_to(Memory::device, p.activations);
+  const Buffer cache = copy_to(Memory::device, p.cache);
+  const Buffer slots = copy_to(Memory::device, p.slots);
+  const Buffer scales = copy_to(Memory::device, p.scales);
   CHECK_THROWS_AS(
       pagedkv::run<ReshapeAndCacheFlash>(
           Impl::optimized,
@@ -1014,7 +1011,7 @@ TEST_CASE("reshape_and_cache_flash GPU: a slot beyond the cache is rejected and 
            test::rebase(p.k_scale, p.scales.data(), scales.data(), Device::cuda),
            test::rebase(p.v_scale, p.scales.data(), scales.data(), Device::cuda)}),
       InvalidArgument);
-  HostBuffer after(p.cache.size());
+  Buffer after(Memory::host, p.cache.size());
   cache.download(after.data(), p.cache.size());
   CHECK(same_bytes(after, p.cache, p.cache.size()));
 }

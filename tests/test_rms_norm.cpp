@@ -27,8 +27,6 @@ namespace {
 using namespace pagedkv;
 using namespace pagedkv::test::norm;
 using Catch::Matchers::Contains;
-using test::DeviceBuffer;
-using test::HostBuffer;
 
 // Runs rms_norm with implementation `impl` (validated first).
 void rms_norm(Impl impl, const TensorView& out, const TensorView& input, const TensorView& weight,
@@ -45,9 +43,9 @@ TEST_CASE("rms_norm CPU: the header's worked examples", "[rms_norm]") {
   // hidden_size 4, epsilon 0. Row 0: (1, -1, 1, -1) has mean(x²) = 1, so out = x · w.
   // Row 1: (2, 0, 0, 0) has mean(x²) = 4 / 4 = 1 too: out = (2 w0, 0, 0, 0). Every value is
   // exact in all three dtypes.
-  HostBuffer input = encoded(dtype, {1, -1, 1, -1, 2, 0, 0, 0});
-  HostBuffer weight = encoded(dtype, {0.5f, -2, 3, 0.25f});
-  HostBuffer out = poisoned(8 * dtype_size(dtype));
+  Buffer input = encoded(dtype, {1, -1, 1, -1, 2, 0, 0, 0});
+  Buffer weight = encoded(dtype, {0.5f, -2, 3, 0.25f});
+  Buffer out = poisoned(8 * dtype_size(dtype));
   rms_norm(Impl::cpu, TensorView::contiguous(out.data(), dtype, {2, 4}),
            TensorView::contiguous(input.data(), dtype, {2, 4}),
            TensorView::contiguous(weight.data(), dtype, {4}), 0.0);
@@ -60,9 +58,9 @@ TEST_CASE("rms_norm CPU: the header's worked examples", "[rms_norm]") {
 
 TEST_CASE("rms_norm CPU: eps = 0 gives x / rms · w exactly rounded", "[rms_norm]") {
   // (3, 4): mean(x²) = 12.5, rms = 3.5355...; out = (0.8485..., 1.1313...) · w with w = (1, 2).
-  HostBuffer input = encoded(DType::f32, {3, 4});
-  HostBuffer weight = encoded(DType::f32, {1, 2});
-  HostBuffer out = poisoned(8);
+  Buffer input = encoded(DType::f32, {3, 4});
+  Buffer weight = encoded(DType::f32, {1, 2});
+  Buffer out = poisoned(8);
   rms_norm(Impl::cpu, TensorView::contiguous(out.data(), DType::f32, {2}),
            TensorView::contiguous(input.data(), DType::f32, {2}),
            TensorView::contiguous(weight.data(), DType::f32, {2}), 0.0);
@@ -73,9 +71,9 @@ TEST_CASE("rms_norm CPU: eps = 0 gives x / rms · w exactly rounded", "[rms_norm
 TEST_CASE("rms_norm CPU: a row of zeros gives zeros when epsilon > 0", "[rms_norm]") {
   const DType dtype = GENERATE(DType::f32, DType::f16, DType::bf16);
   CAPTURE(dtype_name(dtype));
-  HostBuffer input = encoded(dtype, {0, 0, 0, 0, 0});
-  HostBuffer weight = encoded(dtype, {1, -2, 3, -4, 5});
-  HostBuffer out = poisoned(5 * dtype_size(dtype));
+  Buffer input = encoded(dtype, {0, 0, 0, 0, 0});
+  Buffer weight = encoded(dtype, {1, -2, 3, -4, 5});
+  Buffer out = poisoned(5 * dtype_size(dtype));
   rms_norm(Impl::cpu, TensorView::contiguous(out.data(), dtype, {1, 5}),
            TensorView::contiguous(input.data(), dtype, {1, 5}),
            TensorView::contiguous(weight.data(), dtype, {5}), 1e-6);
@@ -84,9 +82,9 @@ TEST_CASE("rms_norm CPU: a row of zeros gives zeros when epsilon > 0", "[rms_nor
 
 TEST_CASE("rms_norm CPU: a huge epsilon dominates the mean square", "[rms_norm]") {
   // epsilon = 1e30: 1 / sqrt(7.5 + 1e30) = 1e-15 to float precision, so out ≈ x · 1e-15.
-  HostBuffer input = encoded(DType::f32, {1, -2, 3, -4});
-  HostBuffer weight = encoded(DType::f32, {1, 1, 1, 1});
-  HostBuffer out = poisoned(16);
+  Buffer input = encoded(DType::f32, {1, -2, 3, -4});
+  Buffer weight = encoded(DType::f32, {1, 1, 1, 1});
+  Buffer out = poisoned(16);
   rms_norm(Impl::cpu, TensorView::contiguous(out.data(), DType::f32, {4}),
            TensorView::contiguous(input.data(), DType::f32, {4}),
            TensorView::contiguous(weight.data(), DType::f32, {4}), 1e30);
@@ -106,9 +104,9 @@ TEST_CASE("rms_norm CPU: squares beyond float32 stay exact in the float64 refere
   // rms = |x| and out = ±w exactly. (The GPU sums in float32: see the [gpu] test below.)
   const DType dtype = GENERATE(DType::f32, DType::bf16);
   CAPTURE(dtype_name(dtype));
-  HostBuffer input = encoded(dtype, {1e30f, -1e30f, 1e30f, -1e30f});
-  HostBuffer weight = encoded(dtype, {0.5f, 2, -3, 1.25f});
-  HostBuffer out = poisoned(4 * dtype_size(dtype));
+  Buffer input = encoded(dtype, {1e30f, -1e30f, 1e30f, -1e30f});
+  Buffer weight = encoded(dtype, {0.5f, 2, -3, 1.25f});
+  Buffer out = poisoned(4 * dtype_size(dtype));
   rms_norm(Impl::cpu, TensorView::contiguous(out.data(), dtype, {4}),
            TensorView::contiguous(input.data(), dtype, {4}),
            TensorView::contiguous(weight.data(), dtype, {4}), 1e-6);
@@ -134,16 +132,16 @@ TEST_CASE("rms_norm CPU: strided 3-D and 4-D views normalize each row like a 1-D
   } else {
     input.strides[0] = 12345;  // never used: the dimension has one index
   }
-  const HostBuffer before = rows.bytes;
-  HostBuffer weight = encoded(dtype, {1.5f, -0.5f, 2, 1, -1});
-  HostBuffer out = poisoned(6 * kHidden * dtype_size(dtype));
+  const Buffer before = copy_to(Memory::host, rows.bytes);
+  Buffer weight = encoded(dtype, {1.5f, -0.5f, 2, 1, -1});
+  Buffer out = poisoned(6 * kHidden * dtype_size(dtype));
   TensorView out_view = rank == 3 ? TensorView::contiguous(out.data(), dtype, {2, 3, kHidden})
                                   : TensorView::contiguous(out.data(), dtype, {1, 2, 3, kHidden});
   rms_norm(Impl::cpu, out_view, input, TensorView::contiguous(weight.data(), dtype, {kHidden}),
            1e-6);
   for (int r = 0; r < 6; ++r) {
     CAPTURE(r);
-    HostBuffer one_out = poisoned(kHidden * dtype_size(dtype));
+    Buffer one_out = poisoned(kHidden * dtype_size(dtype));
     rms_norm(Impl::cpu, TensorView::contiguous(one_out.data(), dtype, {kHidden}),
              TensorView::contiguous(rows.bytes.data() + rows.row_offset[r] * dtype_size(dtype),
                                     dtype, {kHidden}),
@@ -158,10 +156,10 @@ TEST_CASE("rms_norm CPU: in place (out is input) gives the out-of-place result",
   const DType dtype = GENERATE(DType::f32, DType::f16, DType::bf16);
   CAPTURE(dtype_name(dtype));
   Rows rows = make_packed(dtype, 3, 7, 0, 5);
-  HostBuffer weight(7 * dtype_size(dtype));
+  Buffer weight(Memory::host, 7 * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, 7, 6);
   const TensorView weight_view = TensorView::contiguous(weight.data(), dtype, {7});
-  HostBuffer out = poisoned(21 * dtype_size(dtype));
+  Buffer out = poisoned(21 * dtype_size(dtype));
   rms_norm(Impl::cpu, TensorView::contiguous(out.data(), dtype, {3, 7}), rows.view, weight_view,
            1e-6);
   rms_norm(Impl::cpu, rows.view, rows.view, weight_view, 1e-6);
@@ -169,15 +167,15 @@ TEST_CASE("rms_norm CPU: in place (out is input) gives the out-of-place result",
 }
 
 TEST_CASE("rms_norm CPU: one 1-D row, and zero rows as a no-op", "[rms_norm]") {
-  HostBuffer input = encoded(DType::f32, {2, 0, 0, 0});
-  HostBuffer weight = encoded(DType::f32, {3, 1, 1, 1});
-  HostBuffer out = poisoned(16);
+  Buffer input = encoded(DType::f32, {2, 0, 0, 0});
+  Buffer weight = encoded(DType::f32, {3, 1, 1, 1});
+  Buffer out = poisoned(16);
   rms_norm(Impl::cpu, TensorView::contiguous(out.data(), DType::f32, {4}),
            TensorView::contiguous(input.data(), DType::f32, {4}),
            TensorView::contiguous(weight.data(), DType::f32, {4}), 0.0);
   CHECK(get(out.data(), DType::f32, 0) == 6.f);
   // Zero rows: null data is fine when there are no elements; nothing is written.
-  const HostBuffer fresh = poisoned(16);
+  const Buffer fresh = poisoned(16);
   for (Impl impl : {Impl::cpu, Impl::naive, Impl::optimized}) {
     const Device device = impl_device(impl);
     TensorView weight_view = TensorView::contiguous(weight.data(), DType::f32, {4}, device);
@@ -198,9 +196,9 @@ TEST_CASE("rms_norm CPU: one 1-D row, and zero rows as a no-op", "[rms_norm]") {
 }
 
 TEST_CASE("rms_norm: the plan pads the leading dimensions to three", "[rms_norm]") {
-  HostBuffer data(4096);
-  HostBuffer weight(64);
-  HostBuffer out(4096);
+  Buffer data(Memory::host, 4096);
+  Buffer weight(Memory::host, 64);
+  Buffer out(Memory::host, 4096);
   const TensorView w = TensorView::contiguous(weight.data(), DType::bf16, {8});
   SECTION("rank 1") {
     const RmsNorm::Plan plan = RmsNorm::validate(
@@ -227,9 +225,9 @@ TEST_CASE("rms_norm: the plan pads the leading dimensions to three", "[rms_norm]
 
 struct ValidCall {
   static constexpr int kRows = 3, kHidden = 8;
-  HostBuffer input_data{kRows * kHidden * 2 + 64};
-  HostBuffer weight_data{kHidden * 2 + 64};
-  HostBuffer out_data = poisoned(kRows * kHidden * 2 + 64);
+  Buffer input_data{Memory::host, kRows* kHidden * 2 + 64};
+  Buffer weight_data{Memory::host, kHidden * 2 + 64};
+  Buffer out_data = poisoned(kRows * kHidden * 2 + 64);
   TensorView out = TensorView::contiguous(out_data.data(), DType::bf16, {kRows, kHidden});
   TensorView input = TensorView::contiguous(input_data.data(), DType::bf16, {kRows, kHidden});
   TensorView weight = TensorView::contiguous(weight_data.data(), DType::bf16, {kHidden});
@@ -242,7 +240,7 @@ struct ValidCall {
   }
   void call() const { rms_norm(impl, out, input, weight, epsilon); }
   bool out_untouched() const {
-    const HostBuffer fresh = poisoned(out_data.size());
+    const Buffer fresh = poisoned(out_data.size());
     return test::first_difference(out_data.data(), fresh.data(), fresh.size()) < 0;
   }
 };
@@ -417,16 +415,16 @@ TEST_CASE("rms_norm rejects out sharing memory with weight", "[rms_norm]") {
 // GPU: naive and optimized against the CPU reference.
 
 struct GpuResult {
-  HostBuffer out;
-  HostBuffer input;
+  Buffer out;
+  Buffer input;
 };
 
 // Runs `impl` on device copies of input, weight and a poisoned out; returns out and input.
-GpuResult run_on_device(Impl impl, const Rows& input, const HostBuffer& weight,
-                        const Rows& out, double epsilon) {
-  const DeviceBuffer d_input = DeviceBuffer::copy_of(input.bytes);
-  const DeviceBuffer d_weight = DeviceBuffer::copy_of(weight);
-  const DeviceBuffer d_out = DeviceBuffer::copy_of(out.bytes);
+GpuResult run_on_device(Impl impl, const Rows& input, const Buffer& weight, const Rows& out,
+                        double epsilon) {
+  const Buffer d_input = copy_to(Memory::device, input.bytes);
+  const Buffer d_weight = copy_to(Memory::device, weight);
+  const Buffer d_out = copy_to(Memory::device, out.bytes);
   const TensorView weight_view = TensorView::contiguous(
       d_weight.data(), input.dtype, {input.hidden_size}, Device::cuda);
   rms_norm(impl, test::rebase(out.view, out.bytes.data(), d_out.data(), Device::cuda),
@@ -460,7 +458,7 @@ void check_against_cpu(DType dtype, std::int64_t hidden, std::int64_t num_rows,
   if (num_rows > 1) {
     for (std::int64_t i = 0; i < hidden; ++i) set_row_element(input, 1, i, 0.f);
   }
-  HostBuffer weight(hidden * dtype_size(dtype));
+  Buffer weight(Memory::host, hidden * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, hidden, 7 + hidden, 2.f);
   const Rows out = poisoned_out_like(input, layout);
   const double epsilon = 1e-6;
@@ -524,7 +522,7 @@ TEST_CASE("rms_norm GPU: epsilon extremes", "[rms_norm][gpu]") {
   CAPTURE(dtype_name(dtype), epsilon);
   const std::int64_t hidden = 1000, num_rows = 33;
   Rows input = make_rows(dtype, num_rows, hidden, RowsLayout::packed, 77);
-  HostBuffer weight(hidden * dtype_size(dtype));
+  Buffer weight(Memory::host, hidden * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, hidden, 78);
   const Rows out = poisoned_out_like(input, RowsLayout::packed);
   Rows expected = out;
@@ -549,7 +547,7 @@ TEST_CASE("rms_norm GPU: a row whose squares overflow float32 comes out as zeros
   const std::int64_t hidden = 4096, num_rows = 3;
   Rows input = make_rows(dtype, num_rows, hidden, RowsLayout::packed, 91);
   for (std::int64_t i = 0; i < hidden; ++i) set_row_element(input, 1, i, i % 2 ? -1e30f : 1e30f);
-  HostBuffer weight(hidden * dtype_size(dtype));
+  Buffer weight(Memory::host, hidden * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, hidden, 92);
   const Rows out = poisoned_out_like(input, RowsLayout::packed);
   Rows expected = out;
@@ -585,7 +583,7 @@ TEST_CASE("rms_norm GPU: in place", "[rms_norm][gpu]") {
   CAPTURE(dtype_name(dtype), hidden);
   const std::int64_t num_rows = 5;
   Rows input = make_packed(dtype, num_rows, hidden, 8, 55);
-  HostBuffer weight(hidden * dtype_size(dtype));
+  Buffer weight(Memory::host, hidden * dtype_size(dtype));
   test::fill_random(weight.data(), dtype, hidden, 56);
   Rows expected = input;
   rms_norm(Impl::cpu,
@@ -593,14 +591,14 @@ TEST_CASE("rms_norm GPU: in place", "[rms_norm][gpu]") {
            input.view, TensorView::contiguous(weight.data(), dtype, {hidden}), 1e-6);
   for (Impl impl : {Impl::naive, Impl::optimized}) {
     INFO("implementation: " << impl_name(impl));
-    const DeviceBuffer d_rows = DeviceBuffer::copy_of(input.bytes);
-    const DeviceBuffer d_weight = DeviceBuffer::copy_of(weight);
+    const Buffer d_rows = copy_to(Memory::device, input.bytes);
+    const Buffer d_weight = copy_to(Memory::device, weight);
     const TensorView rows_view =
         test::rebase(input.view, input.bytes.data(), d_rows.data(), Device::cuda);
     rms_norm(impl, rows_view, rows_view,
              TensorView::contiguous(d_weight.data(), dtype, {hidden}, Device::cuda), 1e-6);
     PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
-    const HostBuffer actual = download(d_rows);
+    const Buffer actual = download(d_rows);
     CHECK(relative_error(gather(input, actual).data(), gather(input, expected.bytes).data(),
                          dtype, num_rows * hidden) <= reduction_tolerance(dtype, hidden));
     CHECK(first_difference_outside_rows(input, actual, input.bytes) < 0);

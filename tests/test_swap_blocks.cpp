@@ -491,63 +491,35 @@ TEST_CASE("swap_blocks rejects a pair whose source and destination partially ove
 
 namespace {
 
-// Where a test buffer lives.
-enum class Memory { device, pinned, pageable };
-
 const char* memory_name(Memory memory) {
   switch (memory) {
     case Memory::device: return "device";
     case Memory::pinned: return "pinned host";
-    case Memory::pageable: return "pageable host";
+    case Memory::host:
+      return "pageable host";
   }
   return "?";
 }
 
-// Bytes in device, pinned host or pageable host memory, 256-byte aligned, that the test can
-// fill and read back whatever the memory.
+// A pagedkv::Buffer in device, pinned host or pageable host memory that the test fills and
+// reads back whole, whatever the memory.
 class Region {
  public:
-  Region(Memory memory, std::size_t bytes) : memory_(memory), bytes_(bytes) {
-    switch (memory) {
-      case Memory::device: PAGEDKV_CUDA_CHECK(cudaMalloc(&data_, bytes)); break;
-      case Memory::pinned: PAGEDKV_CUDA_CHECK(cudaMallocHost(&data_, bytes)); break;
-      case Memory::pageable:
-        pageable_ = test::HostBuffer(bytes);
-        data_ = pageable_.data();
-        break;
-    }
-  }
-  Region(const Region&) = delete;
-  Region& operator=(const Region&) = delete;
-  ~Region() {
-    if (memory_ == Memory::device) cudaFree(data_);
-    if (memory_ == Memory::pinned) cudaFreeHost(data_);
-  }
-  std::uint8_t* data() const { return static_cast<std::uint8_t*>(data_); }
-  Device device() const { return memory_ == Memory::device ? Device::cuda : Device::cpu; }
+  Region(Memory memory, std::size_t bytes) : buffer_(memory, bytes) {}
+  std::uint8_t* data() const { return buffer_.data(); }
+  Device device() const { return buffer_.memory() == Memory::device ? Device::cuda : Device::cpu; }
   void write(const std::vector<std::uint8_t>& image) {
-    REQUIRE(image.size() <= bytes_);
-    if (memory_ == Memory::device) {
-      PAGEDKV_CUDA_CHECK(cudaMemcpy(data_, image.data(), image.size(), cudaMemcpyHostToDevice));
-    } else {
-      std::memcpy(data_, image.data(), image.size());
-    }
+    REQUIRE(image.size() <= buffer_.size());
+    buffer_.upload(image.data(), image.size());
   }
   std::vector<std::uint8_t> read(std::size_t bytes) const {
     std::vector<std::uint8_t> image(bytes);
-    if (memory_ == Memory::device) {
-      PAGEDKV_CUDA_CHECK(cudaMemcpy(image.data(), data_, bytes, cudaMemcpyDeviceToHost));
-    } else {
-      std::memcpy(image.data(), data_, bytes);
-    }
+    buffer_.download(image.data(), bytes);
     return image;
   }
 
  private:
-  Memory memory_;
-  std::size_t bytes_;
-  void* data_ = nullptr;
-  test::HostBuffer pageable_;
+  Buffer buffer_;
 };
 
 // Random bytes, fast (splitmix64, 8 bytes per step): the buffers reach megabytes.
@@ -741,7 +713,7 @@ void check_gpu_case(const GpuCase& c, cudaStream_t stream) {
       SwapBlocks::validate({src_view, dst_view, B, mapping}, Impl::optimized);
   const optimized::SwapStrategy chosen = optimized::choose_swap_strategy(plan, src_view, dst_view);
   INFO("automatic chose " << optimized::swap_strategy_name(chosen));
-  const bool reachable = c.src_memory != Memory::pageable && c.dst_memory != Memory::pageable;
+  const bool reachable = c.src_memory != Memory::host && c.dst_memory != Memory::host;
   if (c.mapping == Mapping::random_unique) {
     // Random unique ids over two buffers: pairs are independent, so only pageable memory keeps
     // the automatic rule from the one-launch kernel.
@@ -802,10 +774,10 @@ TEST_CASE("swap_blocks gpu: naive and optimized match the CPU reference", "[swap
   struct Direction {
     Memory src, dst;
   };
-  const Direction direction = GENERATE(
-      Direction{Memory::pinned, Memory::device}, Direction{Memory::pageable, Memory::device},
-      Direction{Memory::device, Memory::pinned}, Direction{Memory::device, Memory::pageable},
-      Direction{Memory::device, Memory::device});
+  const Direction direction =
+      GENERATE(Direction{Memory::pinned, Memory::device}, Direction{Memory::host, Memory::device},
+               Direction{Memory::device, Memory::pinned}, Direction{Memory::device, Memory::host},
+               Direction{Memory::device, Memory::device});
   // 16 and 48 bytes: tiny blocks; 32 KiB: W6; 32 KiB + 4: not a multiple of 16.
   const std::int64_t block_bytes = GENERATE(16, 48, 4096, 32768, 32768 + 4);
   Stream stream;
@@ -909,7 +881,7 @@ TEST_CASE("swap_blocks gpu: optimized strategies refuse what they cannot do",
           "[swap_blocks][gpu]") {
   PAGEDKV_REQUIRE_GPU();
   const std::int64_t B = 64;
-  Region host(Memory::pageable, 8 * B);
+  Region host(Memory::host, 8 * B);
   Region device(Memory::device, 8 * B);
   std::vector<std::uint8_t> dst_image(8 * B);
   test::poison(dst_image.data(), dst_image.size());
@@ -957,7 +929,7 @@ TEST_CASE("swap_blocks gpu: memcpy_batch with pageable host memory", "[swap_bloc
   // memcpy_batch relies on it for pageable memory.
   PAGEDKV_REQUIRE_GPU();
   const std::int64_t B = 4096;
-  Region host(Memory::pageable, 16 * B);
+  Region host(Memory::host, 16 * B);
   Region device(Memory::device, 16 * B);
   const std::vector<std::uint8_t> src_image = random_bytes(16 * B, 21);
   std::memcpy(host.data(), src_image.data(), src_image.size());

@@ -154,12 +154,6 @@ Agreement compare_with_reference(const Buffer& output, const void* reference, DT
   return result;
 }
 
-Buffer copy_to(Memory memory, const Buffer& src) {
-  Buffer copy(memory, src.size());
-  copy.copy_from(src);
-  return copy;
-}
-
 ScaleTensor make_scale(float value, Memory memory) {
   ScaleTensor scale;
   scale.storage = Buffer(memory, sizeof(float));

@@ -86,12 +86,6 @@ std::uint64_t set_seed(std::uint64_t seed, int set);
 /// \return the agreement (the bit-exact rule: rel_err and tolerance 0).
 Agreement compare_with_reference(const Buffer& output, const void* reference, DType element);
 
-/// \brief A copy of a buffer in another kind of memory.
-/// \param memory where the copy lives.
-/// \param src the buffer to copy.
-/// \return the copy.
-Buffer copy_to(Memory memory, const Buffer& src);
-
 /// \brief A one-element f32 scale tensor.
 struct ScaleTensor {
   Buffer storage;   ///< 4 bytes

@@ -1,6 +1,6 @@
 /// \file
-/// \brief Owning byte buffers for the comparison tool and the op registry: pageable host
-/// memory, pinned host memory and device memory, each freed when it goes out of scope.
+/// \brief Owning byte buffers for the tests, the comparison tool and the op registry: pageable
+/// host memory, pinned host memory and device memory, each freed when it goes out of scope.
 #pragma once
 
 #include <cstddef>
@@ -58,6 +58,11 @@ class Buffer {
   /// \param host source bytes in host memory.
   /// \param bytes how many.
   void upload(const void* host, std::size_t bytes);
+  /// \brief Copies the first `bytes` bytes of this buffer to the host pointer `host`,
+  /// synchronously.
+  /// \param host destination in host memory.
+  /// \param bytes how many (at most size()).
+  void download(void* host, std::size_t bytes) const;
 
  private:
   void release() noexcept;
@@ -65,5 +70,11 @@ class Buffer {
   std::size_t size_ = 0;
   Memory memory_ = Memory::host;
 };
+
+/// \brief A copy of a buffer in another kind of memory (or the same), synchronously.
+/// \param memory where the copy lives.
+/// \param src the buffer to copy.
+/// \return the copy, of src.size() bytes.
+Buffer copy_to(Memory memory, const Buffer& src);
 
 }  // namespace pagedkv
