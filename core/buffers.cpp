@@ -30,6 +30,7 @@ Buffer::Buffer(Memory memory, std::size_t bytes) : size_(bytes), memory_(memory)
   switch (memory) {
     case Memory::host:
       data_ = static_cast<std::uint8_t*>(::operator new(bytes, kHostAlignment));
+      std::memset(data_, 0, bytes);  // tests rely on fresh host bytes being zero
       break;
     case Memory::pinned:
       PAGEDKV_CUDA_CHECK(

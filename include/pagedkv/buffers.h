@@ -11,7 +11,7 @@ namespace pagedkv {
 
 /// \brief Where a Buffer's bytes live.
 enum class Memory {
-  host,    ///< pageable host memory (operator new), 256-byte aligned
+  host,    ///< pageable host memory (operator new), 256-byte aligned, zeroed when allocated
   pinned,  ///< page-locked host memory (cudaHostAlloc): fast, asynchronous, graph-capturable copies
   device,  ///< GPU memory (cudaMalloc)
 };

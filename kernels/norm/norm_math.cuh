@@ -100,6 +100,11 @@ template <typename T, int kVec>
 inline constexpr bool kByPairs = !std::is_void_v<PairOf<T>> && kVec % 2 == 0;
 
 /// \brief Elements 2p and 2p + 1 of `v` as float2 (exact).
+/// \tparam T __half or __nv_bfloat16.
+/// \tparam kVec elements per vector (even).
+/// \param v the vector.
+/// \param p the pair, 0 <= p < kVec / 2.
+/// \return the two elements as floats.
 template <typename T, int kVec>
 __device__ __forceinline__ float2 pair_to_float2(const AlignedVector<T, kVec>& v, int p) {
   if constexpr (std::is_same_v<T, __half>) {
@@ -115,6 +120,11 @@ __device__ __forceinline__ float2 pair_to_float2(const AlignedVector<T, kVec>& v
 }
 
 /// \brief Stores `value`, rounded to nearest even, as elements 2p and 2p + 1 of `v`.
+/// \tparam T __half or __nv_bfloat16.
+/// \tparam kVec elements per vector (even).
+/// \param v the vector.
+/// \param p the pair, 0 <= p < kVec / 2.
+/// \param value the two floats.
 template <typename T, int kVec>
 __device__ __forceinline__ void set_pair(AlignedVector<T, kVec>& v, int p, float2 value) {
   PairOf<T> pair;

@@ -7,12 +7,12 @@
 // hand; thread 0 computes inv = rsqrtf(sum / hidden_size + epsilon). Pass 2 re-reads z from
 // residual and writes input = round_T(float(z) · inv · float(w)), rounded once.
 //
-// Caveats (what optimized.cu improves):
-//   - every access moves one element (2-4 bytes), not 16 bytes;
-//   - z is written to residual and read back (second time mostly from L2);
-//   - the tree reduction costs 10 barriers for 1024 threads, most threads idle at each;
-//   - the block size only depends on hidden_size: many rows get no more resident blocks;
-//   - every row start costs three 64-bit divisions (RowLayout::row_start).
+// Caveats, numbered as in the chapter (optimized.cu names the trick that removes each):
+//   N1 every access moves one element (2-4 bytes), not 16 bytes;
+//   N2 the tree reduction costs 12 barriers per row at 1024 threads, most threads idle at each;
+//   N3 z is written to residual and read back (second time mostly from L2);
+//   N4 the block size only depends on hidden_size: many rows get no more resident blocks;
+//   N5 every row start costs three 64-bit divisions (RowLayout::row_start).
 #include "pagedkv/ops/fused_add_rms_norm.h"
 
 #include <algorithm>
