@@ -97,7 +97,7 @@ TEST_CASE("registry: every source named by an entry is a file of the repository"
   }
 }
 
-TEST_CASE("registry: the standard workloads have the sizes and variants of design.md",
+TEST_CASE("registry: the standard workloads have the sizes and variants of the README",
           "[registry]") {
   const auto w1_sizes = std::set<std::int64_t>{1, 16, 256, 4096, 16384, 65536};
   const auto flash = all_points(pagedkv::find_op("reshape_and_cache_flash"), false);

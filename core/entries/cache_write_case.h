@@ -1,5 +1,5 @@
 /// \file
-/// \brief What the cache-write ops (reshape_and_cache, reshape_and_cache_flash) share in the
+/// \brief What the cache-write ops (the legacy and the flash layout) share in the
 /// op registry (core/entries/, not public API): their byte model, agreement and workload texts,
 /// the W1 points and inputs, and the OpCase they all use (CacheWriteCase).
 #pragma once
@@ -133,11 +133,11 @@ void set_token_views(const CacheWriteShape& shape, TokenInputs& inputs, Device d
 /// \return the points.
 std::vector<WorkloadPoint> cache_write_points(const std::vector<std::string>& variants, bool quick);
 
-/// \brief The OpCase of a cache write (reshape_and_cache, reshape_and_cache_flash), written once:
+/// \brief The OpCase of a cache write (either layout), written once:
 /// the W1 inputs, the two caches, the buffer sets and the validated plans.
 ///
 /// Everything that differs between the cache-write ops comes in through `Glue`, a small struct
-/// that each op's entry file writes (see core/entries/reshape_and_cache.cpp). The glue names the
+/// that each op's entry file writes (see the cache writers' files in core/entries/). The glue names the
 /// op and says how the key and value caches lie in their allocation. It provides:
 /// - `Op`: the op's struct, whose Args are (key, value, key_cache, value_cache, slot_mapping,
 ///   kv_cache_dtype, k_scale, v_scale);

@@ -1,7 +1,7 @@
 // Registry entry of fused_add_rms_norm, and its workload points (W9).
 //
 // One point: hidden states and a residual stream [tokens, hidden] bf16 or f16 and a weight
-// [hidden]; the op overwrites both (residual = input + residual, input = its rms_norm).
+// [hidden]; the op overwrites both (residual = input + residual, input = the normalized sum).
 // NormCase (norm_case.h) runs it.
 #include <memory>
 #include <string>

@@ -19,7 +19,7 @@ namespace pagedkv::entries {
 /// a library call (Thrust) can run it: the "what a library call gives you" baseline row.
 ///
 /// Units are grouped in rows of `row_units` units: a row is one (token, head) of a cache write,
-/// or one block pair of swap_blocks. Unit j of row r is copied as
+/// or one block pair of a block swap. Unit j of row r is copied as
 /// \code
 /// dst_units[dst_row(r) + j * dst_unit_step] = src_units[src_row(r) + j]
 /// \endcode
@@ -39,7 +39,7 @@ struct UnitScatter {
   /// \brief How a row finds its source and destination.
   enum class Rows {
     slots,  ///< rows are (token, head) pairs placed by slot_mapping (cache writes)
-    pairs,  ///< rows are (src_block, dst_block) pairs (swap_blocks)
+    pairs,  ///< rows are (src_block, dst_block) pairs (block swaps)
   };
   Rows rows = Rows::slots;                     ///< slot-addressed rows or block pairs
   const void* src = nullptr;                   ///< device pointer to unit 0 of the source

@@ -1,5 +1,5 @@
 /// \file
-/// \brief What the norm ops (rms_norm, fused_add_rms_norm) share in the op registry
+/// \brief What the two norm ops share in the op registry
 /// (core/entries/, not public API): the W9 points and inputs, the reduction agreement, and the
 /// OpCase both use (NormCase).
 #pragma once

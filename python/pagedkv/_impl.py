@@ -35,8 +35,7 @@ _IMPLS = {
     "naive": dict(
         title="Naive CUDA",
         devices="Tensors in CUDA memory (torch or CuPy CUDA tensors, through DLPack); an op may "
-        "say otherwise for an argument (swap_blocks: one side may be host memory, "
-        "block_mapping is a host array).",
+        "say otherwise for an argument (its documentation above does).",
         stream=_CUDA_STREAM_DOC,
     ),
 }

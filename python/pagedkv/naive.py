@@ -1,7 +1,7 @@
 """pagedkv.naive: the naive CUDA kernels, the CPU loops translated directly.
 
 One thread per element or row (kernels/**/naive.cu): correct and obvious. Arguments are CUDA
-tensors (PyTorch, CuPy, through DLPack); swap_blocks also takes host memory on one side.
+tensors (PyTorch, CuPy, through DLPack), except where an op's documentation says otherwise.
 """
 
 from ._impl import make_ops

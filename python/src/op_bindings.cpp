@@ -84,7 +84,7 @@ class PreparedCall {
     nb::gil_scoped_release no_gil;
     run_(as_stream(stream));
   }
-  /// \brief "optimized reshape_and_cache_flash".
+  /// \brief The implementation and the op it runs, as "<implementation> <op>".
   const std::string& description() const { return description_; }
 
  private:

@@ -16,7 +16,8 @@ import pytest
 
 import pagedkv
 
-OPS = ("swap_blocks", "reshape_and_cache", "reshape_and_cache_flash")
+# Every op of the registry: the package derives its functions from it and names none itself.
+OPS = tuple(entry["name"] for entry in pagedkv.ops())
 
 
 def test_version_and_build_facts():
@@ -26,17 +27,28 @@ def test_version_and_build_facts():
 
 
 def test_three_implementations_have_identical_signatures():
+    assert len(OPS) >= 5
     for op in OPS + ("prepare",):
         signatures = {name: inspect.signature(getattr(pagedkv.implementation(name), op))
                       for name in pagedkv.IMPLEMENTATIONS}
         assert len(set(map(str, signatures.values()))) == 1, signatures
-    assert list(inspect.signature(pagedkv.cpu.reshape_and_cache_flash).parameters) == [
-        "key", "value", "key_cache", "value_cache", "slot_mapping", "kv_cache_dtype",
-        "k_scale", "v_scale", "stream"]
-    assert list(inspect.signature(pagedkv.cpu.swap_blocks).parameters) == [
-        "src", "dst", "block_size_in_bytes", "block_mapping", "stream"]
     with pytest.raises(ValueError):
         pagedkv.implementation("fastest")
+
+
+def test_signatures_follow_the_descriptions():
+    """Each function's parameters are the op's described arguments, in order, then stream."""
+    for entry in pagedkv.ops():
+        names = [a["name"] for a in entry["arguments"]]
+        assert names, entry["name"]
+        for impl in pagedkv.IMPLEMENTATIONS:
+            function = getattr(pagedkv.implementation(impl), entry["name"])
+            assert list(inspect.signature(function).parameters) == names + ["stream"]
+            assert all(name in function.__doc__ for name in names)
+        for a in entry["arguments"]:
+            assert a["kind"] in ("input", "output", "inout", "optional_input", "int", "float",
+                                 "bool", "str"), a
+            assert a["doc"], a
 
 
 def test_functions_are_documented():
@@ -52,7 +64,8 @@ def test_registry_lists_the_ops_with_their_sources():
         assert op in entries, sorted(entries)
         entry = entries[op]
         for key in ("family", "role", "upstream", "cpu_source", "naive_source",
-                    "optimized_source", "byte_model", "agreement_rule", "workloads"):
+                    "optimized_source", "byte_model", "agreement_rule", "workloads",
+                    "arguments", "workload_notes"):
             assert key in entry
         assert entry["cpu_source"].startswith("reference_cpu/")
         assert entry["naive_source"].startswith("kernels/")
@@ -84,9 +97,11 @@ def test_vllm_ops_imports_without_torch():
     script = textwrap.dedent("""
         import sys
         sys.modules["torch"] = None  # makes `import torch` fail like a missing package
+        import pagedkv
         from pagedkv import vllm_ops
+        op = pagedkv.ops()[0]
         try:
-            vllm_ops.reshape_and_cache_flash(*([None] * 8))
+            getattr(vllm_ops, op["name"])(*([None] * len(op["arguments"])))
         except ImportError as error:
             assert "needs PyTorch" in str(error), error
             print("ok")

@@ -1,6 +1,6 @@
 """pagedkv.vllm_ops called exactly as vLLM calls its `_custom_ops`, on torch tensors.
 
-The expected cache contents come from the spec's torch recipes (Appendix A), computed with torch's
+The expected cache contents come from torch formulations of vLLM's kernels, computed with torch's
 own float8 casts after clamping: independent of pagedkv. CUDA tests are marked `cuda`; the CPU
 ones need only torch. Without torch the whole file is skipped.
 """

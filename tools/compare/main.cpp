@@ -406,7 +406,7 @@ std::vector<std::string> run_notes(const RunInfo& info, const std::vector<const 
         "untouched bytes included, is compared byte for byte with the CPU reference; max_abs_err "
         "is over differing elements, decoded as the cache element type (fp8 without its scale). "
         "Reductions: norm-wise relative error vs the float64 CPU reference within the tolerance "
-        "(rel_err <= tolerance), and any element-wise part (fused_add_rms_norm's residual) "
+        "(rel_err <= tolerance), and any element-wise part (e.g. a fused residual sum) "
         "bit-exact.");
   }
   notes.push_back(

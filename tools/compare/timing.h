@@ -1,4 +1,4 @@
-// How the comparison tool measures time (design.md §4, .library METHOD): GPU work with CUDA
+// How the comparison tool measures time (README: results; the chapters' measurement sections): GPU work with CUDA
 // events around CUDA-graph replays of many launches, host work with a steady clock; medians.
 #pragma once
 

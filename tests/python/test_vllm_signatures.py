@@ -1,0 +1,54 @@
+"""pagedkv.vllm_ops has vLLM's `_custom_ops` names, argument names and order, and registers
+vLLM's torch schemas. Needs no torch: the module imports torch only when an op is called.
+
+Expected values are written from vLLM (vllm/_custom_ops.py and csrc/torch_bindings.cpp at
+7bcae67b5de3f155e70026695285de25d096b801), not from pagedkv's descriptions, so that a change to a
+description that breaks vLLM compatibility fails here.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from pagedkv import vllm_ops
+
+VLLM_SIGNATURES = {
+    "swap_blocks": ["src", "dst", "block_size_in_bytes", "block_mapping"],
+    "reshape_and_cache": ["key", "value", "key_cache", "value_cache", "slot_mapping",
+                          "kv_cache_dtype", "k_scale", "v_scale"],
+    "reshape_and_cache_flash": ["key", "value", "key_cache", "value_cache", "slot_mapping",
+                                "kv_cache_dtype", "k_scale", "v_scale"],
+    "rms_norm": ["out", "input", "weight", "epsilon"],
+    "fused_add_rms_norm": ["input", "residual", "weight", "epsilon"],
+}
+
+# The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
+# calls rms_norm's first argument `result`; the Python wrapper and pagedkv call it `out`).
+VLLM_SCHEMAS = {
+    "swap_blocks":
+        "swap_blocks(Tensor src, Tensor! dst, int block_size_in_bytes, Tensor block_mapping) -> ()",
+    "reshape_and_cache":
+        "reshape_and_cache(Tensor key, Tensor value, Tensor! key_cache, Tensor! value_cache, "
+        "Tensor slot_mapping, str kv_cache_dtype, Tensor k_scale, Tensor v_scale) -> ()",
+    "reshape_and_cache_flash":
+        "reshape_and_cache_flash(Tensor key, Tensor value, Tensor! key_cache, "
+        "Tensor! value_cache, Tensor slot_mapping, str kv_cache_dtype, Tensor k_scale, "
+        "Tensor v_scale) -> ()",
+    "rms_norm": "rms_norm(Tensor! out, Tensor input, Tensor weight, float epsilon) -> ()",
+    "fused_add_rms_norm":
+        "fused_add_rms_norm(Tensor! input, Tensor! residual, Tensor weight, float epsilon) -> ()",
+}
+
+
+def test_every_op_has_vllms_signature():
+    for name, parameters in VLLM_SIGNATURES.items():
+        assert list(inspect.signature(getattr(vllm_ops, name)).parameters) == parameters, name
+
+
+def test_every_op_has_vllms_schema():
+    for name, schema in VLLM_SCHEMAS.items():
+        assert vllm_ops.schema(name) == schema
+
+
+def test_no_op_is_left_out():
+    assert set(VLLM_SIGNATURES) <= set(vllm_ops.__all__)
