@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "common/vec.cuh"
 #include "pagedkv/row_layout.h"
@@ -129,6 +130,71 @@ inline BlockShape choose_block_shape(std::int64_t num_rows, int vectors_per_row)
 /// \return the grid size.
 inline unsigned blocks_for(std::int64_t num_rows) {
   return static_cast<unsigned>(std::min<std::int64_t>(num_rows, std::int64_t{1} << 30));
+}
+
+/// \brief The RowWork of a launch with vectors of `vector_width` elements.
+/// \param rows the plan's row layout.
+/// \param hidden_size elements per row (<= 2^24, from the contract).
+/// \param vector_width elements per vector, from pick_vector_width().
+/// \param epsilon the plan's epsilon.
+/// \return the work description.
+inline RowWork make_row_work(const RowLayout& rows, std::int64_t hidden_size, int vector_width,
+                             float epsilon) {
+  RowWork work;
+  work.rows = merge_row_dims(rows);  // R6/F6
+  work.rows_evenly_spaced = work.rows.size2 == work.rows.num_rows;
+  work.hidden_size = static_cast<int>(hidden_size);
+  work.vectors_per_row = work.hidden_size / vector_width;
+  work.epsilon = epsilon;
+  return work;
+}
+
+/// \brief Calls `launch` with the vector width `width` as a compile-time constant
+/// (std::integral_constant<int, 8, 4, 2 or 1>); widths above 16 bytes of T are never asked for.
+/// \tparam T the element type.
+/// \tparam Launch a generic callable.
+/// \param width what pick_vector_width<T>() returned.
+/// \param launch called once.
+template <typename T, typename Launch>
+void with_vector_width(int width, Launch&& launch) {
+  constexpr int kMaxVec = 16 / static_cast<int>(sizeof(T));  // R1/F1: 16 bytes at most
+  switch (width) {
+    case 8:
+      if constexpr (kMaxVec >= 8) launch(std::integral_constant<int, 8>{});
+      return;
+    case 4:
+      launch(std::integral_constant<int, 4>{});
+      return;
+    case 2:
+      launch(std::integral_constant<int, 2>{});
+      return;
+    default:
+      launch(std::integral_constant<int, 1>{});
+      return;
+  }
+}
+
+/// \brief Calls `launch` with the vectors per thread of `shape` as a compile-time constant
+/// (1, 2 or 4: the row in registers; 0: the re-read kernel).
+/// \tparam Launch a generic callable.
+/// \param shape what choose_block_shape() returned.
+/// \param launch called once.
+template <typename Launch>
+void with_vectors_per_thread(const BlockShape& shape, Launch&& launch) {
+  switch (shape.vectors_per_thread) {
+    case 1:
+      launch(std::integral_constant<int, 1>{});
+      return;
+    case 2:
+      launch(std::integral_constant<int, 2>{});
+      return;
+    case 4:
+      launch(std::integral_constant<int, 4>{});
+      return;
+    default:
+      launch(std::integral_constant<int, 0>{});
+      return;
+  }
 }
 
 }  // namespace pagedkv::kernels::norm

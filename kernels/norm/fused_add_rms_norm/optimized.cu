@@ -146,36 +146,23 @@ __global__ void __launch_bounds__(kMaxThreads)
 template <typename T, int kVec>
 void launch_with_vector(const FusedAddRmsNorm::Plan& plan, const FusedAddRmsNorm::Args& args,
                         cudaStream_t stream) {
-  RowWork work;
-  work.rows = norm::merge_row_dims(plan.rows);  // F6
-  work.rows_evenly_spaced = work.rows.size2 == work.rows.num_rows;
-  work.hidden_size = static_cast<int>(plan.hidden_size);  // <= 2^24 (contract)
-  work.vectors_per_row = work.hidden_size / kVec;
-  work.epsilon = plan.epsilon;
+  const RowWork work = norm::make_row_work(plan.rows, plan.hidden_size, kVec, plan.epsilon);
 
   const norm::BlockShape shape = norm::choose_block_shape(plan.rows.num_rows, work.vectors_per_row);
   const unsigned blocks = norm::blocks_for(plan.rows.num_rows);
   auto* input = static_cast<T*>(args.input.data);
   auto* residual = static_cast<T*>(args.residual.data);
   const auto* weight = static_cast<const T*>(args.weight.data);
-  switch (shape.vectors_per_thread) {
-    case 1:
-      fused_add_rms_norm_in_registers_kernel<T, kVec, 1>
-          <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
-      break;
-    case 2:
-      fused_add_rms_norm_in_registers_kernel<T, kVec, 2>
-          <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
-      break;
-    case 4:
-      fused_add_rms_norm_in_registers_kernel<T, kVec, 4>
-          <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
-      break;
-    default:
+  // F2: the sum in registers with 1, 2 or 4 vectors per thread, else the re-read kernel.
+  norm::with_vectors_per_thread(shape, [&](auto per_thread) {
+    constexpr int kPerThread = decltype(per_thread)::value;
+    if constexpr (kPerThread == 0)
       fused_add_rms_norm_reread_kernel<T, kVec>
           <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
-      break;
-  }
+    else
+      fused_add_rms_norm_in_registers_kernel<T, kVec, kPerThread>
+          <<<blocks, shape.threads, 0, stream>>>(input, residual, weight, work);
+  });
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 
@@ -189,17 +176,10 @@ void FusedAddRmsNorm::optimized(const Plan& plan, const Args& args, cudaStream_t
   if (plan.rows.num_rows == 0) return;  // zero rows: nothing to do, and no empty grid
   norm::dispatch_norm_dtype(plan.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    // F1: 16 bytes at most; `if constexpr` skips 8-element vectors of float (32 bytes).
-    constexpr int kMaxVec = 16 / static_cast<int>(sizeof(T));
-    switch (norm::pick_vector_width<T>(plan.rows, plan.hidden_size,
-                                       {args.input.data, args.residual.data, args.weight.data})) {
-      case 8:
-        if constexpr (kMaxVec >= 8) launch_with_vector<T, 8>(plan, args, stream);
-        return;
-      case 4: launch_with_vector<T, 4>(plan, args, stream); return;
-      case 2: launch_with_vector<T, 2>(plan, args, stream); return;
-      default: launch_with_vector<T, 1>(plan, args, stream); return;
-    }
+    norm::with_vector_width<T>(
+        norm::pick_vector_width<T>(plan.rows, plan.hidden_size,
+                                   {args.input.data, args.residual.data, args.weight.data}),
+        [&](auto width) { launch_with_vector<T, decltype(width)::value>(plan, args, stream); });
   });
 }
 
