@@ -41,7 +41,7 @@ def ops() -> list:
     """The op registry, one dict per op, in catalogue order.
 
     Keys: name, family, role, upstream, cpu_source, naive_source, optimized_source (paths from
-    the repository root), byte_model, agreement_rule, workloads, arguments (one dict per
+    the repository root), byte_model, agreement_rule, workloads, workload_notes, arguments (one dict per
     argument, in vLLM's order: name, kind, schema_type, doc).
     """
     return list(_core.ops())

@@ -38,6 +38,7 @@ nb::dict op_entry_dict(const pagedkv::OpEntry& entry) {
   nb::list workloads;
   for (const std::string& w : entry.workloads) workloads.append(w);
   d["workloads"] = workloads;
+  d["workload_notes"] = entry.workload_notes;
   nb::list arguments;
   for (const pagedkv::ArgInfo& arg : entry.arguments) {
     nb::dict a;
@@ -76,7 +77,8 @@ NB_MODULE(_core, m) {
         return entries;
       },
       "The op registry: one dict per op (name, family, role, upstream, cpu_source, "
-      "naive_source, optimized_source, byte_model, agreement_rule, workloads, arguments: a "
+      "naive_source, optimized_source, byte_model, agreement_rule, workloads, workload_notes, "
+      "arguments: a "
       "list of dicts with name, kind, schema_type and doc).");
 
   pagedkv::python::bind_prepared_call(m);

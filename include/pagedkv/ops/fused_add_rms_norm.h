@@ -72,7 +72,7 @@ struct FusedAddRmsNorm {
   static Plan validate(const Args& args, Impl impl);
 
   /// \brief CPU reference: the sum rounded as the kernels round it, then the norm of the
-  /// rounded sum in float64, every output element rounded once.
+  /// rounded sum in float64, every output element rounded to float32, then to the dtype.
   /// \param plan what validate() returned.
   /// \param args the arguments (host memory).
   static void cpu(const Plan& plan, const Args& args);

@@ -71,7 +71,7 @@ struct RmsNorm {
   static Plan validate(const Args& args, Impl impl);
 
   /// \brief CPU reference: per row, the mean square in float64, then every output element
-  /// rounded once from its float64 value.
+  /// computed in float64 and rounded to float32, then to the dtype (the tolerance covers it).
   /// \param plan what validate() returned.
   /// \param args the arguments (host memory).
   static void cpu(const Plan& plan, const Args& args);
