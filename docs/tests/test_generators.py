@@ -82,12 +82,11 @@ def test_schema_line_and_arguments_table():
     assert "| 1 | `n` | `int` | — |" in lines
 
 
-def _doxygen_xml(tmp_path: Path) -> Path:
+def _doxygen_xml(tmp_path: Path, src: Path = FIXTURES / "api_src") -> Path:
     """Doxygen XML of the fixture tree docs/tests/fixtures/api_src (paths relative to it)."""
     if not shutil.which("doxygen"):
         pytest.skip("doxygen not installed")
     import subprocess
-    src = FIXTURES / "api_src"
     out = tmp_path / "dox"
     out.mkdir()
     doxyfile = tmp_path / "Doxyfile"
@@ -166,6 +165,30 @@ def test_api_pages_from_doxygen(tmp_path):
     problems = api_pages.build(xml, [{k: v for k, v in toy.items() if k != "arguments"}],
                                tmp_path / "out", api_dir)
     assert any("no \"arguments\"" in p for p in problems)
+
+
+def test_api_pages_report_links_that_are_no_web_links(tmp_path):
+    # Doxygen links every word with a URL scheme, even inside `code`: "file:line" in a comment
+    # became a link to "file:line" on the common API page. Such a link is reported, a web link
+    # is not.
+    src = tmp_path / "api_src"
+    shutil.copytree(FIXTURES / "api_src", src)
+    header = src / "include" / "pagedkv" / "shared.h"
+    header.write_text(header.read_text().replace("int shared_helper();", "\n".join([
+        "int shared_helper();",
+        "/// \\brief FIXTURE error: the message holds file:line, see https://example.com/x.",
+        "int linked_helper();"])))
+    xml = _doxygen_xml(tmp_path, src)
+    problems = api_pages.build(xml, [], tmp_path / "out", tmp_path / "api")
+    linked = [p for p in problems if "Doxygen made a link" in p]
+    assert len(linked) == 1, problems
+    assert linked[0].startswith("include/pagedkv/shared.h:") and '"file:line"' in linked[0]
+    # The same comment without the link: nothing to report.
+    header.write_text(header.read_text().replace("file:line", "its file and line"))
+    (tmp_path / "again").mkdir()
+    xml = _doxygen_xml(tmp_path / "again", src)
+    problems = api_pages.build(xml, [], tmp_path / "out", tmp_path / "api")
+    assert not [p for p in problems if "Doxygen made a link" in p], problems
 
 
 def _op_names() -> set[str]:

@@ -93,6 +93,9 @@ class Doxygen:
     entities: list[Entity]
     files: dict[str, FileDoc]
     classes: dict[str, ClassInfo]
+    # (file, url) of every link Doxygen made to something other than a web page: Doxygen links
+    # any word with a URL scheme, so "file:line" in a comment becomes a link to "file:line"
+    non_web_links: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _text(element) -> str:
@@ -109,6 +112,24 @@ def _location(element) -> tuple[str, int]:
     path = loc.get("declfile") or loc.get("file")
     line = loc.get("declline") or loc.get("line") or "0"
     return path, int(line)
+
+
+WEB_SCHEMES = ("http://", "https://", "mailto:")
+
+
+def _non_web_links(cdef) -> set[tuple[str, str]]:
+    """(file, url) of the links (<ulink>) in a compound's descriptions and its members' that do
+    not point to a web page."""
+    found = set()
+    owners = [(cdef, [cdef.find(t) for t in ("briefdescription", "detaileddescription")])]
+    owners += [(m, [m]) for m in cdef.iter("memberdef")]
+    for owner, parts in owners:
+        for part in parts:
+            for link in ([] if part is None else part.iter("ulink")):
+                url = link.get("url") or ""
+                if not url.startswith(WEB_SCHEMES):
+                    found.add((_location(owner)[0], url))
+    return found
 
 
 def _strip_template(name: str) -> str:
@@ -141,6 +162,7 @@ def read_doxygen(xml_dir: Path) -> Doxygen:
     entities: list[Entity] = []
     files: dict[str, FileDoc] = {}
     classes: dict[str, ClassInfo] = {}
+    links: set[tuple[str, str]] = set()
     for compound in index.findall("compound"):
         kind = compound.get("kind")
         if kind not in ("namespace", "struct", "class", "union", "file"):
@@ -148,6 +170,7 @@ def read_doxygen(xml_dir: Path) -> Doxygen:
         root = ET.parse(xml_dir / f"{compound.get('refid')}.xml").getroot()
         cdef = root.find("compounddef")
         name = cdef.findtext("compoundname")
+        links |= _non_web_links(cdef)
         if kind in ("struct", "class", "union"):
             if "<" in name:
                 continue  # specialisations are shown with their primary template
@@ -191,7 +214,7 @@ def read_doxygen(xml_dir: Path) -> Doxygen:
             continue  # nested: rendered by the enclosing class's directive
         entities.append(Entity(f"doxygen{info.kind}", info.name, info.file, info.line,
                                options=[":members:"]))
-    return Doxygen(entities, files, classes)
+    return Doxygen(entities, files, classes, sorted(links))
 
 
 # -- Which op a file belongs to ------------------------------------------------------------------
@@ -356,6 +379,9 @@ def build(xml_dir: Path, ops: list[dict], out_dir: Path, api_dir: Path) -> list[
     op_sources = {op["name"]: {s: op.get(f"{s}_source", "") for s in IMPLEMENTATIONS}
                   for op in ops}
     problems = []
+    for path, url in dox.non_web_links:
+        problems.append(f"{path}: Doxygen made a link to \"{url}\" (it links every word that starts "
+                        f"with a URL scheme such as file:, even inside `code`); reword the comment")
     for op in ops:
         if "arguments" not in op:
             problems.append(f"`pagedkv list --json` gives op {op['name']} no \"arguments\": "

@@ -107,11 +107,11 @@ LABELS = {
         "block": "block {block}",
         "padding_note": "padding (-1): nothing written",
         # nhd_hnd.png
-        "nhd_row": "offset {offset:2d}:  slot {slot}, head {head}",
+        "nhd_row": "memory {element:2d}:  offset {offset}, head {head}",
         "strides": "strides ({s0}, {s1}, {s2}, 1)",
-        "nhd_title": "{layout}: logical [block_size, H, D], {strides}",
+        "nhd_title": "{layout}: logical [num_blocks, block_size, H, D],\n{strides}",
         "nhd_note": "one block, block_size = {block_size}, H = {num_heads} heads, D = {head_size}; "
-                    "colour = slot in the block (lighter = head 1); memory runs top to bottom",
+                    "colour = offset in the block (lighter = head 1); memory runs top to bottom",
         # kv_allocation.png
         "flashinfer_title": "FlashInfer style  [num_blocks, 2, ...]",
         "flashinfer_note": "key_cache = kv[:, 0], value_cache = kv[:, 1]:  "
@@ -122,13 +122,15 @@ LABELS = {
         "kv_block": "{kind} blk {block}",
         "memory_arrow": "memory →",
         # legacy_layout.png
-        "chunk_row": "chunk {chunk}, slot {slot}",
+        "chunk_row": "chunk {chunk}, offset {offset}",
         "legacy_key_title": "key_cache block: [H, D/x, block_size, x]",
-        "legacy_key_note": "one row = x elements\n= 16 bytes of one slot",
+        "legacy_key_note": "one row = x elements\n= 16 bytes of one token",
         "legacy_value_title": "value_cache block: [H, D, block_size]",
         "legacy_value_note": "one token = one column:\nits elements are\nblock_size apart",
+        "offset_cell": "o{offset}",
         "legacy_note": "one block, one head, D = {head_size}, block_size = {block_size}, x = {x} "
-                       "(fp32: 4 × 4 bytes = 16 bytes); colour = slot; memory runs row by row",
+                       "(fp32: 4 × 4 bytes = 16 bytes); colour and oN = offset N in the block; "
+                       "memory runs row by row",
         # token_placement*.png
         "placement_layouts": {
             "NHD": "NHD  (reshape_and_cache_flash)",
@@ -162,7 +164,7 @@ LABELS = {
         "w9_title": "{op}, workload W9: naive (dashed) and optimized (solid)",
         "w9_panel": "hidden size {hidden}",
         "w9_tokens": "tokens (rows)",
-        "w9_pct": "% of device-copy bandwidth",
+        "w9_pct": "% of a size-matched copy (same run)",
     },
     "zh_CN": {
         "list_sep": "、",
@@ -179,11 +181,11 @@ LABELS = {
         "pad_token": "t{t}: 填充",  # like the neighbouring cells "t0: A6"
         "block": "块 {block}",
         "padding_note": "填充（-1）：不写入",
-        "nhd_row": "偏移 {offset:2d}：槽位 {slot}，头 {head}",
+        "nhd_row": "内存 {element:2d}：块内偏移 {offset}，头 {head}",
         "strides": "步长 ({s0}, {s1}, {s2}, 1)",
-        "nhd_title": "{layout}：逻辑形状 [block_size, H, D]，{strides}",
+        "nhd_title": "{layout}：逻辑形状 [num_blocks, block_size, H, D]，\n{strides}",
         "nhd_note": "一个块，block_size = {block_size}，H = {num_heads} 个头，D = {head_size}；"
-                    "颜色 = 块内槽位（浅色 = 头 1）；内存从上往下排列",
+                    "颜色 = 块内偏移（浅色 = 头 1）；内存从上往下排列",
         "flashinfer_title": "FlashInfer 风格  [num_blocks, 2, ...]",
         "flashinfer_note": "key_cache = kv[:, 0]，value_cache = kv[:, 1]："
                            "block_stride = 2 × block_size × H × D",
@@ -192,13 +194,14 @@ LABELS = {
                                "block_stride = block_size × H × D",
         "kv_block": "{kind} 块 {block}",
         "memory_arrow": "内存 →",
-        "chunk_row": "分段 {chunk}，槽位 {slot}",
+        "chunk_row": "分段 {chunk}，块内偏移 {offset}",
         "legacy_key_title": "key_cache 的一个块：[H, D/x, block_size, x]",
-        "legacy_key_note": "一行 = x 个元素\n= 一个槽位的 16 字节",
+        "legacy_key_note": "一行 = x 个元素\n= 一个 token 的 16 字节",
         "legacy_value_title": "value_cache 的一个块：[H, D, block_size]",
         "legacy_value_note": "一个 token = 一列：\n它的元素彼此相隔\nblock_size 个元素",
+        "offset_cell": "o{offset}",
         "legacy_note": "一个块，一个头，D = {head_size}，block_size = {block_size}，x = {x}"
-                       "（fp32：4 × 4 字节 = 16 字节）；颜色 = 槽位；内存逐行排列",
+                       "（fp32：4 × 4 字节 = 16 字节）；颜色和 oN = 块内偏移 N；内存逐行排列",
         "placement_layouts": {
             "NHD": "NHD（reshape_and_cache_flash）",
             "HND": "HND（reshape_and_cache_flash）",
@@ -214,7 +217,7 @@ LABELS = {
         "value_row": "值缓存第 d 行",
         "pieces_note": "{pieces} 个片段：{full} 个完整的 16 字节组（各一次向量存储），"
                        "{short} 个短片段（逐元素存储）；填充行不写入",
-        "pieces_geometry": "block_size = {block_size}，fp32 缓存：{group} 个偏移 = 16 字节"
+        "pieces_geometry": "block_size = {block_size}，fp32 缓存：{group} 个块内偏移 = 16 字节"
                            "（bf16：8，fp8：16）；一个方框 = 该行的一个 16 字节组",
         "naive_title": "朴素版本：每个块对一次 cudaMemcpyAsync，每次都付出固定开销",
         "call": "调用",
@@ -226,7 +229,7 @@ LABELS = {
         "w9_title": "{op}，工作负载 W9：朴素版本（虚线）与优化版本（实线）",
         "w9_panel": "隐藏维度 {hidden}",
         "w9_tokens": "token 数（行数）",
-        "w9_pct": "占设备拷贝带宽的百分比（%）",
+        "w9_pct": "占同次运行等量拷贝的 %",
     },
 }
 # The English layout titles, by layout name (kept under their old name for other scripts).
@@ -553,7 +556,7 @@ def draw_nhd_hnd(path, lang="en"):
             o, h, _ = owner[r * head_size]
             y = 8 * ch - (r + 1) * ch - r * 0.12
             ax.text(x0 - 0.2, y + ch / 2,
-                    words["nhd_row"].format(offset=r * head_size, slot=o, head=h),
+                    words["nhd_row"].format(element=r * head_size, offset=o, head=h),
                     ha="right", va="center", fontsize=7, family=FONTS[lang]["mono"])
             for c in range(head_size):
                 i = r * head_size + c
@@ -607,7 +610,7 @@ def draw_legacy_layout(path, lang="en"):
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.9), gridspec_kw={"width_ratios": [1.0, 1.0]})
     cw, ch = 0.9, 0.75
 
-    # Key: [H, D/x, block_size, x]; one row = one x-chunk of one slot (16 bytes).
+    # Key: [H, D/x, block_size, x]; one row = one x-chunk of one offset (token) (16 bytes).
     ax = axes[0]
     n = num_heads * head_size * block_size
     owner = [None] * n
@@ -619,7 +622,7 @@ def draw_legacy_layout(path, lang="en"):
     for r in range(n // x):
         o, d0 = owner[r * x]
         y = -(r + 1) * ch - (r // block_size) * 0.3
-        ax.text(x0 - 0.2, y + ch / 2, words["chunk_row"].format(chunk=d0 // x, slot=o), ha="right",
+        ax.text(x0 - 0.2, y + ch / 2, words["chunk_row"].format(chunk=d0 // x, offset=o), ha="right",
                 va="center", fontsize=7)
         for c in range(x):
             oo, d = owner[r * x + c]
@@ -635,7 +638,7 @@ def draw_legacy_layout(path, lang="en"):
     ax.set_aspect("equal")
     ax.axis("off")
 
-    # Value: [H, D, block_size]; one row = one element d of every slot.
+    # Value: [H, D, block_size]; one row = one element d of every offset in the block.
     ax = axes[1]
     owner = [None] * n
     for o in range(block_size):
@@ -650,8 +653,8 @@ def draw_legacy_layout(path, lang="en"):
         for c in range(block_size):
             o, dd = owner[r * block_size + c]
             face = TOKEN_COLORS[o]
-            cell(ax, x0 + c * cw, y, cw, ch, face, f"s{o}", text_color_for(face), fontsize=7,
-                 lw=0.5)
+            cell(ax, x0 + c * cw, y, cw, ch, face, words["offset_cell"].format(offset=o),
+                 text_color_for(face), fontsize=7, lw=0.5)
     ax.text(x0 + 1.8, 0.45, words["legacy_value_title"], fontsize=8,
             weight="bold", ha="center")
     ax.text(x0 + block_size * cw + 0.3, -2.0, words["legacy_value_note"], fontsize=7.5,
@@ -1030,8 +1033,9 @@ def results_table(op, results_dir=RESULTS_DIR, plot=None):
     lines.append("")
     if plot is not None:
         lines += [f":::{{figure}} {plot}", f":alt: {op}", ":width: 100%", "",
-                  "Share of the device-copy bandwidth reached by the naive and the optimized "
-                  "version, by size (the plot of the performance page).", ":::", ""]
+                  "Speed of the naive and the optimized version as a % of a size-matched "
+                  "copy measured in the same run, by size (the plot of the performance page).",
+                  ":::", ""]
     return "\n".join(lines)
 
 
@@ -1211,9 +1215,9 @@ def w9_table(op, results_dir=RESULTS_DIR, plot=None):
     lines.append("")
     if plot is not None:
         lines += [f":::{{figure}} {plot}", f":alt: {op}, W9", ":width: 100%", "",
-                  "Share of the device-copy bandwidth reached by the naive (dashed) and the "
-                  "optimized (solid) kernel, by number of tokens, one panel per hidden size and "
-                  "one colour per dtype.", ":::", ""]
+                  "Speed of the naive (dashed) and the optimized (solid) kernel as a % of a "
+                  "size-matched copy measured in the same run, by number of tokens, one panel "
+                  "per hidden size and one colour per dtype.", ":::", ""]
     return "\n".join(lines)
 
 

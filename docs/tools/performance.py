@@ -10,6 +10,12 @@ Results schema (written by the GPU results script):
    "rows": [{"op", "workload", "variant", "slots", "impl", "tokens" | "blocks", "bytes",
              "median_us", "gbps", "pct_of_copy", "bit_exact", "max_abs_err",
              "rel_err", "tolerance", "agrees"}]}
+pct_of_copy = 100 × (time of the size-matched copy) / (time of the row), at the same byte count:
+on device memory a copy of bytes / 2 (read + written = bytes), timed as one cudaMemcpyAsync
+(rows "copy") and as pagedkv's 16-byte copy kernel (rows "copy_kernel", newer files), the
+faster of the two being the baseline; for H2D / D2H swaps one bulk pinned cudaMemcpyAsync of
+bytes. copy_bandwidth_gbps is a separate 256 MiB cudaMemcpyAsync taken at the start of the run,
+shown for reference only.
 rel_err, tolerance and agrees (reductions' agreement; results/README.md) are absent from files
 written before they existed: there bit_exact is the agreement rule.
 """
@@ -22,9 +28,12 @@ import subprocess
 from collections import OrderedDict
 from pathlib import Path
 
+# "% of copy" (pct_of_copy) compares a row with a size-matched copy measured in the same run
+# (results/README.md), not with one device-copy bandwidth: the axis label says so.
 PLOT_LABELS = {
-    "en": {"pct": "% of device-copy bandwidth", "tokens": "tokens", "blocks": "blocks"},
-    "zh_CN": {"pct": "占设备拷贝带宽的百分比（%）", "tokens": "token 数", "blocks": "块数"},
+    "en": {"pct": "% of a size-matched copy (same run)", "tokens": "tokens", "blocks": "blocks"},
+    "zh_CN": {"pct": "占同次运行等量拷贝的 %", "tokens": "token 数",
+              "blocks": "块数"},
 }
 IMPL_STYLE = {"naive": ("tab:orange", "o"), "optimized": ("tab:blue", "s")}
 SLOT_DASH = {"random": "-", "contiguous": "--", "": "-"}

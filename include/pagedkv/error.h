@@ -15,7 +15,8 @@ class InvalidArgument : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-/// \brief A CUDA runtime call failed (the message holds the call, file:line and CUDA's text).
+/// \brief A CUDA runtime call failed (the message holds the call, its source file and line, and
+/// CUDA's text).
 class CudaError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

@@ -1,7 +1,7 @@
 /// \file
 /// \brief Launch decisions shared by the two optimized norm kernels: the vector width, the
 /// block shape (threads and vectors per thread) and the row addressing. Trick labels: R1-R7 of
-/// kernels/norm/rms_norm/optimized.cu and F1-F7 of fused_add_rms_norm/optimized.cu share numbers.
+/// kernels/norm/rms_norm/optimized.cu and A1-A7 of fused_add_rms_norm/optimized.cu share numbers.
 ///
 /// Upstream: vLLM csrc/layernorm_kernels.cu (the vectorized rms_norm / fused_add_rms_norm
 /// launchers). Chapter "Normalizing hidden states".
@@ -19,7 +19,7 @@ namespace pagedkv::kernels::norm {
 
 /// Most threads per block (and the size CUB's BlockReduce is instantiated for).
 constexpr int kMaxThreads = 1024;
-/// Most vectors a thread keeps in registers (R2/F2): 4 × 16 bytes, 16 registers of row (the fused
+/// Most vectors a thread keeps in registers (R2/A2): 4 × 16 bytes, 16 registers of row (the fused
 /// kernel holds x and r while loading: 32). With 8, the fused kernels spilled under the 64
 /// registers that 1024-thread blocks allow, and 4 × 1024 vectors already cover 32768 bf16.
 constexpr int kMaxVectorsPerThread = 4;
@@ -27,13 +27,13 @@ constexpr int kMaxVectorsPerThread = 4;
 /// \brief What the optimized kernels need besides the pointers, derived on the host.
 struct RowWork {
   RowLayout rows;             ///< where input rows start (leading dims merged where possible)
-  bool rows_evenly_spaced = false;  ///< row r starts at r · rows.stride2 (R6/F6: no divisions)
+  bool rows_evenly_spaced = false;  ///< row r starts at r · rows.stride2 (R6/A6: no divisions)
   int hidden_size = 0;        ///< elements per row (<= 2^24, from the contract)
   int vectors_per_row = 0;    ///< hidden_size / kVec
   float epsilon = 0.f;        ///< added to the mean square
 };
 
-/// \brief First element of input row `row` (R6/F6: evenly spaced rows skip the divisions).
+/// \brief First element of input row `row` (R6/A6: evenly spaced rows skip the divisions).
 /// \param work the launch's RowWork.
 /// \param row 0 <= row < num_rows.
 /// \return the offset in elements.
@@ -42,7 +42,7 @@ __device__ __forceinline__ std::int64_t input_row_start(const RowWork& work, std
 }
 
 /// \brief Merges leading dimensions of `rows` that step exactly over the next inner one
-/// ([2, 3, H] packed becomes [6, H]), so that most layouts end up evenly spaced (R6/F6).
+/// ([2, 3, H] packed becomes [6, H]), so that most layouts end up evenly spaced (R6/A6).
 /// \param rows the plan's layout.
 /// \return the same rows, with as few dimensions as possible.
 inline RowLayout merge_row_dims(RowLayout rows) {
@@ -72,7 +72,7 @@ inline RowLayout merge_row_dims(RowLayout rows) {
 }
 
 /// \brief The widest vector (in elements, at most 16 bytes) such that every address a kernel
-/// forms is aligned (R1/F1): the row length and every stride a multiple of it, every base pointer
+/// forms is aligned (R1/A1): the row length and every stride a multiple of it, every base pointer
 /// aligned to its bytes. One element always works.
 /// \tparam T the element type.
 /// \param rows the input rows' layout.
@@ -99,7 +99,7 @@ struct BlockShape {
   int vectors_per_thread = 0;  ///< 1, 2 or 4 (row in registers), 0: re-read kernel
 };
 
-/// \brief R4/F4: how a row of `vectors_per_row` vectors is spread over a block. Like upstream, a
+/// \brief R4/A4: how a row of `vectors_per_row` vectors is spread over a block. Like upstream, a
 /// block gets up to 1024 threads when there are few rows (fewer than 256: more threads per
 /// row) and aims at 256 when there are many (more resident blocks per SM to hide latency).
 /// The vectors per thread are the fewest of 1, 2, 4 that cover the row at that size, and the
@@ -141,7 +141,7 @@ inline unsigned blocks_for(std::int64_t num_rows) {
 inline RowWork make_row_work(const RowLayout& rows, std::int64_t hidden_size, int vector_width,
                              float epsilon) {
   RowWork work;
-  work.rows = merge_row_dims(rows);  // R6/F6
+  work.rows = merge_row_dims(rows);  // R6/A6
   work.rows_evenly_spaced = work.rows.size2 == work.rows.num_rows;
   work.hidden_size = static_cast<int>(hidden_size);
   work.vectors_per_row = work.hidden_size / vector_width;
@@ -157,7 +157,7 @@ inline RowWork make_row_work(const RowLayout& rows, std::int64_t hidden_size, in
 /// \param launch called once.
 template <typename T, typename Launch>
 void with_vector_width(int width, Launch&& launch) {
-  constexpr int kMaxVec = 16 / static_cast<int>(sizeof(T));  // R1/F1: 16 bytes at most
+  constexpr int kMaxVec = 16 / static_cast<int>(sizeof(T));  // R1/A1: 16 bytes at most
   switch (width) {
     case 8:
       if constexpr (kMaxVec >= 8) launch(std::integral_constant<int, 8>{});

@@ -87,7 +87,7 @@ def test_chinese_labels_translate_every_english_one(mf):
     assert en.keys() == zh.keys()
     # Labels made of code, symbols and "token" (which the Chinese chapters keep in English).
     no_words = {"list_sep", "token", "token_t", "flashinfer_note", "flashattention_note",
-                "placement_layouts.NHD", "placement_layouts.HND"}
+                "placement_layouts.NHD", "placement_layouts.HND", "offset_cell"}
     for key, text in en.items():
         assert _placeholders(zh[key]) == _placeholders(text), key
         assert _code_names(zh[key]) == _code_names(text), key  # code stays English
@@ -391,3 +391,150 @@ def test_w9_table_cells_need_no_translation(mf, tmp_path):
         if line.startswith("| `hidden"):
             for cell in line.strip("|").split(" | "):
                 assert not autofill.needs_translation(cell.strip()), cell
+
+
+# ------------------------------------------------------------------------------------------------
+# The words of the pictures are the glossary's (docs/glossary.md): a slot is global
+# (block × block_size + offset), a position inside a block is an offset.
+# ------------------------------------------------------------------------------------------------
+
+GLOSSARY = REPO / "docs" / "glossary.md"
+# The glossary terms the pictures use: English word (regex) -> (glossary row, Chinese term).
+LABEL_TERMS = {
+    r"slots?": ("slot", "槽位"),
+    r"offsets?": ("offset", "块内偏移"),
+    r"blocks?": ("block", "块"),
+    r"strides?": ("stride", "步长"),
+    r"heads?": ("head", "头"),
+    r"size-matched copy": ("size-matched copy", "等量拷贝"),
+}
+LABEL_TERMS_BY_TERM = {term: chinese for term, chinese in LABEL_TERMS.values()}
+# Labels that name a position inside one block: each must call it an offset, never a slot.
+IN_BLOCK_POSITION_LABELS = {"nhd_row", "chunk_row", "offset_cell"}
+SLOT_WORD = {"en": "slot", "zh_CN": "槽位"}
+OFFSET_WORD = {"en": "offset", "zh_CN": "块内偏移"}
+# Phrases that call an in-block position a slot, or compare with one device-copy bandwidth.
+WRONG_PHRASES = [r"slots? (in|inside|within|of) (the|a|one) block", "块内槽位", "块内的槽位",
+                 r"device-copy bandwidth", "设备拷贝带宽"]
+
+
+def _glossary_rows():
+    """{English term: Chinese term} of the glossary's table (the first two columns)."""
+    rows = {}
+    for line in GLOSSARY.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] not in ("English", "") and not cells[0].startswith("-"):
+            for term in cells[0].split(", "):
+                rows[term] = cells[1]
+    return rows
+
+
+def _words(text):
+    """A label without its {placeholders} (whose names are code, like {num_heads})."""
+    return re.sub(r"\{[^{}]*\}", " ", text)
+
+
+def test_glossary_defines_every_term_the_labels_use(mf):
+    glossary = _glossary_rows()
+    en, zh = dict(_flat(mf.LABELS["en"])), dict(_flat(mf.LABELS["zh_CN"]))
+    used = set()
+    for key, text in en.items():
+        for pattern, (term, chinese) in LABEL_TERMS.items():
+            if re.search(rf"(?<![\w-]){pattern}(?![\w-])", _words(text)):
+                used.add(term)
+                # The Chinese label says the glossary's Chinese term for the same word.
+                assert chinese in zh[key], (key, term, zh[key])
+    for term in used:
+        assert term in glossary, f"docs/glossary.md has no row for {term!r}"
+        assert LABEL_TERMS_BY_TERM[term] in glossary[term], (term, glossary[term])
+    assert {"slot", "offset"} <= used
+
+
+
+def test_glossary_defines_the_slot_patterns_and_the_copy_baseline():
+    glossary = _glossary_rows()
+    for term in ("slot", "offset", "random slots", "contiguous slots", "size-matched copy",
+                 "% of copy"):
+        assert term in glossary, term
+    text = GLOSSARY.read_text(encoding="utf-8")
+    assert "block id × `block_size` + offset" in text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_labels_call_in_block_positions_offsets(mf, lang):
+    labels = dict(_flat(mf.LABELS[lang]))
+    slot, offset = SLOT_WORD[lang], OFFSET_WORD[lang]
+    for key in IN_BLOCK_POSITION_LABELS:
+        assert slot not in labels[key], (key, labels[key])
+        assert "{offset}" in labels[key], (key, labels[key])
+    for key, text in labels.items():
+        for phrase in WRONG_PHRASES:
+            assert not re.search(phrase, text), (key, text)
+        # A {slot} value is announced as a slot, an {offset} value as an offset (or, for the
+        # short cell label "o{offset}", by the legend of its picture).
+        if "{slot}" in text:
+            assert re.search(rf"{slot}\s*\{{slot\}}", text), (key, text)
+        if re.search(r"\{offset[:}]", text) and key != "offset_cell":
+            assert re.search(rf"{offset}\s*\{{offset[:}}]", text), (key, text)
+    assert "oN" in labels["legacy_note"] and offset in labels["legacy_note"]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh_CN"])
+def test_one_block_pictures_say_no_slot(mf, lang, tmp_path, monkeypatch):
+    """The pictures of one block show positions inside it: every word drawn is an offset."""
+    import matplotlib.axes
+    import matplotlib.figure
+
+    drawn = []
+    for cls in (matplotlib.axes.Axes, matplotlib.figure.Figure):
+        original = cls.text
+
+        def text(self, x, y, s, *args, _original=original, **kwargs):
+            drawn.append(str(s))
+            return _original(self, x, y, s, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "text", text)
+    for name in ("nhd_hnd.png", "legacy_layout.png"):
+        drawn.clear()
+        mf.draw_figure(mf.FIGURES[name], tmp_path / mf.figure_file(name, lang), lang)
+        assert drawn, name
+        for s in drawn:
+            assert SLOT_WORD[lang] not in s and not re.fullmatch(r"s\d+", s), (name, s)
+        assert any(OFFSET_WORD[lang] in s for s in drawn), name
+
+
+def test_nhd_title_has_as_many_dimensions_as_strides(mf):
+    for lang in mf.LANGUAGES:
+        words = mf.LABELS[lang]
+        title = words["nhd_title"].format(layout="NHD", strides=words["strides"].format(
+            s0=32, s1=8, s2=4))
+        shape = re.search(r"\[([^\]]*)\]", title).group(1)
+        strides = re.search(r"\(([^)]*)\)", title).group(1)
+        assert len(shape.split(",")) == len(strides.split(",")) == 4, title
+
+
+def test_copy_baseline_is_named_size_matched(mf, tmp_path):
+    """Plot axes and generated captions compare with a size-matched copy of the same run."""
+    import sys
+    sys.path.insert(0, str(REPO / "docs" / "tools"))
+    try:
+        import performance
+    finally:
+        sys.path.pop(0)
+    for labels, lang in ((performance.PLOT_LABELS["en"], "en"),
+                         (performance.PLOT_LABELS["zh_CN"], "zh_CN"),
+                         ({"pct": mf.LABELS["en"]["w9_pct"]}, "en"),
+                         ({"pct": mf.LABELS["zh_CN"]["w9_pct"]}, "zh_CN")):
+        expected = "size-matched copy" if lang == "en" else "等量拷贝"
+        assert expected in labels["pct"], labels["pct"]
+        for phrase in WRONG_PHRASES:
+            assert not re.search(phrase, labels["pct"]), labels["pct"]
+    results = tmp_path / "results"
+    results.mkdir()
+    _results_file(results, "r.json", "2026-02-01", [
+        {"op": "swap_blocks", "workload": "W6", "variant": "D2D", "slots": "random",
+         "impl": "naive", "blocks": 16, "median_us": 3.0, "gbps": 1.0, "pct_of_copy": 50.0,
+         "bit_exact": True}])
+    text = mf.results_table("swap_blocks", results, plot="/docs/_generated/perf/swap_blocks.png")
+    assert "size-matched copy measured in the same run" in text
+    assert "device-copy bandwidth" not in text

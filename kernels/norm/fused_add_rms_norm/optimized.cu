@@ -1,13 +1,13 @@
 // fused_add_rms_norm, optimized CUDA version: per element the same numbers as naive.cu (z =
 // round_T(float(x) + float(r)) bit-exact, float32 sum of float(z)² in another order, rsqrtf,
 // round_T((float(z) · inv) · float(w))), after vLLM's vectorized fused_add_rms_norm_kernel:
-//   F1 16-byte vectors of input, residual and weight in any dtype, else halved down to 1 (N1).
-//   F2 z stays in registers, x and r read once (N3): 1, 2 or 4 vectors/thread, up to 64 registers.
-//   F3 all loads of x and r are issued before the first addition.
-//   F4 block by row count, as rms_norm's R4: up to 1024 threads below 256 rows, ~256 above (N4).
-//   F5 cub::BlockReduce: 2 barriers per row where naive's tree takes 12 at 1024 threads (N2).
-//   F6 evenly spaced rows start at row · pitch: no 64-bit divisions (N5).
-//   F7 residual stored before the reduction (the stores drain during it); weight read-only cached.
+//   A1 16-byte vectors of input, residual and weight in any dtype, else halved down to 1 (N1).
+//   A2 z stays in registers, x and r read once (N3): 1, 2 or 4 vectors/thread, up to 64 registers.
+//   A3 all loads of x and r are issued before the first addition.
+//   A4 block by row count, as rms_norm's R4: up to 1024 threads below 256 rows, ~256 above (N4).
+//   A5 cub::BlockReduce: 2 barriers per row where naive's tree takes 12 at 1024 threads (N2).
+//   A6 evenly spaced rows start at row · pitch: no 64-bit divisions (N5).
+//   A7 residual stored before the reduction (the stores drain during it); weight read-only cached.
 // Rows over 1024 × 4 vectors: fused_add_rms_norm_reread_kernel (z stored, then read back).
 // ptxas sm_90: no spills (8 vectors/thread spilled: dropped). H100, a throwaway timing loop (not
 // the comparison tool): >= 98 % of a copy from 1024 tokens; naive 23-35 %.
@@ -27,11 +27,11 @@ namespace pagedkv::kernels::fused_add_rms_norm_optimized {
 
 using norm::kMaxThreads;
 using norm::RowWork;
-using BlockReduce = cub::BlockReduce<float, kMaxThreads>;  // F5 (blockDim.x valid threads)
+using BlockReduce = cub::BlockReduce<float, kMaxThreads>;  // A5 (blockDim.x valid threads)
 
-/// \brief One block per row (grid-stride), the sum z in registers (F2).
+/// \brief One block per row (grid-stride), the sum z in registers (A2).
 /// \tparam T float, __half or __nv_bfloat16.
-/// \tparam kVec elements per vector (F1); every address is aligned to it (host check).
+/// \tparam kVec elements per vector (A1); every address is aligned to it (host check).
 /// \tparam kVectorsPerThread vectors each thread holds; blockDim.x × it >= vectors_per_row.
 /// \param input [..., hidden_size], row r at input_row_start(work, r); read, then overwritten
 ///        with the normalized sum.
@@ -47,10 +47,10 @@ __global__ void __launch_bounds__(kMaxThreads)
   __shared__ float shared_inverse_rms;
 
   for (std::int64_t row = blockIdx.x; row < work.rows.num_rows; row += gridDim.x) {
-    T* x_row = input + norm::input_row_start(work, row);                        // F6
+    T* x_row = input + norm::input_row_start(work, row);                        // A6
     T* r_row = residual + row * static_cast<std::int64_t>(work.hidden_size);   // [hidden_size]
 
-    // F3: this thread's vectors of x and r, all loads first (v = threadIdx.x + k · blockDim.x).
+    // A3: this thread's vectors of x and r, all loads first (v = threadIdx.x + k · blockDim.x).
     Vector z[kVectorsPerThread];  // [kVectorsPerThread][kVec]: x, then the sum (registers)
     Vector r[kVectorsPerThread];  // [kVectorsPerThread][kVec]: the residual as read
 #pragma unroll
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kMaxThreads)
         r[k] = load_vector<kVec>(r_row + v * kVec);
       }
     }
-    // z = x + r rounded once, stored as the new residual right away (F7), squared into the sum.
+    // z = x + r rounded once, stored as the new residual right away (A7), squared into the sum.
     float sum = 0.f;
 #pragma unroll
     for (int k = 0; k < kVectorsPerThread; ++k) {
@@ -73,7 +73,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       }
     }
 
-    // F5: the block's sum (valid in thread 0), shared as 1 / rms.
+    // A5: the block's sum (valid in thread 0), shared as 1 / rms.
     const float total = BlockReduce(reduce_storage).Sum(sum, static_cast<int>(blockDim.x));
     if (threadIdx.x == 0) {
       shared_inverse_rms = norm::inverse_rms_of(total, work.hidden_size, work.epsilon);
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     __syncthreads();
     const float inverse_rms = shared_inverse_rms;
 
-    // F2: normalize z from registers into input.
+    // A2: normalize z from registers into input.
 #pragma unroll
     for (int k = 0; k < kVectorsPerThread; ++k) {
       const int v = static_cast<int>(threadIdx.x) + k * static_cast<int>(blockDim.x);
@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 /// \brief The fallback for rows too long for registers: pass 1 stores z into residual, pass 2
 /// reads it back (this thread's own stores, mostly from L2), as upstream does.
 /// \tparam T float, __half or __nv_bfloat16.
-/// \tparam kVec elements per vector (F1).
+/// \tparam kVec elements per vector (A1).
 /// \param input [..., hidden_size]; read, then overwritten with the normalized sum.
 /// \param residual [num_rows, hidden_size] packed; read, then overwritten with the sum.
 /// \param weight [hidden_size].
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-/// \brief Chooses the block shape (F4) for vectors of kVec elements and launches.
+/// \brief Chooses the block shape (A4) for vectors of kVec elements and launches.
 /// \tparam T float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector, from pick_vector_width().
 /// \param plan the validated plan.
@@ -153,7 +153,7 @@ void launch_with_vector(const FusedAddRmsNorm::Plan& plan, const FusedAddRmsNorm
   auto* input = static_cast<T*>(args.input.data);
   auto* residual = static_cast<T*>(args.residual.data);
   const auto* weight = static_cast<const T*>(args.weight.data);
-  // F2: the sum in registers with 1, 2 or 4 vectors per thread, else the re-read kernel.
+  // A2: the sum in registers with 1, 2 or 4 vectors per thread, else the re-read kernel.
   norm::with_vectors_per_thread(shape, [&](auto per_thread) {
     constexpr int kPerThread = decltype(per_thread)::value;
     if constexpr (kPerThread == 0)
