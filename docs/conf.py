@@ -44,6 +44,7 @@ extensions = [
     "matplotlib.sphinxext.plot_directive",
     "pagedkv_i18n",  # Doxygen text into the translation catalogs
     "pagedkv_breathe",  # {doxygenfile} by repository path (many files are called naive.cu)
+    "pagedkv_search",  # zh_CN search dictionary from the glossary, zh_CN theme text
 ]
 suppress_warnings = []
 
@@ -113,6 +114,10 @@ html_theme = "furo"
 html_title = "pagedkv"
 html_static_path = ["_static"] + ([str(MATHJAX_DIR)] if MATHJAX_DIR.is_dir() else [])
 html_css_files = ["pagedkv.css"]
+# Search: the zh_CN build's html_search_options["dict"] (a jieba user dictionary of the
+# glossary's Chinese terms) is set by docs/_ext/pagedkv_search.py, which also keeps the source
+# listings (docs/_generated/sources/**) out of the index.
+html_search_options = {}
 templates_path = ["_templates"]
 html_sidebars = {
     "**": [

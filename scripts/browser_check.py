@@ -11,7 +11,9 @@ Two parts:
    page: it must load with no failed request and no script error; math must be typeset by
    MathJax (no raw \\( ... \\) left); every image must load with a nonzero natural size; a
    zh_CN page must show Chinese text in its body; the language link of the home page must lead
-   to the twin page; the search page must find a known word in both languages.
+   to the twin page; searching finds a chapter among the first results (zh_CN: 槽位, 锁页内存,
+   交换, 块表; en: slot_mapping, pinned) and lists no source listing; no English theme text
+   (Furo, Sphinx, copy buttons) shows on zh_CN pages, the search page after a search included.
 Screenshots of the home page in each language go to build/artefacts/ (site-en.png,
 site-zh_CN.png). Exit status 1 with the list of problems on any failure.
 """
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import json
 import re
 import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = ("en", "zh_CN")
@@ -33,7 +36,19 @@ HOME = "docs/index.html"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 # Pages that are only code (generated source listings) or only a form need no Chinese text.
 NO_PROSE = re.compile(r"^(docs/_generated/sources/|search\.html$)")
-SEARCH_WORDS = {"en": "slot", "zh_CN": "缓存"}
+# Words whose search must list a chapter among the first SEARCH_TOP results.
+SEARCH_WORDS = {"en": ("slot_mapping", "pinned"), "zh_CN": ("槽位", "锁页内存", "交换", "块表")}
+SEARCH_TOP = 5
+CHAPTER_PREFIXES = ("chapters/",)
+# zh_CN pages on which no English theme text may show (plus the search page after a search).
+THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")
+# English text of Furo, Sphinx and sphinx-copybutton (visible text, tooltips, aria labels).
+# Page content (the article) is not looked at, except the search page's title and summary.
+ENGLISH_THEME_TEXT = re.compile(
+    r"\b(Next|Previous|On this page|Back to top|Search|Searching|Preparing search|"
+    r"Copyright|Made with|Contents|Copy|Copied|Copy to clipboard|Skip to content|Toggle|"
+    r"Light mode|Dark mode|Expand|Menu|Home|Index|Error|Please activate|"
+    r"Search finished|Your search did not match|Hide Search Matches)\b|'s\b")
 
 
 class PageParser(HTMLParser):
@@ -113,6 +128,34 @@ def crawl(site: Path) -> tuple[list[str], list[Path]]:
     return problems, pages
 
 
+def english_theme_text(page, where: str, search_page: bool = False) -> list[str]:
+    """English theme strings on an open zh_CN page: text, title, aria-label, placeholder and
+    tooltip outside the page content, the copy buttons' tooltips and SVG icon titles."""
+    texts = page.evaluate("""(searchPage) => {
+        const out = [];
+        const article = document.querySelector('article');
+        const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+            const el = n.parentElement;
+            if (!el || el.closest('script, style')) continue;
+            if (article && article.contains(el) && !(searchPage && el.closest(
+                '#search-results > h2, #search-results .search-summary, #fallback'))) continue;
+            const t = n.textContent.trim();
+            if (t) out.push(t);
+        }
+        for (const el of document.querySelectorAll(
+                '[title], [aria-label], [placeholder], [data-tooltip]')) {
+            if (article && article.contains(el) && !el.matches('.copybtn')) continue;
+            for (const a of ['title', 'aria-label', 'placeholder', 'data-tooltip'])
+                if (el.getAttribute(a)) out.push(el.getAttribute(a));
+        }
+        out.push(document.title);
+        return out;
+    }""", search_page)
+    found = sorted({t for t in texts if ENGLISH_THEME_TEXT.search(t)})
+    return [f"{where}: English theme text {t[:80]!r}" for t in found]
+
+
 def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> list[str]:
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
@@ -178,14 +221,91 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
             if landed != (site / other / HOME).resolve():
                 problems.append(f"{lang}/{HOME}: language link led to {landed}")
 
-        # Search works in both languages (the zh_CN index is segmented by jieba).
-        for lang, word in SEARCH_WORDS.items():
-            search = (site / lang / "search.html").resolve().as_uri() + "?q=" + word
-            page.goto(search, wait_until="load")
-            try:
-                page.wait_for_selector("#search-results ul.search li", timeout=15000)
-            except PlaywrightError:
-                problems.append(f"{lang}/search.html: no result for {word!r}")
+        # Search finds chapters: the zh_CN index is segmented by jieba with the glossary's terms
+        # as a user dictionary, and the source listings are left out of the index.
+        for lang, words in SEARCH_WORDS.items():
+            for word in words:
+                search = (site / lang / "search.html").resolve().as_uri() + "?q=" + quote(word)
+                page.goto(search, wait_until="load")
+                try:
+                    page.wait_for_function("""() => {
+                        const s = document.querySelector('#search-results .search-summary');
+                        return s && s.innerText.trim().length > 0; }""", timeout=15000)
+                except PlaywrightError:
+                    problems.append(f"{lang}/search.html?q={word}: the search did not finish")
+                    continue
+                found = page.evaluate("""() => [...document.querySelectorAll(
+                    '#search-results ul.search > li > a:first-of-type')].map(a => a.href)""")
+                pages_found = [unquote(urlsplit(h).path) for h in found]
+                top = [p.split(f"/{lang}/", 1)[-1] for p in pages_found[:SEARCH_TOP]]
+                if not any(t.startswith(CHAPTER_PREFIXES) for t in top):
+                    problems.append(f"{lang}/search.html?q={word}: no chapter among the first "
+                                    f"{SEARCH_TOP} results ({len(found)} results: {top})")
+                listed = [t for t in pages_found if "/_generated/sources/" in t]
+                if listed:
+                    problems.append(f"{lang}/search.html?q={word}: source listings in the "
+                                    f"results ({len(listed)}, e.g. {listed[0]})")
+                if lang == "zh_CN" and word == words[0]:
+                    problems += english_theme_text(page, f"{lang}/search.html?q={word}",
+                                                   search_page=True)
+
+        # The start page teaches at a glance: the three-versions picture, the start path, the
+        # headline results table and the two commands, in both languages.
+        for lang, heading, picture in (("en", "Start here", "three_versions.png"),
+                                       ("zh_CN", "从这里开始", "three_versions.zh_CN.png")):
+            open_page(site / lang / HOME)
+            facts = page.evaluate("""(picture) => {
+                const img = [...document.images].find(i => i.src.endsWith('/' + picture));
+                const text = document.querySelector('article').innerText;
+                return {picture: !!img && img.naturalWidth > 0, text: text,
+                        tables: document.querySelectorAll('article table').length}; }""", picture)
+            if not facts["picture"]:
+                problems.append(f"{lang}/{HOME}: start page without its {picture}")
+            for needed in (heading, "scripts/compare.sh", "scripts/test.sh"):
+                if needed not in facts["text"]:
+                    problems.append(f"{lang}/{HOME}: start page does not show {needed!r}")
+            if facts["tables"] < 1:
+                problems.append(f"{lang}/{HOME}: start page without its results table")
+
+        # The site root chooses the reader's language from the browser, and a choice made on it
+        # is remembered.
+        root = (site / "index.html").resolve().as_uri()
+        for languages, expected in ((["zh-CN", "zh"], "zh_CN"), (["de-DE", "de"], "en")):
+            chooser = browser.new_context(locale=languages[0])
+            chooser.add_init_script(
+                "Object.defineProperty(navigator, 'languages', {get: () => %s});"
+                % json.dumps(languages))
+            tab = chooser.new_page()
+            tab.goto(root, wait_until="load")
+            tab.wait_for_load_state("load")
+            landed = unquote(urlsplit(tab.url).path)
+            if f"/{expected}/" not in landed:
+                problems.append(f"index.html with navigator.languages {languages}: landed on "
+                                f"{landed}, expected the {expected} site")
+            chooser.close()
+        chooser = browser.new_context(locale="zh-CN")
+        tab = chooser.new_page()
+        tab.goto(root + "#choose", wait_until="load")
+        english = tab.locator("a[href*='en/']").first
+        if english.count() == 0:
+            problems.append("index.html#choose: no link to the English site")
+        else:
+            english.click()
+            tab.wait_for_load_state("load")
+            tab.goto(root, wait_until="load")
+            tab.wait_for_load_state("load")
+            if "/en/" not in unquote(urlsplit(tab.url).path):
+                problems.append("index.html: the reader's choice of English was not remembered")
+        chooser.close()
+
+        # No English theme text (Furo, Sphinx, sphinx-copybutton) on zh_CN pages.
+        for pagename in THEME_TEXT_PAGES:
+            path = site / "zh_CN" / pagename
+            if not path.is_file():
+                problems.append(f"zh_CN/{pagename}: missing (the theme text check opens it)")
+                continue
+            open_page(path)
+            problems += english_theme_text(page, f"zh_CN/{pagename}")
         browser.close()
     return problems
 
@@ -221,7 +341,7 @@ def main() -> int:
         return 1
     print(f"browser check: ok: {len(pages)} pages in {', '.join(LANGUAGES)} load, links and "
           f"assets resolve, math typeset, images load, language links reach their twins, "
-          f"search works; screenshots in {args.artefacts} ({seconds:.0f} s)")
+          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
     return 0
 
 

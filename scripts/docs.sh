@@ -13,6 +13,7 @@
 #      results tables (docs/tools/make_figures.py); then the generators' unit tests
 #   3. sphinx-build -b gettext -> sphinx-intl update -> auto-fill of code/math-only messages
 #      -> the translation gate (no untranslated or fuzzy message in docs/locales/zh_CN)
+#      -> the term check (docs/tools/check_terms.py: one Chinese term per concept, per docs/glossary.md)
 #   4. sphinx-build -b html -W --keep-going, en and zh_CN; notebooks are executed in both
 #
 # Environment:
@@ -119,6 +120,9 @@ PAGEDKV_NB_EXECUTION=off "${sphinx[@]}" -b gettext -d "$build/doctrees/gettext" 
 step "translation gate"
 docs/tools/translation_gate.sh "$locales" "$build/gettext" ||
   error "translation gate: untranslated or fuzzy messages (listed above; the zh_CN site shows them in English)"
+step "term check"
+"$python" docs/tools/check_terms.py --locales "$locales" ||
+  error "term check: forbidden variants of glossary terms in the zh_CN catalogs (listed above; the terms are docs/glossary.md's, the variants docs/tools/check_terms.py's)"
 
 # 4. HTML in both languages ---------------------------------------------------------------------
 for lang in en zh_CN; do

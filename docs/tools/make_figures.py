@@ -20,6 +20,10 @@ Outputs (the folder is ignored by git; everything is regenerated on every docs b
                                     time, % of copy and agreement (rel_err, tolerance) per
                                     hidden size, dtype and token count, and the plot below; or
                                     a "no recorded W9 rows yet" note
+    docs/_generated/results_headline.md
+                                    the start page's table: per op, the optimized kernel's % of
+                                    a size-matched copy at the largest size (lowest and highest
+                                    over its workload variants), from the newest results file
     docs/_generated/results_figures/<op>_W9.png (and <op>_W9.zh_CN.png)
                                     % of copy against tokens, one panel per hidden size, naive
                                     and optimized per dtype; drawn only when W9 rows exist
@@ -165,6 +169,19 @@ LABELS = {
         "w9_panel": "hidden size {hidden}",
         "w9_tokens": "tokens (rows)",
         "w9_pct": "% of a size-matched copy (same run)",
+        # three_versions.png (the start page)
+        "three_cpu_title": "CPU reference",
+        "three_cpu_sub": "plain loops,\none element at a time",
+        "three_naive_title": "naive CUDA kernel",
+        "three_naive_sub": "one thread\nper element",
+        "three_opt_title": "optimized CUDA kernel",
+        "three_opt_sub": "16-byte vectors,\nmany loads in flight",
+        "three_dest": "its slot:\nslot_mapping[t]",
+        "three_cpu_note": "one thread copies element\n0, 1, 2, … in turn",
+        "three_naive_note": "16 threads, each loads\nand stores 2 bytes",
+        "three_opt_note": "2 threads, each moves 16 bytes;\nloads of many rows in flight",
+        "three_footer": "the same op three times: reshape_and_cache_flash writes one token's "
+                        "key row (16 bf16 = 32 bytes) into its slot",
     },
     "zh_CN": {
         "list_sep": "、",
@@ -230,6 +247,18 @@ LABELS = {
         "w9_panel": "隐藏维度 {hidden}",
         "w9_tokens": "token 数（行数）",
         "w9_pct": "占同次运行等量拷贝的 %",
+        "three_cpu_title": "CPU 参考实现",
+        "three_cpu_sub": "朴素循环，\n一次一个元素",
+        "three_naive_title": "朴素 CUDA 内核",
+        "three_naive_sub": "每个元素\n一个线程",
+        "three_opt_title": "优化 CUDA 内核",
+        "three_opt_sub": "16 字节向量，\n多个读取同时在途",
+        "three_dest": "它的槽位：\nslot_mapping[t]",
+        "three_cpu_note": "一个线程依次拷贝\n元素 0、1、2、…",
+        "three_naive_note": "16 个线程，\n各读写 2 字节",
+        "three_opt_note": "2 个线程，各搬运 16 字节；\n多行的读取同时在途",
+        "three_footer": "同一个算子的三种实现：reshape_and_cache_flash 把一个 token 的 "
+                        "key 行（16 个 bf16 = 32 字节）写入它的槽位",
     },
 }
 # The English layout titles, by layout name (kept under their old name for other scripts).
@@ -884,6 +913,82 @@ def draw_swap_blocks(path, lang="en"):
     finish(fig, ax, path, (-1.0, 16.5), (0.2, 9.6))
 
 
+# The start page's picture: one op (a cache write moving one token's key row into its slot),
+# three implementations. 16 bf16 elements = 32 bytes = two 16-byte vectors.
+THREE_ELEMENTS = 16
+THREE_VECTOR = 8  # bf16 elements per 16-byte vector
+
+
+def three_versions_groups(version):
+    """Which element each worker moves, per version: the CPU loop is one worker for all 16
+    elements, the naive kernel one thread per element, the optimized one thread per 16 bytes."""
+    n = THREE_ELEMENTS
+    if version == "cpu":
+        return [list(range(n))]
+    if version == "naive":
+        return [[i] for i in range(n)]
+    return [list(range(g, g + THREE_VECTOR)) for g in range(0, n, THREE_VECTOR)]
+
+
+def draw_three_versions(path, lang="en"):
+    """CPU reference, naive and optimized kernel side by side, writing one token's row."""
+    from matplotlib.patches import Polygon
+
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(9.0, 3.4))
+    cw, ch = 0.36, 0.45
+    src_y, dst_y = 3.0, 0.8
+    width = THREE_ELEMENTS * cw
+    gap = 2.0
+    panels = [("cpu", "three_cpu"), ("naive", "three_naive"), ("optimized", "three_opt")]
+    ax.text(-0.2, src_y + ch / 2, "key[t]", ha="right", va="center", fontsize=10,
+            family=FONTS[lang]["mono"])
+    ax.text(-0.2, dst_y + ch / 2, words["three_dest"], ha="right", va="center", fontsize=9)
+    for p, (version, key) in enumerate(panels):
+        x0 = p * (width + gap)
+        ax.text(x0 + width / 2, 5.45, words[key + "_title"], ha="center", va="bottom",
+                fontsize=10.5, weight="bold")
+        ax.text(x0 + width / 2, 5.4, words[key + "_sub"], ha="center", va="top", fontsize=9)
+        groups = three_versions_groups(version)
+        color_of = {}
+        for g, elements in enumerate(groups):
+            for i in elements:
+                color_of[i] = TOKEN_COLORS[g % len(TOKEN_COLORS)]
+        # The next slot of the block (untouched) below the destination row.
+        for yy in (dst_y - ch,):
+            for i in range(THREE_ELEMENTS):
+                cell(ax, x0 + i * cw, yy, cw, ch, UNTOUCHED, lw=0.4)
+        for i in range(THREE_ELEMENTS):
+            cell(ax, x0 + i * cw, src_y, cw, ch, color_of[i], lw=0.5)
+            cell(ax, x0 + i * cw, dst_y, cw, ch, color_of[i], lw=0.5)
+        if version == "optimized":
+            for g, elements in enumerate(groups):
+                a, b = x0 + elements[0] * cw, x0 + (elements[-1] + 1) * cw
+                color = TOKEN_COLORS[g]
+                for y in (src_y, dst_y):
+                    ax.add_patch(Rectangle((a, y), b - a, ch, fill=False, edgecolor=EDGE,
+                                           linewidth=1.6))
+                ax.add_patch(Polygon([(a + 0.05, src_y - 0.05), (b - 0.05, src_y - 0.05),
+                                      (b - 0.05, dst_y + ch + 0.05), (a + 0.05, dst_y + ch + 0.05)],
+                                     closed=True, facecolor=tint(color, 0.55), edgecolor=color,
+                                     linewidth=1.0))
+                ax.text((a + b) / 2, (src_y + dst_y + ch) / 2, "16 B", ha="center",
+                        va="center", fontsize=9, color=text_color_for(tint(color, 0.55)))
+        else:
+            for i in range(THREE_ELEMENTS):
+                x = x0 + (i + 0.5) * cw
+                arrow(ax, (x, src_y - 0.02), (x, dst_y + ch + 0.02), color=color_of[i], lw=0.9)
+            if version == "cpu":  # the loop order: left to right, one element after the other
+                arrow(ax, (x0, src_y + ch + 0.2), (x0 + width, src_y + ch + 0.2), lw=1.2)
+                ax.text(x0 + width / 2, src_y + ch + 0.27, "i", ha="center", va="bottom",
+                        fontsize=9, style="italic")
+        ax.text(x0 + width / 2, dst_y - ch - 0.15, words[key + "_note"], ha="center", va="top",
+                fontsize=9)
+    ax.text(-2.2, -1.2, words["three_footer"], ha="left", va="center", fontsize=8.5,
+            style="italic" if lang == "en" else "normal")
+    finish(fig, ax, path, (-2.4, 3 * width + 2 * gap + 0.1), (-1.45, 6.0))
+
+
 FIGURES = {
     "paged_cache.png": draw_paged_cache,
     "slot_mapping.png": draw_slot_mapping,
@@ -897,6 +1002,7 @@ FIGURES = {
         lambda path, lang="en": draw_token_placement(path, lang, ("legacy key", "legacy value")),
     "value_pieces.png": draw_value_pieces,
     "swap_blocks.png": draw_swap_blocks,
+    "three_versions.png": draw_three_versions,
 }
 
 
@@ -1245,6 +1351,84 @@ def write_w9(out, op, results_dir=RESULTS_DIR):
     return drawn
 
 
+# ------------------------------------------------------------------------------------------------
+# The start page's headline: one line per op (docs/index.md)
+# ------------------------------------------------------------------------------------------------
+
+HEADLINE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "rms_norm",
+                "fused_add_rms_norm"]
+NO_HEADLINE = (":::{note}\n"
+               "No recorded results yet. The headline table appears here once a GPU run has "
+               "been committed under `results/`.\n"
+               ":::\n")
+
+
+def _row_size(row):
+    """The size of a row: "size" (the tool's generic field), else "tokens" or "blocks"."""
+    for key in ("size", "tokens", "blocks"):
+        if row.get(key) is not None:
+            return int(row[key])
+    return None
+
+
+def headline_rows(data, ops=HEADLINE_OPS):
+    """Per op of the newest results file: (op, workloads, largest size, lowest % of copy,
+    highest % of copy, the variants of the lowest, number of variants) of the optimized kernel
+    at the largest size of each workload variant; ops without optimized rows are left out."""
+    result = []
+    for op in ops:
+        rows = [r for r in rows_for(data, op)
+                if r.get("impl") == "optimized" and _finite(r.get("pct_of_copy"))
+                and _row_size(r) is not None]
+        if not rows:
+            continue
+        largest = {}
+        for r in rows:
+            key = (str(r.get("workload", "")), str(r.get("variant", "")), str(r.get("slots", "")))
+            if key not in largest or _row_size(r) > _row_size(largest[key]):
+                largest[key] = r
+        pcts = {key: float(r["pct_of_copy"]) for key, r in largest.items()}
+        low, high = min(pcts.values()), max(pcts.values())
+        lowest = sorted(" ".join(w for w in key[1:] if w) for key, v in pcts.items() if v == low)
+        result.append((op, sorted({key[0] for key in largest}),
+                       max(_row_size(r) for r in largest.values()), low, high, lowest,
+                       len(largest)))
+    return result
+
+
+def headline_table(results_dir=RESULTS_DIR):
+    """MyST Markdown for the start page: one line per op with the optimized kernel's % of a
+    size-matched copy at the largest size (lowest and highest over the op's workload variants),
+    then the run (GPU, date, file). Every cell that changes from run to run is a code span or a
+    number, so a new results file needs no new translation."""
+    found = newest_results(results_dir)
+    lines = headline_rows(found[1]) if found else []
+    if not lines:
+        return NO_HEADLINE
+    path, data = found
+    out = ["| Op | Workload | Largest size | Optimized: % of copy, lowest | Highest "
+           "| Lowest in | Variants |",
+           "|---|---|---:|---:|---:|---|---:|"]
+    for op, workloads, size, low, high, lowest, count in lines:
+        out.append(f"| {_code(op)} | {', '.join(_code(w) for w in workloads)} | {size} "
+                   f"| {_num(low)} | {_num(high)} | {', '.join(_code(v) for v in lowest)} "
+                   f"| {count} |")
+    try:
+        shown_path = path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        shown_path = path.name
+    out += ["", "| Run | |", "|---|---|",
+            f"| GPU | {_code(data.get('gpu'))} |",
+            f"| Date | {_code(data.get('date'))} |",
+            f"| Results file | {_code(shown_path)} |", ""]
+    return "\n".join(out)
+
+
+def headline_path(out):
+    """Where the start page's headline snippet goes (top level of docs/_generated)."""
+    return out / "results_headline.md"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -1267,6 +1451,7 @@ def main(argv=None):
         plot_ref = f"/docs/_generated/perf/{op}.png" if plot.is_file() else None
         table_path(args.out, op).write_text(results_table(op, args.results, plot_ref),
                                             encoding="utf-8")
+    headline_path(args.out).write_text(headline_table(args.results), encoding="utf-8")
     print(f"make_figures: {len(FIGURES)} figures in {len(LANGUAGES)} languages, "
           f"{len(TABLE_OPS) + len(W9_OPS)} tables and {plots} W9 plots in {args.out}")
     return 0

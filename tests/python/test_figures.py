@@ -538,3 +538,57 @@ def test_copy_baseline_is_named_size_matched(mf, tmp_path):
     text = mf.results_table("swap_blocks", results, plot="/docs/_generated/perf/swap_blocks.png")
     assert "size-matched copy measured in the same run" in text
     assert "device-copy bandwidth" not in text
+
+
+# ------------------------------------------------------------------------------------------------
+# The start page (docs/index.md): the three-versions picture and the headline table
+# ------------------------------------------------------------------------------------------------
+
+def test_three_versions_workers_cover_every_element_once(mf):
+    for version, workers in (("cpu", 1), ("naive", mf.THREE_ELEMENTS),
+                             ("optimized", mf.THREE_ELEMENTS // mf.THREE_VECTOR)):
+        groups = mf.three_versions_groups(version)
+        assert len(groups) == workers, version
+        assert sorted(i for g in groups for i in g) == list(range(mf.THREE_ELEMENTS)), version
+    # 8 bf16 elements = one 16-byte vector per thread of the optimized kernel
+    assert mf.THREE_VECTOR * 2 == 16
+
+
+def test_headline_table_one_line_per_op_from_the_newest_run(mf, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    assert "No recorded results yet" in mf.headline_table(results)
+
+    def row(op, variant, size, impl, pct):
+        return {"op": op, "workload": "W1", "variant": variant, "slots": "random", "impl": impl,
+                "tokens": size, "median_us": 1.0, "pct_of_copy": pct}
+    _results_file(results, "old.json", "2026-01-01",
+                  [row("reshape_and_cache_flash", "NHD bf16", 64, "optimized", 10.0)])
+    _results_file(results, "new.json", "2026-02-01", [
+        row("reshape_and_cache_flash", "NHD bf16", 64, "optimized", 50.0),
+        row("reshape_and_cache_flash", "NHD bf16", 128, "optimized", 90.0),  # largest size
+        row("reshape_and_cache_flash", "HND bf16", 128, "optimized", 80.0),
+        row("reshape_and_cache_flash", "HND bf16", 128, "naive", 20.0),  # not the optimized
+    ])
+    text = mf.headline_table(results)
+    lines = [l for l in text.splitlines() if l.startswith("| `reshape_and_cache_flash`")]
+    assert lines == ["| `reshape_and_cache_flash` | `W1` | 128 | 80.0 | 90.0 "
+                     "| `HND bf16 random` | 2 |"]
+    assert "`new.json`" in text or "new.json" in text
+    assert "`swap_blocks`" not in text  # ops without rows are left out
+    # every cell that changes with the run is a code span or a number (no new translation)
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            for cell in line.strip("|").split(" | "):
+                cell = cell.strip()
+                assert re.fullmatch(r"(`[^`]*`(, `[^`]*`)*|[\d.]+)", cell), cell
+
+
+def test_start_page_includes_the_figure_and_the_headline(mf):
+    index = (REPO / "docs" / "index.md").read_text(encoding="utf-8")
+    assert "_generated/figures/three_versions.png" in index
+    assert "three_versions.png" in mf.FIGURES
+    assert "{include} _generated/results_headline.md" in index
+    assert mf.headline_path(Path("x")).name == "results_headline.md"
+    for command in ("scripts/compare.sh", "scripts/test.sh"):
+        assert command in index
