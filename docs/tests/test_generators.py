@@ -235,9 +235,92 @@ def test_performance_picks_newest_and_draws(tmp_path):
         assert (root / "out" / "perf" / f"{op}.png").stat().st_size > 1000
         assert (root / "out" / "perf" / f"{op}.zh_CN.png").stat().st_size > 1000
     rows = json.loads((FIXTURES / "results_fixture.json").read_text())["rows"]
-    assert body.count("| `W1` | `NHD bf16` |") == sum(r["op"] != "swap_blocks" for r in rows) + 2
-    assert "| Tokens |" in body or "| Tokens | Naive" in body
-    assert "Blocks" in body
+    # Every row once in the collapsed "All measurements" list-table (a dropdown per op).
+    full_rows = body.count("* - `W1`\n  - `NHD bf16`\n")
+    summary_rows = 2 * 3  # two slot patterns x smallest, middle, largest size
+    assert full_rows == sum(r["op"] != "swap_blocks" for r in rows) + summary_rows
+    assert body.count("::::{dropdown} All measurements") == 2
+    assert "| `W1` |" not in body  # no pipe table: inside a dropdown it would not be translated
+    assert "Tokens" in body and "Blocks" in body
+    # Captions say what is plotted, the same text for every op of a unit.
+    assert performance.CAPTIONS[("tokens", True)] in body
+    assert performance.CAPTIONS[("blocks", False)] in body
+    assert body.count(performance.SUMMARY_TITLE) == 2
+    # The summary's first row can be measured again.
+    assert ('build/gpu/tools/compare/pagedkv compare reshape_and_cache_flash --workload W1 '
+            '--variant "NHD bf16" --slots random --size 16') in body
+    assert 'compare swap_blocks --workload W6 --variant "H2D" --size 16' in body
+
+
+def _row(impl, size, median_us, pct=None, variant="v", slots="random"):
+    return {"op": "op_x", "workload": "W1", "variant": variant, "slots": slots, "impl": impl,
+            "tokens": size, "size": size, "bytes": 1000 * size, "median_us": median_us,
+            "gbps": 1.0, "pct_of_copy": pct, "bit_exact": True, "agrees": True}
+
+
+def test_performance_summary_uses_representative_sizes_and_copy_time(tmp_path):
+    rows = []
+    for size, copy_us in [(1, 1.0), (16, 2.0), (256, 4.0), (4096, 20.0), (65536, 300.0)]:
+        rows += [_row("copy", size, copy_us, 100), _row("copy_kernel", size, copy_us * 1.5, 100),
+                 _row("naive", size, copy_us * 4, 25.0), _row("optimized", size, copy_us, 100.0)]
+    data = {"gpu": "G", "rows": rows}
+    (tmp_path / "results").mkdir()
+    body = performance.render(tmp_path / "results" / "r.json", data, tmp_path, tmp_path)
+    # smallest, middle and largest size, each with its copy time (the faster copy)
+    for size, copy_us in [("1", "1.00"), ("256", "4.00"), ("65536", "300.0")]:
+        assert f"  - `random`\n  - {size}\n  - {copy_us}\n  - 100.0\n  - 25.0\n  - ✓ ✓\n" in body
+    assert "  - 16\n  - 2.00\n  - 100.0" not in body
+
+
+@pytest.mark.parametrize("sizes, expected", [
+    ([1], [1]), ([16, 256, 2048], [16, 256, 2048]), ([1, 16, 256, 4096], [1, 256, 4096]),
+    ([1, 16, 64, 256, 1024, 4096, 16384], [1, 256, 16384]),
+])
+def test_performance_representative_sizes(sizes, expected):
+    assert performance.representative_sizes(sizes) == expected
+
+
+def test_performance_launch_bound_limit():
+    limit = performance.launch_bound_limit
+    assert limit({}) is None
+    assert limit({16: 11.9, 256: 154.0}) is None  # even the smallest copy takes over 5 µs
+    assert limit({1: 1.0, 16: 2.0}) == 16.0  # every copy is launch-bound
+    # log-log interpolation between 256 (2.5 µs) and 1024 (10 µs): 5 µs at 512
+    assert limit({1: 1.0, 256: 2.5, 1024: 10.0, 4096: 40.0}) == pytest.approx(512.0)
+
+
+def test_performance_plot_axes_are_shared_and_shade_launch_bound(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    seen = []
+    monkeypatch.setattr(plt, "close", lambda fig: seen.append(fig))
+    rows = []
+    for size, copy_us in [(1, 1.0), (256, 2.5), (1024, 10.0)]:
+        rows += [_row("copy", size, copy_us, 100), _row("naive", size, copy_us * 4, 25.0),
+                 _row("optimized", size, copy_us / 1.3, 130.0)]
+    assert performance._plot("op_x", rows, tmp_path, "en") == 1
+    ax = seen[0].axes[0]
+    assert ax.get_ylim() == (0.0, performance.Y_MAX) and ax.get_xscale() == "log"
+    spans = [p for p in ax.patches]
+    assert len(spans) == 1
+    span = spans[0]  # a Rectangle (newer matplotlib) or a Polygon
+    right = (span.get_x() + span.get_width() if hasattr(span, "get_width")
+             else max(v[0] for v in span.get_xy()))
+    assert right == pytest.approx(512.0)
+    # a point above the y range is drawn on the top edge
+    assert all(max(line.get_ydata(), default=0) <= performance.Y_MAX for line in ax.lines)
+
+
+def test_performance_reproduce_flags_exist_in_the_tool():
+    usage = (REPO / "tools" / "compare" / "main.cpp").read_text()
+    command = performance.reproduce_command(
+        "op_x", _row("optimized", 4096, 1.0, variant="hidden 4096 bf16", slots="contiguous"))
+    assert command == ('build/gpu/tools/compare/pagedkv compare op_x --workload W1 '
+                       '--variant "hidden 4096 bf16" --slots contiguous --size 4096')
+    for flag in ("--workload", "--variant", "--slots", "--size"):
+        assert f"  {flag} " in usage
+    assert (REPO / "CMakePresets.json").read_text().count('"name": "gpu"') >= 1
 
 
 @pytest.mark.parametrize("msgid, needs", [

@@ -31,9 +31,10 @@ from pathlib import Path
 # "% of copy" (pct_of_copy) compares a row with a size-matched copy measured in the same run
 # (results/README.md), not with one device-copy bandwidth: the axis label says so.
 PLOT_LABELS = {
-    "en": {"pct": "% of a size-matched copy (same run)", "tokens": "tokens", "blocks": "blocks"},
-    "zh_CN": {"pct": "占同次运行等量拷贝的 %", "tokens": "token 数",
-              "blocks": "块数"},
+    "en": {"pct": "% of a size-matched copy (same run)", "tokens": "tokens", "blocks": "blocks",
+           "launch": "launch-bound (copy < 5 µs)"},
+    "zh_CN": {"pct": "等量拷贝占比 (%，同次运行)", "tokens": "token 数",
+              "blocks": "块数", "launch": "受启动开销限制 (拷贝 < 5 µs)"},
 }
 IMPL_STYLE = {"naive": ("tab:orange", "o"), "optimized": ("tab:blue", "s")}
 SLOT_DASH = {"random": "-", "contiguous": "--", "": "-"}
@@ -76,6 +77,13 @@ def _sig(value) -> str:
     return f"{value:.2e}"
 
 
+def _us(value) -> str:
+    """A time in µs: one decimal from 10 µs on, two below."""
+    if value is None:
+        return "—"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
 def _size(row: dict) -> tuple[str, int]:
     if "tokens" in row:
         return "tokens", int(row["tokens"])
@@ -110,6 +118,45 @@ def _rows_by_op(rows: list[dict]) -> "OrderedDict[str, list[dict]]":
     return by_op
 
 
+# The plots share one y range so that ops can be compared at a glance; points above it are
+# drawn as triangles on the top edge (the caption says so).
+Y_MAX = 110.0
+# A size is "launch-bound" when the size-matched copy itself takes less than this: the launch,
+# not the memory, sets the time there (shaded in the plots, read from the run's copy rows).
+LAUNCH_BOUND_US = 5.0
+COPY_IMPLS = ("copy", "copy_kernel")
+# The tool the "reproduce this row" command runs: the comparison tool of the gpu preset.
+TOOL = "build/gpu/tools/compare/pagedkv"
+
+
+def _copy_us(rows: list[dict]) -> "OrderedDict[tuple, dict[int, float]]":
+    """(workload, variant) -> size -> median µs of the size-matched copy (the faster of `copy`
+    and `copy_kernel`, over every slot pattern: the copy moves the same bytes)."""
+    copies: OrderedDict[tuple, dict[int, float]] = OrderedDict()
+    for r in rows:
+        if r.get("impl") in COPY_IMPLS and r.get("median_us") is not None:
+            sizes = copies.setdefault((r["workload"], r.get("variant", "")), {})
+            size = _size(r)[1]
+            sizes[size] = min(sizes.get(size, math.inf), float(r["median_us"]))
+    return copies
+
+
+def launch_bound_limit(copy_us: dict[int, float], limit_us: float = LAUNCH_BOUND_US):
+    """The size below which the size-matched copy takes under `limit_us`: interpolated on log
+    axes between the last size under the limit and the first one over it; None when even the
+    smallest copy takes `limit_us` or more; the largest size when every copy is under it."""
+    points = sorted(copy_us.items())
+    if not points or points[0][1] >= limit_us:
+        return None
+    for (x0, t0), (x1, t1) in zip(points, points[1:]):
+        if t1 >= limit_us:
+            if t1 <= t0:
+                return float(x1)
+            f = (math.log(limit_us) - math.log(t0)) / (math.log(t1) - math.log(t0))
+            return float(math.exp(math.log(x0) + f * (math.log(x1) - math.log(x0))))
+    return float(points[-1][0])
+
+
 def _plot(op: str, rows: list[dict], out_dir: Path, language: str) -> int:
     """Draws the plot of `op`; returns its number of panels (0: nothing to draw)."""
     import matplotlib
@@ -123,6 +170,7 @@ def _plot(op: str, rows: list[dict], out_dir: Path, language: str) -> int:
     panels: OrderedDict[tuple[str, str], list[dict]] = OrderedDict()
     for r in points:
         panels.setdefault((r["workload"], r.get("variant", "")), []).append(r)
+    copies = _copy_us(rows)
     labels = PLOT_LABELS[language]
     plt.rcParams["font.sans-serif"] = ["Noto Sans CJK SC", "DejaVu Sans"]
     plt.rcParams["svg.hashsalt"] = "pagedkv"
@@ -132,6 +180,12 @@ def _plot(op: str, rows: list[dict], out_dir: Path, language: str) -> int:
                              squeeze=False, sharey=True)
     unit = _size(points[0])[0]
     for ax, ((workload, variant), panel) in zip(axes.flat, panels.items()):
+        sizes = sorted({_size(r)[1] for r in panel})
+        lo, hi = sizes[0] / 1.5, sizes[-1] * 1.5
+        limit = launch_bound_limit(copies.get((workload, variant), {}))
+        if limit is not None:
+            ax.axvspan(lo, min(max(limit, lo), hi), color="0.85", alpha=0.6, linewidth=0,
+                       label=labels["launch"])
         lines: OrderedDict[tuple[str, str], list[tuple[int, float]]] = OrderedDict()
         for r in panel:
             lines.setdefault((r["impl"], r.get("slots", "")), []).append(
@@ -139,15 +193,20 @@ def _plot(op: str, rows: list[dict], out_dir: Path, language: str) -> int:
         for (impl, slots), xy in lines.items():
             xy.sort()
             color, marker = IMPL_STYLE[impl]
-            ax.plot([x for x, _ in xy], [y for _, y in xy], SLOT_DASH.get(slots, ":"),
+            ax.plot([x for x, _ in xy], [min(y, Y_MAX) for _, y in xy], SLOT_DASH.get(slots, ":"),
                     color=color, marker=marker, markersize=3.5, linewidth=1.4,
-                    label=f"{impl} ({slots})" if slots else impl)
+                    label=f"{impl} ({slots})" if slots else impl, clip_on=False)
+            over = [x for x, y in xy if y > Y_MAX]
+            if over:
+                ax.plot(over, [Y_MAX] * len(over), "^", color=color, markersize=7, clip_on=False)
         ax.set_xscale("log", base=2)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(0, Y_MAX)
         ax.set_title(f"{workload} · {variant}" if variant else workload, fontsize=10)
         ax.set_xlabel(labels[unit])
         ax.axhline(100, color="0.6", linewidth=0.8)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best")
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
@@ -157,6 +216,65 @@ def _plot(op: str, rows: list[dict], out_dir: Path, language: str) -> int:
     fig.savefig(out_dir / f"{op}{suffix}", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return columns
+
+
+def representative_sizes(sizes) -> list[int]:
+    """The smallest, a middle and the largest of the sizes (fewer when there are fewer)."""
+    ordered = sorted(set(sizes))
+    if len(ordered) <= 3:
+        return ordered
+    return [ordered[0], ordered[len(ordered) // 2], ordered[-1]]
+
+
+def _list_table(title: str, header: list[str], body: list[list[str]]) -> list[str]:
+    """A MyST list-table. List tables, unlike pipe tables, still reach the translation
+    catalogs when they sit inside a dropdown (see render())."""
+    lines = [f":::{{list-table}} {title}".rstrip(), ":header-rows: 1", ""]
+    for cells in [header] + body:
+        lines.append(f"* - {cells[0]}")
+        lines += [f"  - {cell}" for cell in cells[1:]]
+    return lines + [":::", ""]
+
+
+def reproduce_command(op: str, row: dict) -> str:
+    """The comparison tool's command line that measures `row` again (tools/compare/main.cpp)."""
+    parts = [TOOL, "compare", op, "--workload", row["workload"]]
+    if row.get("variant"):
+        parts += ["--variant", f'"{row["variant"]}"']
+    if row.get("slots") and row["workload"] != "W6":
+        parts += ["--slots", row["slots"]]
+    parts += ["--size", str(_size(row)[1])]
+    return " ".join(parts)
+
+
+# Captions and sentences are fixed text, so that their translation does not change with the
+# data: one caption per size unit, with or without the slot patterns' line styles.
+CAPTIONS = {
+    ("tokens", True): (
+        "Plotted: the % of a size-matched copy of the naive (orange) and optimized (blue) kernels against "
+        "the number of tokens (log scale), one panel per workload variant. Solid lines: random "
+        "slots; dashed lines: contiguous slots; grey line: 100 %. The y axis runs from 0 to "
+        "110 % in every plot; points above it are drawn as triangles on the top edge. Shaded: "
+        "the launch-bound sizes, where the size-matched copy itself takes under 5 µs in this "
+        "run (read from its copy rows)."),
+    ("tokens", False): (
+        "Plotted: the % of a size-matched copy of the naive (orange) and optimized (blue) kernels against "
+        "the number of tokens (log scale), one panel per workload variant; grey line: 100 %. "
+        "The y axis runs from 0 to 110 % in every plot; points above it are drawn as triangles "
+        "on the top edge. Shaded: the launch-bound sizes, where the size-matched copy itself "
+        "takes under 5 µs in this run (read from its copy rows)."),
+    ("blocks", False): (
+        "Plotted: the % of a size-matched copy of the naive (orange) and optimized (blue) kernels against "
+        "the number of blocks (log scale), one panel per copy direction; grey line: 100 %. "
+        "The y axis runs from 0 to 110 % in every plot; points above it are drawn as triangles "
+        "on the top edge. Shaded: the launch-bound sizes, where the size-matched copy itself "
+        "takes under 5 µs in this run (read from its copy rows)."),
+}
+CAPTIONS[("blocks", True)] = CAPTIONS[("blocks", False)]
+SUMMARY_TITLE = ("% of a size-matched copy at the smallest, a middle and the largest size of "
+                 "each workload variant")
+REPRODUCE = ("Reproduce a row on a GPU machine (here the first row of the table; change "
+             "`--variant`, `--slots` and `--size` for another):")
 
 
 def render(results_path: Path, data: dict, root: Path, figure_dir: Path) -> str:
@@ -176,48 +294,52 @@ def render(results_path: Path, data: dict, root: Path, figure_dir: Path) -> str:
     for op, rows in _rows_by_op(data.get("rows", [])).items():
         unit = _size(rows[0])[0]
         unit_title = "Tokens" if unit == "tokens" else "Blocks"
+        copies = _copy_us(rows)
         lines += [f"### `{op}`", ""]
-        # Summary: the largest size of each (workload, variant, slots), naive next to optimized.
-        largest: OrderedDict[tuple, dict] = OrderedDict()
+        # Summary: per (workload, variant, slots), the kernels at a few representative sizes.
+        groups: OrderedDict[tuple, dict[int, dict[str, dict]]] = OrderedDict()
         for r in rows:
             key = (r["workload"], r.get("variant", ""), r.get("slots", ""))
-            size = _size(r)[1]
-            if key not in largest or size > largest[key]["size"]:
-                largest[key] = {"size": size, "impls": {}}
-            if size == largest[key]["size"]:
-                largest[key]["impls"][r["impl"]] = r
-        lines += [f"| Workload | Variant | Slots | {unit_title} | Naive GB/s | Naive % of copy "
-                  f"| Optimized GB/s | Optimized % of copy | Bit-exact |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for (workload, variant, slots), entry in largest.items():
-            naive = entry["impls"].get("naive", {})
-            opt = entry["impls"].get("optimized", {})
-            exact = " ".join(filter(None, [_check(naive) if naive else "",
-                                           _check(opt) if opt else ""])) or "—"
-            lines.append(f"| {_code(workload)} | {_code(variant)} | {_code(slots)} | "
-                         f"{entry['size']} | {_num(naive.get('gbps'))} | "
-                         f"{_num(naive.get('pct_of_copy'))} | {_num(opt.get('gbps'))} | "
-                         f"{_num(opt.get('pct_of_copy'))} | {exact} |")
-        lines.append("")
+            groups.setdefault(key, {}).setdefault(_size(r)[1], {})[r["impl"]] = r
+        body, first = [], None
+        for (workload, variant, slots), by_size in groups.items():
+            for size in representative_sizes(by_size):
+                impls = by_size[size]
+                naive, opt = impls.get("naive", {}), impls.get("optimized", {})
+                if not (naive or opt):
+                    continue
+                first = first or (opt or naive)
+                agrees = " ".join(filter(None, [_check(opt) if opt else "",
+                                                _check(naive) if naive else ""])) or "—"
+                copy_us = copies.get((workload, variant), {}).get(size)
+                body.append([_code(workload), _code(variant), _code(slots), str(size),
+                             _us(copy_us), _num(opt.get("pct_of_copy")),
+                             _num(naive.get("pct_of_copy")), agrees])
+        if body:
+            lines += _list_table(SUMMARY_TITLE, [
+                "Workload", "Variant", "Slots", unit_title, "Copy (µs)",
+                "Optimized % of copy", "Naive % of copy", "Agrees"], body)
+            lines += [REPRODUCE, "", "```console", reproduce_command(op, first), "```", ""]
         columns = [_plot(op, rows, figure_dir, lang) for lang in PLOT_LABELS]
         if all(columns):
             width = min(100, 45 * columns[0])  # one panel should not fill the whole page
+            has_slots = any(r.get("slots") == "contiguous" for r in rows)
             lines += [f":::{{figure}} /docs/_generated/perf/{op}.png", f":alt: {op}",
-                      f":width: {width}%", "", f"`{op}`", ":::", ""]
-        # A plain sub-heading, not a dropdown: the table cells inside a sphinx-design dropdown
-        # never reached the translation catalogs, so the zh_CN page showed them in English.
-        lines += [f"#### All measurements: `{op}`", "",
-                  f"| Workload | Variant | Slots | Impl | {unit_title} | Bytes | Median (µs) "
-                  f"| GB/s | % of copy | Bit-exact | Max abs err |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in rows:
-            lines.append(
-                f"| {_code(r['workload'])} | {_code(r.get('variant', ''))} | "
-                f"{_code(r.get('slots', ''))} | {_code(r['impl'])} | {_size(r)[1]} | "
-                f"{r.get('bytes', '—')} | {_sig(r.get('median_us'))} | {_num(r.get('gbps'))} | "
-                f"{_num(r.get('pct_of_copy'))} | {_check(r, detail=True)} | "
-                f"{_sig(r.get('max_abs_err'))} |")
-        lines += [""]
+                      f":width: {width}%", "", CAPTIONS[(unit, has_slots)], ":::", ""]
+        # (A list-table cell starting with "%" would be a MyST comment: hence "\\%".)
+        # A sphinx-design dropdown holding a list-table. The cells of a pipe table inside a
+        # dropdown never reach the translation catalogs (MyST's nested parse gives them no
+        # source line, and Sphinx's gettext skips such nodes), so the zh_CN page showed them in
+        # English; a list-table inside it is extracted and translated like any other.
+        full = [[_code(r["workload"]), _code(r.get("variant", "")), _code(r.get("slots", "")),
+                 _code(r["impl"]), str(_size(r)[1]), str(r.get("bytes", "—")),
+                 _us(r.get("median_us")), _num(r.get("gbps")), _num(r.get("pct_of_copy")),
+                 _check(r, detail=True), _sig(r.get("max_abs_err"))] for r in rows]
+        lines += ["::::{dropdown} All measurements", ""]
+        lines += _list_table("", ["Workload", "Variant", "Slots", "Impl", unit_title, "Bytes",
+                                  "Median (µs)", "GB/s", "\\% of copy", "Agrees", "Max abs err"],
+                             full)
+        lines += ["::::", ""]
     return "\n".join(lines)
 
 
