@@ -45,6 +45,7 @@ extensions = [
     "pagedkv_i18n",  # Doxygen text into the translation catalogs
     "pagedkv_breathe",  # {doxygenfile} by repository path (many files are called naive.cu)
     "pagedkv_search",  # zh_CN search dictionary from the glossary, zh_CN theme text
+    "pagedkv_compare",  # {compare-sources}: two excerpts side by side, differing lines marked
 ]
 suppress_warnings = []
 

@@ -14,6 +14,8 @@ Two parts:
    to the twin page; searching finds a chapter among the first results (zh_CN: 槽位, 锁页内存,
    交换, 块表; en: slot_mapping, pinned) and lists no source listing; no English theme text
    (Furo, Sphinx, copy buttons) shows on zh_CN pages, the search page after a search included.
+   The rms_norm chapter shows naive.cu and optimized.cu in two columns side by side at 1280 px
+   with at least one line marked as differing ({compare-sources}), in both languages.
 Screenshots of the home page in each language go to build/artefacts/ (site-en.png,
 site-zh_CN.png). Exit status 1 with the list of problems on any failure.
 """
@@ -41,6 +43,8 @@ SEARCH_WORDS = {"en": ("slot_mapping", "pinned"), "zh_CN": ("槽位", "锁页内
 SEARCH_TOP = 5
 CHAPTER_PREFIXES = ("chapters/",)
 # zh_CN pages on which no English theme text may show (plus the search page after a search).
+# The page with a side-by-side source view ({compare-sources}).
+COMPARE_PAGE = "chapters/normalizing_hidden_states.html"
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")
 # English text of Furo, Sphinx and sphinx-copybutton (visible text, tooltips, aria labels).
 # Page content (the article) is not looked at, except the search page's title and summary.
@@ -267,6 +271,53 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
             if facts["tables"] < 1:
                 problems.append(f"{lang}/{HOME}: start page without its results table")
 
+        # The rms_norm chapter shows naive.cu and optimized.cu side by side ({compare-sources},
+        # docs/_ext/pagedkv_compare.py): two columns next to each other at 1280 px, each inside
+        # the viewport, with at least one marked (differing) line, in both languages.
+        for lang in LANGUAGES:
+            where = f"{lang}/{COMPARE_PAGE}"
+            path = site / lang / COMPARE_PAGE
+            if not path.is_file():
+                problems.append(f"{where}: missing (the side-by-side check opens it)")
+                continue
+            open_page(path)
+            view = page.evaluate("""() => {
+                const block = document.querySelector('article .pagedkv-compare');
+                if (!block) return null;
+                block.scrollIntoView();
+                const cols = [...block.querySelectorAll('.pagedkv-cmp-col')].map(c => {
+                    const r = c.getBoundingClientRect();
+                    const s = getComputedStyle(c);
+                    return {left: r.left, right: r.right, top: r.top, width: r.width,
+                            height: r.height, shown: s.display !== 'none' &&
+                            s.visibility !== 'hidden',
+                            lines: c.querySelectorAll('.pagedkv-cmp-line').length,
+                            marked: c.querySelectorAll('.pagedkv-cmp-line.pagedkv-cmp-diff').length};
+                });
+                const legend = block.querySelector('.pagedkv-cmp-legend');
+                return {cols: cols, width: document.documentElement.clientWidth,
+                        legend: legend ? legend.innerText.trim() : ''};
+            }""")
+            if view is None:
+                problems.append(f"{where}: no side-by-side source view (.pagedkv-compare)")
+                continue
+            cols = view["cols"]
+            if len(cols) != 2:
+                problems.append(f"{where}: the side-by-side view has {len(cols)} columns, not 2")
+                continue
+            left, right = cols
+            if not all(c["shown"] and c["width"] > 100 and c["height"] > 0 and c["lines"] > 0
+                       for c in cols):
+                problems.append(f"{where}: a column of the side-by-side view is not visible: {cols}")
+            if not (left["right"] <= right["left"] + 1 and abs(left["top"] - right["top"]) < 2
+                    and left["left"] >= 0 and right["right"] <= view["width"]):
+                problems.append(f"{where}: the two columns are not side by side at 1280 px: {cols}")
+            if left["marked"] + right["marked"] < 1:
+                problems.append(f"{where}: no marked (differing) line in the side-by-side view")
+            if not view["legend"] or (lang == "zh_CN" and not CJK.search(view["legend"])):
+                problems.append(f"{where}: the side-by-side view's legend is missing or "
+                                f"untranslated: {view['legend'][:80]!r}")
+
         # The site root chooses the reader's language from the browser, and a choice made on it
         # is remembered.
         root = (site / "index.html").resolve().as_uri()
@@ -341,7 +392,7 @@ def main() -> int:
         return 1
     print(f"browser check: ok: {len(pages)} pages in {', '.join(LANGUAGES)} load, links and "
           f"assets resolve, math typeset, images load, language links reach their twins, "
-          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
+          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the rms_norm chapter shows naive and optimized side by side, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
     return 0
 
 
