@@ -28,32 +28,27 @@ FusedAddRmsNorm::Plan FusedAddRmsNorm::validate(const Args& args, Impl impl) {
   checks::device_is(args.residual, "residual", device);
   checks::device_is(args.weight, "weight", device);
 
-  // 2. The rows: [..., hidden_size], 1 to 4 dimensions, f32/f16/bf16, the last one packed.
-  const RowLayout rows = checks::norm_rows(args.input, "input");
-  const int last = args.input.ndim - 1;
-  const std::int64_t hidden_size = args.input.size(last);
+  // 2. The rows [..., hidden_size] (1 to 4 dimensions, f32/f16/bf16, the last one packed),
+  //    residual packed like input, weight [hidden_size], epsilon usable as a float.
+  const checks::NormOperands operands =
+      checks::norm_operands(args.input, args.residual, "residual", args.weight, args.epsilon);
 
-  // 3. residual like input, but packed; weight [hidden_size]; epsilon usable as a float.
-  checks::packed_like(args.residual, "residual", args.input, "input");
-  checks::norm_weight(args.weight, "weight", hidden_size, args.input.dtype);
-  const float epsilon = checks::norm_epsilon(args.epsilon);
-
-  // 4. Memory behind every tensor that has elements.
+  // 3. Memory behind every tensor that has elements.
   checks::not_null(args.input, "input");
   checks::not_null(args.residual, "residual");
   checks::not_null(args.weight, "weight");
 
-  // 5. Written memory belongs to one element of one tensor.
-  checks::rows_are_distinct(args.input, "input", rows, hidden_size);
+  // 4. Written memory belongs to one element of one tensor.
+  checks::rows_are_distinct(args.input, "input", operands.rows, operands.hidden_size);
   checks::memory_apart(args.residual, "residual", args.input, "input");
   checks::memory_apart(args.input, "input", args.weight, "weight");
   checks::memory_apart(args.residual, "residual", args.weight, "weight");
 
   Plan plan;
-  plan.rows = rows;
-  plan.hidden_size = hidden_size;
-  plan.dtype = args.input.dtype;
-  plan.epsilon = epsilon;
+  plan.rows = operands.rows;
+  plan.hidden_size = operands.hidden_size;
+  plan.dtype = operands.dtype;
+  plan.epsilon = operands.epsilon;
   return plan;
 }
 

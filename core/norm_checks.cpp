@@ -112,4 +112,16 @@ void rows_are_distinct(const TensorView& input, const char* name, const RowLayou
   }
 }
 
+NormOperands norm_operands(const TensorView& input, const TensorView& second,
+                           const char* second_name, const TensorView& weight, double epsilon) {
+  NormOperands operands;
+  operands.rows = norm_rows(input, "input");
+  operands.hidden_size = input.size(input.ndim - 1);
+  operands.dtype = input.dtype;
+  packed_like(second, second_name, input, "input");
+  norm_weight(weight, "weight", operands.hidden_size, input.dtype);
+  operands.epsilon = norm_epsilon(epsilon);
+  return operands;
+}
+
 }  // namespace pagedkv::checks

@@ -49,6 +49,26 @@ void norm_weight(const TensorView& weight, const char* name, std::int64_t hidden
 /// \return it as the kernels use it: a float.
 float norm_epsilon(double epsilon);
 
+/// \brief What both norms' contracts read from their operands.
+struct NormOperands {
+  RowLayout rows;                ///< where each row of input starts
+  std::int64_t hidden_size = 0;  ///< input.size(-1)
+  DType dtype = DType::bf16;     ///< dtype of every tensor
+  float epsilon = 0.f;           ///< as the kernels use it
+};
+
+/// \brief The checks both norms share, in this order: input's rows (norm_rows()), `second`
+/// (rms_norm's out, fused_add_rms_norm's residual) packed like input (packed_like()), weight
+/// [hidden_size] (norm_weight()) and epsilon (norm_epsilon()).
+/// \param input the hidden states.
+/// \param second the other tensor of input's shape.
+/// \param second_name its argument name.
+/// \param weight the weight.
+/// \param epsilon the epsilon argument.
+/// \return what the plans are made of.
+NormOperands norm_operands(const TensorView& input, const TensorView& second,
+                           const char* second_name, const TensorView& weight, double epsilon);
+
 /// \brief The bytes that `a` and `b` span (first to one past the last element) do not meet.
 /// Empty tensors meet nothing.
 /// \param a one tensor.
