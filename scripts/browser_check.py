@@ -328,8 +328,7 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
                 % json.dumps(languages))
             tab = chooser.new_page()
             tab.goto(root, wait_until="load")
-            tab.wait_for_load_state("load")
-            landed = unquote(urlsplit(tab.url).path)
+            landed = landed_page(tab)
             if f"/{expected}/" not in landed:
                 problems.append(f"index.html with navigator.languages {languages}: landed on "
                                 f"{landed}, expected the {expected} site")
@@ -341,12 +340,16 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
         if english.count() == 0:
             problems.append("index.html#choose: no link to the English site")
         else:
-            english.click()
-            tab.wait_for_load_state("load")
+            # Wait for each navigation to finish: the root page redirects with
+            # location.replace() after its load event, so "load" alone can report the root.
+            with tab.expect_navigation(wait_until="load"):
+                english.click()
+            remembered = tab.evaluate("() => window.localStorage.getItem('pagedkv-language')")
             tab.goto(root, wait_until="load")
-            tab.wait_for_load_state("load")
-            if "/en/" not in unquote(urlsplit(tab.url).path):
-                problems.append("index.html: the reader's choice of English was not remembered")
+            landed = landed_page(tab)
+            if "/en/" not in landed:
+                problems.append("index.html: the reader's choice of English was not remembered "
+                                f"(stored {remembered!r}, landed on {landed})")
         chooser.close()
 
         # No English theme text (Furo, Sphinx, sphinx-copybutton) on zh_CN pages.
@@ -359,6 +362,16 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
             problems += english_theme_text(page, f"zh_CN/{pagename}")
         browser.close()
     return problems
+
+
+def landed_page(tab) -> str:
+    """The path a tab ends on after the site root has redirected it (or the root, if it did not
+    within 10 s)."""
+    try:
+        tab.wait_for_url(re.compile(r".*/(en|zh_CN)/docs/index\.html$"), timeout=10_000)
+    except Exception:  # noqa: BLE001 - the caller reports where the tab stayed
+        pass
+    return unquote(urlsplit(tab.url).path)
 
 
 def main() -> int:
