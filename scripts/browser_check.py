@@ -10,7 +10,7 @@ Two parts:
 2. Debian's Chromium (/usr/bin/chromium, driven by Playwright; nothing is downloaded) opens every
    page: it must load with no failed request and no script error; math must be typeset by
    MathJax (no raw \\( ... \\) left); every image must load with a nonzero natural size; a
-   zh_CN page must show Chinese text in its body; the language link of the home page must lead
+   zh_CN page must show Chinese text in its body and none of it in italics; the language link of the home page must lead
    to the twin page; searching finds a chapter among the first results (zh_CN: 槽位, 锁页内存,
    交换, 块表; en: slot_mapping, pinned) and lists no source listing; no English theme text
    (Furo, Sphinx, copy buttons) shows on zh_CN pages, the search page after a search included.
@@ -210,6 +210,14 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
                     document.body).innerText""")
                 if not CJK.search(body):
                     problems.append(f"{rel}: no Chinese text in the page body")
+                # No faux italic: Chinese text set in an italic or oblique style.
+                slanted = page.evaluate("""() => [...document.querySelectorAll('article *')]
+                    .filter(e => /italic|oblique/.test(getComputedStyle(e).fontStyle) &&
+                        [...e.childNodes].some(n => n.nodeType === 3 &&
+                                               /[\\u4e00-\\u9fff]/.test(n.textContent)))
+                    .map(e => e.textContent.trim().slice(0, 40))""")
+                problems += [f"{rel}: Chinese text in italics (faux italic): {t!r}"
+                             for t in slanted]
 
         # The language link of the home page leads to its twin, both ways.
         for lang, other in (("en", "zh_CN"), ("zh_CN", "en")):

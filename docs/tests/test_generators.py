@@ -332,8 +332,11 @@ def test_performance_reproduce_flags_exist_in_the_tool():
     ("✓ ✗", False),
     ("`W1` · `NHD bf16`", False),
     ("\\mathrm{slot} = \\mathrm{block} \\times \\mathrm{block\\_size} + \\mathrm{offset},\n", False),
-    ("B = 16 \\times 8 \\times 128 \\times 2 = 32768 \\text{ bytes} = 32 \\text{ KiB}", False),
+    # Word labels in a formula are translated; subscripts and \\mathrm names are symbols.
+    ("B = 16 \\times 8 \\times 128 \\times 2 = 32768 \\text{ bytes} = 32 \\text{ KiB}", True),
+    ("\\text{slot} = \\text{block} \\times \\mathrm{block\\_size} + \\text{offset}", True),
     ("t_\\text{naive} \\approx N \\cdot \\left(c + \\frac{B}{W}\\right)", False),
+    ("\\mathrm{out}_i = x_i \\cdot w_i + s_\\text{page} \\text{ }", False),
     ("The slot \\(s\\) names a block", True),
     ("key.size(1)", False),
     ("pagedkv::cpu", False),
@@ -345,3 +348,18 @@ def test_performance_reproduce_flags_exist_in_the_tool():
 ])
 def test_autofill_rule(msgid, needs):
     assert po_autofill.needs_translation(msgid) is needs
+
+
+def test_autofill_drops_the_brace_format_flag_where_chinese_sits_in_braces(tmp_path):
+    po = tmp_path / "page.po"
+    po.write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+                  '#, python-brace-format\nmsgid "\\\\text{bytes} = 2"\n'
+                  'msgstr "\\\\text{字节数} = 2"\n\n'
+                  '#, python-brace-format\nmsgid "See {doc}`intro`."\n'
+                  'msgstr "见 {doc}`intro`。"\n', encoding="utf-8")
+    po_autofill.autofill(po)
+    text = po.read_text(encoding="utf-8")
+    # msgfmt --check-format rejects "{字节数}" as a brace field; the flag of that entry goes,
+    # the other entry (same fields in both) keeps it.
+    assert text.count("python-brace-format") == 1
+    assert '#, python-brace-format\nmsgid "See {doc}`intro`."' in text

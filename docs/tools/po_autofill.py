@@ -3,7 +3,9 @@
 A message needs no translation when, after removing code spans, math, roles, link targets,
 numbers, units of measure written as symbols and punctuation, no letter is left (for example
 "`slot_mapping`", "$$ s = b \\cdot B + o $$", "{doc}`naive.cu </docs/...>`", "3.14", "✓",
-and the bare LaTeX of a math block, "B = 16 \\times 8 = 128 \\text{ bytes}").
+and the bare LaTeX of a math block without word labels, "s = b \\cdot s_\\text{block} + o").
+A formula with a \\text{...} label that holds words ("\\text{ bytes}", "\\text{slot}") is left to
+the translator: the zh_CN page shows those labels in Chinese.
 Only untranslated entries, and fuzzy ones with nothing to translate, are touched: a human
 translation of a sentence is never overwritten.
 Babel's automatic `python-format` flag is removed from every entry (Sphinx formats nothing).
@@ -31,13 +33,25 @@ _STRIP = [
 ]
 
 
+_CJK_IN_BRACES = re.compile(r"\{[^{}]*[\u3000-\u9fff\uff00-\uffef][^{}]*\}")
 _LATEX_GROUP = re.compile(r"\\[A-Za-z]+\*?(\{[^{}]*\})*")
+
+
+# Words in a formula: \text{...} that is not a subscript. Such a label ("bytes per token",
+# "slot", "read back") is read as prose and is translated; names of code (arguments, tensors)
+# are written \mathrm{...} and subscripts (s_\text{page}) are symbols, and both stay.
+_TEXT_LABEL = re.compile(r"(?<!_)\\(?:text|textrm|textnormal|mbox)\{([^{}]*)\}")
+
+
+def has_text_label(latex: str) -> bool:
+    return any(re.search(r"[A-Za-z]{2,}", label) for label in _TEXT_LABEL.findall(latex))
 
 
 def is_formula(msgid: str) -> bool:
     """A math block's msgid is bare LaTeX: it has commands and, once they (with their brace
-    arguments, \\text{...} included) are gone, no word of two letters or more is left."""
-    if not re.search(r"\\[A-Za-z]+", msgid):
+    arguments) are gone, no word of two letters or more is left; and it has no \\text{...}
+    label with words in it (those are translated)."""
+    if not re.search(r"\\[A-Za-z]+", msgid) or has_text_label(msgid):
         return False
     rest = msgid
     for _ in range(3):  # nested groups: \frac{\text{a}}{b}
@@ -72,6 +86,13 @@ def autofill(po_path: Path) -> int:
         # these strings, so the flag goes.
         if "python-format" in message.flags:
             message.flags.discard("python-format")
+            changed = True
+        # Babel also flags every msgid with braces ({doc}`...`, \\text{...}) as
+        # python-brace-format, and msgfmt then rejects Chinese inside braces ("\\text{字节数}"):
+        # the flag goes where the translation has such a group.
+        if "python-brace-format" in message.flags and _CJK_IN_BRACES.search(
+                message.string if isinstance(message.string, str) else ""):
+            message.flags.discard("python-brace-format")
             changed = True
         if not message.id or (message.string and not message.fuzzy):
             continue
