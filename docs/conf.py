@@ -46,6 +46,7 @@ extensions = [
     "pagedkv_breathe",  # {doxygenfile} by repository path (many files are called naive.cu)
     "pagedkv_search",  # zh_CN search dictionary from the glossary, zh_CN theme text
     "pagedkv_compare",  # {compare-sources}: two excerpts side by side, differing lines marked
+    "pagedkv_measured",  # {measured} values from results/*.json, {lab} dated notes, {spec}
 ]
 suppress_warnings = []
 
