@@ -14,6 +14,8 @@
 #   3. sphinx-build -b gettext -> sphinx-intl update -> auto-fill of code/math-only messages
 #      -> the translation gate (no untranslated or fuzzy message in docs/locales/zh_CN)
 #      -> the term check (docs/tools/check_terms.py: one Chinese term per concept, per docs/glossary.md)
+#      -> the measured-number check (docs/tools/check_measured.py: measured numbers only through
+#         {measured}/{lab}/{spec}, in the English pages and in the zh_CN catalogs)
 #   4. sphinx-build -b html -W --keep-going, en and zh_CN; notebooks are executed in both
 #
 # Environment:
@@ -123,6 +125,9 @@ docs/tools/translation_gate.sh "$locales" "$build/gettext" ||
 step "term check"
 "$python" docs/tools/check_terms.py --locales "$locales" ||
   error "term check: forbidden variants of glossary terms in the zh_CN catalogs (listed above; the terms are docs/glossary.md's, the variants docs/tools/check_terms.py's)"
+step "measured-number check"
+"$python" docs/tools/check_measured.py --locales "$locales" ||
+  error "measured-number check: a measured number retyped instead of quoted with {measured} (or dated with {lab}, or marked {spec}); listed above"
 
 # 4. HTML in both languages ---------------------------------------------------------------------
 for lang in en zh_CN; do
