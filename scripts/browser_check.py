@@ -5,8 +5,9 @@
 
 Two parts:
 1. A crawl of the HTML files of site/en and site/zh_CN: every local link and asset (href, src)
-   must name an existing file, a link to a page with a #fragment must find that id, and every
-   page must link to its twin in the other language.
+   must name an existing file, a link to a page with a #fragment must find that id, every
+   page must link to its twin in the other language, and a zh_CN page must show the same
+   display math as its twin (only the words of \\text{...} labels may differ).
 2. Debian's Chromium (/usr/bin/chromium, driven by Playwright; nothing is downloaded) opens every
    page: it must load with no failed request and no script error; math must be typeset by
    MathJax (no raw \\( ... \\) left); every image must load with a nonzero natural size; a
@@ -28,6 +29,7 @@ import json
 import re
 import sys
 import time
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -36,6 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = ("en", "zh_CN")
 HOME = "docs/index.html"
 CJK = re.compile(r"[\u4e00-\u9fff]")
+DISPLAY_MATH = re.compile(r'<div class="math notranslate nohighlight">\s*\\\[(.*?)\\\]</div>', re.S)
+TEXT_LABEL = re.compile(r"\\text\{[^{}]*\}")
+
 # Pages that are only code (generated source listings) or only a form need no Chinese text.
 NO_PROSE = re.compile(r"^(docs/_generated/sources/|search\.html$)")
 # Words whose search must list a chapter among the first SEARCH_TOP results.
@@ -129,7 +134,25 @@ def crawl(site: Path) -> tuple[list[str], list[Path]]:
             expected = (site / other / pagename).resolve()
             if target != expected:
                 problems.append(f"{rel}: language link {href!r} leads to {target}, not its twin")
+        # A translated page keeps every formula: the same display math as its English twin,
+        # except for the words of \\text{...} labels.
+        twin = site / "en" / pagename
+        if lang == "zh_CN" and twin.is_file():
+            ours, theirs = (display_math(p) for p in (page, twin))
+            if ours != theirs:
+                lost = next((f"{a!r} instead of {b!r}" for a, b in zip(ours, theirs) if a != b),
+                            f"{len(ours)} formulas instead of {len(theirs)}")
+                problems.append(f"{rel}: display math differs from the English twin's "
+                                f"(a formula lost in translation?): {lost[:160]}")
     return problems, pages
+
+
+def display_math(page: Path) -> list[str]:
+    """The LaTeX of a page's display-math blocks, \\text{...} labels and spaces left out."""
+    html = page.read_text(encoding="utf-8", errors="replace")
+    # "\\%" and spacing commands go too: "\\%\\ \\text{of copy}" is one label, 等量拷贝占比.
+    return [re.sub(r"\s+|\\%|\\[ ,;!]", "", TEXT_LABEL.sub("", unescape(m)))
+            for m in DISPLAY_MATH.findall(html)]
 
 
 def english_theme_text(page, where: str, search_page: bool = False) -> list[str]:

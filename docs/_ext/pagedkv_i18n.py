@@ -19,7 +19,9 @@ import logging
 
 from docutils import nodes
 from sphinx import addnodes
+from sphinx.locale import init as init_locale
 from sphinx.transforms import SphinxTransform
+from sphinx.util.i18n import docname_to_domain
 from sphinx.util.logging import get_node_location
 
 
@@ -77,6 +79,36 @@ class KeepSourceListingsOutOfCatalogs(SphinxTransform):
             node["translatable"] = False
 
 
+class TranslateMathBlocks(SphinxTransform):
+    """Put the translated LaTeX of a display-math block into the page.
+
+    Sphinx's Locale transform translates a literal-type node (math blocks included) by parsing
+    "::" followed by the indented msgstr, which is reStructuredText's literal-block marker. Under
+    MyST that text parses as a paragraph "::", and the formula vanishes from the zh_CN page
+    (a translation identical to the msgid is skipped, which is why only formulas with
+    translated word labels, like \\text{字节数}, were hit). Here the msgstr replaces the
+    formula's text before Locale runs, and the node is marked as already handled."""
+
+    default_priority = 19  # before sphinx.transforms.i18n.Locale (20)
+
+    def apply(self, **kwargs) -> None:
+        if not self.config.language or self.config.language == "en":
+            return
+        domain = docname_to_domain(self.env.docname, self.config.gettext_compact)
+        dirs = [self.env.srcdir / directory for directory in self.config.locale_dirs]
+        catalog, has_catalog = init_locale(dirs, self.config.language, domain)
+        if not has_catalog:
+            return
+        for node in list(self.document.findall(nodes.math_block)):
+            msgid = node.rawsource or node.astext()
+            msgstr = catalog.gettext(msgid)
+            if msgstr and msgstr != msgid:
+                node.rawsource = msgstr
+                node.children = []
+                node += nodes.Text(msgstr)
+            node["translatable"] = False  # Locale leaves it alone
+
+
 class _DropLinkCountWarningsOfApiText(logging.Filter):
     """Doxygen links (`validate_swap_blocks()` in a \\brief) are cross-references that the msgid
     does not show: the msgid is the plain text. A translation of such a paragraph therefore has
@@ -98,4 +130,5 @@ def setup(app):
     logging.getLogger("sphinx.sphinx.transforms.i18n").addFilter(_DropLinkCountWarningsOfApiText())
     app.add_transform(KeepSourceListingsOutOfCatalogs)
     app.add_transform(FillSourceOfApiText)
+    app.add_transform(TranslateMathBlocks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
