@@ -47,6 +47,7 @@ extensions = [
     "pagedkv_search",  # zh_CN search dictionary from the glossary, zh_CN theme text
     "pagedkv_compare",  # {compare-sources}: two excerpts side by side, differing lines marked
     "pagedkv_sources",  # {source-listing} pages with linkable lines; {source}`path:line` links
+    "pagedkv_annotated",  # {annotated-source}: excerpts with the trick labels as linked markers
 ]
 suppress_warnings = []
 
