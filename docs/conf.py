@@ -48,6 +48,7 @@ extensions = [
     "pagedkv_compare",  # {compare-sources}: two excerpts side by side, differing lines marked
     "pagedkv_sources",  # {source-listing} pages with linkable lines; {source}`path:line` links
     "pagedkv_measured",  # {measured} values from results/*.json, {lab} dated notes, {spec}
+    "pagedkv_annotated",  # {annotated-source}: excerpts with the trick labels as linked markers
 ]
 suppress_warnings = []
 

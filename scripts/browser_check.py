@@ -15,10 +15,16 @@ Two parts:
    to the twin page; searching finds a chapter among the first results (zh_CN: 槽位, 锁页内存,
    交换, 块表; en: slot_mapping, pinned) and lists no source listing; no English theme text
    (Furo, Sphinx, copy buttons) shows on zh_CN pages, the search page after a search included.
-   The rms_norm chapter shows naive.cu and optimized.cu in two columns side by side at 1280 px
-   with at least one line marked as differing ({compare-sources}), in both languages.
+   The chapters' code views, in both languages ({compare-sources}, {annotated-source}): every
+   side-by-side view shows its two columns next to each other at 1280 px, with at least one
+   line marked as differing, a translated legend and no line wider than its column; at 400 px
+   it shows two tabs and one column, and a click on (or the arrow key to) the other tab shows
+   the other column; without JavaScript the columns are stacked there; every annotated excerpt
+   shows its trick markers, each linking to a line id L-<n> of the file's listing page, and
+   clips no line (at 1280 and 400 px).
 Screenshots of the home page in each language go to build/artefacts/ (site-en.png,
-site-zh_CN.png). Exit status 1 with the list of problems on any failure.
+site-zh_CN.png), and of the first code views at 400 px (code-<lang>-400.png). Exit status 1
+with the list of problems on any failure.
 """
 
 from __future__ import annotations
@@ -48,8 +54,14 @@ SEARCH_WORDS = {"en": ("slot_mapping", "pinned"), "zh_CN": ("槽位", "锁页内
 SEARCH_TOP = 5
 CHAPTER_PREFIXES = ("chapters/",)
 # zh_CN pages on which no English theme text may show (plus the search page after a search).
-# The page with a side-by-side source view ({compare-sources}).
-COMPARE_PAGE = "chapters/normalizing_hidden_states.html"
+# The chapters' code views: side-by-side views ({compare-sources}) and annotated excerpts
+# ({annotated-source}) each page must show (at least this many).
+CODE_VIEWS = {
+    "chapters/moving_blocks.html": {"compare": 1, "annotated": 1},
+    "chapters/writing_the_cache.html": {"compare": 2, "annotated": 2},
+    "chapters/normalizing_hidden_states.html": {"compare": 2, "annotated": 3},
+}
+LISTING_LINE = re.compile(r"^L-[0-9]+$")
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")
 # English text of Furo, Sphinx and sphinx-copybutton (visible text, tooltips, aria labels).
 # Page content (the article) is not looked at, except the search page's title and summary.
@@ -302,52 +314,32 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
             if facts["tables"] < 1:
                 problems.append(f"{lang}/{HOME}: start page without its results table")
 
-        # The rms_norm chapter shows naive.cu and optimized.cu side by side ({compare-sources},
-        # docs/_ext/pagedkv_compare.py): two columns next to each other at 1280 px, each inside
-        # the viewport, with at least one marked (differing) line, in both languages.
+        # The chapters' code views ({compare-sources}, {annotated-source}), wide and narrow.
+        narrow = browser.new_context(viewport={"width": 400, "height": 900})
+        narrow_page = narrow.new_page()
+        narrow_page.on("pageerror", lambda e: events.append(f"script error: {e}"))
         for lang in LANGUAGES:
-            where = f"{lang}/{COMPARE_PAGE}"
-            path = site / lang / COMPARE_PAGE
-            if not path.is_file():
-                problems.append(f"{where}: missing (the side-by-side check opens it)")
-                continue
-            open_page(path)
-            view = page.evaluate("""() => {
-                const block = document.querySelector('article .pagedkv-compare');
-                if (!block) return null;
-                block.scrollIntoView();
-                const cols = [...block.querySelectorAll('.pagedkv-cmp-col')].map(c => {
-                    const r = c.getBoundingClientRect();
-                    const s = getComputedStyle(c);
-                    return {left: r.left, right: r.right, top: r.top, width: r.width,
-                            height: r.height, shown: s.display !== 'none' &&
-                            s.visibility !== 'hidden',
-                            lines: c.querySelectorAll('.pagedkv-cmp-line').length,
-                            marked: c.querySelectorAll('.pagedkv-cmp-line.pagedkv-cmp-diff').length};
-                });
-                const legend = block.querySelector('.pagedkv-cmp-legend');
-                return {cols: cols, width: document.documentElement.clientWidth,
-                        legend: legend ? legend.innerText.trim() : ''};
-            }""")
-            if view is None:
-                problems.append(f"{where}: no side-by-side source view (.pagedkv-compare)")
-                continue
-            cols = view["cols"]
-            if len(cols) != 2:
-                problems.append(f"{where}: the side-by-side view has {len(cols)} columns, not 2")
-                continue
-            left, right = cols
-            if not all(c["shown"] and c["width"] > 100 and c["height"] > 0 and c["lines"] > 0
-                       for c in cols):
-                problems.append(f"{where}: a column of the side-by-side view is not visible: {cols}")
-            if not (left["right"] <= right["left"] + 1 and abs(left["top"] - right["top"]) < 2
-                    and left["left"] >= 0 and right["right"] <= view["width"]):
-                problems.append(f"{where}: the two columns are not side by side at 1280 px: {cols}")
-            if left["marked"] + right["marked"] < 1:
-                problems.append(f"{where}: no marked (differing) line in the side-by-side view")
-            if not view["legend"] or (lang == "zh_CN" and not CJK.search(view["legend"])):
-                problems.append(f"{where}: the side-by-side view's legend is missing or "
-                                f"untranslated: {view['legend'][:80]!r}")
+            for pagename, wanted in CODE_VIEWS.items():
+                where = f"{lang}/{pagename}"
+                path = site / lang / pagename
+                if not path.is_file():
+                    problems.append(f"{where}: missing (the code view check opens it)")
+                    continue
+                open_page(path)
+                problems += check_wide_code_views(page, where, wanted, lang)
+                problems += check_listing_links(page, where, site)
+                events.clear()
+                narrow_page.goto(path.resolve().as_uri(), wait_until="load", timeout=30000)
+                problems += check_narrow_code_views(narrow_page, where, wanted)
+                problems += [f"{where} at 400 px: {e}" for e in events]
+            # Without JavaScript, a narrow screen gets the two columns stacked, and no tabs.
+            problems += check_stacked_without_script(browser, site / lang / next(iter(CODE_VIEWS)),
+                                                     f"{lang}/{next(iter(CODE_VIEWS))}")
+            shot = site / lang / next(iter(CODE_VIEWS))
+            narrow_page.goto(shot.resolve().as_uri(), wait_until="load")
+            narrow_page.locator("article .pagedkv-compare").first.scroll_into_view_if_needed()
+            narrow_page.screenshot(path=str(artefacts / f"code-{lang}-400.png"))
+        narrow.close()
 
         # The site root chooses the reader's language from the browser, and a choice made on it
         # is remembered.
@@ -395,6 +387,177 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
     return problems
 
 
+WIDE_VIEWS = """() => {
+    const box = (el) => { const r = el.getBoundingClientRect(); const s = getComputedStyle(el);
+        return {left: r.left, right: r.right, top: r.top, width: r.width, height: r.height,
+                shown: s.display !== 'none' && s.visibility !== 'hidden' && r.height > 0}; };
+    const compares = [...document.querySelectorAll('article .pagedkv-compare')].map(block => {
+        block.scrollIntoView();
+        const cols = [...block.querySelectorAll('.pagedkv-cmp-col')].map(c => Object.assign(box(c), {
+            lines: c.querySelectorAll('.pagedkv-cmp-line').length,
+            marked: c.querySelectorAll('.pagedkv-cmp-line.pagedkv-cmp-diff').length,
+            clipped: [...c.querySelectorAll('.pagedkv-cmp-text, pre')]
+                .filter(t => t.scrollWidth > t.clientWidth + 1).length}));
+        const tabs = block.querySelector('.pagedkv-cmp-tabs');
+        const legend = block.querySelector('.pagedkv-cmp-legend');
+        return {cols: cols, tabsShown: !!tabs && box(tabs).shown,
+                legend: legend ? legend.innerText.trim() : ''};
+    });
+    return {compares: compares, width: document.documentElement.clientWidth,
+            annotated: annotatedFacts()};
+}"""
+
+# Shared by both widths: the markers of each annotated excerpt and the lines that overflow.
+ANNOTATED_FACTS = """() => { window.annotatedFacts = () =>
+    [...document.querySelectorAll('article .pagedkv-annotated')].map(block => ({
+        markers: [...block.querySelectorAll('a.pagedkv-ann-marker')].map(a => ({
+            label: a.textContent.trim(), href: a.href,
+            shown: a.getBoundingClientRect().width > 0})),
+        clipped: [...block.querySelectorAll('.pagedkv-ann-text')]
+            .filter(t => t.scrollWidth > t.clientWidth + 1).length,
+        overflow: block.querySelector('pre').scrollWidth > block.querySelector('pre').clientWidth + 1,
+    })); }"""
+
+
+def check_annotated(facts: list[dict], where: str, wanted: int) -> list[str]:
+    problems = []
+    if len(facts) < wanted:
+        problems.append(f"{where}: {len(facts)} annotated excerpts, expected {wanted}")
+    for n, block in enumerate(facts, start=1):
+        shown = [m for m in block["markers"] if m["shown"]]
+        if not shown:
+            problems.append(f"{where}: annotated excerpt {n} shows no trick marker")
+        if block["clipped"] or block["overflow"]:
+            problems.append(f"{where}: annotated excerpt {n} clips or overflows "
+                            f"({block['clipped']} lines wider than their column)")
+    return problems
+
+
+def check_wide_code_views(page, where: str, wanted: dict, lang: str) -> list[str]:
+    """At 1280 px: each side-by-side view has its two columns next to each other, inside the
+    viewport, no tabs, a marked line and a (translated) legend; the annotated excerpts show
+    their markers and clip nothing."""
+    page.evaluate(ANNOTATED_FACTS)
+    view = page.evaluate(WIDE_VIEWS)
+    problems = []
+    if len(view["compares"]) < wanted["compare"]:
+        problems.append(f"{where}: {len(view['compares'])} side-by-side views, expected "
+                        f"{wanted['compare']}")
+    for n, block in enumerate(view["compares"], start=1):
+        cols = block["cols"]
+        name = f"{where}: side-by-side view {n}"
+        if len(cols) != 2:
+            problems.append(f"{name} has {len(cols)} columns, not 2")
+            continue
+        left, right = cols
+        if not all(c["shown"] and c["width"] > 100 and c["lines"] > 0 for c in cols):
+            problems.append(f"{name}: a column is not visible at 1280 px: {cols}")
+        if not (left["right"] <= right["left"] + 1 and abs(left["top"] - right["top"]) < 2
+                and left["left"] >= 0 and right["right"] <= view["width"]):
+            problems.append(f"{name}: the two columns are not side by side at 1280 px: {cols}")
+        if block["tabsShown"]:
+            problems.append(f"{name}: tabs show at 1280 px")
+        if left["clipped"] + right["clipped"]:
+            problems.append(f"{name}: {left['clipped'] + right['clipped']} lines are wider than "
+                            f"their column (clipped or scrolled)")
+        if left["marked"] + right["marked"] < 1:
+            problems.append(f"{name}: no marked (differing) line")
+        if not block["legend"] or (lang == "zh_CN" and not CJK.search(block["legend"])):
+            problems.append(f"{name}: the legend is missing or untranslated: "
+                            f"{block['legend'][:80]!r}")
+    return problems + check_annotated(view["annotated"], where, wanted["annotated"])
+
+
+def check_narrow_code_views(page, where: str, wanted: dict) -> list[str]:
+    """At 400 px: each side-by-side view shows a tab list of two tabs and one column; a click on
+    the other tab shows the other column, and the arrow key goes back."""
+    problems = []
+    page.evaluate(ANNOTATED_FACTS)
+    problems += check_annotated(page.evaluate("() => annotatedFacts()"), f"{where} at 400 px",
+                                wanted["annotated"])
+    state = """(block) => ({
+        tabs: [...block.querySelectorAll('[role=tab]')].map(t => ({
+            text: t.textContent.trim(), selected: t.getAttribute('aria-selected') === 'true',
+            shown: t.getBoundingClientRect().width > 0})),
+        cols: [...block.querySelectorAll('.pagedkv-cmp-col')].map(c =>
+            getComputedStyle(c).display !== 'none' && c.getBoundingClientRect().height > 0),
+        clipped: [...block.querySelectorAll('.pagedkv-cmp-text, pre')]
+            .filter(t => t.clientWidth > 0 && t.scrollWidth > t.clientWidth + 1).length,
+        tablist: !!block.querySelector('[role=tablist][aria-label]')})"""
+    blocks = page.locator("article .pagedkv-compare")
+    for n in range(blocks.count()):
+        block = blocks.nth(n)
+        name = f"{where} at 400 px: side-by-side view {n + 1}"
+        block.scroll_into_view_if_needed()
+        before = block.evaluate(state)
+        tabs = before["tabs"]
+        if len(tabs) != 2 or not all(t["shown"] and t["text"] for t in tabs) \
+                or not before["tablist"]:
+            problems.append(f"{name}: expected a labelled tab list of two visible tabs: {before}")
+            continue
+        if before["cols"] != [True, False] or [t["selected"] for t in tabs] != [True, False]:
+            problems.append(f"{name}: expected the first column alone, its tab selected: {before}")
+        if before["clipped"]:
+            problems.append(f"{name}: {before['clipped']} lines are wider than the column")
+        block.locator("[role=tab]").nth(1).click()
+        after = block.evaluate(state)
+        if after["cols"] != [False, True] or [t["selected"] for t in after["tabs"]] != [False, True]:
+            problems.append(f"{name}: a click on the second tab did not show the second column "
+                            f"alone: {after}")
+        block.locator("[role=tab]").nth(1).press("ArrowLeft")
+        back = block.evaluate(state)
+        if back["cols"] != [True, False]:
+            problems.append(f"{name}: the arrow key did not go back to the first column: {back}")
+    return problems
+
+
+def check_stacked_without_script(browser, path: Path, where: str) -> list[str]:
+    """At 400 px with JavaScript off: the first side-by-side view shows both columns, one under
+    the other, and no tab (bounding boxes come from the browser, not from page scripts)."""
+    context = browser.new_context(viewport={"width": 400, "height": 900},
+                                  java_script_enabled=False)
+    tab = context.new_page()
+    tab.goto(path.resolve().as_uri(), wait_until="load")
+    block = tab.locator("article .pagedkv-compare").first
+    columns = block.locator(".pagedkv-cmp-col")
+    boxes = [columns.nth(i).bounding_box() for i in range(columns.count())]
+    tabs = block.locator("[role=tab]").count()
+    context.close()
+    if len(boxes) != 2 or None in boxes or tabs:
+        return [f"{where} at 400 px without JavaScript: expected two columns and no tabs "
+                f"({boxes}, {tabs} tabs)"]
+    first, second = boxes
+    if not (first["height"] > 0 and second["height"] > 0
+            and second["y"] >= first["y"] + first["height"] - 1):
+        return [f"{where} at 400 px without JavaScript: the columns are not stacked: {boxes}"]
+    return []
+
+
+def check_listing_links(page, where: str, site: Path) -> list[str]:
+    """Each marker of an annotated excerpt links to an L-<n> id of an existing listing page."""
+    problems = []
+    ids: dict[Path, set[str]] = {}
+    for block in page.evaluate("() => annotatedFacts()"):
+        for marker in block["markers"]:
+            parts = urlsplit(marker["href"])
+            target = Path(unquote(parts.path))
+            if "/_generated/sources/" not in parts.path or not LISTING_LINE.match(parts.fragment):
+                problems.append(f"{where}: marker {marker['label']} does not link to a line of a "
+                                f"listing: {marker['href']}")
+                continue
+            if not target.is_file():
+                problems.append(f"{where}: marker {marker['label']}: missing page {target}")
+                continue
+            if target not in ids:
+                parser = PageParser()
+                parser.feed(target.read_text(encoding="utf-8", errors="replace"))
+                ids[target] = parser.ids
+            if parts.fragment not in ids[target]:
+                problems.append(f"{where}: marker {marker['label']}: no id {parts.fragment} in "
+                                f"{target.relative_to(site)}")
+    return problems
+
+
 def landed_page(tab) -> str:
     """The path a tab ends on after the site root has redirected it (or the root, if it did not
     within 10 s)."""
@@ -436,7 +599,7 @@ def main() -> int:
         return 1
     print(f"browser check: ok: {len(pages)} pages in {', '.join(LANGUAGES)} load, links and "
           f"assets resolve, math typeset, images load, language links reach their twins, "
-          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the rms_norm chapter shows naive and optimized side by side, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
+          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the chapters' code views work wide and narrow, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
     return 0
 
 

@@ -19,7 +19,15 @@ strings: the excerpt starts at the first line containing start-at and ends befor
 later line containing end-before (both optional). Each line carries its line number in the
 file; a line is marked (class pagedkv-cmp-diff) when difflib.SequenceMatcher, run over the
 two excerpts' lines with leading whitespace ignored, does not find it in an equal block.
-The styles are in docs/_static/pagedkv.css (two columns from 900 px, stacked below).
+The labels name the columns (a file name is shown as code; words go through the translation
+catalogs like any paragraph).
+
+Layout (docs/_static/pagedkv.css, docs/_static/pagedkv-compare.js): from 900 px the two columns
+stand side by side; long lines wrap inside their column (under the code, not under the line
+number), so nothing is clipped. Below 900 px the script puts one tab button per column above
+them (role tab, aria-selected; arrow keys, Home and End move between them) and shows one column
+at a time; without JavaScript the columns are stacked. The script's own words (the tab list's
+accessible name) have a zh_CN form, chosen from the page's lang attribute.
 """
 
 from __future__ import annotations
@@ -97,17 +105,24 @@ def _highlight(lines: list[str], language: str) -> list[str]:
     return [html.escape(line) for line in lines]
 
 
-def render_column(label: str, first: int, lines: list[str], marked: set[int],
-                  language: str) -> str:
+def render_lines(first: int, lines: list[str], marked: set[int], language: str) -> str:
+    """The <pre> of one column: each line numbered from `first`, the marked ones flagged."""
     rows = []
     for i, code in enumerate(_highlight(lines, language)):
         cls = "pagedkv-cmp-line pagedkv-cmp-diff" if i in marked else "pagedkv-cmp-line"
         rows.append(f'<span class="{cls}"><span class="pagedkv-cmp-ln" '
                     f'data-ln="{first + i}"></span><span class="pagedkv-cmp-text">'
                     f'{code or " "}</span></span>')
-    return (f'<div class="pagedkv-cmp-col">'
-            f'<div class="pagedkv-cmp-label"><code>{html.escape(label)}</code></div>'
-            f'<pre class="highlight pagedkv-cmp-pre">{"".join(rows)}</pre></div>')
+    return f'<pre class="highlight pagedkv-cmp-pre">{"".join(rows)}</pre>'
+
+
+def label_paragraph(label: str, classes: list[str]) -> nodes.paragraph:
+    """A label as a translatable paragraph: one token (a file name, a function) as code, words
+    as text. Its rawsource is the MyST a translator sees (and a code span needs no translation:
+    docs/tools/po_autofill.py copies it)."""
+    if label and not any(c.isspace() for c in label):
+        return nodes.paragraph(f"`{label}`", "", nodes.literal(label, label), classes=classes)
+    return nodes.paragraph(label, label, classes=classes)
 
 
 class CompareSources(SphinxDirective):
@@ -145,19 +160,26 @@ class CompareSources(SphinxDirective):
             raise self.error(f"compare-sources: {path}: the excerpt is empty")
         return self.options.get(f"{side}-label") or Path(path).name, first, lines
 
+    def _column(self, label: str, first: int, lines: list[str], marked: set[int],
+                language: str) -> nodes.container:
+        column = nodes.container(classes=["pagedkv-cmp-col"])
+        caption = label_paragraph(label, ["pagedkv-cmp-label"])
+        self.set_source_info(caption)
+        column += caption
+        column += nodes.raw("", render_lines(first, lines, marked, language), format="html")
+        return column
+
     def run(self) -> list[nodes.Node]:
         left_label, left_first, left = self._side("left")
         right_label, right_first, right = self._side("right")
         marked_left, marked_right = diff_marks(left, right)
         language = self.options.get("language") or self.config.highlight_language or "text"
-        grid = (
-            '<div class="pagedkv-cmp-grid">'
-            + render_column(left_label, left_first, left, marked_left, language)
-            + render_column(right_label, right_first, right, marked_right, language)
-            + "</div>")
         container = nodes.container(classes=["pagedkv-compare"])
         self.set_source_info(container)
-        container += nodes.raw("", grid, format="html")
+        grid = nodes.container(classes=["pagedkv-cmp-grid"])
+        grid += self._column(left_label, left_first, left, marked_left, language)
+        grid += self._column(right_label, right_first, right, marked_right, language)
+        container += grid
         if self.content:
             legend = nodes.container(classes=["pagedkv-cmp-legend"])
             self.set_source_info(legend)
@@ -168,4 +190,5 @@ class CompareSources(SphinxDirective):
 
 def setup(app):
     app.add_directive("compare-sources", CompareSources)
+    app.add_js_file("pagedkv-compare.js", loading_method="defer")
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

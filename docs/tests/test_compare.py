@@ -62,7 +62,15 @@ def test_rms_norm_kernels_differ_somewhere(cmp):
     marked_left, marked_right = cmp.diff_marks(left, right)
     assert marked_left and marked_right
     assert len(marked_left) < len(left)  # some lines (the row loop, the barrier) are shared
-    html = cmp.render_column("naive.cu", 30, left, marked_left, "cuda")
+    html = cmp.render_lines(30, left, marked_left, "cuda")
     assert html.count('class="pagedkv-cmp-line') == len(left)
     assert html.count("pagedkv-cmp-diff") == len(marked_left)
     assert 'data-ln="30"' in html
+
+
+def test_labels_are_code_or_words(cmp):
+    code = cmp.label_paragraph("naive.cu", ["x"])
+    assert code.rawsource == "`naive.cu`"  # what the catalogs get: a code span, copied as is
+    assert code.astext() == "naive.cu" and code.children[0].tagname == "literal"
+    words = cmp.label_paragraph("CPU reference", ["x"])
+    assert words.rawsource == "CPU reference" and words.children[0].tagname == "#text"

@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     copy_block_pairs_kernel(const std::uint8_t* src,  // [src_capacity × B] device or mapped host
                             std::uint8_t* dst,        // [dst_capacity × B] device or mapped host
                             std::int64_t block_size_in_bytes,
-                            __grid_constant__ const BlockPairs<kMaxPairs> pairs) {
+                            __grid_constant__ const BlockPairs<kMaxPairs> pairs) {  // S1
   const std::int64_t vecs_per_block = block_size_in_bytes / static_cast<std::int64_t>(sizeof(Vec));
   const int pair = blockIdx.y;
   const auto* from = reinterpret_cast<const Vec*>(
@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       static_cast<std::int64_t>(blockIdx.x) * kLoadsInFlight * blockDim.x + threadIdx.x;
   Vec staged[kLoadsInFlight];
 #pragma unroll
-  for (int k = 0; k < kLoadsInFlight; ++k) {  // all loads first: they are in flight together
+  for (int k = 0; k < kLoadsInFlight; ++k) {  // S2: all loads first, in flight together
     const std::int64_t v = tile_first + static_cast<std::int64_t>(k) * blockDim.x;
     if (v < vecs_per_block) staged[k] = from[v];
   }
