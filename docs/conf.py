@@ -46,6 +46,7 @@ extensions = [
     "pagedkv_breathe",  # {doxygenfile} by repository path (many files are called naive.cu)
     "pagedkv_search",  # zh_CN search dictionary from the glossary, zh_CN theme text
     "pagedkv_compare",  # {compare-sources}: two excerpts side by side, differing lines marked
+    "pagedkv_notebooks",  # notebooks: recorded GPU output, downloads, output language
 ]
 suppress_warnings = []
 
@@ -57,7 +58,9 @@ myst_update_mathjax = False  # MathJax 2 config below; MyST's MathJax 3 settings
 
 # -- Notebooks (MyST-NB) --------------------------------------------------------------------------
 # A notebook is a MyST Markdown file with a `kernelspec` in its front matter (MyST-NB's text
-# format, e.g. notebooks/*.md). It is executed during every HTML build, in both languages.
+# format, e.g. notebooks/*.md). It is executed during every HTML build, in both languages, with
+# PAGEDKV_NB_LANGUAGE set to the build's language (docs/_ext/pagedkv_notebooks.py, which also
+# shows the newest recorded GPU run of results/notebooks/ under the cells tagged gpu).
 nb_execution_mode = os.environ.get("PAGEDKV_NB_EXECUTION", "force")
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True
