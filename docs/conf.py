@@ -49,6 +49,7 @@ extensions = [
     "pagedkv_sources",  # {source-listing} pages with linkable lines; {source}`path:line` links
     "pagedkv_measured",  # {measured} values from results/*.json, {lab} dated notes, {spec}
     "pagedkv_annotated",  # {annotated-source}: excerpts with the trick labels as linked markers
+    "pagedkv_notebooks",  # notebooks: recorded GPU output, downloads, output language
 ]
 suppress_warnings = []
 
@@ -60,7 +61,9 @@ myst_update_mathjax = False  # MathJax 2 config below; MyST's MathJax 3 settings
 
 # -- Notebooks (MyST-NB) --------------------------------------------------------------------------
 # A notebook is a MyST Markdown file with a `kernelspec` in its front matter (MyST-NB's text
-# format, e.g. notebooks/*.md). It is executed during every HTML build, in both languages.
+# format, e.g. notebooks/*.md). It is executed during every HTML build, in both languages, with
+# PAGEDKV_NB_LANGUAGE set to the build's language (docs/_ext/pagedkv_notebooks.py, which also
+# shows the newest recorded GPU run of results/notebooks/ under the cells tagged gpu).
 nb_execution_mode = os.environ.get("PAGEDKV_NB_EXECUTION", "force")
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True

@@ -22,6 +22,10 @@ Two parts:
    the other column; without JavaScript the columns are stacked there; every annotated excerpt
    shows its trick markers, each linking to a line id L-<n> of the file's listing page, and
    clips no line (at 1280 and 400 px).
+   The notebook page, in both languages: links to download it as .ipynb (a valid notebook) and
+   .md; under every cell tagged gpu, a labelled block of recorded GPU output or the note that
+   none is recorded yet (in Chinese on zh_CN); the plumbing cells' code hidden (set-up, helpers)
+   while the teaching cells' code shows; on zh_CN, Chinese printed output and toggles.
 Screenshots of the home page in each language go to build/artefacts/ (site-en.png,
 site-zh_CN.png), and of the first code views at 400 px (code-<lang>-400.png). Exit status 1
 with the list of problems on any failure.
@@ -63,6 +67,14 @@ CODE_VIEWS = {
 }
 LISTING_LINE = re.compile(r"^L-[0-9]+$")
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")
+# The notebook page (docs/_ext/pagedkv_notebooks.py): downloads, recorded GPU output, hidden
+# plumbing, localised output. NOTEBOOK_PLUMBING: code of cells a reader should not see unfolded;
+# NOTEBOOK_TEACHING: code that must show.
+NOTEBOOK_PAGE = "notebooks/paged_kv_cache_hands_on.html"
+NOTEBOOK_PLUMBING = ("import pagedkv", "def find_results_dir", "def draw_block_tables")
+NOTEBOOK_TEACHING = ("pagedkv.cpu.reshape_and_cache_flash(", "def same_bytes", "slot_mapping.append(")
+NOTEBOOK_LABEL = {"en": re.compile(r"Output (of this cell )?on a GPU[:,]"),
+                  "zh_CN": re.compile(r"GPU 上的输出")}
 # English text of Furo, Sphinx and sphinx-copybutton (visible text, tooltips, aria labels).
 # Page content (the article) is not looked at, except the search page's title and summary.
 ENGLISH_THEME_TEXT = re.compile(
@@ -341,6 +353,8 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
             narrow_page.screenshot(path=str(artefacts / f"code-{lang}-400.png"))
         narrow.close()
 
+        problems += check_notebook_page(site, open_page, page)
+
         # The site root chooses the reader's language from the browser, and a choice made on it
         # is remembered.
         root = (site / "index.html").resolve().as_uri()
@@ -555,6 +569,81 @@ def check_listing_links(page, where: str, site: Path) -> list[str]:
             if parts.fragment not in ids[target]:
                 problems.append(f"{where}: marker {marker['label']}: no id {parts.fragment} in "
                                 f"{target.relative_to(site)}")
+
+
+def check_notebook_page(site: Path, open_page, page) -> list[str]:
+    """The notebook page in both languages (docs/_ext/pagedkv_notebooks.py)."""
+    problems: list[str] = []
+    for lang in LANGUAGES:
+        where = f"{lang}/{NOTEBOOK_PAGE}"
+        path = site / lang / NOTEBOOK_PAGE
+        if not path.is_file():
+            problems.append(f"{where}: missing (the notebook check opens it)")
+            continue
+        open_page(path)
+        facts = page.evaluate("""() => {
+            const article = document.querySelector('article');
+            const shown = el => !!el && el.checkVisibility();
+            const links = {};
+            for (const a of article.querySelectorAll('.pagedkv-nb-downloads a'))
+                links[a.getAttribute('href')] = shown(a);
+            const gpuCells = [...article.querySelectorAll('div.cell.tag_gpu')];
+            const blocks = [...article.querySelectorAll('.pagedkv-recorded')].map(b => ({
+                after_gpu_cell: !!b.previousElementSibling &&
+                    b.previousElementSibling.matches('div.cell.tag_gpu'),
+                label: (b.querySelector('.pagedkv-recorded-label') || b).innerText.trim(),
+                shown: shown(b)}));
+            const inputs = [...article.querySelectorAll('div.cell')].map(c => ({
+                code: (c.querySelector('.cell_input') || {textContent: ''}).textContent,
+                shown: shown(c.querySelector('.cell_input'))}));
+            return {links: links, gpu_cells: gpuCells.length, blocks: blocks, inputs: inputs,
+                    outputs: [...article.querySelectorAll('.cell_output')].map(o => o.innerText),
+                    toggles: [...article.querySelectorAll('details.hide summary')]
+                        .map(s => s.innerText.trim())};
+        }""")
+        # Downloads: both links shown, the files there, the .ipynb a notebook of code cells.
+        for suffix in (".ipynb", ".md"):
+            href = Path(NOTEBOOK_PAGE).stem + suffix
+            if not facts["links"].get(href):
+                problems.append(f"{where}: no visible download link to {href}")
+                continue
+            target = path.parent / href
+            if not target.is_file():
+                problems.append(f"{where}: download {href} -> missing file")
+            elif suffix == ".ipynb":
+                try:
+                    nb = json.loads(target.read_text(encoding="utf-8"))
+                    if nb.get("nbformat") != 4 or not any(
+                            c.get("cell_type") == "code" for c in nb.get("cells", [])):
+                        problems.append(f"{where}: {href} is not a notebook with code cells")
+                except ValueError as e:
+                    problems.append(f"{where}: {href} is not JSON: {e}")
+        # Recorded GPU output (or the note that there is none) under every gpu cell, labelled.
+        blocks = facts["blocks"]
+        if facts["gpu_cells"] == 0:
+            problems.append(f"{where}: no cell tagged gpu")
+        if len(blocks) != facts["gpu_cells"] or not all(b["after_gpu_cell"] for b in blocks):
+            problems.append(f"{where}: {len(blocks)} recorded-output blocks for "
+                            f"{facts['gpu_cells']} gpu cells, or one not right under its cell")
+        for block in blocks:
+            if not block["shown"] or not NOTEBOOK_LABEL[lang].search(block["label"]):
+                problems.append(f"{where}: a recorded-output block is hidden or unlabelled "
+                                f"({block['label'][:80]!r})")
+                break
+        # Plumbing hidden, teaching shown.
+        for needle in NOTEBOOK_PLUMBING + NOTEBOOK_TEACHING:
+            cells = [c for c in facts["inputs"] if needle in c["code"]]
+            visible = any(c["shown"] for c in cells)
+            if needle in NOTEBOOK_PLUMBING and visible:
+                problems.append(f"{where}: plumbing code {needle!r} shows (hide-input/remove-input)")
+            if needle in NOTEBOOK_TEACHING and not visible:
+                problems.append(f"{where}: teaching code {needle!r} does not show")
+        # Chinese printed output and toggles on zh_CN.
+        if lang == "zh_CN":
+            if not any(CJK.search(o) for o in facts["outputs"]):
+                problems.append(f"{where}: no Chinese in the cells' printed output")
+            if not facts["toggles"] or not all(CJK.search(t) for t in facts["toggles"]):
+                problems.append(f"{where}: hidden-code toggles not in Chinese: {facts['toggles'][:2]}")
     return problems
 
 
@@ -599,7 +688,7 @@ def main() -> int:
         return 1
     print(f"browser check: ok: {len(pages)} pages in {', '.join(LANGUAGES)} load, links and "
           f"assets resolve, math typeset, images load, language links reach their twins, "
-          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the chapters' code views work wide and narrow, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
+          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the chapters' code views work wide and narrow, the notebook page has its downloads, recorded GPU output blocks, hidden plumbing and localised output, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
     return 0
 
 

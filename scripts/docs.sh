@@ -11,12 +11,15 @@
 #   2. generated pages: the API pages docs/api/<op>.md (`$PAGEDKV_BIN list --json` and the
 #      Doxygen XML; git-ignored), the op table, the performance page (newest committed results/*.json), the chapters' figures and
 #      results tables (docs/tools/make_figures.py); then the generators' unit tests
-#   3. sphinx-build -b gettext -> sphinx-intl update -> auto-fill of code/math-only messages
+#   3. sphinx-build -b gettext, the notebooks' output messages (docs/tools/notebook_messages.py)
+#      -> sphinx-intl update -> auto-fill of code/math-only messages
 #      -> the translation gate (no untranslated or fuzzy message in docs/locales/zh_CN)
 #      -> the term check (docs/tools/check_terms.py: one Chinese term per concept, per docs/glossary.md)
 #      -> the measured-number check (docs/tools/check_measured.py: measured numbers only through
 #         {measured}/{lab}/{spec}, in the English pages and in the zh_CN catalogs)
-#   4. sphinx-build -b html -W --keep-going, en and zh_CN; notebooks are executed in both
+#   4. sphinx-build -b html -W --keep-going, en and zh_CN; notebooks are executed in both, in
+#      the build's language, with the newest recorded GPU run shown under their gpu cells
+#      (docs/_ext/pagedkv_notebooks.py)
 #
 # Environment:
 #   PAGEDKV_BIN         the comparison tool (required)
@@ -116,6 +119,10 @@ PAGEDKV_NB_EXECUTION=off "${sphinx[@]}" -b gettext -d "$build/doctrees/gettext" 
 # Drops catalogs without messages (the source listings) and checks that Doxygen text is there.
 "$python" docs/tools/check_catalogs.py "$build/gettext" "$build/doxygen/xml" ||
   error "Doxygen text did not reach the catalogs (docs/_ext/pagedkv_i18n.py vs the pinned Sphinx/Breathe)"
+# The notebooks' printed and drawn words (their _() messages) get a template of their own, so
+# that sphinx-intl makes notebooks/output.po and the gate below covers it.
+"$python" docs/tools/notebook_messages.py "$build/gettext/notebooks/output.pot" ||
+  error "notebook messages (docs/tools/notebook_messages.py): messages above"
 "$python" -m sphinx_intl update -p "$build/gettext" -l zh_CN -d docs/locales -w 76 >"$build/sphinx-intl.log" ||
   { cat "$build/sphinx-intl.log" >&2; fail "sphinx-intl update"; }
 "$python" docs/tools/po_autofill.py "$locales" | tail -1

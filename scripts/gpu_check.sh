@@ -18,7 +18,8 @@
 #   racecheck   compute-sanitizer --tool racecheck on the [gpu][<op>] tests of each op whose
 #               kernels use shared memory (from the sources and the ptxas report)
 #   python      the Python package's CUDA tests, when the package exists: scripts/gpu_python.sh
-#               if present, else pip install into build/gpu-python-site and
+#               if present (it also records the notebook's GPU output into $OUT/notebooks/,
+#               to be committed under results/notebooks/), else pip install into build/gpu-python-site and
 #               python3 -m pytest tests/python -m cuda (skipped cleanly without a package)
 # Every step runs even if an earlier one failed (those that need the build are not run without
 # it); the script exits non-zero if any step failed. Each step has a time limit, cut to what is

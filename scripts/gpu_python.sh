@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python package on the GPU machine: build it offline, run its tests (the CUDA ones must run,
-# not skip) and execute the notebook's code with the GPU.
+# not skip) and record the notebook's output on the GPU (scripts/record_notebook.py).
 #
 #   scripts/gpu_python.sh
 #
@@ -54,20 +54,14 @@ tests=(tests/python/test_package.py tests/python/test_cpu_ops.py
 echo "gpu_python: the CUDA tests alone:"
 "$python" -m pytest -q -p no:cacheprovider -m cuda "${tests[@]}"
 
-# 4. The notebook's code, GPU path included (no Jupyter here: the code cells run as a script).
-if ! "$python" -c "import matplotlib" 2>/dev/null; then
-  echo "gpu_python: matplotlib is not installed: the notebook's code was NOT run"
-  echo "gpu_python: ok (without the notebook)"
-  exit 0
-fi
-echo "gpu_python: notebooks/paged_kv_cache_hands_on.md as a script"
-(cd notebooks && MPLBACKEND=Agg "$python" - <<'EOF'
-import re
-from pathlib import Path
-text = Path("paged_kv_cache_hands_on.md").read_text(encoding="utf-8")
-cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, flags=re.S)
-code = "\n".join(line for cell in cells for line in cell.splitlines() if not line.startswith("%"))
-exec(compile(code, "paged_kv_cache_hands_on.md", "exec"), {"__name__": "__main__"})
-EOF
-)
+# 4. The notebook, GPU path included, recorded for the docs (no Jupyter here: its code cells run
+#    in order as a script, in English and in Chinese; matplotlib is optional). The recording goes
+#    to $OUT/notebooks/ (gpu_check.sh's output folder), else build/notebooks/; commit it as
+#    results/notebooks/<its name> (results/README.md: notebook recordings).
+recordings=${OUT:-$root/build}/notebooks
+echo "gpu_python: notebooks/paged_kv_cache_hands_on.md, recorded into $recordings"
+PAGEDKV_COMMIT=${PAGEDKV_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)} MPLBACKEND=Agg \
+  "$python" scripts/record_notebook.py notebooks/paged_kv_cache_hands_on.md --out "$recordings"
+"$python" -c "import matplotlib" 2>/dev/null ||
+  echo "STEP-NOTE: matplotlib missing: the notebook recording has no plots"
 echo "gpu_python: ok"
