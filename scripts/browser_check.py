@@ -569,6 +569,7 @@ def check_listing_links(page, where: str, site: Path) -> list[str]:
             if parts.fragment not in ids[target]:
                 problems.append(f"{where}: marker {marker['label']}: no id {parts.fragment} in "
                                 f"{target.relative_to(site)}")
+    return problems
 
 
 def check_notebook_page(site: Path, open_page, page) -> list[str]:
