@@ -47,6 +47,7 @@ extensions = [
     "pagedkv_search",  # zh_CN search dictionary from the glossary, zh_CN theme text
     "pagedkv_compare",  # {compare-sources}: two excerpts side by side, differing lines marked
     "pagedkv_sources",  # {source-listing} pages with linkable lines; {source}`path:line` links
+    "pagedkv_links",  # code names -> API entries; API entries -> source lines; op map <-> chapters
 ]
 suppress_warnings = []
 
