@@ -50,6 +50,7 @@ extensions = [
     "pagedkv_measured",  # {measured} values from results/*.json, {lab} dated notes, {spec}
     "pagedkv_annotated",  # {annotated-source}: excerpts with the trick labels as linked markers
     "pagedkv_notebooks",  # notebooks: recorded GPU output, downloads, output language
+    "pagedkv_links",  # code names -> API entries; API entries -> source lines; op map <-> chapters
 ]
 suppress_warnings = []
 

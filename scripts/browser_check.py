@@ -26,6 +26,11 @@ Two parts:
    .md; under every cell tagged gpu, a labelled block of recorded GPU output or the note that
    none is recorded yet (in Chinese on zh_CN); the plumbing cells' code hidden (set-up, helpers)
    while the teaching cells' code shows; on zh_CN, Chinese printed output and toggles.
+   Links (docs/_ext/pagedkv_links.py), in both languages: every chapter has code names that
+   link into the API reference (at least LINKED_NAMES_MIN, among them its SAMPLE_NAMES, and
+   each link lands on an element that exists); every row of the op map links to a chapter
+   section that exists and links back to that row; every chapter ends with its Sources
+   section of external links.
 Screenshots of the home page in each language go to build/artefacts/ (site-en.png,
 site-zh_CN.png), and of the first code views at 400 px (code-<lang>-400.png). Exit status 1
 with the list of problems on any failure.
@@ -75,6 +80,19 @@ NOTEBOOK_PLUMBING = ("import pagedkv", "def find_results_dir", "def draw_block_t
 NOTEBOOK_TEACHING = ("pagedkv.cpu.reshape_and_cache_flash(", "def same_bytes", "slot_mapping.append(")
 NOTEBOOK_LABEL = {"en": re.compile(r"Output (of this cell )?on a GPU[:,]"),
                   "zh_CN": re.compile(r"GPU 上的输出")}
+# Code names that must be links into the API reference, per chapter (an op, an argument row, a
+# C++ entity, a source listing), and how many code links into docs/api/ a chapter has at least.
+OP_MAP = "docs/ops.html"
+SAMPLE_NAMES = {
+    "chapters/what_is_a_paged_kv_cache.html": ("slot_mapping",),
+    "chapters/moving_blocks.html": ("block_mapping", "choose_swap_strategy", "kLargeBatch",
+                                    "kernels/swap_blocks/optimized.cu"),
+    "chapters/writing_the_cache.html": ("reshape_and_cache_flash", "slot_mapping", "encode_fp8"),
+    "chapters/normalizing_hidden_states.html": ("residual", "RowLayout::row_start",
+                                                "pick_vector_width"),
+}
+LINKED_NAMES_MIN = 3
+SOURCES_MIN = 3  # external links in a chapter's last section
 # English text of Furo, Sphinx and sphinx-copybutton (visible text, tooltips, aria labels).
 # Page content (the article) is not looked at, except the search page's title and summary.
 ENGLISH_THEME_TEXT = re.compile(
@@ -354,6 +372,8 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
         narrow.close()
 
         problems += check_notebook_page(site, open_page, page)
+
+        problems += check_links(site, open_page, page)
 
         # The site root chooses the reader's language from the browser, and a choice made on it
         # is remembered.
@@ -648,6 +668,90 @@ def check_notebook_page(site: Path, open_page, page) -> list[str]:
     return problems
 
 
+def _target_exists(href_path: Path, fragment: str) -> bool:
+    if not href_path.is_file():
+        return False
+    if not fragment:
+        return True
+    parser = PageParser()
+    parser.feed(href_path.read_text(encoding="utf-8", errors="replace"))
+    return unquote(fragment) in parser.ids
+
+
+def check_links(site: Path, open_page, page) -> list[str]:
+    """Code names -> API reference, op map <-> chapter sections, each chapter's Sources."""
+    problems: list[str] = []
+    for lang in LANGUAGES:
+        for pagename, names in SAMPLE_NAMES.items():
+            where = f"{lang}/{pagename}"
+            path = site / lang / pagename
+            if not path.is_file():
+                problems.append(f"{where}: missing (the link check opens it)")
+                continue
+            open_page(path)
+            facts = page.evaluate("""() => {
+                const links = [...document.querySelectorAll('article a.pagedkv-code-link')]
+                    .map(a => ({text: a.textContent.trim(), href: a.href}));
+                const top = document.querySelector('article section');
+                const parts = top ? [...top.querySelectorAll(':scope > section')] : [];
+                const last = parts.length ? parts[parts.length - 1] : null;
+                return {links: links, sources: last ? [...last.querySelectorAll(
+                    'a.reference.external')].map(a => a.href) : [],
+                    lastTitle: last ? last.querySelector('h2').innerText : ''};
+            }""")
+            api = [l for l in facts["links"] if "/docs/api/" in l["href"]]
+            if len(api) < LINKED_NAMES_MIN:
+                problems.append(f"{where}: only {len(api)} code names link into the API "
+                                f"reference (at least {LINKED_NAMES_MIN} expected)")
+            linked = {l["text"] for l in facts["links"]}
+            for name in names:
+                if name not in linked:
+                    problems.append(f"{where}: code name {name!r} is not a link")
+            for link in facts["links"]:
+                parts = urlsplit(link["href"])
+                if parts.scheme != "file":
+                    continue
+                if not _target_exists(Path(unquote(parts.path)), parts.fragment):
+                    problems.append(f"{where}: code link {link['text']!r} -> {link['href']} "
+                                    "lands nowhere")
+            external = [h for h in facts["sources"] if h.startswith(("http://", "https://"))]
+            if len(external) < SOURCES_MIN:
+                problems.append(f"{where}: the last section ({facts['lastTitle']!r}) has "
+                                f"{len(external)} external links; a Sources section with at "
+                                f"least {SOURCES_MIN} expected")
+
+        # The op map's rows link to chapter sections, which link back to the rows.
+        where = f"{lang}/{OP_MAP}"
+        open_page(site / lang / OP_MAP)
+        rows = page.evaluate("""() => [...document.querySelectorAll('tr[id^="op-map-"]')].map(
+            tr => ({id: tr.id, chapters: [...tr.querySelectorAll('a')].map(a => a.href)
+                    .filter(h => h.includes('/chapters/'))}))""")
+        if not rows:
+            problems.append(f"{where}: no op rows with an id op-map-<op>")
+        for row in rows:
+            if len(row["chapters"]) != 1:
+                problems.append(f"{where}: row {row['id']} has {len(row['chapters'])} chapter "
+                                "links, expected 1")
+                continue
+            href = urlsplit(row["chapters"][0])
+            chapter = Path(unquote(href.path))
+            open_page(chapter)
+            back = page.evaluate("""(frag) => {
+                const target = document.getElementById(frag);
+                if (!target) return null;
+                const section = target.closest('section') || target;
+                return [...section.querySelectorAll('.pagedkv-op-backlink a')].map(a => a.href);
+            }""", unquote(href.fragment))
+            if back is None:
+                problems.append(f"{where}: row {row['id']} links to {chapter.name}#"
+                                f"{href.fragment}, which does not exist")
+            elif not any(urlsplit(b).fragment == row["id"] and b.split("#")[0].endswith(
+                    "/" + OP_MAP) for b in back):
+                problems.append(f"{where}: section {chapter.name}#{href.fragment} does not "
+                                f"link back to row {row['id']} (links: {back})")
+    return problems
+
+
 def landed_page(tab) -> str:
     """The path a tab ends on after the site root has redirected it (or the root, if it did not
     within 10 s)."""
@@ -689,7 +793,7 @@ def main() -> int:
         return 1
     print(f"browser check: ok: {len(pages)} pages in {', '.join(LANGUAGES)} load, links and "
           f"assets resolve, math typeset, images load, language links reach their twins, "
-          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the chapters' code views work wide and narrow, the notebook page has its downloads, recorded GPU output blocks, hidden plumbing and localised output, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
+          f"search finds chapters, no English theme text on zh_CN pages, the start page shows its picture, path, results and commands, the chapters' code views work wide and narrow, the notebook page has its downloads, recorded GPU output blocks, hidden plumbing and localised output, code names link into the API reference, op map and chapters link both ways, every chapter ends with its Sources, the site root picks and remembers the language; screenshots in {args.artefacts} ({seconds:.0f} s)")
     return 0
 
 

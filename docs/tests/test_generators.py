@@ -201,7 +201,7 @@ def _op_names() -> set[str]:
     "docs/conf.py", "docs/api/index.md", "docs/api/common.md", "docs/tools/generate.py",
     "docs/tools/api_pages.py", "docs/tools/op_table.py", "docs/tools/performance.py",
     "docs/tools/po_autofill.py", "docs/tools/check_catalogs.py", "docs/tools/doxygen_report.py",
-    "docs/_ext/pagedkv_breathe.py", "docs/_ext/pagedkv_i18n.py"])
+    "docs/_ext/pagedkv_breathe.py", "docs/_ext/pagedkv_i18n.py", "docs/_ext/pagedkv_links.py"])
 def test_hand_written_docs_name_no_op(path):
     """Ops are listed once, in the registry: hand-written docs tooling and pages never name one."""
     import re

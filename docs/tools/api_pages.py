@@ -9,7 +9,9 @@ catalog is docs/locales/zh_CN/LC_MESSAGES/docs/api/<op>.po):
 - title (the op's name), the registry's role sentence;
 - **Arguments**: vLLM's schema line `name(Tensor key, ..., Tensor! key_cache, ...) -> ()` and a
   table (position, name, schema type, documentation) from the registry's `arguments`, i.e. from
-  the op struct's `arguments()`, the one place an argument is documented;
+  the op struct's `arguments()`, the one place an argument is documented; docs/_ext/
+  pagedkv_links.py gives its rows the ids `arg-<name>` that chapters link to (no wrapper
+  around the table: a MyST container would keep its cells out of the translation catalogs);
 - **Contract**, **CPU reference**, **Naive CUDA**, **Optimized CUDA** (and **Other files**):
   the Doxygen entities of the op.
 
@@ -25,6 +27,10 @@ cpu / naive / optimized (or any member defined, per Doxygen's `bodyfile`, in a C
 kernel file of the op) get their own {doxygenfunction} at the top of their section, followed by
 the documented entities of the files of that section. Entities in the op header inside a
 namespace named cpu, naive or optimized go to that section too.
+
+Every directive is followed by ```{api-source} path:line```: docs/_ext/pagedkv_links.py turns it
+into a "source" link in the entry's signature, to that line of the file's listing page (a
+function's definition, where Doxygen knows its body, else the declaration).
 
 docs/api/common.md pulls in docs/_generated/api_common.md: every file that belongs to no op,
 one section per file. One source listing page per input file is written under
@@ -58,6 +64,8 @@ class Entity:
     line: int
     namespace: str = ""
     options: list[str] = field(default_factory=list)
+    # where its "source" link points: a function's definition (body), else the declaration
+    source: tuple[str, int] | None = None
 
 
 @dataclass
@@ -68,6 +76,7 @@ class Member:
     documented: bool
     bodyfile: str
     target: str  # doxygenfunction target: Scope::name, with the arguments when overloaded
+    source: tuple[str, int] | None = None  # definition, else declaration (see _source_of)
 
 
 @dataclass
@@ -113,6 +122,19 @@ def _location(element) -> tuple[str, int]:
     return path, int(line)
 
 
+def _source_of(element) -> tuple[str, int] | None:
+    """The line an entity's "source" link points to: where a function is defined (its body,
+    often in another file than the declaration), else where the entity is declared."""
+    loc = element.find("location")
+    if loc is None:
+        return None
+    body, start = loc.get("bodyfile"), int(loc.get("bodystart") or 0)
+    if element.get("kind") == "function" and body and start > 0:
+        return body, start
+    path, line = _location(element)
+    return (path, line) if path and line > 0 else None
+
+
 WEB_SCHEMES = ("http://", "https://", "mailto:")
 
 
@@ -148,7 +170,8 @@ def _class_members(cdef, name: str) -> list[Member]:
             target += m.findtext("argsstring") or ""
         loc = m.find("location")
         out.append(Member(mname, m.get("kind"), _documented(m),
-                          (loc.get("bodyfile") or "") if loc is not None else "", target))
+                          (loc.get("bodyfile") or "") if loc is not None else "", target,
+                          _source_of(m)))
     return out
 
 
@@ -204,15 +227,17 @@ def read_doxygen(xml_dir: Path) -> Doxygen:
                 target = qual
                 if base_counts[_strip_template(mname)] > 1:
                     target = f"{namespace + '::' if namespace else ''}{mname}{m.findtext('argsstring')}"
-                entities.append(Entity("doxygenfunction", target, path, line, namespace))
+                entities.append(Entity("doxygenfunction", target, path, line, namespace,
+                                       source=_source_of(m)))
             elif mkind in ("enum", "typedef", "variable", "define"):
-                entities.append(Entity(f"doxygen{mkind}", qual, path, line, namespace))
+                entities.append(Entity(f"doxygen{mkind}", qual, path, line, namespace,
+                                       source=_source_of(m)))
     for info in classes.values():
         outer = info.name.rsplit("::", 1)[0] if "::" in info.name else ""
         if outer in classes or not info.documented:
             continue  # nested: rendered by the enclosing class's directive
         entities.append(Entity(f"doxygen{info.kind}", info.name, info.file, info.line,
-                               options=[":members:"]))
+                               options=[":members:"], source=(info.file, info.line)))
     return Doxygen(entities, files, classes, sorted(links))
 
 
@@ -295,11 +320,12 @@ def _op_struct_entities(info: ClassInfo, op: str, op_sources, classes) -> dict[s
             stay.append(member.name)
         elif member.documented and member.kind == "function":
             placed.setdefault(section, []).append(
-                Entity("doxygenfunction", member.target, info.file, info.line))
+                Entity("doxygenfunction", member.target, info.file, info.line,
+                       source=member.source))
     names = list(dict.fromkeys(stay + _nested_names(info, classes)))
     options = [f":members: {', '.join(names)}"] if placed else [":members:"]
     placed["contract"] = [Entity("doxygenstruct", info.name, info.file, info.line,
-                                 options=options)]
+                                 options=options, source=(info.file, info.line))]
     return placed
 
 
@@ -315,6 +341,10 @@ def _source_link(path: str) -> str:
 
 def _directive(entity: Entity) -> str:
     lines = [f"```{{{entity.directive}}} {entity.target}"] + entity.options + ["```", ""]
+    if entity.source:
+        # A "source" link in the entry's signature, to the line on the listing page
+        # (docs/_ext/pagedkv_links.py); no text of its own, so nothing to translate.
+        lines += [f"```{{api-source}} {entity.source[0]}:{entity.source[1]}", "```", ""]
     return "\n".join(lines)
 
 
