@@ -67,8 +67,10 @@ CHAPTER_PREFIXES = ("chapters/",)
 # ({annotated-source}) each page must show (at least this many).
 CODE_VIEWS = {
     "chapters/moving_blocks.html": {"compare": 1, "annotated": 1},
-    "chapters/writing_the_cache.html": {"compare": 2, "annotated": 2},
-    "chapters/normalizing_hidden_states.html": {"compare": 2, "annotated": 3},
+    "chapters/reshape_and_cache_flash.html": {"compare": 1, "annotated": 1},
+    "chapters/reshape_and_cache.html": {"compare": 1, "annotated": 1},
+    "chapters/rms_norm.html": {"compare": 1, "annotated": 2},
+    "chapters/fused_add_rms_norm.html": {"compare": 1, "annotated": 1},
 }
 LISTING_LINE = re.compile(r"^L-[0-9]+$")
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")
@@ -88,8 +90,11 @@ SAMPLE_NAMES = {
     "chapters/moving_blocks.html": ("block_mapping", "choose_swap_strategy", "kLargeBatch",
                                     "kernels/swap_blocks/optimized.cu"),
     "chapters/writing_the_cache.html": ("reshape_and_cache_flash", "slot_mapping", "encode_fp8"),
-    "chapters/normalizing_hidden_states.html": ("residual", "RowLayout::row_start",
-                                                "pick_vector_width"),
+    "chapters/reshape_and_cache_flash.html": ("slot_mapping", "pick_vector_width"),
+    "chapters/reshape_and_cache.html": ("slot_mapping",),
+    "chapters/normalizing_hidden_states.html": ("residual", "RowLayout::row_start"),
+    "chapters/rms_norm.html": ("weight", "pick_vector_width"),
+    "chapters/fused_add_rms_norm.html": ("residual",),
 }
 LINKED_NAMES_MIN = 3
 SOURCES_MIN = 3  # external links in a chapter's last section

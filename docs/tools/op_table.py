@@ -75,17 +75,34 @@ def _names(text: str, op: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9_]){re.escape(op)}(?![A-Za-z0-9_])", text) is not None
 
 
+TOCTREE = re.compile(r"^```\{toctree\}\s*\n(?P<body>.*?)^```", re.M | re.S)
+
+
+def _toctree_pages(text: str, chapter: Path, root: Path) -> set[str]:
+    """The chapters/*.md paths that a chapter's toctrees list (its op pages)."""
+    pages = set()
+    for match in TOCTREE.finditer(text):
+        for entry in match["body"].splitlines():
+            entry = entry.strip()
+            if entry and not entry.startswith(":"):
+                page = (chapter.parent / f"{entry}.md").resolve()
+                if page.is_file():
+                    pages.add(page.relative_to(root.resolve()).as_posix())
+    return pages
+
+
 def chapter_sections(ops: list[dict], root: Path) -> dict[str, str]:
     """{op: chapter path} of the `(op-<name>)=` labels in chapters/*.md. An op that a chapter's
-    title names without such a label, and a label of no op, stop the build."""
+    title names without such a label (on the chapter or on one of the op pages its toctree
+    lists), and a label of no op, stop the build."""
     known = {op["name"] for op in ops}
     found: dict[str, str] = {}
     problems = []
+    titles: list[tuple[str, str, set[str]]] = []
     for chapter in sorted((root / "chapters").glob("*.md")):
         text = chapter.read_text(encoding="utf-8")
         rel = chapter.relative_to(root).as_posix()
-        labelled = [m["op"] for m in OP_LABEL.finditer(text)]
-        for op in labelled:
+        for op in (m["op"] for m in OP_LABEL.finditer(text)):
             if op not in known:
                 problems.append(f"{rel}: label (op-{op})= names no op of the registry")
             elif op in found:
@@ -93,10 +110,13 @@ def chapter_sections(ops: list[dict], root: Path) -> dict[str, str]:
             else:
                 found[op] = rel
         title = next((line[2:] for line in text.splitlines() if line.startswith("# ")), "")
+        titles.append((rel, title, {rel} | _toctree_pages(text, chapter, root)))
+    for rel, title, pages in titles:
         for op in sorted(known):
-            if _names(title, op) and op not in labelled:
+            if _names(title, op) and found.get(op) not in pages:
                 problems.append(f"{rel}: the title names {op} but no section carries the label "
-                                f"(op-{op})= (put it above the heading of the op's section)")
+                                f"(op-{op})= (put it above the heading of the op's section, "
+                                f"here or on an op page of this chapter's toctree)")
     if problems:
         raise SystemExit("docs: op map <-> chapters:\n  " + "\n  ".join(problems))
     return found

@@ -9,7 +9,7 @@
 //
 // Measured (H100, W1, 65536 tokens, % of a device copy of the same bytes): bf16 cache 22.0 %
 // with contiguous slots, 8.5 % with random slots; fp8_e4m3 cache 15.7 % and 11.2 %.
-// The full story: chapter "Writing the cache", section "reshape_and_cache".
+// The full story: chapter "Writing the cache", page "reshape_and_cache".
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

@@ -11,7 +11,7 @@
 //   L7 every (head, chunk) is written (upstream stops at 512 chunks); big heads span several CTAs.
 //   L8 5 CTAs per SM, 48 registers, addresses from the parameters: no spill (2120 -> 2105 µs).
 // Random slots (bf16: 2100 µs, 8.5 %, as naive) stay bound by 32-byte read-modify-writes in DRAM.
-// The full story: chapter "Writing the cache", section "reshape_and_cache".
+// The full story: chapter "Writing the cache", page "reshape_and_cache".
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

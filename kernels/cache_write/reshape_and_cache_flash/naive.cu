@@ -8,7 +8,7 @@
 // three 64-bit divisions and a slot load per thread, and a scale load per thread for fp8.
 // Measured (H100, W1, 65536 tokens in random slots, NHD; % of a device copy of the same bytes):
 // bf16 cache 26.8 %, fp8_e4m3 cache 21.4 %.
-// The full story: chapter "Writing the cache", section "reshape_and_cache_flash".
+// The full story: chapter "Writing the cache", page "reshape_and_cache_flash".
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 
 #include <algorithm>

@@ -12,7 +12,7 @@
 //   F8 fp8: two values per conversion instruction (encode_fp8_pair), the same bytes.
 // fp8 cache: 55 % before F1's 16-element vectors, F7 and F8; a reciprocal instead of the true
 // x / scale was slower (88-91 %) and was dropped. Random slots, NHD: bf16 93.8 %, fp8 93.4 %.
-// The full story: chapter "Writing the cache", section "reshape_and_cache_flash".
+// The full story: chapter "Writing the cache", page "reshape_and_cache_flash".
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 
 #include <algorithm>

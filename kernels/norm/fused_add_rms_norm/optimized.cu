@@ -11,7 +11,7 @@
 // Rows over 1024 × 4 vectors: fused_add_rms_norm_reread_kernel (z stored, then read back).
 // ptxas sm_90: no spills (8 vectors/thread spilled: dropped). H100, a throwaway timing loop (not
 // the comparison tool): >= 98 % of a copy from 1024 tokens; naive 23-35 %.
-// The full story: chapter "Normalizing hidden states", section "The three versions".
+// The full story: chapter "Normalizing hidden states", page "fused_add_rms_norm".
 #include "pagedkv/ops/fused_add_rms_norm.h"
 
 #include <cub/block/block_reduce.cuh>

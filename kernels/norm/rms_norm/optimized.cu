@@ -11,7 +11,7 @@
 // Rows over 1024 × 4 vectors: rms_norm_reread_kernel (R1, R5-R7; x read again, mostly from L2).
 // ptxas sm_90: no spills. H100, a throwaway timing loop (not the comparison tool), % of a copy:
 // >= 96 % from 4096 tokens, 75-76 % at 1024 tokens × 7168; naive 23-35 %.
-// The full story: chapter "Normalizing hidden states", section "The three versions".
+// The full story: chapter "Normalizing hidden states", page "rms_norm".
 #include "pagedkv/ops/rms_norm.h"
 
 #include <cub/block/block_reduce.cuh>
