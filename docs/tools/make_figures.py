@@ -147,6 +147,17 @@ LABELS = {
         "placement_note": "block_size = {block_size}, H = {num_heads}, D = {head_size}, x = {x} "
                           "(kept small; a bf16 cache has x = 8); cell label = head.element; "
                           "grey = untouched",
+        # mla_entries.png
+        "mla_auto": "auto (bf16): {bytes} bytes = kv_c 512 × bf16 + k_pe 64 × bf16",
+        "mla_fp8": "fp8 (e4m3 or e5m2): {bytes} bytes = kv_c 512 × fp8 + k_pe 64 × fp8",
+        "mla_ds": "fp8_ds_mla: {bytes} bytes = kv_c in 4 tiles of 128 × e4m3 + 4 fp32 tile scales "
+                  "+ k_pe 64 × bf16",
+        "mla_kv_c": "kv_c",
+        "mla_k_pe": "k_pe",
+        "mla_tile": "tile {tile}",
+        "mla_scales": "scales",
+        "mla_note": "one cache entry per slot, drawn to scale; the numbers under the bars count "
+                    "bytes from the start of the entry",
         # value_pieces.png
         "token": "token",
         "slot": "slot",
@@ -257,12 +268,27 @@ LABELS = {
         "three_cpu_note": "一个线程依次拷贝\n元素 0、1、2、…",
         "three_naive_note": "16 个线程，\n各读写 2 字节",
         "three_opt_note": "2 个线程，各搬运 16 字节；\n多行的读取同时在途",
+        "mla_auto": "auto（bf16）：{bytes} 字节 = kv_c 512 × bf16 + k_pe 64 × bf16",
+        "mla_fp8": "fp8（e4m3 或 e5m2）：{bytes} 字节 = kv_c 512 × fp8 + k_pe 64 × fp8",
+        "mla_ds": "fp8_ds_mla：{bytes} 字节 = kv_c 分为 4 组，每组 128 × e4m3 + 4 个 fp32 分组缩放因子 "
+                  "+ k_pe 64 × bf16",
+        "mla_kv_c": "kv_c",
+        "mla_k_pe": "k_pe",
+        "mla_tile": "分组 {tile}",
+        "mla_scales": "缩放因子",
+        "mla_note": "每个槽位一个缓存条目，按比例绘制；条形下方的数字是从条目开头算起的字节数",
         "three_footer": "同一个算子的三种实现：reshape_and_cache_flash 把一个 token 的 "
                         "key 行（16 个 bf16 = 32 字节）写入它的槽位",
     },
 }
 # The English layout titles, by layout name (kept under their old name for other scripts).
 PLACEMENT_LAYOUTS = LABELS["en"]["placement_layouts"]
+
+
+def note_style(lang):
+    """Notes are set in italics in English; Chinese has no italic (a slanted CJK glyph is a faux
+    italic), so its notes stay upright."""
+    return "italic" if lang == "en" else "normal"
 
 
 def figure_file(name, lang):
@@ -515,7 +541,7 @@ def draw_slot_mapping(path, lang="en"):
         for t in written:
             arrow(ax, token_anchor[t], (x + sw / 2, line_y + sw), color=face, lw=1.0)
     ax.text(tok_x0 + 4 * 1.6 + 1.45, 3.75,
-            words["padding_note"], ha="center", fontsize=8, style="italic")
+            words["padding_note"], ha="center", fontsize=8, style=note_style(lang))
     finish(fig, ax, path, (-0.5, 22.2), (0.1, 6.8))
 
 
@@ -627,7 +653,7 @@ def draw_kv_allocation(path, lang="en"):
             cell(ax, i * bw * 1.5, y, bw * 1.5, bh, face,
                  words["kv_block"].format(kind=kind, block=b), text_color_for(face), fontsize=7,
                  hatch=None if kind == "K" else "..")
-        ax.text(0.0, y - 0.35, note, fontsize=7.5, style="italic")
+        ax.text(0.0, y - 0.35, note, fontsize=7.5, style=note_style(lang))
     ax.text(12.3, 3.6, words["memory_arrow"], fontsize=8)
     finish(fig, ax, path, (-0.2, 13.5), (0.4, 4.6))
 
@@ -661,7 +687,7 @@ def draw_legacy_layout(path, lang="en"):
     ax.text(x0 + 0.5, 0.45, words["legacy_key_title"], fontsize=8,
             weight="bold", ha="center")
     ax.text(x0 + x * cw + 0.3, -1.5, words["legacy_key_note"], fontsize=7.5,
-            style="italic", va="center")
+            style=note_style(lang), va="center")
     ax.set_xlim(-0.8, 8.2)
     ax.set_ylim(-6.7, 1.0)
     ax.set_aspect("equal")
@@ -687,7 +713,7 @@ def draw_legacy_layout(path, lang="en"):
     ax.text(x0 + 1.8, 0.45, words["legacy_value_title"], fontsize=8,
             weight="bold", ha="center")
     ax.text(x0 + block_size * cw + 0.3, -2.0, words["legacy_value_note"], fontsize=7.5,
-            style="italic", va="center")
+            style=note_style(lang), va="center")
     ax.set_xlim(-0.8, 8.2)
     ax.set_ylim(-6.7, 1.0)
     ax.set_aspect("equal")
@@ -770,7 +796,7 @@ def draw_token_placement(path, lang="en", which=tuple(PLACEMENT_LAYOUTS)):
     ax.text(0.0, y + 0.1,
             words["placement_note"].format(block_size=g["block_size"], num_heads=g["num_heads"],
                                            head_size=g["head_size"], x=g["x"]),
-            fontsize=7.5, style="italic")
+            fontsize=7.5, style=note_style(lang))
     finish(fig, ax, path, (-2.0, per_block * cw + 0.3), (y - 0.3, 0.6))
 
 
@@ -856,7 +882,7 @@ def draw_value_pieces(path, lang="en"):
             fontsize=8)
     ax.text(0.0, 0.3, words["pieces_geometry"].format(block_size=PIECE_BLOCK_SIZE,
                                                       group=PIECE_GROUP), fontsize=7.5,
-            style="italic")
+            style=note_style(lang))
     finish(fig, ax, path, (-1.8, 16.0), (0.0, 7.2))
 
 
@@ -909,7 +935,7 @@ def draw_swap_blocks(path, lang="en"):
              TOKEN_COLORS[s], "", lw=0.4)
     arrow(ax, (0.0, 0.95), (end_naive + 0.8, 0.95), style="-|>")
     ax.text(end_naive + 1.0, 0.95, words["time"], va="center", fontsize=8)
-    ax.text(0.0, 0.45, words["swap_note"], fontsize=7, style="italic")
+    ax.text(0.0, 0.45, words["swap_note"], fontsize=7, style=note_style(lang))
     finish(fig, ax, path, (-1.0, 16.5), (0.2, 9.6))
 
 
@@ -981,12 +1007,69 @@ def draw_three_versions(path, lang="en"):
             if version == "cpu":  # the loop order: left to right, one element after the other
                 arrow(ax, (x0, src_y + ch + 0.2), (x0 + width, src_y + ch + 0.2), lw=1.2)
                 ax.text(x0 + width / 2, src_y + ch + 0.27, "i", ha="center", va="bottom",
-                        fontsize=9, style="italic")
+                        fontsize=9, style=note_style(lang))
         ax.text(x0 + width / 2, dst_y - ch - 0.15, words[key + "_note"], ha="center", va="top",
                 fontsize=9)
     ax.text(-2.2, -1.2, words["three_footer"], ha="left", va="center", fontsize=8.5,
-            style="italic" if lang == "en" else "normal")
+            style=note_style(lang))
     finish(fig, ax, path, (-2.4, 3 * width + 2 * gap + 0.1), (-1.45, 6.0))
+
+
+# MLA (DeepSeek-V3): one latent vector per token, kv_lora_rank + rope_dim elements.
+MLA_KV_LORA_RANK = 512
+MLA_ROPE_DIM = 64
+MLA_DS_TILE = 128  # fp8_ds_mla: one fp32 scale per 128 values of kv_c
+
+
+def mla_entry_parts(kind):
+    """(first byte, size in bytes, label key, label fields) of each part of one MLA cache entry:
+    kind "auto" (bf16), "fp8" or "fp8_ds_mla" (the 656-byte entry)."""
+    if kind in ("auto", "fp8"):
+        size = 2 if kind == "auto" else 1
+        name = "bf16" if kind == "auto" else "fp8"
+        return [(0, MLA_KV_LORA_RANK * size, "mla_kv_c", {"n": MLA_KV_LORA_RANK, "kind": name}),
+                (MLA_KV_LORA_RANK * size, MLA_ROPE_DIM * size, "mla_k_pe",
+                 {"n": MLA_ROPE_DIM, "kind": name})]
+    tiles = MLA_KV_LORA_RANK // MLA_DS_TILE
+    parts = [(t * MLA_DS_TILE, MLA_DS_TILE, "mla_tile", {"tile": t}) for t in range(tiles)]
+    parts.append((MLA_KV_LORA_RANK, 4 * tiles, "mla_scales", {}))
+    parts.append((MLA_KV_LORA_RANK + 4 * tiles, 2 * MLA_ROPE_DIM, "mla_k_pe",
+                  {"n": MLA_ROPE_DIM, "kind": "bf16"}))
+    return parts
+
+
+def draw_mla_entries(path, lang="en"):
+    """The three MLA cache entries (auto, fp8, fp8_ds_mla) as byte bars on one scale."""
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(10.5, 3.9))
+    scale = 10.0 / 1152  # the auto entry spans the width
+    rows = [("auto", "mla_auto"), ("fp8", "mla_fp8"), ("fp8_ds_mla", "mla_ds")]
+    colors = {"mla_kv_c": TOKEN_COLORS[0], "mla_tile": TOKEN_COLORS[0],
+              "mla_scales": TOKEN_COLORS[3], "mla_k_pe": TOKEN_COLORS[1]}
+    for r, (kind, title) in enumerate(rows):
+        y = 2.4 * (len(rows) - 1 - r)
+        parts = mla_entry_parts(kind)
+        total = parts[-1][0] + parts[-1][1]
+        ax.text(0.0, y + 1.25, words[title].format(bytes=total), fontsize=8.5, va="bottom")
+        for i, (first, size, key, fields) in enumerate(parts):
+            face = colors[key] if key != "mla_tile" else tint(colors[key], 0.15 * (i % 2))
+            label = words[key].format(**fields)
+            if size * scale >= 0.5:
+                cell(ax, first * scale, y, size * scale, 0.8, face, label, text_color_for(face),
+                     fontsize=7.5)
+            else:  # the 16 bytes of scales: label beside the bar's end, with a leader
+                cell(ax, first * scale, y, size * scale, 0.8, face)
+                ax.annotate(label, xy=((first + size / 2) * scale, y + 0.8),
+                            xytext=((first + size / 2) * scale + 0.35, y + 1.0), fontsize=7,
+                            va="center",
+                            color=colors[key], arrowprops=dict(arrowstyle="-", color=colors[key],
+                                                               lw=0.8))
+            low = i > 0 and (first - parts[i - 1][0]) * scale < 0.3
+            ax.text(first * scale, y - (0.42 if low else 0.12), str(first), ha="center",
+                    va="top", fontsize=6.5)
+        ax.text(total * scale, y - 0.12, str(total), ha="center", va="top", fontsize=6.5)
+    ax.text(0.0, -0.85, words["mla_note"], fontsize=7.5, style=note_style(lang))
+    finish(fig, ax, path, (-0.2, 10.4), (-1.1, 6.7))
 
 
 FIGURES = {
@@ -1003,6 +1086,7 @@ FIGURES = {
     "value_pieces.png": draw_value_pieces,
     "swap_blocks.png": draw_swap_blocks,
     "three_versions.png": draw_three_versions,
+    "mla_entries.png": draw_mla_entries,
 }
 
 

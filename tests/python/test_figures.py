@@ -87,7 +87,8 @@ def test_chinese_labels_translate_every_english_one(mf):
     assert en.keys() == zh.keys()
     # Labels made of code, symbols and "token" (which the Chinese chapters keep in English).
     no_words = {"list_sep", "token", "token_t", "flashinfer_note", "flashattention_note",
-                "placement_layouts.NHD", "placement_layouts.HND", "offset_cell"}
+                "placement_layouts.NHD", "placement_layouts.HND", "offset_cell",
+                "mla_kv_c", "mla_k_pe"}
     for key, text in en.items():
         assert _placeholders(zh[key]) == _placeholders(text), key
         assert _code_names(zh[key]) == _code_names(text), key  # code stays English
@@ -592,3 +593,32 @@ def test_start_page_includes_the_figure_and_the_headline(mf):
     assert mf.headline_path(Path("x")).name == "results_headline.md"
     for command in ("scripts/compare.sh", "scripts/test.sh"):
         assert command in index
+
+
+@pytest.mark.parametrize("kind, total", [("auto", 1152), ("fp8", 576), ("fp8_ds_mla", 656)])
+def test_mla_entries_tile_the_entry_without_gaps(mf, kind, total):
+    """The byte bars of the MLA chapter: parts follow each other and fill the entry exactly."""
+    parts = mf.mla_entry_parts(kind)
+    end = 0
+    for first, size, _, _ in parts:
+        assert first == end
+        end += size
+    assert end == total
+
+
+def test_fp8_ds_mla_byte_map(mf):
+    """The 656-byte entry: four 128-byte e4m3 tiles, the four fp32 scales at byte 512, the 64
+    bf16 RoPE values at byte 528 (vLLM's layout, which the kernels and tests follow)."""
+    parts = {(key, fields.get("tile")): (first, size)
+             for first, size, key, fields in mf.mla_entry_parts("fp8_ds_mla")}
+    assert [parts[("mla_tile", t)] for t in range(4)] == [(0, 128), (128, 128), (256, 128),
+                                                          (384, 128)]
+    assert parts[("mla_scales", None)] == (512, 16)
+    assert parts[("mla_k_pe", None)] == (528, 128)
+
+
+def test_notes_in_chinese_pictures_are_not_slanted(mf):
+    """Chinese has no italic: a slanted CJK glyph is a faux italic."""
+    assert mf.note_style("en") == "italic"
+    assert mf.note_style("zh_CN") == "normal"
+    assert 'style="italic"' not in SCRIPT.read_text()
