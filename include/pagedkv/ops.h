@@ -6,6 +6,7 @@
 #pragma once
 
 #include "pagedkv/ops/concat_and_cache_mla.h"
+#include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
@@ -21,6 +22,6 @@ struct OpList {};
 
 /// \brief Every op, in catalogue order.
 using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm,
-                      ConcatAndCacheMla>;
+                      ConcatAndCacheMla, ConcatAndCacheMlaRopeFused>;
 
 }  // namespace pagedkv

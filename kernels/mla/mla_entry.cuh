@@ -58,6 +58,8 @@ struct EntryVectors {
 /// `k_pe_row[(v - latent_vectors)·kVec ...]`: the concatenation is index arithmetic.
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector; divides kv_lora_rank and rope_dim.
+/// No __restrict__ here: the RoPE-fused writer reads back the k_pe row it has just rotated, and
+/// a restrict-qualified read could go through the non-coherent read-only cache.
 /// \param kv_c_row the latent row, [latent_vectors · kVec].
 /// \param k_pe_row the RoPE row.
 /// \param latent_vectors kv_lora_rank / kVec.
@@ -65,8 +67,7 @@ struct EntryVectors {
 /// \param first this lane's first vector of the round.
 /// \param vectors where the loads go.
 template <typename Activation, int kVec>
-__device__ __forceinline__ void load_entry(const Activation* __restrict__ kv_c_row,
-                                           const Activation* __restrict__ k_pe_row,
+__device__ __forceinline__ void load_entry(const Activation* kv_c_row, const Activation* k_pe_row,
                                            int latent_vectors, int entry_vectors, int first,
                                            EntryVectors<Activation, kVec>& vectors) {
   using Vectors = EntryVectors<Activation, kVec>;
