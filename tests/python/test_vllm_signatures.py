@@ -20,6 +20,11 @@ VLLM_SIGNATURES = {
                                 "kv_cache_dtype", "k_scale", "v_scale"],
     "rms_norm": ["out", "input", "weight", "epsilon"],
     "fused_add_rms_norm": ["input", "residual", "weight", "epsilon"],
+    "concat_and_cache_mla": ["kv_c", "k_pe", "kv_cache", "slot_mapping", "kv_cache_dtype",
+                             "scale"],
+    "concat_and_cache_mla_rope_fused": ["positions", "q_pe", "k_pe", "kv_c", "cos_sin_cache",
+                                        "is_neox", "slot_mapping", "kv_cache", "kv_cache_dtype",
+                                        "kv_cache_scale"],
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -37,6 +42,13 @@ VLLM_SCHEMAS = {
     "rms_norm": "rms_norm(Tensor! out, Tensor input, Tensor weight, float epsilon) -> ()",
     "fused_add_rms_norm":
         "fused_add_rms_norm(Tensor! input, Tensor! residual, Tensor weight, float epsilon) -> ()",
+    "concat_and_cache_mla":
+        "concat_and_cache_mla(Tensor kv_c, Tensor k_pe, Tensor! kv_cache, Tensor slot_mapping, "
+        "str kv_cache_dtype, Tensor scale) -> ()",
+    "concat_and_cache_mla_rope_fused":
+        "concat_and_cache_mla_rope_fused(Tensor positions, Tensor! q_pe, Tensor! k_pe, "
+        "Tensor kv_c, Tensor cos_sin_cache, bool is_neox, Tensor slot_mapping, Tensor! kv_cache, "
+        "str kv_cache_dtype, Tensor kv_cache_scale) -> ()",
 }
 
 
