@@ -33,7 +33,7 @@ void mla_rows(const TensorView& rows, const char* name);
 void mla_cache(const TensorView& kv_cache, const char* name, std::int64_t entry_elements,
                KvCacheDtype cache_kind, std::string_view kv_cache_dtype, DType activation_dtype);
 
-/// \brief Entries of `entry_bytes` (in the cache's elements) never overlap: stride(1) steps over
+/// \brief Entries of `entry_elements` (in the cache's elements) never overlap: stride(1) steps over
 /// a whole entry, stride(0) over a whole block.
 /// \param kv_cache the 3-D cache.
 /// \param name its argument name.

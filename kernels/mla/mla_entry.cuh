@@ -53,13 +53,14 @@ struct EntryVectors {
   AlignedVector<Activation, kLoadVec> loaded[kEntryUnroll][kLoads];  ///< in memory order
 };
 
-/// \brief Loads round `round` of this lane's vectors of an entry: vector v = lane + 32 (round ·
-/// kEntryUnroll + k) is `kv_c_row[v·kVec ...]` when v < latent_vectors, else
+/// \brief Loads one round of this lane's vectors of an entry: its k-th vector is
+/// v = `first` + 32·k, which is `kv_c_row[v·kVec ...]` when v < latent_vectors, else
 /// `k_pe_row[(v - latent_vectors)·kVec ...]`: the concatenation is index arithmetic.
+///
+/// The rows are not `__restrict__`: the RoPE-fused writer reads back the k_pe row it has just
+/// rotated, and a restrict-qualified read could go through the non-coherent read-only cache.
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector; divides kv_lora_rank and rope_dim.
-/// No __restrict__ here: the RoPE-fused writer reads back the k_pe row it has just rotated, and
-/// a restrict-qualified read could go through the non-coherent read-only cache.
 /// \param kv_c_row the latent row, [latent_vectors · kVec].
 /// \param k_pe_row the RoPE row.
 /// \param latent_vectors kv_lora_rank / kVec.

@@ -11,7 +11,7 @@
 //   M7 fp8_ds_mla: a lane holds 16 latent values, 8 lanes are one 128-tile: its amax takes three
 //      xor-shuffles, the 4 scales one 16-byte store, the RoPE part 8 lanes × 16 bytes.
 //   M8 a layout no vector fits falls back (narrower vectors; fp8_ds_mla: the naive kernel).
-// The full story: the MLA chapter (to be written).
+// The full story: chapter "MLA: one latent vector per token".
 #include "pagedkv/ops/concat_and_cache_mla.h"
 
 #include <cuda_bf16.h>

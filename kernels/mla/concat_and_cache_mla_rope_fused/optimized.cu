@@ -13,7 +13,7 @@
 //   P5 the FMA of each rotated value is explicit (rope.cuh), so the kernel, the naive kernel and
 //      the CPU reference agree bit for bit however nvcc would have fused.
 //   P6 a layout no vector fits (odd strides, misaligned rows) falls back to scalar pairs/entries.
-// The full story: the MLA chapter (to be written).
+// The full story: chapter "MLA: one latent vector per token".
 #include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 
 #include <algorithm>
