@@ -79,6 +79,7 @@ TEST_CASE("registry: names are unique and find_op finds each", "[registry]") {
   CHECK(names.count("reshape_and_cache_flash") == 1);
   CHECK(names.count("rms_norm") == 1);
   CHECK(names.count("fused_add_rms_norm") == 1);
+  CHECK(names.count("convert_fp8") == 1);
 }
 
 TEST_CASE("registry: find_op rejects an unknown name and lists the known ones", "[registry]") {

@@ -5,6 +5,7 @@
 /// registry, the Python bindings, the `vllm_ops` wrappers and the API pages follow from it.
 #pragma once
 
+#include "pagedkv/ops/convert_fp8.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
@@ -19,6 +20,7 @@ template <class... Op>
 struct OpList {};
 
 /// \brief Every op, in catalogue order.
-using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm>;
+using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm,
+                      ConvertFp8>;
 
 }  // namespace pagedkv

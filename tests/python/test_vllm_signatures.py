@@ -20,6 +20,7 @@ VLLM_SIGNATURES = {
                                 "kv_cache_dtype", "k_scale", "v_scale"],
     "rms_norm": ["out", "input", "weight", "epsilon"],
     "fused_add_rms_norm": ["input", "residual", "weight", "epsilon"],
+    "convert_fp8": ["output", "input", "scale", "kv_dtype"],
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -37,6 +38,9 @@ VLLM_SCHEMAS = {
     "rms_norm": "rms_norm(Tensor! out, Tensor input, Tensor weight, float epsilon) -> ()",
     "fused_add_rms_norm":
         "fused_add_rms_norm(Tensor! input, Tensor! residual, Tensor weight, float epsilon) -> ()",
+    # vLLM's schema: convert_fp8(Tensor! dst_cache, Tensor src_cache, float scale,
+    # str kv_cache_dtype); its Python wrapper calls them output, input, scale, kv_dtype.
+    "convert_fp8": "convert_fp8(Tensor! output, Tensor input, float scale, str kv_dtype) -> ()",
 }
 
 
