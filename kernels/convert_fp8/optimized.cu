@@ -14,6 +14,7 @@
 #include "pagedkv/ops/convert_fp8.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -176,14 +177,28 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   }
 }
 
+/// \brief The number of SMs of the current device, asked once per device and remembered (so that
+/// launches inside a CUDA graph capture make no attribute query).
+/// \return the SM count.
+int sm_count() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices] = {};
+  int device = 0;
+  PAGEDKV_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < kMaxDevices && known[device].load(std::memory_order_relaxed) > 0) {
+    return known[device].load(std::memory_order_relaxed);
+  }
+  int sms = 0;
+  PAGEDKV_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (device < kMaxDevices) known[device].store(sms, std::memory_order_relaxed);
+  return sms;
+}
+
 /// \brief CTAs for `work` items of kThreads each, at most one full wave of the device (trick C4).
 /// \param work items (steps, rounds or elements) to spread over threads.
 /// \return the grid size, at least 1.
 unsigned grid_for(std::int64_t work) {
-  int device = 0, sms = 0;
-  PAGEDKV_CUDA_CHECK(cudaGetDevice(&device));
-  PAGEDKV_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const std::int64_t wave = static_cast<std::int64_t>(sms) * kBlocksPerSm;
+  const std::int64_t wave = static_cast<std::int64_t>(sm_count()) * kBlocksPerSm;
   const std::int64_t wanted = (work + kThreads - 1) / kThreads;
   return static_cast<unsigned>(std::clamp<std::int64_t>(wanted, 1, wave));
 }
