@@ -7,6 +7,7 @@
 
 #include "pagedkv/ops/concat_and_cache_mla.h"
 #include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
+#include "pagedkv/ops/convert_fp8.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
@@ -22,6 +23,6 @@ struct OpList {};
 
 /// \brief Every op, in catalogue order.
 using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm,
-                      ConcatAndCacheMla, ConcatAndCacheMlaRopeFused>;
+                      ConcatAndCacheMla, ConcatAndCacheMlaRopeFused, ConvertFp8>;
 
 }  // namespace pagedkv

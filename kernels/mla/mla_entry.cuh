@@ -112,7 +112,8 @@ __device__ __forceinline__ void store_entry(typename CacheElement<Activation, kK
       (void)scale;
 #pragma unroll
       for (int e = 0; e < kVec; ++e) {
-        converted.elements[e] = vectors.loaded[k][e / Vectors::kLoadVec].elements[e % Vectors::kLoadVec];
+        converted.elements[e] =
+            vectors.loaded[k][e / Vectors::kLoadVec].elements[e % Vectors::kLoadVec];
       }
     } else if constexpr (kVec == 1) {
       converted.elements[0] = static_cast<std::uint8_t>(

@@ -25,6 +25,7 @@ VLLM_SIGNATURES = {
     "concat_and_cache_mla_rope_fused": ["positions", "q_pe", "k_pe", "kv_c", "cos_sin_cache",
                                         "is_neox", "slot_mapping", "kv_cache", "kv_cache_dtype",
                                         "kv_cache_scale"],
+    "convert_fp8": ["output", "input", "scale", "kv_dtype"],
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -49,6 +50,9 @@ VLLM_SCHEMAS = {
         "concat_and_cache_mla_rope_fused(Tensor positions, Tensor! q_pe, Tensor! k_pe, "
         "Tensor kv_c, Tensor cos_sin_cache, bool is_neox, Tensor slot_mapping, Tensor! kv_cache, "
         "str kv_cache_dtype, Tensor kv_cache_scale) -> ()",
+    # vLLM's schema: convert_fp8(Tensor! dst_cache, Tensor src_cache, float scale,
+    # str kv_cache_dtype); its Python wrapper calls them output, input, scale, kv_dtype.
+    "convert_fp8": "convert_fp8(Tensor! output, Tensor input, float scale, str kv_dtype) -> ()",
 }
 
 

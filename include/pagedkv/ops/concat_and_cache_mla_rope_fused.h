@@ -111,9 +111,10 @@ struct ConcatAndCacheMlaRopeFused {
   ///
   /// Upstream's observable behaviour is kept: q_pe is rotated for every token, padding tokens
   /// (negative slot) included, while a padding token's k_pe and cache entry stay untouched.
-  /// The arithmetic is pagedkv's: in fp32, `x_new = fma(x, c, −(y·s))` and `y_new = fma(y, c, x·s)`,
-  /// rounded once to the activation dtype (upstream rounds each 16-bit product and sum; results
-  /// may differ from upstream's in the last bit of f16 / bf16). Beyond upstream's checks it
+  /// The arithmetic is pagedkv's: in fp32, `x_new = fma(x, c, −(y·s))` and
+  /// `y_new = fma(y, c, x·s)`, rounded once to the activation dtype (upstream rounds each 16-bit
+  /// product and sum; results may differ from upstream's in the last bit of f16 / bf16). Beyond
+  /// upstream's checks it
   /// rejects positions outside cos_sin_cache, an odd rot_dim, slots past the cache, an "auto"
   /// cache of another dtype than q_pe and overlapping cache entries.
   /// \param args the arguments.
