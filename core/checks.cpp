@@ -1,6 +1,9 @@
 #include "pagedkv/checks.h"
 
+#include <algorithm>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "pagedkv/error.h"
 
@@ -56,6 +59,20 @@ void non_negative_layout(const TensorView& tensor, const char* name) {
     PAGEDKV_CHECK(tensor.shape[d] >= 0 && tensor.strides[d] >= 0, name,
                   ": negative size or stride in ", tensor.describe());
   }
+}
+
+bool elements_are_distinct(const TensorView& tensor) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> dims;  // (stride, size), size-1 dims left out
+  for (int d = 0; d < tensor.ndim; ++d) {
+    if (tensor.shape[d] > 1) dims.emplace_back(tensor.strides[d], tensor.shape[d]);
+  }
+  std::sort(dims.begin(), dims.end());
+  std::int64_t span = 1;  // elements from the first to one past the last, over the dims so far
+  for (const auto& [stride, size] : dims) {
+    if (stride < span) return false;
+    span += (size - 1) * stride;
+  }
+  return true;
 }
 
 }  // namespace pagedkv::checks

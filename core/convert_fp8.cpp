@@ -60,21 +60,6 @@ void bytes_fit(const TensorView& tensor, const char* name, KvCacheDtype format,
                 "\" bytes; expected u8 or ", dtype_name(own));
 }
 
-// True when no two elements of `tensor` share memory: sorted by stride, every dimension must
-// step over everything the smaller dimensions span.
-bool elements_are_distinct(const TensorView& tensor) {
-  std::vector<std::pair<std::int64_t, std::int64_t>> dims;  // (stride, size), size-1 dims left out
-  for (int d = 0; d < tensor.ndim; ++d) {
-    if (tensor.shape[d] > 1) dims.emplace_back(tensor.strides[d], tensor.shape[d]);
-  }
-  std::sort(dims.begin(), dims.end());
-  std::int64_t span = 1;  // elements from the first to one past the last, over the dims so far
-  for (const auto& [stride, size] : dims) {
-    if (stride < span) return false;
-    span += (size - 1) * stride;
-  }
-  return true;
-}
 
 // The common shape with size-1 dimensions dropped, and dimension d merged into the one inside it
 // when both tensors step over it exactly as far as the inner dimension spans.
@@ -144,7 +129,7 @@ ConvertFp8::Plan ConvertFp8::validate(const Args& args, Impl impl) {
                 ", got ", output.shape_string());
   checks::non_negative_layout(input, "input");
   checks::non_negative_layout(output, "output");
-  PAGEDKV_CHECK(output.numel() == 0 || elements_are_distinct(output), "output: strides must give every element its own ",
+  PAGEDKV_CHECK(output.numel() == 0 || checks::elements_are_distinct(output), "output: strides must give every element its own ",
                 "memory, but ", output.describe(), " maps several elements to one address");
 
   // 4. The scale, as the kernels will use it: an fp32, finite and positive.

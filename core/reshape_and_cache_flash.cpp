@@ -29,22 +29,6 @@ namespace {
 // Longest token row (num_heads × head_size elements) the kernels index with 32-bit integers.
 constexpr std::int64_t kMaxRowElements = std::int64_t{1} << 29;
 
-// True when no two elements of `cache` share memory: sorted by stride, every dimension must step
-// over everything the smaller dimensions span. NHD, HND and the joint K/V allocations all pass;
-// a block_stride smaller than one block, for instance, does not.
-bool elements_are_distinct(const TensorView& cache) {
-  std::vector<std::pair<std::int64_t, std::int64_t>> dims;  // (stride, size), size-1 dims left out
-  for (int d = 0; d < cache.ndim; ++d) {
-    if (cache.shape[d] > 1) dims.emplace_back(cache.strides[d], cache.shape[d]);
-  }
-  std::sort(dims.begin(), dims.end());
-  std::int64_t span = 1;  // elements from the first to one past the last, over the dims so far
-  for (const auto& [stride, size] : dims) {
-    if (stride < span) return false;
-    span += (size - 1) * stride;
-  }
-  return true;
-}
 
 // k_scale / v_scale: read only for fp8 caches, one float or one per head.
 void check_scale(const TensorView& scale, const char* name, std::int64_t num_heads,
@@ -110,7 +94,7 @@ ReshapeAndCacheFlash::Plan ReshapeAndCacheFlash::validate(const Args& args, Impl
   checks::dtype_is(value_cache, "value_cache", key_cache.dtype);
   PAGEDKV_CHECK(value_cache.data != key_cache.data || key_cache.numel() == 0,
                 "value_cache: expected other memory than key_cache, got the same data pointer");
-  PAGEDKV_CHECK(elements_are_distinct(key_cache), "key_cache: strides must give every element its ",
+  PAGEDKV_CHECK(checks::elements_are_distinct(key_cache), "key_cache: strides must give every element its ",
                 "own memory, but ", key_cache.describe(), " maps several elements to one address");
 
   // 6. slot_mapping: [T] contiguous int64 (upstream reads int64 whatever the dtype), one slot per

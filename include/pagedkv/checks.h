@@ -54,5 +54,12 @@ void packed_from(const TensorView& tensor, const char* name, int first_dim);
 /// \param tensor the tensor to check.
 /// \param name the argument's name, used in the message.
 void non_negative_layout(const TensorView& tensor, const char* name);
+/// \brief Whether no two elements of `tensor` share memory: sorted by stride, every dimension
+/// must step over everything the smaller dimensions span. NHD, HND and the joint K/V
+/// allocations pass; a stride of 0 over a dimension of size 2 or more does not, nor does a
+/// block stride smaller than one block.
+/// \param tensor a tensor with non-negative strides (see non_negative_layout()).
+/// \return true when every element has an address of its own.
+bool elements_are_distinct(const TensorView& tensor);
 
 }  // namespace pagedkv::checks
