@@ -406,7 +406,19 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
             # location.replace() after its load event, so "load" alone can report the root.
             with tab.expect_navigation(wait_until="load"):
                 english.click()
-            remembered = tab.evaluate("() => window.localStorage.getItem('pagedkv-language')")
+            # localStorage reaches other pages asynchronously (another renderer may serve the
+            # next page): wait until a fresh page of the root sees the choice, as a reader's
+            # next visit would, before asking the root to redirect.
+            probe = chooser.new_page()
+            probe.goto(root + "#choose", wait_until="load")
+            remembered = None
+            for _ in range(50):
+                remembered = probe.evaluate(
+                    "() => window.localStorage.getItem('pagedkv-language')")
+                if remembered == "en":
+                    break
+                probe.wait_for_timeout(100)
+            probe.close()
             tab.goto(root, wait_until="load")
             landed = landed_page(tab)
             if "/en/" not in landed:
