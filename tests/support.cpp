@@ -1,5 +1,6 @@
 #include "support.h"
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -41,6 +42,35 @@ std::int64_t first_difference(const void* a, const void* b, std::size_t bytes) {
   for (std::size_t i = 0; i < bytes; ++i)
     if (pa[i] != pb[i]) return static_cast<std::int64_t>(i);
   return -1;
+}
+
+Buffer floats(const std::vector<float>& values) {
+  Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * sizeof(float));
+  std::memcpy(buffer.data(), values.data(), values.size() * sizeof(float));
+  return buffer;
+}
+
+Buffer int64s(const std::vector<std::int64_t>& values) {
+  Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * sizeof(std::int64_t));
+  std::memcpy(buffer.data(), values.data(), values.size() * sizeof(std::int64_t));
+  return buffer;
+}
+
+Buffer poisoned(std::size_t bytes) {
+  Buffer buffer(Memory::host, std::max<std::size_t>(bytes, 1));
+  poison(buffer.data(), buffer.size());
+  return buffer;
+}
+
+bool same_bytes(const void* actual, const void* expected, std::size_t bytes) {
+  const std::int64_t at = first_difference(actual, expected, bytes);
+  if (at >= 0) {
+    const auto* a = static_cast<const std::uint8_t*>(actual);
+    const auto* e = static_cast<const std::uint8_t*>(expected);
+    UNSCOPED_INFO("first differing byte " << at << ": got " << int(a[at]) << ", expected "
+                                           << int(e[at]));
+  }
+  return at < 0;
 }
 
 TensorView rebase(const TensorView& view, const void* old_base, void* new_base, Device device) {

@@ -52,4 +52,19 @@ std::int64_t first_difference(const void* a, const void* b, std::size_t bytes);
 /// The same view moved onto another buffer of the same layout (data pointer rebased).
 TensorView rebase(const TensorView& view, const void* old_base, void* new_base, Device device);
 
+/// A host buffer holding `values` as f32 (at least one element's room, so that an empty view
+/// still has memory behind it).
+Buffer floats(const std::vector<float>& values);
+/// A host buffer holding `values` as i64 (at least one element's room).
+Buffer int64s(const std::vector<std::int64_t>& values);
+/// A host buffer of `bytes` bytes (at least one), poisoned.
+Buffer poisoned(std::size_t bytes);
+/// Byte-for-byte equality of the first `bytes` bytes; a difference is reported (the first
+/// differing byte, both values) with the test's next assertion.
+bool same_bytes(const void* actual, const void* expected, std::size_t bytes);
+/// same_bytes() over the first `bytes` bytes of two buffers.
+inline bool same_bytes(const Buffer& actual, const Buffer& expected, std::size_t bytes) {
+  return same_bytes(actual.data(), expected.data(), bytes);
+}
+
 }  // namespace pagedkv::test

@@ -26,33 +26,10 @@ namespace {
 
 using namespace pagedkv;
 using Catch::Matchers::Contains;
-
-Buffer floats(const std::vector<float>& values) {
-  Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * sizeof(float));
-  std::memcpy(buffer.data(), values.data(), values.size() * sizeof(float));
-  return buffer;
-}
-
-Buffer int64s(const std::vector<std::int64_t>& values) {
-  Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * sizeof(std::int64_t));
-  std::memcpy(buffer.data(), values.data(), values.size() * sizeof(std::int64_t));
-  return buffer;
-}
-
-Buffer poisoned(std::size_t bytes) {
-  Buffer buffer(Memory::host, bytes);
-  test::poison(buffer.data(), buffer.size());
-  return buffer;
-}
-
-bool same_bytes(const std::uint8_t* actual, const std::uint8_t* expected, std::size_t bytes) {
-  const std::int64_t at = test::first_difference(actual, expected, bytes);
-  if (at >= 0) {
-    UNSCOPED_INFO("first differing byte " << at << ": got " << int(actual[at]) << ", expected "
-                                           << int(expected[at]));
-  }
-  return at < 0;
-}
+using test::floats;
+using test::int64s;
+using test::poisoned;
+using test::same_bytes;
 
 const float* as_floats(const Buffer& buffer) {
   return reinterpret_cast<const float*>(buffer.data());

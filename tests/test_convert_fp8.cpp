@@ -44,6 +44,8 @@ namespace {
 
 using namespace pagedkv;
 using Catch::Matchers::Contains;
+using test::poisoned;
+using test::same_bytes;
 using test::bits_of;
 using test::float_of;
 
@@ -129,21 +131,6 @@ std::vector<std::int64_t> packed_strides(const std::vector<std::int64_t>& shape)
     step *= shape[d];
   }
   return strides;
-}
-
-Buffer poisoned(std::size_t bytes) {
-  Buffer buffer(Memory::host, std::max<std::size_t>(bytes, 1));
-  test::poison(buffer.data(), buffer.size());
-  return buffer;
-}
-
-bool same_bytes(const Buffer& actual, const Buffer& expected, std::size_t bytes) {
-  const std::int64_t at = test::first_difference(actual.data(), expected.data(), bytes);
-  if (at >= 0) {
-    UNSCOPED_INFO("first differing byte " << at << ": got " << int(actual.data()[at])
-                                           << ", expected " << int(expected.data()[at]));
-  }
-  return at < 0;
 }
 
 // Counts mismatching elements and keeps the first few, for one readable failure message.

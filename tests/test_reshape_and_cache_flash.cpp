@@ -31,6 +31,10 @@ namespace {
 
 using namespace pagedkv;
 using Catch::Matchers::Contains;
+using test::floats;
+using test::int64s;
+using test::poisoned;
+using test::same_bytes;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
@@ -43,27 +47,6 @@ void run(Impl impl, const TensorView& key, const TensorView& value, const Tensor
       impl, {key, value, key_cache, value_cache, slot_mapping, kv_cache_dtype, k_scale, v_scale});
 }
 
-// A host buffer holding `values` as f32.
-Buffer floats(const std::vector<float>& values) {
-  Buffer buffer(Memory::host, values.size() * sizeof(float));
-  std::memcpy(buffer.data(), values.data(), values.size() * sizeof(float));
-  return buffer;
-}
-
-// A host buffer holding `values` as i64.
-Buffer int64s(const std::vector<std::int64_t>& values) {
-  Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * sizeof(std::int64_t));
-  std::memcpy(buffer.data(), values.data(), values.size() * sizeof(std::int64_t));
-  return buffer;
-}
-
-// A poisoned host buffer of `bytes` bytes.
-Buffer poisoned(std::size_t bytes) {
-  Buffer buffer(Memory::host, bytes);
-  test::poison(buffer.data(), buffer.size());
-  return buffer;
-}
-
 // The f32 elements of a poisoned buffer of `count` floats after writing `written`
 // (element index → value): what a cache must hold after the op.
 Buffer expected_floats(std::size_t count, const std::vector<std::pair<int, float>>& written) {
@@ -72,16 +55,6 @@ Buffer expected_floats(std::size_t count, const std::vector<std::pair<int, float
     std::memcpy(expected.data() + index * sizeof(float), &value, sizeof(float));
   }
   return expected;
-}
-
-// Byte-for-byte equality of the first `bytes` bytes, reporting the first difference.
-bool same_bytes(const Buffer& actual, const Buffer& expected, std::size_t bytes) {
-  const std::int64_t at = test::first_difference(actual.data(), expected.data(), bytes);
-  if (at >= 0) {
-    UNSCOPED_INFO("first differing byte " << at << ": got " << int(actual.data()[at])
-                                           << ", expected " << int(expected.data()[at]));
-  }
-  return at < 0;
 }
 
 // key[t, h, d] = 100 t + 10 h + d + 1 (exact in f32), over `rows` rows of a packed [H, D] row.
