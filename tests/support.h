@@ -23,6 +23,16 @@
     }                                             \
   } while (0)
 
+/// The rule tests' assertion: `valid_call` (a test's ValidCall, one valid call of an op broken in
+/// exactly one way) throws pagedkv::InvalidArgument whose message names `argument`, and its
+/// nothing_written() confirms that no output byte changed.
+#define CHECK_REJECTED(valid_call, argument)                                      \
+  do {                                                                            \
+    CHECK_THROWS_AS((valid_call).call(), ::pagedkv::InvalidArgument);             \
+    CHECK_THROWS_WITH((valid_call).call(), ::Catch::Matchers::Contains(argument)); \
+    CHECK((valid_call).nothing_written());                                        \
+  } while (0)
+
 namespace pagedkv::test {
 
 /// Tests hold their bytes in pagedkv::Buffer (include/pagedkv/buffers.h): Memory::host for

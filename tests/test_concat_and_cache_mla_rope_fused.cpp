@@ -280,13 +280,6 @@ struct ValidCall {
   }
 };
 
-#define CHECK_REJECTED(valid_call, argument)                           \
-  do {                                                                \
-    CHECK_THROWS_AS((valid_call).call(), ::pagedkv::InvalidArgument); \
-    CHECK_THROWS_WITH((valid_call).call(), Contains(argument));       \
-    CHECK((valid_call).nothing_written());                            \
-  } while (0)
-
 TEST_CASE("concat_and_cache_mla_rope_fused: the valid calls used by the rule tests pass",
           "[concat_and_cache_mla_rope_fused]") {
   ValidCall call;

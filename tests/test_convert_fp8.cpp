@@ -425,18 +425,10 @@ struct ValidCall {
 
   void call() const { pagedkv::run<ConvertFp8>(impl, {output, input, scale, kv_dtype}); }
 
-  bool output_untouched() const { return same_bytes(output_data, poisoned(256), 256); }
+  bool nothing_written() const { return same_bytes(output_data, poisoned(256), 256); }
 };
 
 }  // namespace
-
-// The call throws pagedkv::InvalidArgument whose message names `argument`, and writes nothing.
-#define CHECK_REJECTED(valid_call, argument)                           \
-  do {                                                                \
-    CHECK_THROWS_AS((valid_call).call(), ::pagedkv::InvalidArgument); \
-    CHECK_THROWS_WITH((valid_call).call(), Contains(argument));       \
-    CHECK((valid_call).output_untouched());                           \
-  } while (0)
 
 TEST_CASE("convert_fp8: the valid calls used by the rule tests pass", "[convert_fp8]") {
   ValidCall call;

@@ -239,18 +239,11 @@ struct ValidCall {
     test::fill_random(weight_data.data(), DType::bf16, kHidden + 32, 2);
   }
   void call() const { rms_norm(impl, out, input, weight, epsilon); }
-  bool out_untouched() const {
+  bool nothing_written() const {
     const Buffer fresh = poisoned(out_data.size());
     return test::first_difference(out_data.data(), fresh.data(), fresh.size()) < 0;
   }
 };
-
-#define CHECK_REJECTED(valid_call, argument)                           \
-  do {                                                                 \
-    CHECK_THROWS_AS((valid_call).call(), ::pagedkv::InvalidArgument);  \
-    CHECK_THROWS_WITH((valid_call).call(), Contains(argument));        \
-    CHECK((valid_call).out_untouched());                               \
-  } while (0)
 
 TEST_CASE("rms_norm: the valid call used by the rule tests passes", "[rms_norm]") {
   ValidCall call;
