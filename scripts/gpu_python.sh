@@ -54,14 +54,18 @@ tests=(tests/python/test_package.py tests/python/test_cpu_ops.py
 echo "gpu_python: the CUDA tests alone:"
 "$python" -m pytest -q -p no:cacheprovider -m cuda "${tests[@]}"
 
-# 4. The notebook, GPU path included, recorded for the docs (no Jupyter here: its code cells run
+# 4. Every notebook, GPU path included, recorded for the docs (no Jupyter here: its code cells run
 #    in order as a script, in English and in Chinese; matplotlib is optional). The recording goes
 #    to $OUT/notebooks/ (gpu_check.sh's output folder), else build/notebooks/; commit it as
 #    results/notebooks/<its name> (results/README.md: notebook recordings).
 recordings=${OUT:-$root/build}/notebooks
-echo "gpu_python: notebooks/paged_kv_cache_hands_on.md, recorded into $recordings"
-PAGEDKV_COMMIT=${PAGEDKV_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)} MPLBACKEND=Agg \
-  "$python" scripts/record_notebook.py notebooks/paged_kv_cache_hands_on.md --out "$recordings"
+recorded_all=0
+for notebook in notebooks/*.md; do  # each one even if another fails
+  echo "gpu_python: $notebook, recorded into $recordings"
+  PAGEDKV_COMMIT=${PAGEDKV_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)} MPLBACKEND=Agg \
+    "$python" scripts/record_notebook.py "$notebook" --out "$recordings" || recorded_all=1
+done
 "$python" -c "import matplotlib" 2>/dev/null ||
   echo "STEP-NOTE: matplotlib missing: the notebook recording has no plots"
+[ $recorded_all -eq 0 ] || { echo "gpu_python: a notebook raised (see above)"; exit 1; }
 echo "gpu_python: ok"
