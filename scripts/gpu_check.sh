@@ -35,6 +35,8 @@
 #   GPU_CHECK_COMPARE what to compare instead of --all: op names and options, e.g.
 #                     "concat_and_cache_mla convert_fp8"; give each call its own OUT, since each
 #                     writes its own results.json
+#   GPU_CHECK_MEMCHECK the Catch2 test spec memcheck runs (default "[gpu]"), e.g.
+#                     "[gpu][convert_fp8],[gpu][concat_and_cache_mla]" (a comma is "or")
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -155,7 +157,7 @@ cpu_tests() {
 memcheck() {
   command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found"; return 1; }
   compute-sanitizer --tool memcheck --error-exitcode 1 --print-limit 20 \
-    "$tests_bin" "[gpu]"
+    "$tests_bin" "${GPU_CHECK_MEMCHECK:-[gpu]}"
 }
 
 # The ops whose kernels use shared memory: a kernel file that declares __shared__ memory or
