@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
-"""Rewrites the results table of README.md (between the `results` markers) from the newest
-committed results/*.json, so the README never shows a number no run produced.
+"""Rewrites the results table of README.md (between the `results` markers) from the committed
+results/*.json, each op's rows from the newest GPU run that measured it (the docs' rule:
+docs/tools/results_files.py), so the README never shows a number no run produced.
 
     scripts/readme_results.py           # rewrite README.md
     scripts/readme_results.py --check   # exit 1 if README.md is not what the results say
 """
-import json
 import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "docs" / "tools"))
+import results_files  # noqa: E402
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def newest_results():
-    files = sorted(ROOT.glob("results/*.json"))
-    runs = [(json.loads(f.read_text()), f) for f in files]
-    runs = [(r, f) for r, f in runs if r.get("gpu")]  # GPU runs only
-    return max(runs, key=lambda rf: rf[0]["date"]) if runs else (None, None)
+def gpu_runs():
+    """(data, path, ops) of the GPU runs the table uses, newest first, each with the ops whose
+    rows it supplies."""
+    paths = [p for p in results_files.committed_results(ROOT)
+             if (results_files.load(p) or {}).get("gpu")]  # GPU runs only
+    return [(data, path, ops) for path, data, ops in results_files.runs_by_op(paths)]
 
 
 def agreement(naive, opt):
@@ -34,10 +37,14 @@ def agreement(naive, opt):
     return f"{'' if ok else 'NO, '}rel {rel_text} {sign} {opt['tolerance']:.1e}"
 
 
-def table(run, path):
-    if run is None:
+def tables(runs):
+    if not runs:
         return "No GPU results are recorded yet (results/ holds none)."
-    rows = run["rows"]
+    return "\n\n".join(table(run, path, ops) for run, path, ops in runs)
+
+
+def table(run, path, ops):
+    rows = [r for r in run["rows"] if r["op"] in ops]
     # For each op, workload, variant and slot pattern: the largest size.
     largest = {}
     for row in rows:
@@ -73,12 +80,12 @@ def main():
     text = readme.read_text()
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    new = f"{head}{BEGIN}\n{table(*newest_results())}\n{END}{tail}"
+    new = f"{head}{BEGIN}\n{tables(gpu_runs())}\n{END}{tail}"
     if "--check" in sys.argv:
         if new != text:
             print("README.md's results table is stale: run scripts/readme_results.py")
             return 1
-        print("README.md's results table matches the newest results file")
+        print("README.md's results table matches the newest results of every op")
         return 0
     readme.write_text(new)
     return 0

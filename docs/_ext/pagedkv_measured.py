@@ -48,11 +48,14 @@ A ``{lab-note}`` block (```{lab-note}``` or :::{lab-note}, options :date: YYYY-M
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import subprocess
 from pathlib import Path
+
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # docs/tools
+import results_files  # noqa: E402
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -79,28 +82,21 @@ class SelectorError(ValueError):
 # -- results files --------------------------------------------------------------------------------
 
 def committed_results(root: Path = REPO) -> list[Path]:
-    """results/*.json known to git (all of them when git cannot tell, e.g. in an export);
-    the same rule as docs/tools/performance.py."""
-    try:
-        out = subprocess.run(["git", "ls-files", "--", "results/*.json"], cwd=root, check=True,
-                             capture_output=True, text=True).stdout.split()
-        return [root / p for p in out if (root / p).is_file()]
-    except (OSError, subprocess.CalledProcessError):
-        return sorted((root / "results").glob("*.json"))
-
-
-_CACHE: dict[Path, dict] = {}
+    """results/*.json known to git (all of them when git cannot tell, e.g. in an export)."""
+    return results_files.committed_results(root)
 
 
 def load(path: Path) -> dict:
-    if path not in _CACHE:
-        _CACHE[path] = json.loads(path.read_text(encoding="utf-8"))
-    return _CACHE[path]
+    data = results_files.load(path)
+    if data is None:
+        raise SelectorError(f"results/{path.name} cannot be read as a results file")
+    return data
 
 
-def run_file(name: str | None, root: Path = REPO) -> Path:
-    """The results file `name` (without .json), or the newest committed one (latest "date",
-    file name breaking ties, as the performance page picks it)."""
+def run_file(name: str | None, root: Path = REPO, op: str | None = None) -> Path:
+    """The results file `name` (without .json); else the newest committed one with rows of
+    `op` (each op's numbers come from the newest run that measured it, as on the performance
+    page: docs/tools/results_files.py), or the newest of all when no op is named."""
     paths = committed_results(root)
     if name:
         for path in paths:
@@ -108,9 +104,11 @@ def run_file(name: str | None, root: Path = REPO) -> Path:
                 return path
         known = ", ".join(sorted(p.stem for p in paths)) or "none"
         raise SelectorError(f"run={name}: no committed results/{name}.json (committed: {known})")
-    if not paths:
-        raise SelectorError("no committed results/*.json to read measured values from")
-    return max(paths, key=lambda p: (str(load(p).get("date", "")), p.name))
+    found = results_files.newest_for_op(paths, op) if op else results_files.newest(paths)
+    if found is None:
+        what = f" with rows of {op}" if op else ""
+        raise SelectorError(f"no committed results/*.json{what} to read measured values from")
+    return found[0]
 
 
 def describe_run(path: Path, data: dict, language: str = "en") -> str:
@@ -235,7 +233,7 @@ def measure(selector: str, root: Path = REPO) -> tuple[str, Path, dict]:
     """(rendered text, results file, its data) of a {measured} selector; SelectorError naming
     what is wrong otherwise."""
     fields = parse_selector(selector)
-    path = run_file(fields.get("run"), root)
+    path = run_file(fields.get("run"), root, fields.get("op"))
     data = load(path)
     value = fields["value"]
     if value in RUN_VALUES:

@@ -49,6 +49,9 @@ from pathlib import Path
 
 import matplotlib
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_files, next door
+import results_files  # noqa: E402
+
 matplotlib.use("Agg")  # no display, no GUI toolkit
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
@@ -1107,32 +1110,19 @@ IMPL_ORDER = {"cpu": 0, "naive": 1, "optimized": 2}
 def committed_results(results_dir):
     """results/*.json known to git when `results_dir` is the repository's results folder (as
     docs/tools/performance.py chooses), every *.json in it otherwise (tests, exports)."""
-    files = sorted(results_dir.glob("*.json"))
     if results_dir.resolve() != RESULTS_DIR.resolve():
-        return files
-    try:
-        listed = subprocess.run(["git", "ls-files", "--", "results/*.json"], cwd=REPO,
-                                check=True, capture_output=True, text=True).stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        return files
-    return [REPO / p for p in listed if (REPO / p).is_file()]
+        return sorted(results_dir.glob("*.json"))
+    return results_files.committed_results(REPO)
 
 
-def newest_results(results_dir):
-    """The newest results file (latest "date", file name breaks ties) and its data, or None.
-    Unreadable files are skipped."""
-    best = None
-    for path in committed_results(results_dir):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        key = (str(data.get("date", "")), path.name)
-        if best is None or key > best[0]:
-            best = (key, path, data)
-    return None if best is None else (best[1], best[2])
+def newest_results(results_dir, op=None):
+    """(path, data) of the newest results file with rows of `op` (any newest file when op is
+    None), or None: each op's numbers come from the newest run that measured it
+    (docs/tools/results_files.py). Unreadable files are skipped."""
+    paths = committed_results(results_dir)
+    if op is None:
+        return results_files.newest(paths)
+    return results_files.newest_for_op(paths, op)
 
 
 def _num(value, digits=1):
@@ -1183,7 +1173,7 @@ def results_table(op, results_dir=RESULTS_DIR, plot=None):
     row per version (cpu, naive, optimized and the reference rows) with its speed-up against
     naive, then the op's plot from the performance page (`plot`, shown when given). Every size
     is listed on the performance page; all of them here would be hundreds of rows for W1."""
-    found = newest_results(results_dir)
+    found = newest_results(results_dir, op)
     rows = rows_for(found[1], op) if found else []
     if not rows:
         return NO_RESULTS
@@ -1363,7 +1353,7 @@ def w9_table(op, results_dir=RESULTS_DIR, plot=None):
     naive and optimized times, their % of copy, the speed-up, each version's rel_err, the
     tolerance and whether both agree; then the plot (`plot`, shown when given). Every cell that
     changes from run to run is a code span or a number (no translation needed)."""
-    found = newest_results(results_dir)
+    found = newest_results(results_dir, op)
     rows = w9_rows(found[1], op) if found else []
     if not rows:
         return NO_W9_ROWS
@@ -1419,7 +1409,7 @@ def w9_table_path(out, op):
 def write_w9(out, op, results_dir=RESULTS_DIR):
     """Draws the W9 plot of `op` in every language (when the newest run has W9 rows with a %
     of copy) and writes its snippet. Returns the number of plots drawn."""
-    found = newest_results(results_dir)
+    found = newest_results(results_dir, op)
     rows = w9_rows(found[1], op) if found else []
     drawn = 0
     for lang in LANGUAGES:
@@ -1440,7 +1430,8 @@ def write_w9(out, op, results_dir=RESULTS_DIR):
 # ------------------------------------------------------------------------------------------------
 
 HEADLINE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "rms_norm",
-                "fused_add_rms_norm"]
+                "fused_add_rms_norm", "concat_and_cache_mla", "concat_and_cache_mla_rope_fused",
+                "convert_fp8"]
 NO_HEADLINE = (":::{note}\n"
                "No recorded results yet. The headline table appears here once a GPU run has "
                "been committed under `results/`.\n"
@@ -1485,11 +1476,15 @@ def headline_table(results_dir=RESULTS_DIR):
     size-matched copy at the largest size (lowest and highest over the op's workload variants),
     then the run (GPU, date, file). Every cell that changes from run to run is a code span or a
     number, so a new results file needs no new translation."""
-    found = newest_results(results_dir)
-    lines = headline_rows(found[1]) if found else []
+    lines, used = [], {}  # used: results file -> (its data, the ops it supplies)
+    for op in HEADLINE_OPS:
+        found = newest_results(results_dir, op)
+        line = headline_rows(found[1], [op]) if found else []
+        if line:
+            lines += line
+            used.setdefault(found[0], (found[1], []))[1].append(op)
     if not lines:
         return NO_HEADLINE
-    path, data = found
     out = ["| Op | Workload | Largest size | Optimized: % of copy, lowest | Highest "
            "| Lowest in | Variants |",
            "|---|---|---:|---:|---:|---|---:|"]
@@ -1497,14 +1492,25 @@ def headline_table(results_dir=RESULTS_DIR):
         out.append(f"| {_code(op)} | {', '.join(_code(w) for w in workloads)} | {size} "
                    f"| {_num(low)} | {_num(high)} | {', '.join(_code(v) for v in lowest)} "
                    f"| {count} |")
-    try:
-        shown_path = path.resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        shown_path = path.name
-    out += ["", "| Run | |", "|---|---|",
-            f"| GPU | {_code(data.get('gpu'))} |",
-            f"| Date | {_code(data.get('date'))} |",
-            f"| Results file | {_code(shown_path)} |", ""]
+
+    def shown(path):
+        try:
+            return path.resolve().relative_to(REPO).as_posix()
+        except ValueError:
+            return path.name
+
+    if len(used) == 1:
+        (path, (data, _)), = used.items()
+        out += ["", "| Run | |", "|---|---|",
+                f"| GPU | {_code(data.get('gpu'))} |",
+                f"| Date | {_code(data.get('date'))} |",
+                f"| Results file | {_code(shown(path))} |", ""]
+    else:  # each op from the newest run that measured it (docs/tools/results_files.py)
+        out += ["", "| Results file | GPU | Date | Ops |", "|---|---|---|---|"]
+        for path, (data, ops) in used.items():
+            out.append(f"| {_code(shown(path))} | {_code(data.get('gpu'))} "
+                       f"| {_code(data.get('date'))} | {', '.join(_code(op) for op in ops)} |")
+        out.append("")
     return "\n".join(out)
 
 
