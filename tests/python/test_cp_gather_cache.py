@@ -56,7 +56,8 @@ def test_cp_gather_cache_matches_numpy(storage, entry, with_starts):
     table, cu, starts = make_batch(rng, lengths, block_size, num_blocks, with_starts)
     rows = int(cu[-1])
     dst = cases.poisoned((rows + 2,) + entry, storage)
-    pagedkv.cpu.cp_gather_cache(cache, dst, table, cu, len(lengths), starts)
+    bits = pagedkv.bfloat16_bits if storage is np.uint16 else (lambda array: array)  # bf16 bits
+    pagedkv.cpu.cp_gather_cache(bits(cache), bits(dst), table, cu, len(lengths), starts)
     expected = gather_numpy(cache, table, cu, len(lengths), starts)
     assert dst[:rows].tobytes() == expected.tobytes()
     assert (dst[rows:].view(np.uint8) == cases.POISON).all()  # rows past the batch: untouched
