@@ -674,7 +674,10 @@ TEST_CASE("cp_gather_cache GPU: random batches, dtypes, entry widths, strides",
                                Shape{DType::u8, {1}}, Shape{DType::f8_e4m3, {7}},
                                Shape{DType::i64, {2, 3}}, Shape{DType::f16, {5}},
                                Shape{DType::u8, {18}}, Shape{DType::u8, {2000}},
-                               Shape{DType::f32, {100}}, Shape{DType::i32, {0}});
+                               Shape{DType::f32, {100}}, Shape{DType::f32, {2}},
+                               Shape{DType::i32, {0}});
+  // Words the optimized kernel picks with packed layouts: 16 bytes (1152, 656, 256, 48, 2000,
+  // 400), 8 (f32 × 2), 4 (f32 × 3), 2 (10, 18), 1 (1, 7); padded or shifted layouts lower them.
   const std::int64_t block_size = GENERATE(1, 16, 64);
   const bool with_starts = GENERATE(false, true);
   const int layout = GENERATE(0, 1, 2);  // packed; padded strides; misaligned bases only
