@@ -75,9 +75,18 @@ def convert_arguments(op: dict, values: list) -> list:
 
 
 def signature_of(op: dict, with_stream: bool) -> inspect.Signature:
-    """The Python signature of an op: its arguments, then ``stream=None``."""
-    parameters = [inspect.Parameter(a["name"], inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                  for a in op["arguments"]]
+    """The Python signature of an op: its arguments, then ``stream=None``.
+
+    Optional tensors at the end of the argument list default to None, as in vLLM's wrappers
+    (``cp_gather_cache(..., seq_starts=None)``).
+    """
+    arguments = op["arguments"]
+    optional_tail = len(arguments)
+    while optional_tail > 0 and arguments[optional_tail - 1]["kind"] == "optional_input":
+        optional_tail -= 1
+    parameters = [inspect.Parameter(a["name"], inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    **({"default": None} if i >= optional_tail else {}))
+                  for i, a in enumerate(arguments)]
     if with_stream:
         parameters.append(inspect.Parameter("stream", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                             default=None))

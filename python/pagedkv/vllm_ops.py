@@ -72,6 +72,7 @@ def _make(op: dict) -> Callable:
 
     def function(*args: Any, **kwargs: Any) -> None:
         bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()  # seq_starts=None and the like
         implementation = _implementation_for([bound.arguments[n] for n in tensor_names])
         getattr(implementation, op["name"])(*bound.args, **bound.kwargs)
 

@@ -26,6 +26,13 @@ VLLM_SIGNATURES = {
                                         "is_neox", "slot_mapping", "kv_cache", "kv_cache_dtype",
                                         "kv_cache_scale"],
     "convert_fp8": ["output", "input", "scale", "kv_dtype"],
+    "cp_gather_cache": ["src_cache", "dst", "block_table", "cu_seq_lens", "batch_size",
+                        "seq_starts"],
+}
+
+# vLLM's wrappers' default values (vllm/_custom_ops.py).
+VLLM_DEFAULTS = {
+    "cp_gather_cache": {"seq_starts": None},
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -53,12 +60,22 @@ VLLM_SCHEMAS = {
     # vLLM's schema: convert_fp8(Tensor! dst_cache, Tensor src_cache, float scale,
     # str kv_cache_dtype); its Python wrapper calls them output, input, scale, kv_dtype.
     "convert_fp8": "convert_fp8(Tensor! output, Tensor input, float scale, str kv_dtype) -> ()",
+    "cp_gather_cache":
+        "cp_gather_cache(Tensor src_cache, Tensor! dst, Tensor block_table, Tensor cu_seq_lens, "
+        "int batch_size, Tensor? seq_starts) -> ()",
 }
 
 
 def test_every_op_has_vllms_signature():
     for name, parameters in VLLM_SIGNATURES.items():
         assert list(inspect.signature(getattr(vllm_ops, name)).parameters) == parameters, name
+
+
+def test_optional_tensors_default_to_none_as_in_vllm():
+    for name, defaults in VLLM_DEFAULTS.items():
+        parameters = inspect.signature(getattr(vllm_ops, name)).parameters
+        for parameter, default in defaults.items():
+            assert parameters[parameter].default is default, (name, parameter)
 
 
 def test_every_op_has_vllms_schema():

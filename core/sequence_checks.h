@@ -1,0 +1,42 @@
+/// \file
+/// \brief The checks of a batch of sequences read through a block table (the gathers): the
+/// cumulative token counts, the per-sequence start positions and every block id the gather will
+/// use, on the CPU or the GPU. These values live in device memory on the GPU, so the checks read
+/// them back; each rule throws InvalidArgument naming the tensor, the element and its value.
+#pragma once
+
+#include <cstdint>
+
+#include "pagedkv/tensor_view.h"
+
+namespace pagedkv::checks {
+
+/// \brief What the sequence checks learned about the batch.
+struct GatheredSequences {
+  std::int64_t num_tokens = 0;  ///< cu_seq_lens[batch_size]: rows the gather writes
+};
+
+/// \brief The sequences of a gather are well formed:
+/// - cu_seq_lens[0] == 0 and cu_seq_lens never decreases over its first batch_size + 1 values;
+/// - seq_starts[b] >= 0 (when seq_starts is given, i.e. has data);
+/// - every gathered position, seq_starts[b] + p for p < cu_seq_lens[b + 1] - cu_seq_lens[b],
+///   lies in a column of block_table (column = position / block_size < block_table.size(1));
+/// - the block id of every such column is in [0, num_blocks).
+///
+/// Only the columns a sequence uses are checked: the rest of a block table row may hold
+/// anything (padding). The shapes, dtypes (i32) and contiguity of the three tensors must have
+/// been checked before. On the GPU, cu_seq_lens and seq_starts are copied to the host, and
+/// the block ids are checked by one small kernel whose answer (the first bad element) is
+/// copied back: this synchronizes the current device.
+/// \param block_table [>= batch_size, width] i32, columns adjacent, rows stride(0) apart.
+/// \param cu_seq_lens [>= batch_size + 1] i32, contiguous.
+/// \param seq_starts [>= batch_size] i32, contiguous, or a view without data (all starts 0).
+/// \param batch_size sequences, >= 0.
+/// \param block_size slots per cache block, >= 1.
+/// \param num_blocks blocks in the cache.
+/// \return what was learned (the number of tokens gathered).
+GatheredSequences gathered_sequences(const TensorView& block_table, const TensorView& cu_seq_lens,
+                                     const TensorView& seq_starts, std::int64_t batch_size,
+                                     std::int64_t block_size, std::int64_t num_blocks);
+
+}  // namespace pagedkv::checks
