@@ -50,7 +50,8 @@ EOF
 tests=(tests/python/test_package.py tests/python/test_cpu_ops.py
        tests/python/test_cpu_validation.py tests/python/test_cuda_ops.py
        tests/python/test_vllm_ops.py tests/python/test_vllm_signatures.py
-       tests/python/test_norms.py tests/python/test_mla.py tests/python/test_convert_fp8.py)
+       tests/python/test_norms.py tests/python/test_mla.py tests/python/test_convert_fp8.py
+       tests/python/test_cp_gather_cache.py)
 "$python" -m pytest -q -rs -p no:cacheprovider "${tests[@]}"
 echo "gpu_python: the CUDA tests alone:"
 "$python" -m pytest -q -p no:cacheprovider -m cuda "${tests[@]}"
