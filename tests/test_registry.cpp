@@ -80,6 +80,7 @@ TEST_CASE("registry: names are unique and find_op finds each", "[registry]") {
   CHECK(names.count("rms_norm") == 1);
   CHECK(names.count("fused_add_rms_norm") == 1);
   CHECK(names.count("concat_and_cache_mla") == 1);
+  CHECK(names.count("indexer_k_quant_and_cache") == 1);
   CHECK(names.count("concat_and_cache_mla_rope_fused") == 1);
   CHECK(names.count("convert_fp8") == 1);
 }
@@ -185,6 +186,8 @@ TEST_CASE("registry: byte models count each input and output byte once", "[regis
   // and writes input and residual; both read the 8192-byte weight.
   CHECK(bytes("rms_norm", "hidden 4096 bf16", "W9", 1) == 2 * 8192 + 8192);
   CHECK(bytes("fused_add_rms_norm", "hidden 4096 bf16", "W9", 64) == 4 * 64 * 8192 + 8192);
+  // One indexer key: 128 bf16 read (256 B), one 132-byte slot written, one 8-byte slot read.
+  CHECK(bytes("indexer_k_quant_and_cache", "ue8m0", "W5", 16) == 16 * (256 + 132 + 8));
 }
 
 TEST_CASE("registry: Agreement applies the op's rule", "[registry]") {

@@ -26,6 +26,8 @@ VLLM_SIGNATURES = {
                                         "is_neox", "slot_mapping", "kv_cache", "kv_cache_dtype",
                                         "kv_cache_scale"],
     "convert_fp8": ["output", "input", "scale", "kv_dtype"],
+    "indexer_k_quant_and_cache": ["k", "kv_cache", "slot_mapping", "quant_block_size",
+                                  "kv_cache_dtype"],
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -53,6 +55,10 @@ VLLM_SCHEMAS = {
     # vLLM's schema: convert_fp8(Tensor! dst_cache, Tensor src_cache, float scale,
     # str kv_cache_dtype); its Python wrapper calls them output, input, scale, kv_dtype.
     "convert_fp8": "convert_fp8(Tensor! output, Tensor input, float scale, str kv_dtype) -> ()",
+    # vLLM's schema calls the last argument kv_cache_dtype too (its C++ function: scale_fmt).
+    "indexer_k_quant_and_cache":
+        "indexer_k_quant_and_cache(Tensor k, Tensor! kv_cache, Tensor slot_mapping, "
+        "int quant_block_size, str kv_cache_dtype) -> ()",
 }
 
 
