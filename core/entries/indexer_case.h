@@ -96,4 +96,57 @@ IndexerWriteInputs copy_indexer_write_inputs(const IndexerWriteShape& shape,
 /// \return the view.
 TensorView indexer_cache_view(std::int64_t num_blocks, const Buffer& cache, Device device);
 
+/// \brief A W5 gather point: cp_gather_indexer_k_quant_cache.
+struct IndexerGatherShape {
+  std::int64_t num_tokens = 0;      ///< tokens gathered, over all sequences (the point's size)
+  std::int64_t batch_size = 1;      ///< sequences: 1 ("1 request") or 16 ("16 skewed")
+  std::int64_t num_blocks = 8192;   ///< blocks in the cache
+
+  /// \brief Bytes of the whole cache.
+  /// \return num_blocks × 64 × 132.
+  std::int64_t cache_bytes() const { return num_blocks * kW5BlockSize * kW5SlotBytes; }
+  /// \brief Tokens of each sequence: all in one, or sequence i holding a share proportional to
+  /// i + 1 (the last one takes the rounding remainder).
+  /// \return [batch_size] lengths summing to num_tokens.
+  std::vector<std::int64_t> sequence_lengths() const;
+  /// \brief The byte model: each gathered slot's 132 bytes read once and written once, each
+  /// block id a sequence uses read once (4 bytes), cu_seq_lens read once.
+  /// \return the bytes.
+  std::int64_t gather_bytes() const;
+};
+
+/// \brief Parses a W5 gather point: the variant is the batch ("1 request" or "16 skewed").
+/// \param point the workload point.
+/// \return its shape.
+IndexerGatherShape indexer_gather_shape(const WorkloadPoint& point);
+
+/// \brief The W5 gather points: {1 request, 16 skewed} × token counts (block tables random).
+/// \param quick true for the small sizes only (and a 256-block cache).
+/// \return the points.
+std::vector<WorkloadPoint> indexer_gather_points(bool quick);
+
+/// \brief The index tensors of one gather buffer set.
+struct IndexerGatherIndices {
+  Buffer table;             ///< [batch_size, max_blocks] i32
+  Buffer starts;            ///< [batch_size + 1] i32
+  TensorView block_table;   ///< [batch_size, max_blocks] i32
+  TensorView cu_seq_lens;   ///< [batch_size + 1] i32
+};
+
+/// \brief Random host indices of one buffer set: each sequence gets distinct random blocks
+/// (a shuffle of the whole cache, dealt out in order).
+/// \param shape the point's shape.
+/// \param seed the case's seed.
+/// \param set buffer set index.
+/// \return the indices, in host memory.
+IndexerGatherIndices make_indexer_gather_indices(const IndexerGatherShape& shape,
+                                                 std::uint64_t seed, int set);
+
+/// \brief A copy of indices in another kind of memory, with its views.
+/// \param indices the indices to copy.
+/// \param memory where the copy lives.
+/// \return the copy.
+IndexerGatherIndices copy_indexer_gather_indices(const IndexerGatherIndices& indices,
+                                                 Memory memory);
+
 }  // namespace pagedkv::entries

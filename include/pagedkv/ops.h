@@ -8,6 +8,7 @@
 #include "pagedkv/ops/concat_and_cache_mla.h"
 #include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 #include "pagedkv/ops/convert_fp8.h"
+#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache.h"
@@ -25,6 +26,6 @@ struct OpList {};
 /// \brief Every op, in catalogue order.
 using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm,
                       ConcatAndCacheMla, ConcatAndCacheMlaRopeFused, ConvertFp8,
-                      IndexerKQuantAndCache>;
+                      IndexerKQuantAndCache, CpGatherIndexerKQuantCache>;
 
 }  // namespace pagedkv

@@ -28,6 +28,8 @@ VLLM_SIGNATURES = {
     "convert_fp8": ["output", "input", "scale", "kv_dtype"],
     "indexer_k_quant_and_cache": ["k", "kv_cache", "slot_mapping", "quant_block_size",
                                   "kv_cache_dtype"],
+    "cp_gather_indexer_k_quant_cache": ["kv_cache", "dst_k", "dst_scale", "block_table",
+                                        "cu_seq_lens"],
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -59,6 +61,9 @@ VLLM_SCHEMAS = {
     "indexer_k_quant_and_cache":
         "indexer_k_quant_and_cache(Tensor k, Tensor! kv_cache, Tensor slot_mapping, "
         "int quant_block_size, str kv_cache_dtype) -> ()",
+    "cp_gather_indexer_k_quant_cache":
+        "cp_gather_indexer_k_quant_cache(Tensor kv_cache, Tensor! dst_k, Tensor! dst_scale, "
+        "Tensor block_table, Tensor cu_seq_lens) -> ()",
 }
 
 
