@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
 
