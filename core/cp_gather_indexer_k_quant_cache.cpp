@@ -146,7 +146,9 @@ CpGatherIndexerKQuantCache::Plan CpGatherIndexerKQuantCache::validate(const Args
   const std::vector<std::int32_t> table = read_i32(block_table.data, table_span, device);
   for (std::int64_t b = 0; b < batch_size; ++b) {
     const std::int64_t length = cu[b + 1] - cu[b];
-    const std::int64_t used = block_size == 0 ? 0 : (length + block_size - 1) / block_size;
+    PAGEDKV_CHECK(length == 0 || block_size > 0, "kv_cache: block_size = size(1) is 0, but ",
+                  "sequence ", b, " has ", length, " tokens to gather");
+    const std::int64_t used = length == 0 ? 0 : (length + block_size - 1) / block_size;
     PAGEDKV_CHECK(used <= max_blocks, "block_table: sequence ", b, " has ", length,
                   " tokens, ", used, " blocks of ", block_size, ", but block_table has ",
                   max_blocks, " columns");

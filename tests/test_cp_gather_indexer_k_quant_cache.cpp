@@ -453,6 +453,10 @@ TEST_CASE("cp_gather_indexer_k_quant_cache rejects block ids outside the cache o
     call.set_cu({0, 9, 9});
     CHECK_REJECTED(call, "block_table: sequence 0 has 9 tokens");
   }
+  SECTION("a cache without slots") {
+    call.kv_cache = TensorView::contiguous(call.cache_data.data(), DType::u8, {4, 0, 132});
+    CHECK_REJECTED(call, "kv_cache: block_size = size(1) is 0");
+  }
   SECTION("unused entries are not read") {
     table[2] = -5;  // sequence 0 uses columns 0 and 1 only
     CHECK_NOTHROW(call.call());
