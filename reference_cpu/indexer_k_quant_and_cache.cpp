@@ -26,8 +26,8 @@ float key_value(std::uint16_t bits, DType dtype) {
 
 // The smallest power of two >= scale, from the fp32 bits: a scale whose mantissa bits are all
 // zero is a power of two already; any other is raised to the next exponent with a zero
-// mantissa. Exact, unlike exp2f(ceilf(log2f(scale))) (see the header's note). The scale is a
-// positive normal number or +inf (which has a zero mantissa and stays +inf).
+// mantissa. Exact, with no log2f or exp2f (see the header's note). The scale is a positive
+// normal number or +inf (which has a zero mantissa and stays +inf).
 float round_up_to_power_of_two(float scale) {
   std::uint32_t bits;
   std::memcpy(&bits, &scale, sizeof bits);

@@ -288,6 +288,32 @@ TEST_CASE("indexer_k_quant_and_cache CPU: ue8m0 scales are the powers of two jus
   }
 }
 
+TEST_CASE("indexer_k_quant_and_cache: for every 16-bit amax, the exact ue8m0 rounding equals "
+          "upstream's exp2f(ceilf(log2f(scale)))",
+          "[indexer_k_quant_and_cache]") {
+  // Upstream's float formula can only go wrong for a scale less than 2^-18 (relative) above a
+  // power of two (log2f then rounds to the integer). A scale is max(amax, 1e-4) / 448 with amax
+  // a bf16 or f16 value: 16-bit values near 1.75 · 2^m are more than 2^-11 apart (relative),
+  // so no scale comes that close, and the exact rounding (the test's frexp formulation) gives
+  // the same power of two for all.
+  std::int64_t checked = 0;
+  for (std::uint32_t bits = 0; bits < 0x10000; ++bits) {
+    for (DType dtype : {DType::bf16, DType::f16}) {
+      const auto b = static_cast<std::uint16_t>(bits);
+      const float amax = dtype == DType::bf16 ? numerics::bf16_bits_to_float(b)
+                                              : numerics::half_bits_to_float(b);
+      if (!(amax >= 0.f) || !std::isfinite(amax)) continue;  // amax is |x|: finite, not NaN
+      const float scale = std::max(amax, 1e-4f) / 448.f;
+      const float upstream = std::exp2f(std::ceil(std::log2f(scale)));
+      if (power_of_two_at_least(scale) != upstream)
+        FAIL(dtype_name(dtype) << " amax " << amax << ": " << power_of_two_at_least(scale)
+                               << " vs " << upstream);
+      ++checked;
+    }
+  }
+  CHECK(checked > 60000);
+}
+
 TEST_CASE("indexer_k_quant_and_cache round trip: codes × scale give back k within E4M3's bound",
           "[indexer_k_quant_and_cache]") {
   ProblemSpec spec;

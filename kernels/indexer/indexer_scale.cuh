@@ -30,9 +30,10 @@ __device__ __forceinline__ float key_to_float(Key value) {
 /// \brief The scale of a tile whose largest |element| is `amax`: max(amax, 1e-4) / 448 (a true
 /// fp32 division, as upstream), rounded up to the next power of two for "ue8m0".
 ///
-/// The rounding works on the fp32 bits (a non-zero mantissa moves to the next exponent), exact
-/// where upstream's `exp2f(ceilf(log2f(scale)))` can keep a scale a hair above a power of two
-/// one octave too small. +inf (a tile with an infinite element) stays +inf.
+/// The rounding works on the fp32 bits (a non-zero mantissa moves to the next exponent): the
+/// same integer steps as the CPU reference, where upstream's `exp2f(ceilf(log2f(scale)))`
+/// leans on the accuracy of two transcendental functions (it gives the same powers of two for
+/// every 16-bit amax). +inf (a tile with an infinite element) stays +inf.
 /// \param amax the tile's amax (fmaxf over |element|: NaN elements ignored).
 /// \param ue8m0 whether to round up to a power of two.
 /// \return the scale stored in the cache.
