@@ -49,14 +49,14 @@ std::vector<std::int32_t> read_i32(const void* data, std::int64_t count, Device 
 
 // Destination rows of `row_bytes` bytes that never overlap (the writes would race).
 void destination_rows(const TensorView& dst, const char* name, std::int64_t row_bytes) {
-  PAGEDKV_CHECK(dst.size(0) <= 1 || dst.stride(0) >= row_bytes, name, ": rows overlap: stride(0) = ",
-                dst.stride(0), " bytes, a row is ", row_bytes, " bytes (", dst.describe(), ")");
+  PAGEDKV_CHECK(dst.size(0) <= 1 || dst.stride(0) >= row_bytes, name,
+                ": rows overlap: stride(0) = ", dst.stride(0), " bytes, a row is ", row_bytes,
+                " bytes (", dst.describe(), ")");
 }
 
 }  // namespace
 
-CpGatherIndexerKQuantCache::Plan CpGatherIndexerKQuantCache::validate(const Args& args,
-                                                                      Impl impl) {
+CpGatherIndexerKQuantCache::Plan CpGatherIndexerKQuantCache::validate(const Args& args, Impl impl) {
   const TensorView& kv_cache = args.kv_cache;
   const TensorView& dst_k = args.dst_k;
   const TensorView& dst_scale = args.dst_scale;
@@ -111,9 +111,9 @@ CpGatherIndexerKQuantCache::Plan CpGatherIndexerKQuantCache::validate(const Args
   checks::ndim_is(cu_seq_lens, "cu_seq_lens", 1);
   checks::dtype_is(cu_seq_lens, "cu_seq_lens", DType::i32);
   checks::non_negative_layout(cu_seq_lens, "cu_seq_lens");
-  PAGEDKV_CHECK(cu_seq_lens.size(0) == batch_size + 1, "cu_seq_lens: expected batch + 1 = ",
-                batch_size + 1, " elements (batch = block_table.size(0)), got ",
-                cu_seq_lens.size(0));
+  PAGEDKV_CHECK(cu_seq_lens.size(0) == batch_size + 1,
+                "cu_seq_lens: expected batch + 1 = ", batch_size + 1,
+                " elements (batch = block_table.size(0)), got ", cu_seq_lens.size(0));
   PAGEDKV_CHECK(cu_seq_lens.is_contiguous(), "cu_seq_lens: expected a contiguous tensor, got ",
                 cu_seq_lens.describe());
 
@@ -141,17 +141,18 @@ CpGatherIndexerKQuantCache::Plan CpGatherIndexerKQuantCache::validate(const Args
   const std::int64_t block_size = kv_cache.size(1);
   const std::int64_t num_blocks = kv_cache.size(0);
   const std::int64_t max_blocks = block_table.size(1);
-  const std::int64_t table_span =
-      batch_size == 0 || max_blocks == 0 ? 0 : (batch_size - 1) * block_table.stride(0) + max_blocks;
+  const std::int64_t table_span = batch_size == 0 || max_blocks == 0
+                                      ? 0
+                                      : (batch_size - 1) * block_table.stride(0) + max_blocks;
   const std::vector<std::int32_t> table = read_i32(block_table.data, table_span, device);
   for (std::int64_t b = 0; b < batch_size; ++b) {
     const std::int64_t length = cu[b + 1] - cu[b];
     PAGEDKV_CHECK(length == 0 || block_size > 0, "kv_cache: block_size = size(1) is 0, but ",
                   "sequence ", b, " has ", length, " tokens to gather");
     const std::int64_t used = length == 0 ? 0 : (length + block_size - 1) / block_size;
-    PAGEDKV_CHECK(used <= max_blocks, "block_table: sequence ", b, " has ", length,
-                  " tokens, ", used, " blocks of ", block_size, ", but block_table has ",
-                  max_blocks, " columns");
+    PAGEDKV_CHECK(used <= max_blocks, "block_table: sequence ", b, " has ", length, " tokens, ",
+                  used, " blocks of ", block_size, ", but block_table has ", max_blocks,
+                  " columns");
     for (std::int64_t j = 0; j < used; ++j) {
       const std::int32_t id = table[static_cast<std::size_t>(b * block_table.stride(0) + j)];
       PAGEDKV_CHECK(id >= 0 && id < num_blocks, "block_table[", b, ", ", j, "] = ", id,

@@ -28,9 +28,9 @@ void indexer_cache(const TensorView& kv_cache, const char* name, std::int64_t he
                 dtype_name(kv_cache.dtype));
   const std::int64_t slot_bytes = indexer_slot_bytes(head_dim);
   PAGEDKV_CHECK(kv_cache.size(2) == slot_bytes, name, ": size(2) must be head_dim + 4 × head_dim",
-                " / ", kIndexerQuantBlock, " = ", slot_bytes, " bytes per slot (head_dim = ",
-                head_dim, ", ", head_dim_source, "), got ", kv_cache.size(2), " (shape ",
-                kv_cache.shape_string(), ")");
+                " / ", kIndexerQuantBlock, " = ", slot_bytes,
+                " bytes per slot (head_dim = ", head_dim, ", ", head_dim_source, "), got ",
+                kv_cache.size(2), " (shape ", kv_cache.shape_string(), ")");
   // Within a block the codes of all slots come first, then all scales: the kernels address the
   // block as one run of block_size × slot_bytes bytes, so dims 1 and 2 must be packed.
   packed_from(kv_cache, name, 1);
@@ -38,9 +38,10 @@ void indexer_cache(const TensorView& kv_cache, const char* name, std::int64_t he
   PAGEDKV_CHECK(kv_cache.size(0) <= 1 || kv_cache.stride(0) >= block_bytes, name,
                 ": blocks overlap: stride(0) = ", kv_cache.stride(0), " bytes, one block is ",
                 block_bytes, " bytes (", kv_cache.describe(), ")");
-  PAGEDKV_CHECK(kv_cache.stride(0) % kIndexerScaleBytes == 0, name,
-                ": the fp32 scales need 4-byte words: stride(0) must be a multiple of 4 bytes, got ",
-                kv_cache.stride(0));
+  PAGEDKV_CHECK(
+      kv_cache.stride(0) % kIndexerScaleBytes == 0, name,
+      ": the fp32 scales need 4-byte words: stride(0) must be a multiple of 4 bytes, got ",
+      kv_cache.stride(0));
   PAGEDKV_CHECK(reinterpret_cast<std::uintptr_t>(kv_cache.data) % kIndexerScaleBytes == 0, name,
                 ": the fp32 scales need 4-byte words: the data pointer must be 4-byte aligned");
 }

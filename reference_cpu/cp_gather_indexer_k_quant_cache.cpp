@@ -7,17 +7,17 @@
 //
 // The offsets are spelled out here on purpose, not shared with the kernels: a bug in one
 // formula cannot hide in both.
+#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
+
 #include <cstdint>
 #include <cstring>
-
-#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 
 namespace pagedkv {
 
 void CpGatherIndexerKQuantCache::cpu(const Plan& plan, const Args& args) {
   const auto* kv_cache = static_cast<const std::uint8_t*>(args.kv_cache.data);  // [N, B, slot]
-  auto* dst_k = static_cast<std::uint8_t*>(args.dst_k.data);          // [rows, head_dim]
-  auto* dst_scale = static_cast<std::uint8_t*>(args.dst_scale.data);  // [rows, 4 G]
+  auto* dst_k = static_cast<std::uint8_t*>(args.dst_k.data);                    // [rows, head_dim]
+  auto* dst_scale = static_cast<std::uint8_t*>(args.dst_scale.data);            // [rows, 4 G]
   const auto* block_table = static_cast<const std::int32_t*>(args.block_table.data);  // [b, M]
   const auto* cu_seq_lens = static_cast<const std::int32_t*>(args.cu_seq_lens.data);  // [b + 1]
   const std::int64_t scale_bytes = kIndexerScaleBytes * plan.tiles_per_token;
@@ -26,7 +26,8 @@ void CpGatherIndexerKQuantCache::cpu(const Plan& plan, const Args& args) {
     const std::int64_t first_row = cu_seq_lens[b];
     const std::int64_t length = cu_seq_lens[b + 1] - first_row;
     for (std::int64_t position = 0; position < length; ++position) {
-      const std::int64_t block = block_table[b * plan.block_table_stride + position / plan.block_size];
+      const std::int64_t block =
+          block_table[b * plan.block_table_stride + position / plan.block_size];
       const std::int64_t offset_in_block = position % plan.block_size;
       const std::uint8_t* block_bytes = kv_cache + block * plan.block_stride;
       const std::int64_t row = first_row + position;

@@ -7,12 +7,13 @@
 //
 // The offsets are spelled out here on purpose, not shared with the kernels: a bug in one
 // formula cannot hide in both.
+#include "pagedkv/ops/indexer_k_quant_and_cache.h"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #include "numerics.h"
-#include "pagedkv/ops/indexer_k_quant_and_cache.h"
 
 namespace pagedkv {
 
@@ -41,7 +42,7 @@ float round_up_to_power_of_two(float scale) {
 }  // namespace
 
 void IndexerKQuantAndCache::cpu(const Plan& plan, const Args& args) {
-  const auto* k = static_cast<const std::uint16_t*>(args.k.data);  // [T, head_dim] bf16/f16 bits
+  const auto* k = static_cast<const std::uint16_t*>(args.k.data);   // [T, head_dim] bf16/f16 bits
   auto* kv_cache = static_cast<std::uint8_t*>(args.kv_cache.data);  // [N, block_size, slot bytes]
   const auto* slots = static_cast<const std::int64_t*>(args.slot_mapping.data);  // [>= T]
   const std::int64_t head_dim = plan.head_dim;

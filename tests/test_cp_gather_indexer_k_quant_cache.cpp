@@ -95,8 +95,7 @@ HostProblem make_problem(const ProblemSpec& spec) {
       p.table_values[static_cast<std::size_t>(b * p.max_blocks + j)] = ids[next++];
   p.table = int32s(p.table_values);
   p.starts = int32s(p.cu);
-  p.args.block_table =
-      TensorView::contiguous(p.table.data(), DType::i32, {batch, p.max_blocks});
+  p.args.block_table = TensorView::contiguous(p.table.data(), DType::i32, {batch, p.max_blocks});
   p.args.cu_seq_lens = TensorView::contiguous(p.starts.data(), DType::i32, {batch + 1});
 
   p.rows = p.cu.back() + spec.extra_rows;
@@ -105,7 +104,8 @@ HostProblem make_problem(const ProblemSpec& spec) {
   const std::int64_t shift = spec.misaligned ? 4 : 0;
   p.dst_k = poisoned(static_cast<std::size_t>(p.rows * p.k_pitch + shift));
   p.dst_scale = poisoned(static_cast<std::size_t>(p.rows * p.scale_pitch));
-  p.args.dst_k = TensorView::strided(p.dst_k.data() + shift, DType::u8, {p.rows, D}, {p.k_pitch, 1});
+  p.args.dst_k =
+      TensorView::strided(p.dst_k.data() + shift, DType::u8, {p.rows, D}, {p.k_pitch, 1});
   p.args.dst_scale =
       TensorView::strided(p.dst_scale.data(), DType::u8, {p.rows, 4 * G}, {p.scale_pitch, 1});
   return p;
@@ -136,7 +136,8 @@ Result run_cpu(const HostProblem& p) {
   Result r{copy_to(Memory::host, p.dst_k), copy_to(Memory::host, p.dst_scale)};
   CpGatherIndexerKQuantCache::Args args = p.args;
   args.dst_k = test::rebase(args.dst_k, p.dst_k.data(), r.dst_k.data(), Device::cpu);
-  args.dst_scale = test::rebase(args.dst_scale, p.dst_scale.data(), r.dst_scale.data(), Device::cpu);
+  args.dst_scale =
+      test::rebase(args.dst_scale, p.dst_scale.data(), r.dst_scale.data(), Device::cpu);
   run<CpGatherIndexerKQuantCache>(Impl::cpu, args);
   return r;
 }
@@ -207,9 +208,10 @@ TEST_CASE("cp_gather_indexer_k_quant_cache CPU: the header's worked example",
   CHECK(same_bytes(r.dst_scale.data() + 71 * 4, block10 + 64 * 128 + 1 * 4, 4));
 }
 
-TEST_CASE("cp_gather_indexer_k_quant_cache round trip: gathers exactly what "
-          "indexer_k_quant_and_cache stored",
-          "[cp_gather_indexer_k_quant_cache]") {
+TEST_CASE(
+    "cp_gather_indexer_k_quant_cache round trip: gathers exactly what "
+    "indexer_k_quant_and_cache stored",
+    "[cp_gather_indexer_k_quant_cache]") {
   const bool ue8m0 = GENERATE(false, true);
   const std::int64_t head_dim = GENERATE(128, 256);
   const std::int64_t block_size = GENERATE(16, 64);
@@ -322,9 +324,10 @@ TEST_CASE("cp_gather_indexer_k_quant_cache: the valid call used by the rule test
   CHECK(same_bytes(call.dst_k_data.data() + 9 * 128, poisoned(128).data(), 128));
 }
 
-TEST_CASE("cp_gather_indexer_k_quant_cache rejects head_dim and scale widths other than the "
-          "128-element tiles",
-          "[cp_gather_indexer_k_quant_cache]") {
+TEST_CASE(
+    "cp_gather_indexer_k_quant_cache rejects head_dim and scale widths other than the "
+    "128-element tiles",
+    "[cp_gather_indexer_k_quant_cache]") {
   ValidCall call;
   SECTION("head_dim 64") {
     call.dst_k = TensorView::contiguous(call.dst_k_data.data(), DType::u8, {10, 64});
@@ -351,12 +354,18 @@ TEST_CASE("cp_gather_indexer_k_quant_cache rejects head_dim and scale widths oth
 TEST_CASE("cp_gather_indexer_k_quant_cache rejects wrong dtypes",
           "[cp_gather_indexer_k_quant_cache]") {
   ValidCall call;
-  SECTION("dst_k bf16") { call.dst_k.dtype = DType::bf16; CHECK_REJECTED(call, "dst_k"); }
+  SECTION("dst_k bf16") {
+    call.dst_k.dtype = DType::bf16;
+    CHECK_REJECTED(call, "dst_k");
+  }
   SECTION("dst_scale f32") {
     call.dst_scale = TensorView::contiguous(call.dst_scale_data.data(), DType::f32, {10, 1});
     CHECK_REJECTED(call, "dst_scale");
   }
-  SECTION("kv_cache i32") { call.kv_cache.dtype = DType::i32; CHECK_REJECTED(call, "kv_cache"); }
+  SECTION("kv_cache i32") {
+    call.kv_cache.dtype = DType::i32;
+    CHECK_REJECTED(call, "kv_cache");
+  }
   SECTION("block_table i64") {
     call.block_table.dtype = DType::i64;
     CHECK_REJECTED(call, "block_table");
@@ -375,8 +384,8 @@ TEST_CASE("cp_gather_indexer_k_quant_cache accepts f8_e4m3 codes and a padded bl
     call.kv_cache.dtype = DType::f8_e4m3;
   }
   SECTION("padded blocks") {
-    call.kv_cache = TensorView::strided(call.cache_data.data(), DType::u8, {4, 4, 132},
-                                        {4 * 132 + 16, 132, 1});
+    call.kv_cache =
+        TensorView::strided(call.cache_data.data(), DType::u8, {4, 4, 132}, {4 * 132 + 16, 132, 1});
   }
   CHECK_NOTHROW(call.call());
 }
@@ -510,9 +519,18 @@ TEST_CASE("cp_gather_indexer_k_quant_cache rejects a tensor on the wrong device"
 TEST_CASE("cp_gather_indexer_k_quant_cache rejects null data pointers",
           "[cp_gather_indexer_k_quant_cache]") {
   ValidCall call;
-  SECTION("kv_cache") { call.kv_cache.data = nullptr; CHECK_REJECTED(call, "kv_cache"); }
-  SECTION("dst_k") { call.dst_k.data = nullptr; CHECK_REJECTED(call, "dst_k"); }
-  SECTION("cu_seq_lens") { call.cu_seq_lens.data = nullptr; CHECK_REJECTED(call, "cu_seq_lens"); }
+  SECTION("kv_cache") {
+    call.kv_cache.data = nullptr;
+    CHECK_REJECTED(call, "kv_cache");
+  }
+  SECTION("dst_k") {
+    call.dst_k.data = nullptr;
+    CHECK_REJECTED(call, "dst_k");
+  }
+  SECTION("cu_seq_lens") {
+    call.cu_seq_lens.data = nullptr;
+    CHECK_REJECTED(call, "cu_seq_lens");
+  }
 }
 
 TEST_CASE("cp_gather_indexer_k_quant_cache with nothing to gather is a no-op",
@@ -605,13 +623,15 @@ TEST_CASE("cp_gather_indexer_k_quant_cache GPU: large and skewed batches",
   check_three_way(spec);
 }
 
-TEST_CASE("cp_gather_indexer_k_quant_cache GPU: a block id past the cache is rejected, nothing "
-          "written",
-          "[cp_gather_indexer_k_quant_cache][gpu]") {
+TEST_CASE(
+    "cp_gather_indexer_k_quant_cache GPU: a block id past the cache is rejected, nothing "
+    "written",
+    "[cp_gather_indexer_k_quant_cache][gpu]") {
   PAGEDKV_REQUIRE_GPU();
   ProblemSpec spec;
   HostProblem p = make_problem(spec);
-  reinterpret_cast<std::int32_t*>(p.table.data())[1] = static_cast<std::int32_t>(p.args.kv_cache.size(0));
+  reinterpret_cast<std::int32_t*>(p.table.data())[1] =
+      static_cast<std::int32_t>(p.args.kv_cache.size(0));
   for (Impl impl : {Impl::naive, Impl::optimized}) {
     INFO("implementation: " << impl_name(impl));
     CHECK_THROWS_WITH(run_on_device(impl, p), Contains("block_table[0, 1]"));

@@ -76,7 +76,8 @@ void expected_cache(std::uint8_t* cache, const std::uint8_t* k, std::int64_t k_p
       float scale = std::max(static_cast<float>(amax), 1e-4f) / 448.f;
       if (ue8m0) scale = power_of_two_at_least(scale);
       for (int i = 0; i < 128; ++i) {
-        cache[at.codes + g * 128 + i] = numerics::float_to_fp8_e4m3(key_value(key, i, dtype) / scale);
+        cache[at.codes + g * 128 + i] =
+            numerics::float_to_fp8_e4m3(key_value(key, i, dtype) / scale);
       }
       std::memcpy(cache + at.scales + 4 * g, &scale, 4);
     }
@@ -170,10 +171,11 @@ HostProblem make_problem(const ProblemSpec& spec) {
   p.block_stride = B * slot_bytes + (spec.padded_blocks ? 16 : 0);
   const std::int64_t num_blocks = (T + B - 1) / B + 2;
   p.cache = poisoned(static_cast<std::size_t>(num_blocks * p.block_stride + shift));
-  p.args.kv_cache = TensorView::strided(p.cache.data() + shift, DType::u8, {num_blocks, B, slot_bytes},
-                                        {p.block_stride, slot_bytes, 1});
-  p.slot_values = draw_slots(T, num_blocks * B, spec.contiguous_slots, spec.padding,
-                             spec.seed * 7919 + 17);
+  p.args.kv_cache =
+      TensorView::strided(p.cache.data() + shift, DType::u8, {num_blocks, B, slot_bytes},
+                          {p.block_stride, slot_bytes, 1});
+  p.slot_values =
+      draw_slots(T, num_blocks * B, spec.contiguous_slots, spec.padding, spec.seed * 7919 + 17);
   p.slots = int64s(p.slot_values);
   p.args.slot_mapping = TensorView::contiguous(p.slots.data(), DType::i64, {T});
   p.args.quant_block_size = 128;
@@ -241,14 +243,14 @@ TEST_CASE("indexer_k_quant_and_cache CPU: the header's worked example, byte by b
   Buffer fresh = poisoned(cache_bytes);
   Buffer slot = int64s({200});
   for (const char* format : {"", "ue8m0"}) {
-    run<IndexerKQuantAndCache>(
-        Impl::cpu, {TensorView::contiguous(k_data.data(), DType::bf16, {1, 128}),
-                    TensorView::contiguous(cache.data(), DType::u8, {4, 64, 132}),
-                    TensorView::contiguous(slot.data(), DType::i64, {1}), 128, format});
+    run<IndexerKQuantAndCache>(Impl::cpu,
+                               {TensorView::contiguous(k_data.data(), DType::bf16, {1, 128}),
+                                TensorView::contiguous(cache.data(), DType::u8, {4, 64, 132}),
+                                TensorView::contiguous(slot.data(), DType::i64, {1}), 128, format});
     const std::uint8_t* block3 = cache.data() + 3 * 64 * 132;
-    CHECK(block3[1024] == 0x70);         // E4M3(1.0 / 2^-7) = E4M3(128)
-    CHECK(block3[1025] == 0xFE);         // E4M3(-448): the amax maps to -448 exactly
-    CHECK(block3[1026] == 0x68);         // E4M3(64)
+    CHECK(block3[1024] == 0x70);  // E4M3(1.0 / 2^-7) = E4M3(128)
+    CHECK(block3[1025] == 0xFE);  // E4M3(-448): the amax maps to -448 exactly
+    CHECK(block3[1026] == 0x68);  // E4M3(64)
     float scale;
     std::memcpy(&scale, block3 + 64 * 128 + 8 * 4, 4);
     CHECK(scale == 0.0078125f);
@@ -277,20 +279,21 @@ TEST_CASE("indexer_k_quant_and_cache CPU: ue8m0 scales are the powers of two jus
     std::memcpy(&scale, cache.data() + at.scales, 4);
     double amax = 0;
     for (int i = 0; i < 128; ++i)
-      amax = std::max(amax, std::fabs(static_cast<double>(key_value(
-                                static_cast<const std::uint8_t*>(p.args.k.data) + t * 256, i,
-                                DType::bf16))));
+      amax = std::max(
+          amax, std::fabs(static_cast<double>(key_value(
+                    static_cast<const std::uint8_t*>(p.args.k.data) + t * 256, i, DType::bf16))));
     const double plain = std::max(amax, 1e-4) / 448.0;
     int exponent = 0;
     CHECK(std::frexp(scale, &exponent) == 0.5f);  // a power of two
-    CHECK(scale >= plain * (1 - 1e-7));          // never below the fp32 scale ...
-    CHECK(scale < 2 * plain);                    // ... and less than one octave above
+    CHECK(scale >= plain * (1 - 1e-7));           // never below the fp32 scale ...
+    CHECK(scale < 2 * plain);                     // ... and less than one octave above
   }
 }
 
-TEST_CASE("indexer_k_quant_and_cache: for every 16-bit amax, the exact ue8m0 rounding equals "
-          "upstream's exp2f(ceilf(log2f(scale)))",
-          "[indexer_k_quant_and_cache]") {
+TEST_CASE(
+    "indexer_k_quant_and_cache: for every 16-bit amax, the exact ue8m0 rounding equals "
+    "upstream's exp2f(ceilf(log2f(scale)))",
+    "[indexer_k_quant_and_cache]") {
   // Upstream's float formula can only go wrong for a scale less than 2^-18 (relative) above a
   // power of two (log2f then rounds to the integer). A scale is max(amax, 1e-4) / 448 with amax
   // a bf16 or f16 value: 16-bit values near 1.75 · 2^m are more than 2^-11 apart (relative),
@@ -300,14 +303,14 @@ TEST_CASE("indexer_k_quant_and_cache: for every 16-bit amax, the exact ue8m0 rou
   for (std::uint32_t bits = 0; bits < 0x10000; ++bits) {
     for (DType dtype : {DType::bf16, DType::f16}) {
       const auto b = static_cast<std::uint16_t>(bits);
-      const float amax = dtype == DType::bf16 ? numerics::bf16_bits_to_float(b)
-                                              : numerics::half_bits_to_float(b);
+      const float amax =
+          dtype == DType::bf16 ? numerics::bf16_bits_to_float(b) : numerics::half_bits_to_float(b);
       if (!(amax >= 0.f) || !std::isfinite(amax)) continue;  // amax is |x|: finite, not NaN
       const float scale = std::max(amax, 1e-4f) / 448.f;
       const float upstream = std::exp2f(std::ceil(std::log2f(scale)));
       if (power_of_two_at_least(scale) != upstream)
-        FAIL(dtype_name(dtype) << " amax " << amax << ": " << power_of_two_at_least(scale)
-                               << " vs " << upstream);
+        FAIL(dtype_name(dtype) << " amax " << amax << ": " << power_of_two_at_least(scale) << " vs "
+                               << upstream);
       ++checked;
     }
   }
@@ -339,7 +342,8 @@ TEST_CASE("indexer_k_quant_and_cache round trip: codes × scale give back k with
         // E4M3 keeps 3 mantissa bits: half an ulp is 2^-4 of the value for normals, and half
         // the smallest subnormal (2^-10) times the scale below them. |x| / scale <= 448: no
         // value saturates, ue8m0 or not.
-        const double bound = std::max(std::fabs(x) / 16.0, std::ldexp(static_cast<double>(scale), -10));
+        const double bound =
+            std::max(std::fabs(x) / 16.0, std::ldexp(static_cast<double>(scale), -10));
         if (std::fabs(decoded - x) > bound)
           FAIL("token " << t << " element " << 128 * g + i << ": " << x << " decoded as "
                         << decoded);
@@ -409,8 +413,7 @@ struct ValidCall {
   ValidCall() { test::fill_random(k_data.data(), DType::bf16, kTokens * 256 * 2, 1); }
 
   void call() const {
-    run<IndexerKQuantAndCache>(impl, {k, kv_cache, slot_mapping, quant_block_size,
-                                      kv_cache_dtype});
+    run<IndexerKQuantAndCache>(impl, {k, kv_cache, slot_mapping, quant_block_size, kv_cache_dtype});
   }
 
   bool nothing_written() const {
@@ -451,8 +454,14 @@ TEST_CASE("indexer_k_quant_and_cache rejects a head_dim that is not a multiple o
 TEST_CASE("indexer_k_quant_and_cache rejects f32 keys and keys that are not 2-D or packed",
           "[indexer_k_quant_and_cache]") {
   ValidCall call;
-  SECTION("f32") { call.k.dtype = DType::f32; CHECK_REJECTED(call, "k: expected dtype bf16 or f16"); }
-  SECTION("u8") { call.k.dtype = DType::u8; CHECK_REJECTED(call, "k"); }
+  SECTION("f32") {
+    call.k.dtype = DType::f32;
+    CHECK_REJECTED(call, "k: expected dtype bf16 or f16");
+  }
+  SECTION("u8") {
+    call.k.dtype = DType::u8;
+    CHECK_REJECTED(call, "k");
+  }
   SECTION("3-D") {
     call.k = TensorView::contiguous(call.k_data.data(), DType::bf16, {4, 1, 128});
     CHECK_REJECTED(call, "k");
@@ -565,9 +574,18 @@ TEST_CASE("indexer_k_quant_and_cache rejects a tensor on the wrong device",
 
 TEST_CASE("indexer_k_quant_and_cache rejects null data pointers", "[indexer_k_quant_and_cache]") {
   ValidCall call;
-  SECTION("k") { call.k.data = nullptr; CHECK_REJECTED(call, "k"); }
-  SECTION("kv_cache") { call.kv_cache.data = nullptr; CHECK_REJECTED(call, "kv_cache"); }
-  SECTION("slot_mapping") { call.slot_mapping.data = nullptr; CHECK_REJECTED(call, "slot_mapping"); }
+  SECTION("k") {
+    call.k.data = nullptr;
+    CHECK_REJECTED(call, "k");
+  }
+  SECTION("kv_cache") {
+    call.kv_cache.data = nullptr;
+    CHECK_REJECTED(call, "kv_cache");
+  }
+  SECTION("slot_mapping") {
+    call.slot_mapping.data = nullptr;
+    CHECK_REJECTED(call, "slot_mapping");
+  }
 }
 
 TEST_CASE("indexer_k_quant_and_cache with zero tokens is a no-op", "[indexer_k_quant_and_cache]") {
@@ -591,8 +609,7 @@ Buffer run_on_device(Impl impl, const HostProblem& p) {
   IndexerKQuantAndCache::Args args = p.args;
   args.k = test::rebase(p.args.k, p.keys.data(), keys.data(), Device::cuda);
   args.kv_cache = test::rebase(p.args.kv_cache, p.cache.data(), cache.data(), Device::cuda);
-  args.slot_mapping =
-      test::rebase(p.args.slot_mapping, p.slots.data(), slots.data(), Device::cuda);
+  args.slot_mapping = test::rebase(p.args.slot_mapping, p.slots.data(), slots.data(), Device::cuda);
   run<IndexerKQuantAndCache>(impl, args);
   PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
   Buffer result(Memory::host, p.cache.size());

@@ -4,13 +4,14 @@
 // One point: a cache [8192, 64, 132] u8 of random bytes, T tokens gathered through a random
 // block table (one sequence, or 16 of skewed lengths) into dst_k [T, 128] u8 and dst_scale
 // [T, 4] u8, both held in one output buffer (dst_k's rows, then dst_scale's).
+#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
+
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "indexer_case.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 #include "pagedkv/registry.h"
 
 namespace pagedkv::entries {
@@ -80,8 +81,8 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
  private:
   std::int64_t output_bytes() const { return shape_.num_tokens * kW5SlotBytes; }
 
-  Op::Args args_for(const Buffer& cache, const Buffer& output,
-                    const IndexerGatherIndices& indices, Device device) const {
+  Op::Args args_for(const Buffer& cache, const Buffer& output, const IndexerGatherIndices& indices,
+                    Device device) const {
     const std::int64_t T = shape_.num_tokens;
     auto* out = const_cast<std::uint8_t*>(output.data());
     return {TensorView::contiguous(const_cast<std::uint8_t*>(cache.data()), DType::u8,
@@ -93,9 +94,9 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
 
   IndexerGatherShape shape_;
   std::uint64_t seed_;
-  IndexerGatherIndices host_indices_;  // set 0, the CPU reference's
-  Buffer host_cache_;                  // random bytes, the input of every set
-  Buffer host_output_;                 // the CPU reference's dst_k then dst_scale
+  IndexerGatherIndices host_indices_;                 // set 0, the CPU reference's
+  Buffer host_cache_;                                 // random bytes, the input of every set
+  Buffer host_output_;                                // the CPU reference's dst_k then dst_scale
   std::vector<IndexerGatherIndices> device_indices_;  // one per buffer set
   Buffer device_cache_;
   Buffer device_output_;  // shared by all sets

@@ -13,8 +13,8 @@ namespace pagedkv::entries {
 namespace {
 
 void set_write_views(const IndexerWriteShape& shape, IndexerWriteInputs& inputs, Device device) {
-  inputs.k = TensorView::contiguous(inputs.keys.data(), DType::bf16,
-                                    {shape.num_tokens, kW5HeadDim}, device);
+  inputs.k = TensorView::contiguous(inputs.keys.data(), DType::bf16, {shape.num_tokens, kW5HeadDim},
+                                    device);
   inputs.slot_mapping =
       TensorView::contiguous(inputs.slot_buffer.data(), DType::i64, {shape.num_tokens}, device);
 }
@@ -52,8 +52,7 @@ IndexerWriteInputs make_indexer_write_inputs(const IndexerWriteShape& shape, std
                                              int set) {
   const std::uint64_t s = set_seed(seed, set);
   IndexerWriteInputs inputs;
-  inputs.keys =
-      Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * kW5HeadDim * 2));
+  inputs.keys = Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * kW5HeadDim * 2));
   Random random{s};
   fill_random(random, inputs.keys.data(), DType::bf16, shape.num_tokens * kW5HeadDim);
   const std::vector<std::int64_t> slots = draw_slots(
@@ -92,7 +91,8 @@ std::vector<std::int64_t> IndexerGatherShape::sequence_lengths() const {
 
 std::int64_t IndexerGatherShape::gather_bytes() const {
   std::int64_t block_ids = 0;
-  for (std::int64_t length : sequence_lengths()) block_ids += (length + kW5BlockSize - 1) / kW5BlockSize;
+  for (std::int64_t length : sequence_lengths())
+    block_ids += (length + kW5BlockSize - 1) / kW5BlockSize;
   return num_tokens * 2 * kW5SlotBytes + 4 * block_ids + 4 * (batch_size + 1);
 }
 
@@ -101,14 +101,15 @@ IndexerGatherShape indexer_gather_shape(const WorkloadPoint& point) {
   PAGEDKV_CHECK(point.slots == "random", "W5 gather block tables: expected \"random\", got \"",
                 point.slots, "\"");
   PAGEDKV_CHECK(point.variant == "1 request" || point.variant == "16 skewed",
-                "W5 gather variant: expected \"1 request\" or \"16 skewed\", got \"",
-                point.variant, "\"");
+                "W5 gather variant: expected \"1 request\" or \"16 skewed\", got \"", point.variant,
+                "\"");
   IndexerGatherShape shape;
   shape.num_tokens = point.size;
   if (point.num_blocks > 0) shape.num_blocks = point.num_blocks;
   shape.batch_size = point.variant == "1 request" ? 1 : 16;
-  PAGEDKV_CHECK(shape.num_tokens <= shape.num_blocks * kW5BlockSize, "W5 gather: ",
-                shape.num_tokens, " tokens do not fit a cache of ", shape.num_blocks, " blocks");
+  PAGEDKV_CHECK(shape.num_tokens <= shape.num_blocks * kW5BlockSize,
+                "W5 gather: ", shape.num_tokens, " tokens do not fit a cache of ", shape.num_blocks,
+                " blocks");
   return shape;
 }
 
@@ -147,7 +148,8 @@ IndexerGatherIndices make_indexer_gather_indices(const IndexerGatherShape& shape
   std::iota(ids.begin(), ids.end(), 0);
   Random random{set_seed(seed, set) ^ 0xB10CB10Cull};
   for (std::size_t i = ids.size(); i > 1; --i)
-    std::swap(ids[i - 1], ids[static_cast<std::size_t>(random.below(static_cast<std::int64_t>(i)))]);
+    std::swap(ids[i - 1],
+              ids[static_cast<std::size_t>(random.below(static_cast<std::int64_t>(i)))]);
   std::vector<std::int32_t> table(static_cast<std::size_t>(shape.batch_size * max_blocks), 0);
   std::vector<std::int32_t> starts(static_cast<std::size_t>(shape.batch_size + 1), 0);
   std::size_t next = 0;

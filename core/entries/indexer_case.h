@@ -39,10 +39,10 @@ constexpr std::int64_t kW5SlotBytes = 132;
 
 /// \brief A W5 write point: indexer_k_quant_and_cache.
 struct IndexerWriteShape {
-  std::int64_t num_tokens = 0;      ///< keys written (the point's size)
-  std::int64_t num_blocks = 4096;   ///< blocks in the cache
-  bool ue8m0 = false;               ///< power-of-two scales
-  bool contiguous_slots = false;    ///< one run of slots, else random slots
+  std::int64_t num_tokens = 0;     ///< keys written (the point's size)
+  std::int64_t num_blocks = 4096;  ///< blocks in the cache
+  bool ue8m0 = false;              ///< power-of-two scales
+  bool contiguous_slots = false;   ///< one run of slots, else random slots
 
   /// \brief Bytes of the whole cache.
   /// \return num_blocks × 64 × 132.
@@ -50,9 +50,7 @@ struct IndexerWriteShape {
   /// \brief The byte model: each key read once (256 bytes), each slot written once (132 bytes),
   /// the slot read once (8 bytes).
   /// \return the bytes.
-  std::int64_t write_bytes() const {
-    return num_tokens * (kW5HeadDim * 2 + kW5SlotBytes + 8);
-  }
+  std::int64_t write_bytes() const { return num_tokens * (kW5HeadDim * 2 + kW5SlotBytes + 8); }
 };
 
 /// \brief Parses a W5 write point: the variant is the scale format ("fp32 scale" or "ue8m0").
@@ -98,9 +96,9 @@ TensorView indexer_cache_view(std::int64_t num_blocks, const Buffer& cache, Devi
 
 /// \brief A W5 gather point: cp_gather_indexer_k_quant_cache.
 struct IndexerGatherShape {
-  std::int64_t num_tokens = 0;      ///< tokens gathered, over all sequences (the point's size)
-  std::int64_t batch_size = 1;      ///< sequences: 1 ("1 request") or 16 ("16 skewed")
-  std::int64_t num_blocks = 8192;   ///< blocks in the cache
+  std::int64_t num_tokens = 0;     ///< tokens gathered, over all sequences (the point's size)
+  std::int64_t batch_size = 1;     ///< sequences: 1 ("1 request") or 16 ("16 skewed")
+  std::int64_t num_blocks = 8192;  ///< blocks in the cache
 
   /// \brief Bytes of the whole cache.
   /// \return num_blocks × 64 × 132.
@@ -127,10 +125,10 @@ std::vector<WorkloadPoint> indexer_gather_points(bool quick);
 
 /// \brief The index tensors of one gather buffer set.
 struct IndexerGatherIndices {
-  Buffer table;             ///< [batch_size, max_blocks] i32
-  Buffer starts;            ///< [batch_size + 1] i32
-  TensorView block_table;   ///< [batch_size, max_blocks] i32
-  TensorView cu_seq_lens;   ///< [batch_size + 1] i32
+  Buffer table;            ///< [batch_size, max_blocks] i32
+  Buffer starts;           ///< [batch_size + 1] i32
+  TensorView block_table;  ///< [batch_size, max_blocks] i32
+  TensorView cu_seq_lens;  ///< [batch_size + 1] i32
 };
 
 /// \brief Random host indices of one buffer set: each sequence gets distinct random blocks

@@ -2,13 +2,14 @@
 //
 // One point: k [T, 128] bf16 contiguous, one cache [4096, 64, 132] u8, slots random or
 // contiguous, scales fp32 or ue8m0.
+#include "pagedkv/ops/indexer_k_quant_and_cache.h"
+
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "indexer_case.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/indexer_k_quant_and_cache.h"
 #include "pagedkv/registry.h"
 
 namespace pagedkv::entries {
@@ -36,8 +37,8 @@ class IndexerKQuantAndCacheCase final : public OpCase {
   }
 
   void run_cpu() override {
-    run<Op>(Impl::cpu, args_for(host_, indexer_cache_view(shape_.num_blocks, host_cache_,
-                                                           Device::cpu)));
+    run<Op>(Impl::cpu,
+            args_for(host_, indexer_cache_view(shape_.num_blocks, host_cache_, Device::cpu)));
   }
 
   void prepare_device(std::int64_t l2_bytes) override {
@@ -46,10 +47,10 @@ class IndexerKQuantAndCacheCase final : public OpCase {
     device_cache_.fill(kPoisonByte);
     const TensorView cache = indexer_cache_view(shape_.num_blocks, device_cache_, Device::cuda);
     for (int set = 0; set < sets; ++set) {
-      device_.push_back(set == 0 ? copy_indexer_write_inputs(shape_, host_, Memory::device)
-                                 : copy_indexer_write_inputs(
-                                       shape_, make_indexer_write_inputs(shape_, seed_, set),
-                                       Memory::device));
+      device_.push_back(
+          set == 0 ? copy_indexer_write_inputs(shape_, host_, Memory::device)
+                   : copy_indexer_write_inputs(
+                         shape_, make_indexer_write_inputs(shape_, seed_, set), Memory::device));
       device_args_.push_back(args_for(device_.back(), cache));
       // Validation (with its synchronizing slot-range check) happens here, never when timed.
       naive_plans_.push_back(Op::validate(device_args_.back(), Impl::naive));
@@ -79,8 +80,8 @@ class IndexerKQuantAndCacheCase final : public OpCase {
 
   IndexerWriteShape shape_;
   std::uint64_t seed_;
-  IndexerWriteInputs host_;  // set 0, the CPU reference's input
-  Buffer host_cache_;        // the CPU reference's output
+  IndexerWriteInputs host_;                 // set 0, the CPU reference's input
+  Buffer host_cache_;                       // the CPU reference's output
   std::vector<IndexerWriteInputs> device_;  // one per buffer set
   Buffer device_cache_;                     // shared by all sets
   std::vector<Op::Args> device_args_;

@@ -15,9 +15,9 @@
 /// dst_k has them, are left as they are.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 #include "pagedkv/impl.h"
 #include "pagedkv/op.h"
@@ -30,17 +30,17 @@ namespace pagedkv {
 /// CpGatherIndexerKQuantCache::validate(). Strides are in elements of their tensor (all bytes,
 /// except the block table's i32 elements).
 struct CpGatherIndexerKQuantCachePlan {
-  std::int64_t num_tokens = 0;         ///< dst_k.size(0): rows the kernels visit
-  std::int64_t gathered_tokens = 0;    ///< cu_seq_lens[batch]: rows written (the rest untouched)
-  std::int64_t batch_size = 0;         ///< block_table.size(0)
-  std::int64_t head_dim = 0;           ///< dst_k.size(1): code bytes per token
-  std::int64_t tiles_per_token = 0;    ///< head_dim / 128: scales per token (G)
-  std::int64_t block_size = 0;         ///< kv_cache.size(1)
-  std::int64_t num_blocks = 0;         ///< kv_cache.size(0)
-  std::int64_t block_stride = 0;       ///< kv_cache.stride(0), bytes
-  std::int64_t dst_k_stride = 0;       ///< dst_k.stride(0), bytes
-  std::int64_t dst_scale_stride = 0;   ///< dst_scale.stride(0), bytes
-  std::int64_t block_table_stride = 0; ///< block_table.stride(0), i32 elements
+  std::int64_t num_tokens = 0;          ///< dst_k.size(0): rows of dst_k, gathered or not
+  std::int64_t gathered_tokens = 0;     ///< cu_seq_lens[batch]: rows written (the rest untouched)
+  std::int64_t batch_size = 0;          ///< block_table.size(0)
+  std::int64_t head_dim = 0;            ///< dst_k.size(1): code bytes per token
+  std::int64_t tiles_per_token = 0;     ///< head_dim / 128: scales per token (G)
+  std::int64_t block_size = 0;          ///< kv_cache.size(1)
+  std::int64_t num_blocks = 0;          ///< kv_cache.size(0)
+  std::int64_t block_stride = 0;        ///< kv_cache.stride(0), bytes
+  std::int64_t dst_k_stride = 0;        ///< dst_k.stride(0), bytes
+  std::int64_t dst_scale_stride = 0;    ///< dst_scale.stride(0), bytes
+  std::int64_t block_table_stride = 0;  ///< block_table.stride(0), i32 elements
 };
 
 /// \brief cp_gather_indexer_k_quant_cache: the op's arguments, its contract and its three

@@ -21,10 +21,10 @@
 /// element 1.0 is stored as E4M3(1.0 / 0.0078125) = E4M3(128) = 0x70.
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <cstdint>
 #include <string>
-
-#include <cuda_runtime_api.h>
 
 #include "pagedkv/dtype.h"
 #include "pagedkv/impl.h"

@@ -2,11 +2,10 @@
 // clothing. One thread per output row below cu_seq_lens[-1]: it finds its sequence with a
 // linear scan of cu_seq_lens, looks its block up in the block table and copies the slot's code
 // bytes and scale bytes one byte at a time. Rows past cu_seq_lens[-1] get no thread.
-#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
-
 #include <cstdint>
 
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 
 namespace pagedkv::kernels::indexer_gather_naive {
 
@@ -20,10 +19,12 @@ constexpr int kThreadsPerBlock = 128;
 /// \param block_table [batch, max_blocks] i32, rows plan.block_table_stride apart.
 /// \param cu_seq_lens [batch + 1] i32.
 /// \param plan sizes and strides.
-__global__ void cp_gather_indexer_k_quant_cache_kernel(
-    const std::uint8_t* __restrict__ kv_cache, std::uint8_t* __restrict__ dst_k,
-    std::uint8_t* __restrict__ dst_scale, const std::int32_t* __restrict__ block_table,
-    const std::int32_t* __restrict__ cu_seq_lens, CpGatherIndexerKQuantCachePlan plan) {
+__global__ void cp_gather_indexer_k_quant_cache_kernel(const std::uint8_t* __restrict__ kv_cache,
+                                                       std::uint8_t* __restrict__ dst_k,
+                                                       std::uint8_t* __restrict__ dst_scale,
+                                                       const std::int32_t* __restrict__ block_table,
+                                                       const std::int32_t* __restrict__ cu_seq_lens,
+                                                       CpGatherIndexerKQuantCachePlan plan) {
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (row >= plan.gathered_tokens) return;
   std::int64_t b = 0;  // the sequence whose rows cu_seq_lens[b] .. cu_seq_lens[b + 1] - 1 hold row

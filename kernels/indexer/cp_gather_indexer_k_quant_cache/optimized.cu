@@ -16,13 +16,12 @@
 //      (upstream reads an unwritten shared-memory slot for them).
 //   G6 a layout no 16-byte vector fits (misaligned cache blocks or dst_k rows) falls back to
 //      the naive kernel.
-#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
-
 #include <algorithm>
 #include <cstdint>
 
 #include "common/vec.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 
 namespace pagedkv::kernels::indexer_gather_optimized {
 

@@ -2,8 +2,6 @@
 // One thread per (token, 128-element tile): it reads the slot, takes the tile's amax in a
 // plain loop, computes the scale and writes the 128 codes one byte at a time, then the scale.
 // Nothing is shared between threads; the memory accesses are as narrow as they come.
-#include "pagedkv/ops/indexer_k_quant_and_cache.h"
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -13,6 +11,7 @@
 #include "common/convert.cuh"
 #include "indexer/indexer_scale.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/indexer_k_quant_and_cache.h"
 
 namespace pagedkv::kernels::indexer_naive {
 
@@ -30,8 +29,7 @@ __global__ void indexer_k_quant_and_cache_kernel(const Key* __restrict__ k,
                                                  std::uint8_t* __restrict__ kv_cache,
                                                  const std::int64_t* __restrict__ slot_mapping,
                                                  IndexerKQuantAndCachePlan plan) {
-  const std::int64_t tile_index =
-      static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t tile_index = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (tile_index >= plan.num_tokens * plan.tiles_per_token) return;
   const std::int64_t token = tile_index / plan.tiles_per_token;
   const std::int64_t tile = tile_index % plan.tiles_per_token;

@@ -16,8 +16,6 @@
 //   Q6 a layout no 16-byte vector fits (misaligned rows or blocks) falls back to the naive kernel.
 // The upstream kernel (one warp per tile, 4 elements per lane, 8-byte loads, 4 one-byte stores
 // per lane) is the model for Q1-Q3; Q1 and Q2 widen every access to 16 bytes.
-#include "pagedkv/ops/indexer_k_quant_and_cache.h"
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -28,6 +26,7 @@
 #include "common/vec.cuh"
 #include "indexer/indexer_scale.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/indexer_k_quant_and_cache.h"
 
 namespace pagedkv::kernels::indexer_optimized {
 
@@ -54,12 +53,11 @@ constexpr unsigned kFullWarp = 0xFFFFFFFFu;
 /// \param plan sizes and strides.
 template <typename Key>
 __global__ void __launch_bounds__(kThreadsPerBlock)
-    indexer_k_quant_and_cache_kernel(const Key* __restrict__ k,
-                                     std::uint8_t* __restrict__ kv_cache,
+    indexer_k_quant_and_cache_kernel(const Key* __restrict__ k, std::uint8_t* __restrict__ kv_cache,
                                      const std::int64_t* __restrict__ slot_mapping,
                                      IndexerKQuantAndCachePlan plan) {
   const int lane = static_cast<int>(threadIdx.x) % 32;
-  const int group = lane / kLanesPerTile;      // which of the warp's 4 tiles
+  const int group = lane / kLanesPerTile;         // which of the warp's 4 tiles
   const int lane_in_tile = lane % kLanesPerTile;  // which 16 keys of the tile
   const std::int64_t num_tiles = plan.num_tokens * plan.tiles_per_token;
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock;
@@ -76,8 +74,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     AlignedVector<Key, 8> low, high;
     std::int64_t slot = -1;
     if (has_tile) {
-      const Key* values = k + token * plan.k_stride + tile * kIndexerQuantBlock +
-                          lane_in_tile * kPerLane;
+      const Key* values =
+          k + token * plan.k_stride + tile * kIndexerQuantBlock + lane_in_tile * kPerLane;
       low = load_vector<8>(values);
       high = load_vector<8>(values + 8);
       slot = slot_mapping[token];
