@@ -80,6 +80,8 @@ TEST_CASE("registry: names are unique and find_op finds each", "[registry]") {
   CHECK(names.count("rms_norm") == 1);
   CHECK(names.count("fused_add_rms_norm") == 1);
   CHECK(names.count("concat_and_cache_mla") == 1);
+  CHECK(names.count("indexer_k_quant_and_cache") == 1);
+  CHECK(names.count("cp_gather_indexer_k_quant_cache") == 1);
   CHECK(names.count("concat_and_cache_mla_rope_fused") == 1);
   CHECK(names.count("convert_fp8") == 1);
   CHECK(names.count("cp_gather_cache") == 1);
@@ -139,6 +141,17 @@ TEST_CASE("registry: the standard workloads have the sizes and variants of the R
     CHECK(sizes_of(quick) == std::set<std::int64_t>{1, 64, 1024});
   }
 
+  const auto indexer_write = all_points(pagedkv::find_op("indexer_k_quant_and_cache"), false);
+  CHECK(sizes_of(indexer_write) == w1_sizes);
+  CHECK(variants_of(indexer_write) == std::set<std::string>{"fp32 scale", "ue8m0"});
+  CHECK(indexer_write.size() == 2 * 2 * 6);  // variants × {random, contiguous} × sizes
+  const auto indexer_gather =
+      all_points(pagedkv::find_op("cp_gather_indexer_k_quant_cache"), false);
+  CHECK(sizes_of(indexer_gather) == std::set<std::int64_t>{256, 4096, 16384, 61440, 307200});
+  CHECK(variants_of(indexer_gather) == std::set<std::string>{"1 request", "16 skewed"});
+  for (const auto& p : indexer_write) CHECK(p.workload == "W5");
+  for (const auto& p : indexer_gather) CHECK(p.workload == "W5");
+
   // Quick points: variants of the full run (the cache ops and swap_blocks keep all of them),
   // small sizes only.
   for (const OpEntry& op : pagedkv::op_registry()) {
@@ -186,6 +199,12 @@ TEST_CASE("registry: byte models count each input and output byte once", "[regis
   // and writes input and residual; both read the 8192-byte weight.
   CHECK(bytes("rms_norm", "hidden 4096 bf16", "W9", 1) == 2 * 8192 + 8192);
   CHECK(bytes("fused_add_rms_norm", "hidden 4096 bf16", "W9", 64) == 4 * 64 * 8192 + 8192);
+  // One indexer key: 128 bf16 read (256 B), one 132-byte slot written, one 8-byte slot read.
+  CHECK(bytes("indexer_k_quant_and_cache", "ue8m0", "W5", 16) == 16 * (256 + 132 + 8));
+  // 256 gathered tokens of one sequence: 132 bytes read and written each, 4 block ids of 64
+  // tokens, cu_seq_lens [2].
+  CHECK(bytes("cp_gather_indexer_k_quant_cache", "1 request", "W5", 256) ==
+        256 * 2 * 132 + 4 * 4 + 4 * 2);
 }
 
 TEST_CASE("registry: Agreement applies the op's rule", "[registry]") {

@@ -28,6 +28,10 @@ VLLM_SIGNATURES = {
     "convert_fp8": ["output", "input", "scale", "kv_dtype"],
     "cp_gather_cache": ["src_cache", "dst", "block_table", "cu_seq_lens", "batch_size",
                         "seq_starts"],
+    "indexer_k_quant_and_cache": ["k", "kv_cache", "slot_mapping", "quant_block_size",
+                                  "kv_cache_dtype"],
+    "cp_gather_indexer_k_quant_cache": ["kv_cache", "dst_k", "dst_scale", "block_table",
+                                        "cu_seq_lens"],
 }
 
 # vLLM's wrappers' default values (vllm/_custom_ops.py).
@@ -63,6 +67,13 @@ VLLM_SCHEMAS = {
     "cp_gather_cache":
         "cp_gather_cache(Tensor src_cache, Tensor! dst, Tensor block_table, Tensor cu_seq_lens, "
         "int batch_size, Tensor? seq_starts) -> ()",
+    # vLLM's schema calls the last argument kv_cache_dtype too (its C++ function: scale_fmt).
+    "indexer_k_quant_and_cache":
+        "indexer_k_quant_and_cache(Tensor k, Tensor! kv_cache, Tensor slot_mapping, "
+        "int quant_block_size, str kv_cache_dtype) -> ()",
+    "cp_gather_indexer_k_quant_cache":
+        "cp_gather_indexer_k_quant_cache(Tensor kv_cache, Tensor! dst_k, Tensor! dst_scale, "
+        "Tensor block_table, Tensor cu_seq_lens) -> ()",
 }
 
 
