@@ -82,6 +82,7 @@ TEST_CASE("registry: names are unique and find_op finds each", "[registry]") {
   CHECK(names.count("concat_and_cache_mla") == 1);
   CHECK(names.count("concat_and_cache_mla_rope_fused") == 1);
   CHECK(names.count("convert_fp8") == 1);
+  CHECK(names.count("gather_and_maybe_dequant_cache") == 1);
 }
 
 TEST_CASE("registry: find_op rejects an unknown name and lists the known ones", "[registry]") {

@@ -9,6 +9,7 @@
 #include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 #include "pagedkv/ops/convert_fp8.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
+#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 #include "pagedkv/ops/rms_norm.h"
@@ -23,6 +24,7 @@ struct OpList {};
 
 /// \brief Every op, in catalogue order.
 using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm,
-                      ConcatAndCacheMla, ConcatAndCacheMlaRopeFused, ConvertFp8>;
+                      ConcatAndCacheMla, ConcatAndCacheMlaRopeFused, ConvertFp8,
+                      GatherAndMaybeDequantCache>;
 
 }  // namespace pagedkv
