@@ -75,9 +75,15 @@ def convert_arguments(op: dict, values: list) -> list:
 
 
 def signature_of(op: dict, with_stream: bool) -> inspect.Signature:
-    """The Python signature of an op: its arguments, then ``stream=None``."""
-    parameters = [inspect.Parameter(a["name"], inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                  for a in op["arguments"]]
+    """The Python signature of an op: its arguments, then ``stream=None``. Optional tensors
+    (``Tensor?``) at the end of the list default to None, as in vLLM's wrappers."""
+    arguments = op["arguments"]
+    trailing_optional = len(arguments)
+    while trailing_optional > 0 and arguments[trailing_optional - 1]["kind"] == "optional_input":
+        trailing_optional -= 1
+    parameters = [inspect.Parameter(a["name"], inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    **({"default": None} if i >= trailing_optional else {}))
+                  for i, a in enumerate(arguments)]
     if with_stream:
         parameters.append(inspect.Parameter("stream", inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                             default=None))

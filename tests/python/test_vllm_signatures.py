@@ -26,6 +26,9 @@ VLLM_SIGNATURES = {
                                         "is_neox", "slot_mapping", "kv_cache", "kv_cache_dtype",
                                         "kv_cache_scale"],
     "convert_fp8": ["output", "input", "scale", "kv_dtype"],
+    "gather_and_maybe_dequant_cache": ["src_cache", "dst", "block_table", "cu_seq_lens",
+                                       "token_to_seq", "num_tokens", "kv_cache_dtype", "scale",
+                                       "seq_starts"],
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -53,6 +56,15 @@ VLLM_SCHEMAS = {
     # vLLM's schema: convert_fp8(Tensor! dst_cache, Tensor src_cache, float scale,
     # str kv_cache_dtype); its Python wrapper calls them output, input, scale, kv_dtype.
     "convert_fp8": "convert_fp8(Tensor! output, Tensor input, float scale, str kv_dtype) -> ()",
+    "gather_and_maybe_dequant_cache":
+        "gather_and_maybe_dequant_cache(Tensor src_cache, Tensor! dst, Tensor block_table, "
+        "Tensor cu_seq_lens, Tensor token_to_seq, int num_tokens, str kv_cache_dtype, "
+        "Tensor scale, Tensor? seq_starts) -> ()",
+}
+
+# The defaults of vLLM's Python wrappers (vllm/_custom_ops.py at the same commit).
+VLLM_DEFAULTS = {
+    "gather_and_maybe_dequant_cache": {"seq_starts": None},
 }
 
 
@@ -64,6 +76,14 @@ def test_every_op_has_vllms_signature():
 def test_every_op_has_vllms_schema():
     for name, schema in VLLM_SCHEMAS.items():
         assert vllm_ops.schema(name) == schema
+
+
+def test_defaults_are_vllms():
+    for name, defaults in VLLM_DEFAULTS.items():
+        parameters = inspect.signature(getattr(vllm_ops, name)).parameters
+        for parameter in parameters.values():
+            expected = defaults.get(parameter.name, inspect.Parameter.empty)
+            assert parameter.default is expected, (name, parameter.name)
 
 
 def test_no_op_is_left_out():
