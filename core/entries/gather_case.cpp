@@ -17,7 +17,7 @@ std::vector<std::int64_t> request_lengths(const GatherShape& shape, Random& rand
   std::vector<std::int64_t> lengths;
   std::int64_t short_tokens = 0;
   for (std::int64_t r = 0; r < shape.short_requests; ++r) {
-    lengths.push_back(1 + random.below(128));
+    lengths.push_back(1 + random.below(shape.short_max));
     short_tokens += lengths.back();
   }
   const std::int64_t rest = shape.total_tokens - short_tokens;
@@ -68,15 +68,18 @@ GatherShape gather_shape(const WorkloadPoint& point) {
   shape.variant = point.variant;
   shape.batch_shape = point.slots;
   shape.total_tokens = point.size;
-  if (point.size < 16384) shape.short_requests = 32;  // the quick points
+  if (point.size < 16384) {  // the quick points
+    shape.short_requests = 16;
+    shape.short_max = 8;
+  }
   return shape;
 }
 
 std::vector<WorkloadPoint> gather_points(const std::vector<std::string>& variants, bool quick) {
   const std::vector<std::int64_t> one =
-      quick ? std::vector<std::int64_t>{1024} : std::vector<std::int64_t>{61440, 307200};
+      quick ? std::vector<std::int64_t>{256} : std::vector<std::int64_t>{61440, 307200};
   const std::vector<std::int64_t> skewed =
-      quick ? std::vector<std::int64_t>{4096} : std::vector<std::int64_t>{65536, 307200};
+      quick ? std::vector<std::int64_t>{256} : std::vector<std::int64_t>{65536, 307200};
   std::vector<WorkloadPoint> points;
   for (const std::string& variant : variants) {
     for (std::int64_t tokens : one) points.push_back({"W3", variant, "one", tokens, "tokens", 0});

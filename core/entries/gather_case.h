@@ -23,7 +23,7 @@ inline const char* gather_workload_notes() {
     "1152 bytes, or fp8_e4m3, 576 bytes) or the 656-byte fp8_ds_mla entry, block size 64. "
     "Batch shapes: \"one\", a single request of 61,440 (60 K) or 307,200 (300 K) tokens; "
     "\"skewed\", 256 short requests of 1 to 128 tokens next to 4 long ones that share the rest "
-    "of 65,536 or 307,200 tokens (a quick run: 1,024 and 4,096 tokens, 32 short requests). "
+    "of 65,536 or 307,200 tokens (a quick run: 256 tokens, 16 short requests of 1 to 8). "
     "Each request's blocks are distinct random blocks of a pool twice the size the batch needs; "
     "cache bytes are random (never all zero), the workspace poisoned.";
 }
@@ -34,7 +34,8 @@ struct GatherShape {
   std::string batch_shape = "one";   ///< "one" request, or "skewed" (many short, 4 long)
   std::int64_t total_tokens = 0;     ///< tokens gathered (the point's size)
   std::int64_t block_size = 64;      ///< slots per cache block
-  std::int64_t short_requests = 256; ///< requests of 1 to 128 tokens in a skewed batch
+  std::int64_t short_requests = 256; ///< requests of 1 to short_max tokens in a skewed batch
+  std::int64_t short_max = 128;      ///< longest short request
   std::int64_t long_requests = 4;    ///< requests sharing the rest of a skewed batch
   float scale = 0.05f;               ///< fp8_e4m3: the per-tensor scale
 

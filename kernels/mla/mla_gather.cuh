@@ -60,6 +60,29 @@ __device__ __forceinline__ std::int64_t row_entry_offset(const std::int32_t* tok
   return lookup.entry_offset(sequence, position);
 }
 
+/// \brief Request-major lookup: the request whose workspace rows hold `row`, by binary search
+/// over the requests' row ranges [workspace_starts[r], workspace_starts[r] + seq_lens[r]),
+/// which the contract keeps in order and apart (so their ends never decrease).
+/// \param seq_lens [batch] tokens per request.
+/// \param workspace_starts [batch] first row per request.
+/// \param batch requests.
+/// \param row a workspace row.
+/// \return the request, or -1 for a row no request fills (a gap).
+__device__ __forceinline__ std::int64_t request_of_row(const std::int32_t* seq_lens,
+                                                       const std::int32_t* workspace_starts,
+                                                       std::int64_t batch, std::int64_t row) {
+  std::int64_t low = 0, high = batch;  // the first request whose rows end after `row`
+  while (low < high) {
+    const std::int64_t middle = (low + high) / 2;
+    if (static_cast<std::int64_t>(workspace_starts[middle]) + seq_lens[middle] > row) {
+      high = middle;
+    } else {
+      low = middle + 1;
+    }
+  }
+  return low < batch && workspace_starts[low] <= row ? low : -1;
+}
+
 /// \brief Element `i` of a 576-element entry as a row element: the element itself for kAuto,
 /// `fp8 × scale` rounded into Row for fp8.
 /// \tparam kKind how the cache stores an element.
@@ -118,6 +141,35 @@ __device__ __forceinline__ void dequantize_ds_mla_16(const AlignedVector<std::ui
         static_cast<std::uint16_t>(bytes.elements[8 + e] | (bytes.elements[9 + e] << 8)),
         tile_scale, high.elements + e);
   }
+}
+
+/// \brief One 656-byte fp8_ds_mla entry decoded into one bf16 row by a whole warp, 16 bytes per
+/// access: lane l decodes latent bytes 16 l .. 16 l + 15, all inside tile l / 8, so it needs one
+/// tile scale (one 4-byte load; the warp reads the same 16 scale bytes); lanes 0-7 also copy
+/// the 128 RoPE bytes, 16 each. Every load is issued before the first store. The entry and
+/// the row must be 16-byte aligned.
+/// \tparam kFormat how the latent bytes read.
+/// \param entry the entry's first byte.
+/// \param row the row's first element, [576] bf16.
+/// \param lane this lane, 0-31.
+template <KvCacheDtype kFormat>
+__device__ __forceinline__ void warp_decode_ds_mla_row(const std::uint8_t* entry,
+                                                       __nv_bfloat16* row, int lane) {
+  constexpr int kLanesPerTile = kDsMlaTile / 16;  // 8
+  constexpr int kRopeLanes = kDsMlaRope / 8;      // 8 lanes × 8 bf16
+  const AlignedVector<std::uint8_t, 16> latent = load_vector<16>(entry + 16 * lane);
+  const float tile_scale =
+      *reinterpret_cast<const float*>(entry + kDsMlaScaleOffset + 4 * (lane / kLanesPerTile));
+  AlignedVector<__nv_bfloat16, 8> rope;
+  if (lane < kRopeLanes) {
+    rope = load_vector<8>(reinterpret_cast<const __nv_bfloat16*>(entry + kDsMlaRopeOffset) +
+                          8 * lane);
+  }
+  AlignedVector<__nv_bfloat16, 8> low, high;
+  dequantize_ds_mla_16<kFormat>(latent, tile_scale, low, high);
+  store_vector<8>(row + 16 * lane, low);
+  store_vector<8>(row + 16 * lane + 8, high);
+  if (lane < kRopeLanes) store_vector<8>(row + kDsMlaLatent + 8 * lane, rope);
 }
 
 }  // namespace pagedkv::kernels::mla

@@ -154,8 +154,6 @@ __global__ void __launch_bounds__(kThreadsPerBlock) gather_ds_mla_kernel(
     const std::int32_t* __restrict__ token_to_seq, const std::int32_t* __restrict__ cu_seq_lens,
     const std::int32_t* __restrict__ seq_starts, mla::DeviceCacheLookup lookup, std::int64_t rows,
     std::int64_t dst_stride) {
-  constexpr int kLanesPerTile = kDsMlaTile / 16;  // 8
-  constexpr int kRopeLanes = kDsMlaRope / 8;      // 8 lanes × 8 bf16
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   for (std::int64_t group = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
@@ -166,22 +164,9 @@ __global__ void __launch_bounds__(kThreadsPerBlock) gather_ds_mla_kernel(
     for (int j = 0; j < kRowsPerWarp; ++j) {
       const std::int64_t entry_offset = __shfl_sync(kFullWarp, my_entry, j);
       if (entry_offset < 0) break;
-      const std::uint8_t* entry = src_cache + entry_offset;
-      __nv_bfloat16* row = dst + (first_row + j) * dst_stride;
-      // Tricks G4, G6: the latent bytes, the tile scale and the RoPE bytes, then the stores.
-      const AlignedVector<std::uint8_t, 16> latent = load_vector<16>(entry + 16 * lane);
-      const float tile_scale = *reinterpret_cast<const float*>(
-          entry + kDsMlaScaleOffset + 4 * (lane / kLanesPerTile));
-      AlignedVector<__nv_bfloat16, 8> rope;
-      if (lane < kRopeLanes) {
-        rope = load_vector<8>(reinterpret_cast<const __nv_bfloat16*>(entry + kDsMlaRopeOffset) +
-                              8 * lane);
-      }
-      AlignedVector<__nv_bfloat16, 8> low, high;
-      mla::dequantize_ds_mla_16<KvCacheDtype::kFp8E4m3>(latent, tile_scale, low, high);
-      store_vector<8>(row + 16 * lane, low);
-      store_vector<8>(row + 16 * lane + 8, high);
-      if (lane < kRopeLanes) store_vector<8>(row + kDsMlaLatent + 8 * lane, rope);
+      // Tricks G4, G6 (mla_gather.cuh, shared with cp_gather_and_upconvert_fp8_kv_cache).
+      mla::warp_decode_ds_mla_row<KvCacheDtype::kFp8E4m3>(
+          src_cache + entry_offset, dst + (first_row + j) * dst_stride, lane);
     }
   }
 }
