@@ -1,4 +1,5 @@
-"""gather_and_maybe_dequant_cache through the Python package.
+"""gather_and_maybe_dequant_cache and cp_gather_and_upconvert_fp8_kv_cache through the Python
+package.
 
 CPU part: pagedkv.cpu against independent NumPy formulations (the lookup by fancy indexing, fp8
 decoded through ml_dtypes, the 656-byte fp8_ds_mla entry decoded tile by tile), rows not
@@ -131,6 +132,89 @@ def test_rejections_name_the_argument_and_write_nothing():
             pagedkv.cpu.gather_and_maybe_dequant_cache(**args)
         assert isinstance(info.value, pagedkv.InvalidArgument)
         assert (args["dst"].view(np.uint8) == cases.POISON).all()
+
+
+def decode_ds_mla(entries, fp8=ml_dtypes.float8_e4m3fn):
+    """NumPy decode of 656-byte entries [n, 656] into bf16 bits [n, 576] (NaN left as is)."""
+    latent = entries[:, :512].view(fp8).astype(np.float32).reshape(-1, 4, 128)
+    tile_scales = entries[:, 512:528].copy().view(np.float32)
+    decoded = (latent * tile_scales[:, :, None]).reshape(-1, 512)
+    return decoded, entries[:, 528:].copy().view(np.uint16)
+
+
+@pytest.mark.parametrize("cache_dtype", ("u8", "e5m2"))
+def test_upconvert_decodes_requests_into_their_rows(cache_dtype):
+    """Requests 0 and 2 with a gap of 2 rows between them, request 1 empty; an f8_e5m2 cache
+    decodes as E5M2 (upstream: E4M3)."""
+    rng = np.random.default_rng(9)
+    lengths = [5, 0, 7]
+    batch = make_batch(rng, lengths, 4)
+    cache = rng.integers(0, 256, (batch["num_blocks"], 4, 656), dtype=np.uint8)
+    cache[..., 512:528] = rng.uniform(0.01, 1.0, (batch["num_blocks"], 4, 4)).astype(
+        np.float32).view(np.uint8)
+    starts = np.array([0, 7, 7], np.int32)
+    dst = cases.poisoned((16, 576), np.uint16)
+    fp8 = ml_dtypes.float8_e4m3fn
+    src = cache
+    if cache_dtype == "e5m2":
+        fp8 = ml_dtypes.float8_e5m2
+        src = cache.view(ml_dtypes.float8_e5m2)
+    pagedkv.cpu.cp_gather_and_upconvert_fp8_kv_cache(
+        src, cases.as_arg(dst, "bf16"), batch["table"], np.array(lengths, np.int32), starts, 3)
+    decoded, rope = decode_ds_mla(cache[batch["blocks"], batch["slots"]], fp8)
+    rows = np.concatenate([np.arange(0, 5), np.arange(7, 14)])
+    expected = decoded.astype(ml_dtypes.bfloat16).view(np.uint16)
+    finite = np.isfinite(decoded)
+    assert np.array_equal(dst[rows, :512][finite], expected[finite])
+    assert np.array_equal(dst[rows, 512:], rope)
+    untouched = [5, 6, 14, 15]
+    assert (dst[untouched] == 0xFFFF).all()
+
+
+def test_upconvert_rejections_name_the_argument_and_write_nothing():
+    rng = np.random.default_rng(1)
+    batch = make_batch(rng, [3, 2], 4)
+    cache = rng.integers(0, 256, (batch["num_blocks"], 4, 656), dtype=np.uint8)
+    good = dict(src_cache=cache, block_table=batch["table"], seq_lens=np.array([3, 2], np.int32),
+                workspace_starts=np.array([0, 3], np.int32), batch_size=2)
+    bad = [
+        ("workspace_starts", dict(workspace_starts=np.array([0, 2], np.int32))),
+        ("seq_lens", dict(seq_lens=np.array([3, 2], np.int64))),
+        ("src_cache", dict(src_cache=cache[:, :, :576])),
+        ("block_table", dict(block_table=np.full_like(batch["table"], batch["num_blocks"]))),
+    ]
+    for argument, change in bad:
+        dst = cases.poisoned((6, 576), np.uint16)
+        args = dict(good, dst=cases.as_arg(dst, "bf16"))
+        args.update(change)
+        with pytest.raises(ValueError, match=argument):
+            pagedkv.cpu.cp_gather_and_upconvert_fp8_kv_cache(**args)
+        assert (dst == 0xFFFF).all()
+
+
+@pytest.mark.cuda
+def test_upconvert_cuda_matches_cpu():
+    import torch
+
+    rng = np.random.default_rng(6)
+    lengths = [int(n) for n in rng.integers(0, 40, 60)] + [3000]
+    batch = make_batch(rng, lengths, 64)
+    cache = torch.randint(0, 256, (batch["num_blocks"], 64, 656), dtype=torch.uint8)
+    seq_lens = torch.tensor(lengths, dtype=torch.int32)
+    starts = torch.from_numpy(batch["cu"][:-1].copy())
+    table = torch.from_numpy(batch["table"])
+    rows = int(batch["cu"][-1]) + 2
+    cpu_dst = torch.zeros(rows, 576, dtype=torch.bfloat16)
+    cpu_dst.view(torch.uint8).fill_(cases.POISON)
+    pagedkv.cpu.cp_gather_and_upconvert_fp8_kv_cache(cache, cpu_dst, table, seq_lens, starts,
+                                                     len(lengths))
+    for impl in (pagedkv.naive, pagedkv.optimized):
+        dst = torch.empty_like(cpu_dst, device="cuda")
+        dst.view(torch.uint8).fill_(cases.POISON)
+        impl.cp_gather_and_upconvert_fp8_kv_cache(cache.cuda(), dst, table.cuda(),
+                                                  seq_lens.cuda(), starts.cuda(), len(lengths))
+        torch.cuda.synchronize()
+        assert torch.equal(dst.cpu().view(torch.uint8), cpu_dst.view(torch.uint8))
 
 
 @pytest.mark.cuda

@@ -29,6 +29,8 @@ VLLM_SIGNATURES = {
     "gather_and_maybe_dequant_cache": ["src_cache", "dst", "block_table", "cu_seq_lens",
                                        "token_to_seq", "num_tokens", "kv_cache_dtype", "scale",
                                        "seq_starts"],
+    "cp_gather_and_upconvert_fp8_kv_cache": ["src_cache", "dst", "block_table", "seq_lens",
+                                             "workspace_starts", "batch_size"],
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -60,6 +62,9 @@ VLLM_SCHEMAS = {
         "gather_and_maybe_dequant_cache(Tensor src_cache, Tensor! dst, Tensor block_table, "
         "Tensor cu_seq_lens, Tensor token_to_seq, int num_tokens, str kv_cache_dtype, "
         "Tensor scale, Tensor? seq_starts) -> ()",
+    "cp_gather_and_upconvert_fp8_kv_cache":
+        "cp_gather_and_upconvert_fp8_kv_cache(Tensor src_cache, Tensor! dst, Tensor block_table, "
+        "Tensor seq_lens, Tensor workspace_starts, int batch_size) -> ()",
 }
 
 # The defaults of vLLM's Python wrappers (vllm/_custom_ops.py at the same commit).
