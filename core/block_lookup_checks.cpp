@@ -37,8 +37,8 @@ void i32_vector(const TensorView& tensor, const char* name, std::int64_t min_siz
   non_negative_layout(tensor, name);
   PAGEDKV_CHECK(tensor.is_contiguous(), name, ": expected a contiguous tensor, got ",
                 tensor.describe());
-  PAGEDKV_CHECK(tensor.size(0) >= min_size, name, ": expected at least ", min_size,
-                " elements (", what, "), got ", tensor.size(0));
+  PAGEDKV_CHECK(tensor.size(0) >= min_size, name, ": expected at least ", min_size, " elements (",
+                what, "), got ", tensor.size(0));
   not_null(tensor, name);
 }
 

@@ -33,8 +33,7 @@
 
 namespace pagedkv {
 
-GatherAndMaybeDequantCache::Plan GatherAndMaybeDequantCache::validate(const Args& args,
-                                                                      Impl impl) {
+GatherAndMaybeDequantCache::Plan GatherAndMaybeDequantCache::validate(const Args& args, Impl impl) {
   const TensorView& src_cache = args.src_cache;
   const TensorView& dst = args.dst;
   const std::string_view kv_cache_dtype = args.kv_cache_dtype;
@@ -63,7 +62,8 @@ GatherAndMaybeDequantCache::Plan GatherAndMaybeDequantCache::validate(const Args
                   "workspace (the entry's RoPE part is bf16 bits), got ", dtype_name(dst.dtype));
     PAGEDKV_CHECK(src_cache.dtype == DType::u8 || src_cache.dtype == DType::f8_e4m3,
                   "src_cache: kv_cache_dtype \"fp8_ds_mla\" holds bytes, expected dtype u8 or "
-                  "f8_e4m3, got ", dtype_name(src_cache.dtype));
+                  "f8_e4m3, got ",
+                  dtype_name(src_cache.dtype));
     PAGEDKV_CHECK(src_cache.size(2) == kDsMlaEntryBytes, "src_cache: entry size, size(2), must ",
                   "be ", kDsMlaEntryBytes, " bytes for kv_cache_dtype \"fp8_ds_mla\", got ",
                   src_cache.size(2), " (shape ", src_cache.shape_string(), ")");
@@ -87,8 +87,9 @@ GatherAndMaybeDequantCache::Plan GatherAndMaybeDequantCache::validate(const Args
 
   // 4. num_tokens and the index tensors' shapes.
   const std::int64_t num_tokens = args.num_tokens;
-  PAGEDKV_CHECK(num_tokens >= 0 && num_tokens <= dst.size(0), "num_tokens: expected 0 <= ",
-                "num_tokens <= dst.size(0) = ", dst.size(0), " (workspace rows), got ", num_tokens);
+  PAGEDKV_CHECK(num_tokens >= 0 && num_tokens <= dst.size(0),
+                "num_tokens: expected 0 <= ", "num_tokens <= dst.size(0) = ", dst.size(0),
+                " (workspace rows), got ", num_tokens);
   checks::i32_vector(args.cu_seq_lens, "cu_seq_lens", 1, "batch + 1");
   const std::int64_t batch = args.cu_seq_lens.size(0) - 1;
   checks::i32_vector(args.token_to_seq, "token_to_seq", num_tokens, "num_tokens");
@@ -110,18 +111,18 @@ GatherAndMaybeDequantCache::Plan GatherAndMaybeDequantCache::validate(const Args
   std::int64_t owner = 0;  // the sequence that holds row k: advances with k
   for (std::int64_t k = 0; k < rows; ++k) {
     while (cu[static_cast<std::size_t>(owner + 1)] <= k) ++owner;
-    PAGEDKV_CHECK(token_seq[static_cast<std::size_t>(k)] == owner, "token_to_seq[", k, "] = ",
-                  token_seq[static_cast<std::size_t>(k)], ": expected ", owner,
-                  ", the sequence cu_seq_lens gives token ", k, " (cu_seq_lens[", owner, "] = ",
-                  cu[static_cast<std::size_t>(owner)], " <= ", k, " < cu_seq_lens[", owner + 1,
-                  "] = ", cu[static_cast<std::size_t>(owner + 1)], ")");
+    PAGEDKV_CHECK(token_seq[static_cast<std::size_t>(k)] == owner, "token_to_seq[", k,
+                  "] = ", token_seq[static_cast<std::size_t>(k)], ": expected ", owner,
+                  ", the sequence cu_seq_lens gives token ", k, " (cu_seq_lens[", owner,
+                  "] = ", cu[static_cast<std::size_t>(owner)], " <= ", k, " < cu_seq_lens[",
+                  owner + 1, "] = ", cu[static_cast<std::size_t>(owner + 1)], ")");
   }
   std::vector<std::int64_t> starts;
   if (has_seq_starts) {
     starts = checks::read_i32(args.seq_starts, batch);
     for (std::int64_t b = 0; b < batch; ++b) {
-      PAGEDKV_CHECK(starts[static_cast<std::size_t>(b)] >= 0, "seq_starts[", b, "] = ",
-                    starts[static_cast<std::size_t>(b)], ": expected a position >= 0");
+      PAGEDKV_CHECK(starts[static_cast<std::size_t>(b)] >= 0, "seq_starts[", b,
+                    "] = ", starts[static_cast<std::size_t>(b)], ": expected a position >= 0");
     }
   }
 

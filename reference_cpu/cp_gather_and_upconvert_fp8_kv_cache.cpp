@@ -5,10 +5,11 @@
 // (mla_gather.h's CacheLookup) and decoded into workspace rows workspace_starts[r] + p: the
 // 656-byte fp8_ds_mla entry, latent bytes times their tile's scale, RoPE bits copied
 // (load_ds_mla_entry, shared with gather_and_maybe_dequant_cache).
+#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
+
 #include <cstdint>
 
 #include "mla_gather.h"
-#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
 
 namespace pagedkv {
 

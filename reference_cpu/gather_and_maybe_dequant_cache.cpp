@@ -7,23 +7,23 @@
 // position's entry (mla_gather.h's CacheLookup) is decoded into row k: copied ("auto"),
 // fp8 × scale, or the 656-byte fp8_ds_mla entry with its tile scales. Rows from `rows` on are
 // padding and stay untouched.
+#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
+
 #include <cstdint>
 
 #include "mla_gather.h"
-#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 
 namespace pagedkv {
 
 void GatherAndMaybeDequantCache::cpu(const Plan& plan, const Args& args) {
   auto* dst = static_cast<std::uint8_t*>(args.dst.data);  // [>= num_tokens, 576]
   const auto* token_to_seq = static_cast<const std::int32_t*>(args.token_to_seq.data);  // [>= T]
-  const auto* cu_seq_lens = static_cast<const std::int32_t*>(args.cu_seq_lens.data);  // [B + 1]
+  const auto* cu_seq_lens = static_cast<const std::int32_t*>(args.cu_seq_lens.data);    // [B + 1]
   const auto* seq_starts = static_cast<const std::int32_t*>(args.seq_starts.data);  // [B] or null
   const std::int64_t row_bytes = dtype_size(plan.dst_dtype);
   // The scale is only read by the per-tensor fp8 kinds.
-  const float scale = is_fp8(plan.cache_kind) && !plan.ds_mla
-                          ? *static_cast<const float*>(args.scale.data)
-                          : 1.f;
+  const float scale =
+      is_fp8(plan.cache_kind) && !plan.ds_mla ? *static_cast<const float*>(args.scale.data) : 1.f;
   cpu::CacheLookup lookup;
   lookup.cache = static_cast<const std::uint8_t*>(args.src_cache.data);
   lookup.element_bytes = args.src_cache.element_size();

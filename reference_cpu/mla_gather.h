@@ -14,13 +14,13 @@ namespace pagedkv::cpu {
 /// \brief The paged cache as the readers see it: position p of sequence b lives in block
 /// `block_table[b, p / block_size]`, slot `p % block_size` of it.
 struct CacheLookup {
-  const std::uint8_t* cache = nullptr;     ///< src_cache's first byte
-  std::int64_t element_bytes = 1;          ///< bytes of one cache element
-  std::int64_t block_stride = 0;           ///< src_cache.stride(0), elements
-  std::int64_t entry_stride = 0;           ///< src_cache.stride(1), elements
-  std::int64_t block_size = 1;             ///< slots per block
+  const std::uint8_t* cache = nullptr;        ///< src_cache's first byte
+  std::int64_t element_bytes = 1;             ///< bytes of one cache element
+  std::int64_t block_stride = 0;              ///< src_cache.stride(0), elements
+  std::int64_t entry_stride = 0;              ///< src_cache.stride(1), elements
+  std::int64_t block_size = 1;                ///< slots per block
   const std::int32_t* block_table = nullptr;  ///< [batch, max_blocks], rows table_stride apart
-  std::int64_t table_stride = 0;           ///< block_table.stride(0)
+  std::int64_t table_stride = 0;              ///< block_table.stride(0)
 
   /// \brief The entry of position `position` of sequence `sequence`.
   /// \param sequence the sequence (row of block_table).

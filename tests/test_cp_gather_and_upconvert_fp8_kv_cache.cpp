@@ -37,7 +37,7 @@ using test::same_bytes;
 
 Buffer int32s(const std::vector<std::int32_t>& values) {
   Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * 4);
-  std::memcpy(buffer.data(), values.data(), values.size() * 4);
+  if (!values.empty()) std::memcpy(buffer.data(), values.data(), values.size() * 4);
   return buffer;
 }
 
@@ -102,8 +102,8 @@ HostUpconvert make_upconvert(const Requests& req, DType cache_dtype = DType::u8,
   u.table = int32s(req.table);
   u.seq_lens = int32s(req.seq_lens);
   u.starts = int32s(req.starts);
-  u.args.src_cache = TensorView::contiguous(u.cache.data(), cache_dtype,
-                                            {req.num_blocks, req.block_size, 656});
+  u.args.src_cache =
+      TensorView::contiguous(u.cache.data(), cache_dtype, {req.num_blocks, req.block_size, 656});
   u.args.dst = TensorView::contiguous(u.dst.data(), DType::bf16, {rows, 576});
   u.args.block_table =
       TensorView::contiguous(u.table.data(), DType::i32, {req.batch(), req.max_blocks});
@@ -142,12 +142,11 @@ TEST_CASE("cp_gather_and_upconvert_fp8_kv_cache round trip: each tile decodes wi
   test::fill_random(rope.data(), DType::bf16, T * 64, 43, 2.f);
   Buffer slots = int64s(req.slots);
   Buffer unused_scale = floats({1.f});
-  run<ConcatAndCacheMla>(Impl::cpu, {TensorView::contiguous(latent.data(), DType::bf16, {T, 512}),
-                                     TensorView::contiguous(rope.data(), DType::bf16, {T, 64}),
-                                     u.args.src_cache,
-                                     TensorView::contiguous(slots.data(), DType::i64, {T}),
-                                     "fp8_ds_mla",
-                                     TensorView::contiguous(unused_scale.data(), DType::f32, {1})});
+  run<ConcatAndCacheMla>(
+      Impl::cpu, {TensorView::contiguous(latent.data(), DType::bf16, {T, 512}),
+                  TensorView::contiguous(rope.data(), DType::bf16, {T, 64}), u.args.src_cache,
+                  TensorView::contiguous(slots.data(), DType::i64, {T}), "fp8_ds_mla",
+                  TensorView::contiguous(unused_scale.data(), DType::f32, {1})});
   run<CpGatherAndUpconvertFp8KvCache>(Impl::cpu, u.args);
   int mismatches = 0;
   for (std::int64_t t = 0; t < T; ++t) {
@@ -168,8 +167,10 @@ TEST_CASE("cp_gather_and_upconvert_fp8_kv_cache round trip: each tile decodes wi
   CHECK(only_request_rows_written(u, req));
 }
 
-TEST_CASE("cp_gather_and_upconvert_fp8_kv_cache gives the rows gather_and_maybe_dequant_cache "
-          "gives for fp8_ds_mla", "[cp_gather_and_upconvert_fp8_kv_cache]") {
+TEST_CASE(
+    "cp_gather_and_upconvert_fp8_kv_cache gives the rows gather_and_maybe_dequant_cache "
+    "gives for fp8_ds_mla",
+    "[cp_gather_and_upconvert_fp8_kv_cache]") {
   const Requests req({5, 7, 1}, 4, 44);
   HostUpconvert u = make_upconvert(req);
   run<CpGatherAndUpconvertFp8KvCache>(Impl::cpu, u.args);
@@ -183,12 +184,12 @@ TEST_CASE("cp_gather_and_upconvert_fp8_kv_cache gives the rows gather_and_maybe_
   Buffer other = poisoned(u.dst_bytes);
   Buffer scale = floats({1.f});
   run<GatherAndMaybeDequantCache>(
-      Impl::cpu, {u.args.src_cache,
-                  TensorView::contiguous(other.data(), DType::bf16, {u.args.dst.size(0), 576}),
-                  u.args.block_table, TensorView::contiguous(cu_buffer.data(), DType::i32, {4}),
-                  TensorView::contiguous(tokens.data(), DType::i32, {cu.back()}), cu.back(),
-                  "fp8_ds_mla", TensorView::contiguous(scale.data(), DType::f32, {1}),
-                  TensorView{}});
+      Impl::cpu,
+      {u.args.src_cache,
+       TensorView::contiguous(other.data(), DType::bf16, {u.args.dst.size(0), 576}),
+       u.args.block_table, TensorView::contiguous(cu_buffer.data(), DType::i32, {4}),
+       TensorView::contiguous(tokens.data(), DType::i32, {cu.back()}), cu.back(), "fp8_ds_mla",
+       TensorView::contiguous(scale.data(), DType::f32, {1}), TensorView{}});
   CHECK(same_bytes(u.dst, other, u.dst_bytes));
 }
 
@@ -237,7 +238,7 @@ struct ValidCall {
   // Request 0: 3 tokens (column 0) at rows 0-2; request 1: 5 tokens (columns 0, 1) at rows 4-8.
   static constexpr int kRows = 10, kBlocks = 4, kBlockSize = 4;
   static constexpr int kDstBytes = kRows * 576 * 2;
-  Buffer cache_data{Memory::host, kBlocks * kBlockSize * 656};
+  Buffer cache_data{Memory::host, kBlocks* kBlockSize * 656};
   Buffer dst_data = poisoned(kDstBytes);
   Buffer table_data = int32s({3, -1, 0, 2});
   Buffer lens_data = int32s({3, 5});
@@ -288,8 +289,10 @@ TEST_CASE("cp_gather_and_upconvert_fp8_kv_cache rejects a request past block_tab
   CHECK_REJECTED(too_long, "block_table: sequence 1 needs column 1");
 }
 
-TEST_CASE("cp_gather_and_upconvert_fp8_kv_cache rejects requests whose rows overlap, come out of "
-          "order or run past dst", "[cp_gather_and_upconvert_fp8_kv_cache]") {
+TEST_CASE(
+    "cp_gather_and_upconvert_fp8_kv_cache rejects requests whose rows overlap, come out of "
+    "order or run past dst",
+    "[cp_gather_and_upconvert_fp8_kv_cache]") {
   SECTION("overlap") {
     ValidCall call;
     reinterpret_cast<std::int32_t*>(call.starts_data.data())[1] = 2;
@@ -357,8 +360,8 @@ TEST_CASE("cp_gather_and_upconvert_fp8_kv_cache rejects shapes, dtypes and layou
   }
   SECTION("entries not packed") {
     ValidCall call;
-    call.src_cache = TensorView::strided(call.cache_data.data(), DType::u8, {2, 4, 656},
-                                         {4 * 1312, 1312, 2});
+    call.src_cache =
+        TensorView::strided(call.cache_data.data(), DType::u8, {2, 4, 656}, {4 * 1312, 1312, 2});
     CHECK_REJECTED(call, "src_cache");
   }
   SECTION("overlapping workspace rows") {
@@ -379,10 +382,10 @@ TEST_CASE("cp_gather_and_upconvert_fp8_kv_cache rejects shapes, dtypes and layou
 struct ProblemSpec {
   std::string batch = "mixed";  // "one", "skewed", "mixed" (with empty requests)
   std::int64_t block_size = 64;
-  std::int64_t gap = 0;         // rows between requests
+  std::int64_t gap = 0;  // rows between requests
   DType cache_dtype = DType::u8;
-  bool misaligned = false;      // workspace and cache one element past an aligned address
-  bool padded = false;          // entries 16 bytes apart more than needed, rows 8 elements more
+  bool misaligned = false;  // workspace and cache one element past an aligned address
+  bool padded = false;      // entries 16 bytes apart more than needed, rows 8 elements more
   std::uint64_t seed = 1;
 
   std::string describe() const {
@@ -407,7 +410,8 @@ HostProblem make_problem(const ProblemSpec& spec) {
     lengths.insert(lengths.begin() + 70, 4000);
     lengths.push_back(2500);
   } else {
-    for (int r = 0; r < 12; ++r) lengths.push_back(r % 4 == 1 ? 0 : static_cast<std::int64_t>(rng() % 150));
+    for (int r = 0; r < 12; ++r)
+      lengths.push_back(r % 4 == 1 ? 0 : static_cast<std::int64_t>(rng() % 150));
   }
   const Requests req(lengths, spec.block_size, spec.seed, spec.gap);
   HostProblem p;
@@ -417,8 +421,9 @@ HostProblem make_problem(const ProblemSpec& spec) {
   const std::int64_t cache_bytes = req.num_blocks * B * entry_stride + shift;
   p.cache = Buffer(Memory::host, static_cast<std::size_t>(cache_bytes));
   test::fill_random(p.cache.data(), DType::u8, cache_bytes, spec.seed);
-  p.args.src_cache = TensorView::strided(p.cache.data() + shift, spec.cache_dtype,
-                                         {req.num_blocks, B, 656}, {B * entry_stride, entry_stride, 1});
+  p.args.src_cache =
+      TensorView::strided(p.cache.data() + shift, spec.cache_dtype, {req.num_blocks, B, 656},
+                          {B * entry_stride, entry_stride, 1});
   const std::int64_t rows = req.row_end + 3;
   const std::int64_t pitch = 576 + (spec.padded ? 8 : 0);
   p.dst = poisoned(static_cast<std::size_t>((rows * pitch + shift) * 2));

@@ -41,7 +41,7 @@ using test::same_bytes;
 
 Buffer int32s(const std::vector<std::int32_t>& values) {
   Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * 4);
-  std::memcpy(buffer.data(), values.data(), values.size() * 4);
+  if (!values.empty()) std::memcpy(buffer.data(), values.data(), values.size() * 4);
   return buffer;
 }
 
@@ -136,8 +136,8 @@ HostGather make_gather(const Batch& batch, const std::string& kind, DType dst_dt
   const bool ds = kind == "fp8_ds_mla";
   const DType cache_dtype = kind.rfind("fp8", 0) == 0 ? DType::u8 : dst_dtype;
   const std::int64_t entry = ds ? 656 : 576;
-  const std::int64_t cache_bytes = batch.num_blocks * batch.block_size * entry *
-                                   dtype_size(cache_dtype);
+  const std::int64_t cache_bytes =
+      batch.num_blocks * batch.block_size * entry * dtype_size(cache_dtype);
   g.cache = Buffer(Memory::host, static_cast<std::size_t>(std::max<std::int64_t>(cache_bytes, 1)));
   test::fill_random(g.cache.data(), DType::u8, cache_bytes, 77);  // random bytes, not poison
   const std::int64_t rows = batch.total + std::max(padding_rows, extra_rows);
@@ -154,11 +154,11 @@ HostGather make_gather(const Batch& batch, const std::string& kind, DType dst_dt
   g.args.src_cache = TensorView::contiguous(g.cache.data(), cache_dtype,
                                             {batch.num_blocks, batch.block_size, entry});
   g.args.dst = TensorView::contiguous(g.dst.data(), dst_dtype, {rows, 576});
-  g.args.block_table = TensorView::contiguous(g.table.data(), DType::i32,
-                                              {batch.batch(), batch.max_blocks});
+  g.args.block_table =
+      TensorView::contiguous(g.table.data(), DType::i32, {batch.batch(), batch.max_blocks});
   g.args.cu_seq_lens = TensorView::contiguous(g.cu.data(), DType::i32, {batch.batch() + 1});
-  g.args.token_to_seq = TensorView::contiguous(g.token_to_seq.data(), DType::i32,
-                                               {batch.total + padding_rows});
+  g.args.token_to_seq =
+      TensorView::contiguous(g.token_to_seq.data(), DType::i32, {batch.total + padding_rows});
   g.args.num_tokens = batch.total + padding_rows;
   g.args.kv_cache_dtype = kind;
   g.args.scale = TensorView::contiguous(g.scale.data(), DType::f32, {1});
@@ -174,16 +174,17 @@ HostGather make_gather(const Batch& batch, const std::string& kind, DType dst_dt
 void write_with_concat(const Batch& batch, HostGather& g, DType activation, Buffer& latent,
                        Buffer& rope, std::uint64_t seed) {
   const std::int64_t T = batch.total, bytes = dtype_size(activation);
-  latent = Buffer(Memory::host, static_cast<std::size_t>(std::max<std::int64_t>(T, 1) * 512 * bytes));
+  latent =
+      Buffer(Memory::host, static_cast<std::size_t>(std::max<std::int64_t>(T, 1) * 512 * bytes));
   rope = Buffer(Memory::host, static_cast<std::size_t>(std::max<std::int64_t>(T, 1) * 64 * bytes));
   test::fill_random(latent.data(), activation, T * 512, seed, 20.f);
   test::fill_random(rope.data(), activation, T * 64, seed + 1, 2.f);
   Buffer slots = int64s(batch.slots);
-  run<ConcatAndCacheMla>(Impl::cpu, {TensorView::contiguous(latent.data(), activation, {T, 512}),
-                                     TensorView::contiguous(rope.data(), activation, {T, 64}),
-                                     g.args.src_cache,
-                                     TensorView::contiguous(slots.data(), DType::i64, {T}),
-                                     g.args.kv_cache_dtype, g.args.scale});
+  run<ConcatAndCacheMla>(
+      Impl::cpu,
+      {TensorView::contiguous(latent.data(), activation, {T, 512}),
+       TensorView::contiguous(rope.data(), activation, {T, 64}), g.args.src_cache,
+       TensorView::contiguous(slots.data(), DType::i64, {T}), g.args.kv_cache_dtype, g.args.scale});
 }
 
 // Bytes of row `row` of a [rows, 576] workspace of `dtype`.
@@ -244,9 +245,9 @@ TEST_CASE("gather_and_maybe_dequant_cache round trip: auto gives back the input 
   const DType dtype = GENERATE(DType::f32, DType::f16, DType::bf16);
   const bool with_starts = GENERATE(false, true);
   CAPTURE(dtype_name(dtype), with_starts);
-  const Batch batch({5, 0, 9, 1}, with_starts ? std::vector<std::int64_t>{3, 0, 6, 13}
-                                              : std::vector<std::int64_t>{},
-                    4, 11);
+  const Batch batch(
+      {5, 0, 9, 1},
+      with_starts ? std::vector<std::int64_t>{3, 0, 6, 13} : std::vector<std::int64_t>{}, 4, 11);
   HostGather g = make_gather(batch, "auto", dtype, /*padding_rows=*/2);
   Buffer latent, rope;
   write_with_concat(batch, g, dtype, latent, rope, 21);
@@ -300,13 +301,15 @@ TEST_CASE("gather_and_maybe_dequant_cache round trip: fp8 gives back the fp8 dec
   CHECK(rows_untouched_from(g, batch.total));
 }
 
-TEST_CASE("gather_and_maybe_dequant_cache round trip: fp8_ds_mla decodes each tile with its "
-          "scale", "[gather_and_maybe_dequant_cache]") {
+TEST_CASE(
+    "gather_and_maybe_dequant_cache round trip: fp8_ds_mla decodes each tile with its "
+    "scale",
+    "[gather_and_maybe_dequant_cache]") {
   const bool with_starts = GENERATE(false, true);
   CAPTURE(with_starts);
-  const Batch batch({6, 2, 0, 5}, with_starts ? std::vector<std::int64_t>{1, 63, 4, 0}
-                                              : std::vector<std::int64_t>{},
-                    8, 13);
+  const Batch batch(
+      {6, 2, 0, 5},
+      with_starts ? std::vector<std::int64_t>{1, 63, 4, 0} : std::vector<std::int64_t>{}, 8, 13);
   HostGather g = make_gather(batch, "fp8_ds_mla", DType::bf16, 1);
   Buffer latent, rope;
   write_with_concat(batch, g, DType::bf16, latent, rope, 23);
@@ -408,9 +411,7 @@ struct ValidCall {
   TensorView seq_starts = TensorView::contiguous(starts_data.data(), DType::i32, {2});
   Impl impl = Impl::cpu;
 
-  ValidCall() {
-    test::fill_random(cache_data.data(), DType::bf16, kCacheBytes / 2, 3);
-  }
+  ValidCall() { test::fill_random(cache_data.data(), DType::bf16, kCacheBytes / 2, 3); }
 
   void use_fp8() {
     kv_cache_dtype = "fp8_e4m3";
@@ -419,14 +420,12 @@ struct ValidCall {
 
   void use_ds_mla() {
     kv_cache_dtype = "fp8_ds_mla";
-    src_cache =
-        TensorView::contiguous(cache_data.data(), DType::u8, {kBlocks, kBlockSize, 656});
+    src_cache = TensorView::contiguous(cache_data.data(), DType::u8, {kBlocks, kBlockSize, 656});
   }
 
   void call() const {
-    run<GatherAndMaybeDequantCache>(impl, {src_cache, dst, block_table, cu_seq_lens,
-                                           token_to_seq, num_tokens, kv_cache_dtype, scale,
-                                           seq_starts});
+    run<GatherAndMaybeDequantCache>(impl, {src_cache, dst, block_table, cu_seq_lens, token_to_seq,
+                                           num_tokens, kv_cache_dtype, scale, seq_starts});
   }
 
   bool nothing_written() const {
@@ -628,8 +627,8 @@ TEST_CASE("gather_and_maybe_dequant_cache rejects layouts the kernels cannot add
           "[gather_and_maybe_dequant_cache]") {
   SECTION("cache entries not packed") {
     ValidCall call;
-    call.src_cache = TensorView::strided(call.cache_data.data(), DType::bf16, {3, 2, 576},
-                                         {4 * 1152, 1152, 2});
+    call.src_cache =
+        TensorView::strided(call.cache_data.data(), DType::bf16, {3, 2, 576}, {4 * 1152, 1152, 2});
     CHECK_REJECTED(call, "src_cache");
   }
   SECTION("workspace elements not packed") {
@@ -685,19 +684,18 @@ struct ProblemSpec {
   DType dst_dtype = DType::bf16;
   std::string kv_cache_dtype = "auto";
   std::int64_t block_size = 64;
-  std::string batch = "mixed";   // "one", "skewed", "mixed" (with empty sequences)
-  bool seq_starts = false;       // non-block-aligned starts
-  std::int64_t padding_rows = 0; // rows past cu_seq_lens[batch] inside num_tokens
-  bool misaligned = false;       // workspace and cache one element past an aligned address
-  bool padded = false;           // entries 16 elements apart more than needed, rows 8 more
+  std::string batch = "mixed";    // "one", "skewed", "mixed" (with empty sequences)
+  bool seq_starts = false;        // non-block-aligned starts
+  std::int64_t padding_rows = 0;  // rows past cu_seq_lens[batch] inside num_tokens
+  bool misaligned = false;        // workspace and cache one element past an aligned address
+  bool padded = false;            // entries 16 elements apart more than needed, rows 8 more
   std::uint64_t seed = 1;
 
   std::string describe() const {
     return std::string(dtype_name(dst_dtype)) + " ← \"" + kv_cache_dtype +
            "\", block_size=" + std::to_string(block_size) + ", batch " + batch +
-           (seq_starts ? ", seq_starts" : "") + ", padding rows " +
-           std::to_string(padding_rows) + (misaligned ? ", misaligned" : "") +
-           (padded ? ", padded" : "");
+           (seq_starts ? ", seq_starts" : "") + ", padding rows " + std::to_string(padding_rows) +
+           (misaligned ? ", misaligned" : "") + (padded ? ", padded" : "");
   }
 };
 
@@ -740,12 +738,13 @@ HostProblem make_problem(const ProblemSpec& spec) {
   const std::int64_t shift = spec.misaligned ? 1 : 0;
   const std::int64_t B = spec.block_size;
   const std::int64_t cache_elements = batch.num_blocks * B * entry_stride + shift;
-  p.cache = Buffer(Memory::host, static_cast<std::size_t>(cache_elements * dtype_size(cache_dtype)));
+  p.cache =
+      Buffer(Memory::host, static_cast<std::size_t>(cache_elements * dtype_size(cache_dtype)));
   // Random bytes: every fp8 code (NaN included) and, for fp8_ds_mla, random tile scales.
   test::fill_random(p.cache.data(), DType::u8, cache_elements * dtype_size(cache_dtype), spec.seed);
-  p.args.src_cache = TensorView::strided(p.cache.data() + shift * dtype_size(cache_dtype),
-                                         cache_dtype, {batch.num_blocks, B, entry},
-                                         {B * entry_stride, entry_stride, 1});
+  p.args.src_cache =
+      TensorView::strided(p.cache.data() + shift * dtype_size(cache_dtype), cache_dtype,
+                          {batch.num_blocks, B, entry}, {B * entry_stride, entry_stride, 1});
   const std::int64_t rows = batch.total + spec.padding_rows + 3;
   const std::int64_t pitch = 576 + (spec.padded ? 8 : 0);
   const std::int64_t dst_elements = rows * pitch + shift;
@@ -753,15 +752,15 @@ HostProblem make_problem(const ProblemSpec& spec) {
   p.args.dst = TensorView::strided(p.dst.data() + shift * dtype_size(spec.dst_dtype),
                                    spec.dst_dtype, {rows, 576}, {pitch, 1});
   p.table = int32s(batch.table);
-  p.args.block_table = TensorView::contiguous(p.table.data(), DType::i32,
-                                              {batch.batch(), batch.max_blocks});
+  p.args.block_table =
+      TensorView::contiguous(p.table.data(), DType::i32, {batch.batch(), batch.max_blocks});
   p.cu = int32s(batch.cu);
   p.args.cu_seq_lens = TensorView::contiguous(p.cu.data(), DType::i32, {batch.batch() + 1});
   std::vector<std::int32_t> token_to_seq = batch.token_to_seq;
   token_to_seq.resize(static_cast<std::size_t>(batch.total + spec.padding_rows), 0);
   p.token_to_seq = int32s(token_to_seq);
-  p.args.token_to_seq = TensorView::contiguous(p.token_to_seq.data(), DType::i32,
-                                               {batch.total + spec.padding_rows});
+  p.args.token_to_seq =
+      TensorView::contiguous(p.token_to_seq.data(), DType::i32, {batch.total + spec.padding_rows});
   p.args.num_tokens = batch.total + spec.padding_rows;
   std::vector<std::int32_t> starts32(starts.begin(), starts.end());
   p.starts = int32s(starts32);
@@ -860,8 +859,10 @@ TEST_CASE("gather_and_maybe_dequant_cache GPU: strided and misaligned workspaces
   check_three_way(spec);
 }
 
-TEST_CASE("gather_and_maybe_dequant_cache GPU: device-resident indices are checked, nothing "
-          "written", "[gather_and_maybe_dequant_cache][gpu]") {
+TEST_CASE(
+    "gather_and_maybe_dequant_cache GPU: device-resident indices are checked, nothing "
+    "written",
+    "[gather_and_maybe_dequant_cache][gpu]") {
   PAGEDKV_REQUIRE_GPU();
   ProblemSpec spec;
   spec.batch = "one";

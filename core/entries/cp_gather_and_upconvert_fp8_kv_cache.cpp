@@ -4,13 +4,14 @@
 // One point: a batch of requests (one long request, or a skewed batch) whose 656-byte entries
 // sit in random blocks of a cache [num_blocks, 64, 656], read into a bf16 workspace
 // [total_tokens, 576] at workspace_starts = the running sum of seq_lens.
+#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
+
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "gather_case.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 #include "pagedkv/registry.h"
 
@@ -37,8 +38,8 @@ class CpGatherAndUpconvertFp8KvCacheCase final : public OpCase {
   // Each entry read once (656 bytes), each workspace row written once (1152 bytes), seq_lens,
   // workspace_starts and the used block-table entries once (4 bytes each).
   std::int64_t bytes_moved() const override {
-    return shape_.total_tokens * (shape_.entry_bytes() + 2 * kMlaGatherRow) +
-           8 * host_.batch + 4 * host_.used_blocks;
+    return shape_.total_tokens * (shape_.entry_bytes() + 2 * kMlaGatherRow) + 8 * host_.batch +
+           4 * host_.used_blocks;
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
   int buffer_sets() const override {
@@ -52,9 +53,10 @@ class CpGatherAndUpconvertFp8KvCacheCase final : public OpCase {
     device_dst_ = Buffer(Memory::device, host_dst_.size());
     device_dst_.fill(kPoisonByte);
     for (int set = 0; set < sets; ++set) {
-      device_.push_back(set == 0 ? copy_gather_inputs(shape_, host_, Memory::device)
-                                 : copy_gather_inputs(shape_, make_gather_inputs(shape_, seed_, set),
-                                                      Memory::device));
+      device_.push_back(
+          set == 0
+              ? copy_gather_inputs(shape_, host_, Memory::device)
+              : copy_gather_inputs(shape_, make_gather_inputs(shape_, seed_, set), Memory::device));
       device_args_.push_back(args_of(device_.back(), device_dst_, Device::cuda));
       // Validation (it reads the index tensors back, synchronizing) happens here, never when
       // timed.
@@ -84,8 +86,8 @@ class CpGatherAndUpconvertFp8KvCacheCase final : public OpCase {
   Op::Args args_of(const GatherInputs& in, const Buffer& dst, Device device) const {
     Op::Args args;
     args.src_cache = in.src_cache;
-    args.dst = TensorView::contiguous(dst.data(), DType::bf16,
-                                      {shape_.total_tokens, kMlaGatherRow}, device);
+    args.dst = TensorView::contiguous(dst.data(), DType::bf16, {shape_.total_tokens, kMlaGatherRow},
+                                      device);
     args.block_table = in.block_table;
     args.seq_lens = in.seq_lens;
     args.workspace_starts = in.workspace_starts;
@@ -95,8 +97,8 @@ class CpGatherAndUpconvertFp8KvCacheCase final : public OpCase {
 
   GatherShape shape_;
   std::uint64_t seed_;
-  GatherInputs host_;  // set 0, the CPU reference's input
-  Buffer host_dst_;    // the CPU reference's output
+  GatherInputs host_;                 // set 0, the CPU reference's input
+  Buffer host_dst_;                   // the CPU reference's output
   std::vector<GatherInputs> device_;  // one per buffer set
   Buffer device_dst_;                 // shared by all sets
   std::vector<Op::Args> device_args_;

@@ -3,13 +3,14 @@
 // One point: a batch of requests (one long request, or a skewed batch) whose entries sit in
 // random blocks of a cache [num_blocks, 64, entry] ("auto" bf16: 576 elements, fp8_e4m3: 576
 // bytes, fp8_ds_mla: 656 bytes), gathered into a bf16 workspace [total_tokens, 576].
+#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
+
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "gather_case.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 #include "pagedkv/registry.h"
 
 namespace pagedkv::entries {
@@ -42,7 +43,9 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
     return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
   }
 
-  void run_cpu() override { run<Op>(Impl::cpu, args_of(host_, host_dst_, host_scale_, Device::cpu)); }
+  void run_cpu() override {
+    run<Op>(Impl::cpu, args_of(host_, host_dst_, host_scale_, Device::cpu));
+  }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -50,9 +53,10 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
     device_dst_.fill(kPoisonByte);
     scale_ = make_scale(shape_.scale, Memory::device);
     for (int set = 0; set < sets; ++set) {
-      device_.push_back(set == 0 ? copy_gather_inputs(shape_, host_, Memory::device)
-                                 : copy_gather_inputs(shape_, make_gather_inputs(shape_, seed_, set),
-                                                      Memory::device));
+      device_.push_back(
+          set == 0
+              ? copy_gather_inputs(shape_, host_, Memory::device)
+              : copy_gather_inputs(shape_, make_gather_inputs(shape_, seed_, set), Memory::device));
       device_args_.push_back(args_of(device_.back(), device_dst_, scale_, Device::cuda));
       // Validation (it reads the index tensors back, synchronizing) happens here, never when
       // timed.
@@ -84,8 +88,8 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
                    Device device) const {
     Op::Args args;
     args.src_cache = in.src_cache;
-    args.dst = TensorView::contiguous(dst.data(), DType::bf16,
-                                      {shape_.total_tokens, kMlaGatherRow}, device);
+    args.dst = TensorView::contiguous(dst.data(), DType::bf16, {shape_.total_tokens, kMlaGatherRow},
+                                      device);
     args.block_table = in.block_table;
     args.cu_seq_lens = in.cu_seq_lens;
     args.token_to_seq = in.token_to_seq;

@@ -24,20 +24,21 @@ std::vector<std::int64_t> request_lengths(const GatherShape& shape, Random& rand
   PAGEDKV_CHECK(rest >= shape.long_requests, "W3 skewed batch: ", shape.total_tokens,
                 " tokens leave too few for the long requests after ", short_tokens);
   for (std::int64_t l = 0; l < shape.long_requests; ++l) {
-    const std::int64_t length = l + 1 < shape.long_requests
-                                    ? rest / shape.long_requests
-                                    : rest - (shape.long_requests - 1) * (rest / shape.long_requests);
-    const std::int64_t at = (l * static_cast<std::int64_t>(lengths.size() + 1)) /
-                            shape.long_requests;
+    const std::int64_t length =
+        l + 1 < shape.long_requests
+            ? rest / shape.long_requests
+            : rest - (shape.long_requests - 1) * (rest / shape.long_requests);
+    const std::int64_t at =
+        (l * static_cast<std::int64_t>(lengths.size() + 1)) / shape.long_requests;
     lengths.insert(lengths.begin() + at, length);
   }
   return lengths;
 }
 
 void set_gather_views(const GatherShape& shape, GatherInputs& in, Device device) {
-  in.src_cache = TensorView::contiguous(in.cache.data(), shape.cache_dtype(),
-                                        {in.num_blocks, shape.block_size, shape.entry_elements()},
-                                        device);
+  in.src_cache =
+      TensorView::contiguous(in.cache.data(), shape.cache_dtype(),
+                             {in.num_blocks, shape.block_size, shape.entry_elements()}, device);
   in.block_table = TensorView::contiguous(in.block_table_buffer.data(), DType::i32,
                                           {in.batch, in.max_blocks}, device);
   in.cu_seq_lens =
@@ -51,7 +52,9 @@ void set_gather_views(const GatherShape& shape, GatherInputs& in, Device device)
 
 Buffer i32_buffer(const std::vector<std::int32_t>& values) {
   Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * sizeof(std::int32_t));
-  std::memcpy(buffer.data(), values.data(), values.size() * sizeof(std::int32_t));
+  if (!values.empty()) {
+    std::memcpy(buffer.data(), values.data(), values.size() * sizeof(std::int32_t));
+  }
   return buffer;
 }
 
@@ -61,9 +64,9 @@ GatherShape gather_shape(const WorkloadPoint& point) {
   PAGEDKV_CHECK(point.workload == "W3", "MLA cache reads run workload W3, got ", point.workload);
   PAGEDKV_CHECK(point.slots == "one" || point.slots == "skewed",
                 "W3 batch shape: expected \"one\" or \"skewed\", got \"", point.slots, "\"");
-  PAGEDKV_CHECK(point.variant == "bf16" || point.variant == "fp8_e4m3" ||
-                    point.variant == "fp8_ds_mla",
-                "W3 variant: expected bf16, fp8_e4m3 or fp8_ds_mla, got \"", point.variant, "\"");
+  PAGEDKV_CHECK(
+      point.variant == "bf16" || point.variant == "fp8_e4m3" || point.variant == "fp8_ds_mla",
+      "W3 variant: expected bf16, fp8_e4m3 or fp8_ds_mla, got \"", point.variant, "\"");
   GatherShape shape;
   shape.variant = point.variant;
   shape.batch_shape = point.slots;
@@ -102,7 +105,8 @@ GatherInputs make_gather_inputs(const GatherShape& shape, std::uint64_t seed, in
     in.max_blocks = std::max(in.max_blocks, blocks);
   }
   in.num_blocks = 2 * std::max<std::int64_t>(in.used_blocks, 1);
-  const std::vector<std::int64_t> blocks = draw_unique(in.used_blocks, in.num_blocks, s ^ 0xB10C5ull);
+  const std::vector<std::int64_t> blocks =
+      draw_unique(in.used_blocks, in.num_blocks, s ^ 0xB10C5ull);
 
   std::vector<std::int32_t> table(static_cast<std::size_t>(in.batch * in.max_blocks), 0);
   std::vector<std::int32_t> cu(1, 0), token_to_seq, seq_lens, starts;

@@ -92,8 +92,8 @@ __device__ __forceinline__ std::int64_t request_of_row(const std::int32_t* seq_l
 /// \param scale the fp8 scale (unused for kAuto).
 /// \return the row element.
 template <KvCacheDtype kKind, typename Row>
-__device__ __forceinline__ Row load_row_element(const typename CacheElement<Row, kKind>::type* entry,
-                                                int i, float scale) {
+__device__ __forceinline__ Row
+load_row_element(const typename CacheElement<Row, kKind>::type* entry, int i, float scale) {
   if constexpr (kKind == KvCacheDtype::kAuto) {
     (void)scale;
     return entry[i];
@@ -162,8 +162,8 @@ __device__ __forceinline__ void warp_decode_ds_mla_row(const std::uint8_t* entry
       *reinterpret_cast<const float*>(entry + kDsMlaScaleOffset + 4 * (lane / kLanesPerTile));
   AlignedVector<__nv_bfloat16, 8> rope;
   if (lane < kRopeLanes) {
-    rope = load_vector<8>(reinterpret_cast<const __nv_bfloat16*>(entry + kDsMlaRopeOffset) +
-                          8 * lane);
+    rope =
+        load_vector<8>(reinterpret_cast<const __nv_bfloat16*>(entry + kDsMlaRopeOffset) + 8 * lane);
   }
   AlignedVector<__nv_bfloat16, 8> low, high;
   dequantize_ds_mla_16<kFormat>(latent, tile_scale, low, high);

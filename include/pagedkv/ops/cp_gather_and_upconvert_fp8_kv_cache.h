@@ -16,9 +16,9 @@
 /// pagedkv decodes the bytes as the tensor's dtype says.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 #include "pagedkv/impl.h"
 #include "pagedkv/kv_cache_dtype.h"
@@ -31,8 +31,8 @@ namespace pagedkv {
 /// CpGatherAndUpconvertFp8KvCache::validate(). Cache strides in bytes, workspace strides in
 /// bf16 elements.
 struct CpGatherAndUpconvertFp8KvCachePlan {
-  std::int64_t batch = 0;            ///< batch_size: requests
-  std::int64_t tokens = 0;           ///< sum of seq_lens: rows written
+  std::int64_t batch = 0;   ///< batch_size: requests
+  std::int64_t tokens = 0;  ///< sum of seq_lens: rows written
   /// End of the last request's rows, workspace_starts[batch - 1] + seq_lens[batch - 1] (0 for
   /// no request): the optimized kernel walks rows [0, row_end).
   std::int64_t row_end = 0;

@@ -20,10 +20,10 @@
 /// bf16 bits), and the `scale` argument is not read.
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <cstdint>
 #include <string>
-
-#include <cuda_runtime_api.h>
 
 #include "pagedkv/impl.h"
 #include "pagedkv/kv_cache_dtype.h"
@@ -52,8 +52,8 @@ struct GatherAndMaybeDequantCachePlan {
   std::int64_t block_table_stride = 0;  ///< block_table.stride(0)
   DType dst_dtype = DType::bf16;        ///< f32, f16 or bf16 (bf16 for fp8_ds_mla)
   KvCacheDtype cache_kind = KvCacheDtype::kAuto;  ///< E4M3 for fp8_ds_mla
-  bool ds_mla = false;          ///< the 656-byte entry with four tile scales
-  bool has_seq_starts = false;  ///< seq_starts was given
+  bool ds_mla = false;                            ///< the 656-byte entry with four tile scales
+  bool has_seq_starts = false;                    ///< seq_starts was given
 };
 
 /// \brief gather_and_maybe_dequant_cache: the op's arguments, its contract and its three
@@ -66,15 +66,15 @@ struct GatherAndMaybeDequantCache {
   struct Args {
     /// \name Arguments (documented in GatherAndMaybeDequantCache::arguments)
     /// @{
-    TensorView src_cache;        ///< see GatherAndMaybeDequantCache::arguments()
-    TensorView dst;              ///< see GatherAndMaybeDequantCache::arguments()
-    TensorView block_table;      ///< see GatherAndMaybeDequantCache::arguments()
-    TensorView cu_seq_lens;      ///< see GatherAndMaybeDequantCache::arguments()
-    TensorView token_to_seq;     ///< see GatherAndMaybeDequantCache::arguments()
+    TensorView src_cache;         ///< see GatherAndMaybeDequantCache::arguments()
+    TensorView dst;               ///< see GatherAndMaybeDequantCache::arguments()
+    TensorView block_table;       ///< see GatherAndMaybeDequantCache::arguments()
+    TensorView cu_seq_lens;       ///< see GatherAndMaybeDequantCache::arguments()
+    TensorView token_to_seq;      ///< see GatherAndMaybeDequantCache::arguments()
     std::int64_t num_tokens = 0;  ///< see GatherAndMaybeDequantCache::arguments()
-    std::string kv_cache_dtype;  ///< see GatherAndMaybeDequantCache::arguments()
-    TensorView scale;            ///< see GatherAndMaybeDequantCache::arguments()
-    TensorView seq_starts;       ///< see GatherAndMaybeDequantCache::arguments()
+    std::string kv_cache_dtype;   ///< see GatherAndMaybeDequantCache::arguments()
+    TensorView scale;             ///< see GatherAndMaybeDequantCache::arguments()
+    TensorView seq_starts;        ///< see GatherAndMaybeDequantCache::arguments()
     /// @}
   };
 

@@ -7,8 +7,6 @@
 // element (load_ds_mla_element(), shared with gather_and_maybe_dequant_cache). Correct for
 // every layout the contract accepts (byte accesses only), and obvious. Not fast: a search and
 // a lookup per element, one element per access. Not yet measured on a GPU.
-#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
-
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -16,6 +14,7 @@
 
 #include "mla/mla_gather.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 
 namespace pagedkv::kernels::upconvert_naive {
@@ -33,14 +32,13 @@ constexpr int kThreadsPerBlock = 256;
 /// \param plan sizes and strides.
 template <KvCacheDtype kFormat>
 __global__ void upconvert_kernel(const std::uint8_t* src_cache, __nv_bfloat16* dst,
-                                 const std::int32_t* seq_lens,
-                                 const std::int32_t* workspace_starts,
+                                 const std::int32_t* seq_lens, const std::int32_t* workspace_starts,
                                  mla::DeviceCacheLookup lookup,
                                  CpGatherAndUpconvertFp8KvCachePlan plan) {
   const std::int64_t total = plan.row_end * kMlaGatherRow;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total; i += step) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += step) {
     const std::int64_t row = i / kMlaGatherRow;
     const int element = static_cast<int>(i % kMlaGatherRow);
     const std::int64_t request = mla::request_of_row(seq_lens, workspace_starts, plan.batch, row);
@@ -60,8 +58,8 @@ void CpGatherAndUpconvertFp8KvCache::naive(const Plan& plan, const Args& args,
   using namespace pagedkv::kernels;
   if (plan.tokens == 0) return;  // zero requests or zero tokens: nothing to do, no empty grid
   const mla::DeviceCacheLookup lookup{static_cast<const std::int32_t*>(args.block_table.data),
-                                      plan.block_table_stride, plan.block_size,
-                                      plan.block_stride, plan.entry_stride};
+                                      plan.block_table_stride, plan.block_size, plan.block_stride,
+                                      plan.entry_stride};
   const std::int64_t needed =
       (plan.row_end * kMlaGatherRow + upconvert_naive::kThreadsPerBlock - 1) /
       upconvert_naive::kThreadsPerBlock;

@@ -21,8 +21,6 @@
 //   U4 two fp8 values per conversion instruction (dequantize_pair).
 //   U5 a layout that is not 16-byte aligned falls back to the naive kernel.
 // The full story: chapter "MLA: one latent vector per token".
-#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
-
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -31,6 +29,7 @@
 #include "common/vec.cuh"
 #include "mla/mla_gather.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 
 namespace pagedkv::kernels::upconvert_optimized {
@@ -53,10 +52,11 @@ constexpr unsigned kFullWarp = 0xFFFFFFFFu;
 /// \param lookup the block lookup.
 /// \param plan sizes and strides.
 template <KvCacheDtype kFormat>
-__global__ void __launch_bounds__(kThreadsPerBlock) upconvert_kernel(
-    const std::uint8_t* __restrict__ src_cache, __nv_bfloat16* __restrict__ dst,
-    const std::int32_t* __restrict__ seq_lens, const std::int32_t* __restrict__ workspace_starts,
-    mla::DeviceCacheLookup lookup, CpGatherAndUpconvertFp8KvCachePlan plan) {
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    upconvert_kernel(const std::uint8_t* __restrict__ src_cache, __nv_bfloat16* __restrict__ dst,
+                     const std::int32_t* __restrict__ seq_lens,
+                     const std::int32_t* __restrict__ workspace_starts,
+                     mla::DeviceCacheLookup lookup, CpGatherAndUpconvertFp8KvCachePlan plan) {
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   for (std::int64_t group = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
@@ -66,8 +66,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock) upconvert_kernel(
     std::int64_t my_entry = -1;  // trick U2: lane j resolves row first_row + j
     if (lane < kRowsPerWarp && first_row + lane < plan.row_end) {
       const std::int64_t row = first_row + lane;
-      const std::int64_t request =
-          mla::request_of_row(seq_lens, workspace_starts, plan.batch, row);
+      const std::int64_t request = mla::request_of_row(seq_lens, workspace_starts, plan.batch, row);
       if (request >= 0) my_entry = lookup.entry_offset(request, row - workspace_starts[request]);
     }
     for (int j = 0; j < kRowsPerWarp; ++j) {
@@ -98,8 +97,8 @@ void CpGatherAndUpconvertFp8KvCache::optimized(const Plan& plan, const Args& arg
     return;
   }
   const mla::DeviceCacheLookup lookup{static_cast<const std::int32_t*>(args.block_table.data),
-                                      plan.block_table_stride, plan.block_size,
-                                      plan.block_stride, plan.entry_stride};
+                                      plan.block_table_stride, plan.block_size, plan.block_stride,
+                                      plan.entry_stride};
   const std::int64_t groups = (plan.row_end + kRowsPerWarp - 1) / kRowsPerWarp;
   const auto blocks = static_cast<unsigned>(
       std::min<std::int64_t>((groups + kWarpsPerBlock - 1) / kWarpsPerBlock, 1 << 30));

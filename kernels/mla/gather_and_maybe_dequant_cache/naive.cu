@@ -8,8 +8,6 @@
 // layout the contract accepts (byte and element accesses only), and obvious. Not fast: four
 // dependent index loads and two 64-bit divisions per element, one element per access.
 // Not yet measured on a GPU.
-#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
-
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -19,6 +17,7 @@
 #include "common/dispatch.cuh"
 #include "mla/mla_gather.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 
 namespace pagedkv::kernels::gather_naive {
 
@@ -54,12 +53,12 @@ __global__ void gather_kernel(const typename CacheElement<Row, kKind>::type* src
                               const float* scale, std::int64_t rows, std::int64_t dst_stride) {
   const std::int64_t total = rows * kMlaGatherRow;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total; i += step) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += step) {
     const std::int64_t row = i / kMlaGatherRow;
     const int element = static_cast<int>(i % kMlaGatherRow);
-    const std::int64_t entry = mla::row_entry_offset(token_to_seq, cu_seq_lens, seq_starts,
-                                                     lookup, row);
+    const std::int64_t entry =
+        mla::row_entry_offset(token_to_seq, cu_seq_lens, seq_starts, lookup, row);
     const float cache_scale = is_fp8(kKind) ? scale[0] : 1.f;  // "auto" never reads it
     dst[row * dst_stride + element] =
         mla::load_row_element<kKind, Row>(src_cache + entry, element, cache_scale);
@@ -78,17 +77,16 @@ __global__ void gather_kernel(const typename CacheElement<Row, kKind>::type* src
 __global__ void gather_ds_mla_kernel(const std::uint8_t* src_cache, __nv_bfloat16* dst,
                                      const std::int32_t* token_to_seq,
                                      const std::int32_t* cu_seq_lens,
-                                     const std::int32_t* seq_starts,
-                                     mla::DeviceCacheLookup lookup, std::int64_t rows,
-                                     std::int64_t dst_stride) {
+                                     const std::int32_t* seq_starts, mla::DeviceCacheLookup lookup,
+                                     std::int64_t rows, std::int64_t dst_stride) {
   const std::int64_t total = rows * kMlaGatherRow;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total; i += step) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += step) {
     const std::int64_t row = i / kMlaGatherRow;
     const int element = static_cast<int>(i % kMlaGatherRow);
-    const std::int64_t entry = mla::row_entry_offset(token_to_seq, cu_seq_lens, seq_starts,
-                                                     lookup, row);
+    const std::int64_t entry =
+        mla::row_entry_offset(token_to_seq, cu_seq_lens, seq_starts, lookup, row);
     dst[row * dst_stride + element] =
         mla::load_ds_mla_element<KvCacheDtype::kFp8E4m3>(src_cache + entry, element);
   }

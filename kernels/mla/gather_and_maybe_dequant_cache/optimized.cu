@@ -24,8 +24,6 @@
 //   G7 a layout no vector fits falls back: scalar accesses in the same warp-per-row kernel
 //      ("auto", fp8), the naive kernel (fp8_ds_mla).
 // The full story: chapter "MLA: one latent vector per token".
-#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
-
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -37,6 +35,7 @@
 #include "common/vec.cuh"
 #include "mla/mla_gather.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 
 namespace pagedkv::kernels::gather_optimized {
 
@@ -84,11 +83,12 @@ __device__ __forceinline__ std::int64_t group_lookup(const std::int32_t* token_t
 /// \param rows workspace rows to write.
 /// \param dst_stride elements between two rows.
 template <typename Row, KvCacheDtype kKind, int kVec>
-__global__ void __launch_bounds__(kThreadsPerBlock) gather_kernel(
-    const typename CacheElement<Row, kKind>::type* __restrict__ src_cache, Row* __restrict__ dst,
-    const std::int32_t* __restrict__ token_to_seq, const std::int32_t* __restrict__ cu_seq_lens,
-    const std::int32_t* __restrict__ seq_starts, mla::DeviceCacheLookup lookup,
-    const float* __restrict__ scale, std::int64_t rows, std::int64_t dst_stride) {
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    gather_kernel(const typename CacheElement<Row, kKind>::type* __restrict__ src_cache,
+                  Row* __restrict__ dst, const std::int32_t* __restrict__ token_to_seq,
+                  const std::int32_t* __restrict__ cu_seq_lens,
+                  const std::int32_t* __restrict__ seq_starts, mla::DeviceCacheLookup lookup,
+                  const float* __restrict__ scale, std::int64_t rows, std::int64_t dst_stride) {
   using Cache = typename CacheElement<Row, kKind>::type;
   constexpr int kVectors = static_cast<int>(kMlaGatherRow) / kVec;  // 72 for bf16, 144 for f32
   constexpr int kPerLane = (kVectors + 31) / 32;
@@ -98,7 +98,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) gather_kernel(
   if constexpr (is_fp8(kKind)) cache_scale = scale[0];  // trick G5: once per thread
 
   for (std::int64_t group = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
-       group * kRowsPerWarp < rows; group += static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock) {
+       group * kRowsPerWarp < rows;
+       group += static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock) {
     const std::int64_t first_row = group * kRowsPerWarp;
     const std::int64_t my_entry =
         group_lookup(token_to_seq, cu_seq_lens, seq_starts, lookup, first_row, rows, lane);
@@ -122,8 +123,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) gather_kernel(
         if constexpr (kKind == KvCacheDtype::kAuto) {
           out = loaded[u];  // the same type: the bits, copied
         } else if constexpr (kVec == 1) {
-          out.elements[0] = convert_fp8::dequantize_one<kKind, Row>(loaded[u].elements[0],
-                                                                    cache_scale);
+          out.elements[0] =
+              convert_fp8::dequantize_one<kKind, Row>(loaded[u].elements[0], cache_scale);
         } else {
 #pragma unroll
           for (int e = 0; e < kVec; e += 2) {  // trick G5
@@ -149,15 +150,18 @@ __global__ void __launch_bounds__(kThreadsPerBlock) gather_kernel(
 /// \param lookup the block lookup.
 /// \param rows workspace rows to write.
 /// \param dst_stride elements between two rows.
-__global__ void __launch_bounds__(kThreadsPerBlock) gather_ds_mla_kernel(
-    const std::uint8_t* __restrict__ src_cache, __nv_bfloat16* __restrict__ dst,
-    const std::int32_t* __restrict__ token_to_seq, const std::int32_t* __restrict__ cu_seq_lens,
-    const std::int32_t* __restrict__ seq_starts, mla::DeviceCacheLookup lookup, std::int64_t rows,
-    std::int64_t dst_stride) {
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    gather_ds_mla_kernel(const std::uint8_t* __restrict__ src_cache,
+                         __nv_bfloat16* __restrict__ dst,
+                         const std::int32_t* __restrict__ token_to_seq,
+                         const std::int32_t* __restrict__ cu_seq_lens,
+                         const std::int32_t* __restrict__ seq_starts, mla::DeviceCacheLookup lookup,
+                         std::int64_t rows, std::int64_t dst_stride) {
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   for (std::int64_t group = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
-       group * kRowsPerWarp < rows; group += static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock) {
+       group * kRowsPerWarp < rows;
+       group += static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock) {
     const std::int64_t first_row = group * kRowsPerWarp;
     const std::int64_t my_entry =
         group_lookup(token_to_seq, cu_seq_lens, seq_starts, lookup, first_row, rows, lane);
@@ -165,8 +169,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) gather_ds_mla_kernel(
       const std::int64_t entry_offset = __shfl_sync(kFullWarp, my_entry, j);
       if (entry_offset < 0) break;
       // Tricks G4, G6 (mla_gather.cuh, shared with cp_gather_and_upconvert_fp8_kv_cache).
-      mla::warp_decode_ds_mla_row<KvCacheDtype::kFp8E4m3>(
-          src_cache + entry_offset, dst + (first_row + j) * dst_stride, lane);
+      mla::warp_decode_ds_mla_row<KvCacheDtype::kFp8E4m3>(src_cache + entry_offset,
+                                                          dst + (first_row + j) * dst_stride, lane);
     }
   }
 }
@@ -223,8 +227,8 @@ void GatherAndMaybeDequantCache::optimized(const Plan& plan, const Args& args,
   const auto* seq_starts =
       plan.has_seq_starts ? static_cast<const std::int32_t*>(args.seq_starts.data) : nullptr;
   const mla::DeviceCacheLookup lookup{static_cast<const std::int32_t*>(args.block_table.data),
-                                      plan.block_table_stride, plan.block_size,
-                                      plan.block_stride, plan.entry_stride};
+                                      plan.block_table_stride, plan.block_size, plan.block_stride,
+                                      plan.entry_stride};
   const unsigned blocks = blocks_for(plan.rows);
   if (plan.ds_mla) {
     if (!ds_mla_vectors_fit(plan, args)) {
