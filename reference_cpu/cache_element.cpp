@@ -60,4 +60,18 @@ void store_cache_element(void* cache_element, const void* activation, DType acti
   }
 }
 
+void dequantize_cache_element(void* element, DType dtype, std::uint8_t byte, KvCacheDtype format,
+                              float scale) {
+  const float decoded = format == KvCacheDtype::kFp8E4m3 ? numerics::fp8_e4m3_to_float(byte)
+                                                         : numerics::fp8_e5m2_to_float(byte);
+  const float value = decoded * scale;
+  if (dtype == DType::f32) {
+    std::memcpy(element, &value, sizeof value);
+  } else {
+    const std::uint16_t bits = dtype == DType::f16 ? numerics::float_to_half_bits(value)
+                                                   : numerics::float_to_bf16_bits(value);
+    std::memcpy(element, &bits, sizeof bits);
+  }
+}
+
 }  // namespace pagedkv::cpu

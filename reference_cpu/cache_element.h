@@ -31,3 +31,17 @@ void store_cache_element(void* cache_element, const void* activation, DType acti
                          KvCacheDtype cache_kind, float scale);
 
 }  // namespace pagedkv::cpu
+
+namespace pagedkv::cpu {
+
+/// \brief Reads one fp8 cache element back: `float(fp8) × scale` (an fp32 product), rounded to
+/// nearest even into `dtype`. What every dequantizing reader stores (convert_fp8, the gathers).
+/// \param element where the f32, f16 or bf16 result goes.
+/// \param dtype f32, f16 or bf16.
+/// \param byte the fp8 byte.
+/// \param format kFp8E4m3 or kFp8E5m2: how the byte reads.
+/// \param scale the scale.
+void dequantize_cache_element(void* element, DType dtype, std::uint8_t byte, KvCacheDtype format,
+                              float scale);
+
+}  // namespace pagedkv::cpu

@@ -14,25 +14,6 @@
 
 namespace pagedkv {
 
-namespace {
-
-// The value of one fp8 byte times the scale (an fp32 product), stored as `dtype`.
-void store_dequantized(std::uint8_t* element, DType dtype, std::uint8_t byte, KvCacheDtype format,
-                       float scale) {
-  const float decoded = format == KvCacheDtype::kFp8E4m3 ? numerics::fp8_e4m3_to_float(byte)
-                                                         : numerics::fp8_e5m2_to_float(byte);
-  const float value = decoded * scale;
-  if (dtype == DType::f32) {
-    std::memcpy(element, &value, sizeof value);
-  } else {
-    const std::uint16_t bits = dtype == DType::f16 ? numerics::float_to_half_bits(value)
-                                                   : numerics::float_to_bf16_bits(value);
-    std::memcpy(element, &bits, sizeof bits);
-  }
-}
-
-}  // namespace
-
 void ConvertFp8::cpu(const Plan& plan, const Args& args) {
   const TensorView& input = args.input;
   const TensorView& output = args.output;
@@ -55,7 +36,8 @@ void ConvertFp8::cpu(const Plan& plan, const Args& args) {
       // fp8(float(x) / scale): exactly what every cache writer stores.
       cpu::store_cache_element(destination, source, plan.wide_dtype, plan.format, plan.scale);
     } else {
-      store_dequantized(destination, plan.wide_dtype, *source, plan.format, plan.scale);
+      cpu::dequantize_cache_element(destination, plan.wide_dtype, *source, plan.format,
+                                    plan.scale);
     }
 
     for (int d = input.ndim - 1; d >= 0; --d) {  // next index, carrying like an odometer

@@ -85,6 +85,8 @@ TEST_CASE("registry: names are unique and find_op finds each", "[registry]") {
   CHECK(names.count("concat_and_cache_mla_rope_fused") == 1);
   CHECK(names.count("convert_fp8") == 1);
   CHECK(names.count("cp_gather_cache") == 1);
+  CHECK(names.count("gather_and_maybe_dequant_cache") == 1);
+  CHECK(names.count("cp_gather_and_upconvert_fp8_kv_cache") == 1);
 }
 
 TEST_CASE("registry: find_op rejects an unknown name and lists the known ones", "[registry]") {
@@ -124,6 +126,13 @@ TEST_CASE("registry: the standard workloads have the sizes and variants of the R
   CHECK(sizes_of(swap) == std::set<std::int64_t>{16, 256, 2048});
   CHECK(variants_of(swap) == std::set<std::string>{"H2D", "D2H", "D2D"});
   for (const auto& p : swap) CHECK(p.size_unit == "blocks");
+  // W3: one request of 60 K or 300 K tokens, skewed batches of 64 K or 300 K tokens.
+  const auto gather = all_points(pagedkv::find_op("gather_and_maybe_dequant_cache"), false);
+  CHECK(sizes_of(gather) == std::set<std::int64_t>{61440, 65536, 307200});
+  CHECK(variants_of(gather) == std::set<std::string>{"bf16", "fp8_e4m3", "fp8_ds_mla"});
+  for (const auto& p : gather) CHECK((p.workload == "W3" && (p.slots == "one" || p.slots == "skewed")));
+  const auto upconvert = all_points(pagedkv::find_op("cp_gather_and_upconvert_fp8_kv_cache"), false);
+  CHECK(variants_of(upconvert) == std::set<std::string>{"fp8_ds_mla"});
   for (const char* name : {"rms_norm", "fused_add_rms_norm"}) {
     CAPTURE(name);
     const auto norm = all_points(pagedkv::find_op(name), false);

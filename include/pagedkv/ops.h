@@ -8,9 +8,11 @@
 #include "pagedkv/ops/concat_and_cache_mla.h"
 #include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 #include "pagedkv/ops/convert_fp8.h"
+#include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
 #include "pagedkv/ops/cp_gather_cache.h"
 #include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
+#include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
@@ -27,6 +29,7 @@ struct OpList {};
 /// \brief Every op, in catalogue order.
 using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm,
                       ConcatAndCacheMla, ConcatAndCacheMlaRopeFused, ConvertFp8, CpGatherCache,
+                      GatherAndMaybeDequantCache, CpGatherAndUpconvertFp8KvCache,
                       IndexerKQuantAndCache, CpGatherIndexerKQuantCache>;
 
 }  // namespace pagedkv

@@ -32,11 +32,17 @@ VLLM_SIGNATURES = {
                                   "kv_cache_dtype"],
     "cp_gather_indexer_k_quant_cache": ["kv_cache", "dst_k", "dst_scale", "block_table",
                                         "cu_seq_lens"],
+    "gather_and_maybe_dequant_cache": ["src_cache", "dst", "block_table", "cu_seq_lens",
+                                       "token_to_seq", "num_tokens", "kv_cache_dtype", "scale",
+                                       "seq_starts"],
+    "cp_gather_and_upconvert_fp8_kv_cache": ["src_cache", "dst", "block_table", "seq_lens",
+                                             "workspace_starts", "batch_size"],
 }
 
 # vLLM's wrappers' default values (vllm/_custom_ops.py).
 VLLM_DEFAULTS = {
     "cp_gather_cache": {"seq_starts": None},
+    "gather_and_maybe_dequant_cache": {"seq_starts": None},
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -74,6 +80,13 @@ VLLM_SCHEMAS = {
     "cp_gather_indexer_k_quant_cache":
         "cp_gather_indexer_k_quant_cache(Tensor kv_cache, Tensor! dst_k, Tensor! dst_scale, "
         "Tensor block_table, Tensor cu_seq_lens) -> ()",
+    "gather_and_maybe_dequant_cache":
+        "gather_and_maybe_dequant_cache(Tensor src_cache, Tensor! dst, Tensor block_table, "
+        "Tensor cu_seq_lens, Tensor token_to_seq, int num_tokens, str kv_cache_dtype, "
+        "Tensor scale, Tensor? seq_starts) -> ()",
+    "cp_gather_and_upconvert_fp8_kv_cache":
+        "cp_gather_and_upconvert_fp8_kv_cache(Tensor src_cache, Tensor! dst, Tensor block_table, "
+        "Tensor seq_lens, Tensor workspace_starts, int batch_size) -> ()",
 }
 
 
@@ -82,16 +95,17 @@ def test_every_op_has_vllms_signature():
         assert list(inspect.signature(getattr(vllm_ops, name)).parameters) == parameters, name
 
 
-def test_optional_tensors_default_to_none_as_in_vllm():
-    for name, defaults in VLLM_DEFAULTS.items():
-        parameters = inspect.signature(getattr(vllm_ops, name)).parameters
-        for parameter, default in defaults.items():
-            assert parameters[parameter].default is default, (name, parameter)
-
-
 def test_every_op_has_vllms_schema():
     for name, schema in VLLM_SCHEMAS.items():
         assert vllm_ops.schema(name) == schema
+
+
+def test_defaults_are_vllms():
+    for name, defaults in VLLM_DEFAULTS.items():
+        parameters = inspect.signature(getattr(vllm_ops, name)).parameters
+        for parameter in parameters.values():
+            expected = defaults.get(parameter.name, inspect.Parameter.empty)
+            assert parameter.default is expected, (name, parameter.name)
 
 
 def test_no_op_is_left_out():
