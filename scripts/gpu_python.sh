@@ -47,11 +47,10 @@ EOF
 
 # 3. Every Python test of the package (CPU tests, torch CPU tests, CUDA tests). The file list
 #    keeps out tests of other parts (e.g. the docs figures) that need packages this machine lacks.
-tests=(tests/python/test_package.py tests/python/test_cpu_ops.py
-       tests/python/test_cpu_validation.py tests/python/test_cuda_ops.py
-       tests/python/test_vllm_ops.py tests/python/test_vllm_signatures.py
-       tests/python/test_norms.py tests/python/test_mla.py tests/python/test_convert_fp8.py
-       tests/python/test_cp_gather_cache.py)
+tests=(tests/python/test_convert_fp8.py tests/python/test_cp_gather_cache.py tests/python/test_cpu_ops.py
+       tests/python/test_cpu_validation.py tests/python/test_cuda_ops.py tests/python/test_gather.py
+       tests/python/test_indexer.py tests/python/test_mla.py tests/python/test_norms.py
+       tests/python/test_package.py tests/python/test_vllm_ops.py tests/python/test_vllm_signatures.py)
 "$python" -m pytest -q -rs -p no:cacheprovider "${tests[@]}"
 echo "gpu_python: the CUDA tests alone:"
 "$python" -m pytest -q -p no:cacheprovider -m cuda "${tests[@]}"
