@@ -51,9 +51,10 @@ tests=(tests/python/test_convert_fp8.py tests/python/test_cp_gather_cache.py tes
        tests/python/test_cpu_validation.py tests/python/test_cuda_ops.py tests/python/test_gather.py
        tests/python/test_indexer.py tests/python/test_mla.py tests/python/test_norms.py
        tests/python/test_package.py tests/python/test_vllm_ops.py tests/python/test_vllm_signatures.py)
-"$python" -m pytest -q -rs -p no:cacheprovider "${tests[@]}"
+tests_ok=0  # a failing test must not keep the notebooks (step 4) from being recorded
+"$python" -m pytest -q -rs -p no:cacheprovider "${tests[@]}" || tests_ok=1
 echo "gpu_python: the CUDA tests alone:"
-"$python" -m pytest -q -p no:cacheprovider -m cuda "${tests[@]}"
+"$python" -m pytest -q -p no:cacheprovider -m cuda "${tests[@]}" || tests_ok=1
 
 # 4. Every notebook, GPU path included, recorded for the docs (no Jupyter here: its code cells run
 #    in order as a script, in English and in Chinese; matplotlib is optional). The recording goes
@@ -69,4 +70,5 @@ done
 "$python" -c "import matplotlib" 2>/dev/null ||
   echo "STEP-NOTE: matplotlib missing: the notebook recording has no plots"
 [ $recorded_all -eq 0 ] || { echo "gpu_python: a notebook raised (see above)"; exit 1; }
+[ $tests_ok -eq 0 ] || { echo "gpu_python: some Python tests failed (see above)"; exit 1; }
 echo "gpu_python: ok"

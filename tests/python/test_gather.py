@@ -9,12 +9,13 @@ part (marked ``cuda``): naive and optimized against the CPU.
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 import pytest
 
 import cases
 import pagedkv
+
+ml_dtypes = pytest.importorskip("ml_dtypes", reason="the independent fp8 decode needs ml_dtypes")
 
 
 def make_batch(rng, lengths, block_size, starts=None):
