@@ -2,9 +2,10 @@
 //
 // One point: a batch of requests whose cached MLA entries are gathered into one packed dst.
 // The entry is the bf16 latent (576 elements, 1152 bytes) or the fp8_ds_mla entry (656 bytes,
-// copied as raw u8); block 64. "1 request": one request of `size` tokens (60,000 and 300,000).
+// copied as raw u8); block 64. The variant names the entry, `slots` the batch shape, as for the
+// other W3 gathers (gather_case.h): "one", one request of `size` tokens (61,440 and 307,200);
 // "skewed": half of the tokens in 4 long requests, the other half in requests of 100 tokens
-// (300,000 tokens: 1,500 short requests next to 4 of 37,500), the batch shape that leaves most
+// (307,200 tokens: 1,536 short requests next to 4 of 38,400), the batch shape that leaves most
 // of the GPU idle when the work is split per request. Every request starts at a random position
 // inside its first two blocks (seq_starts), so rows do not start at block boundaries; its blocks
 // are distinct and random over a cache 1.25 × as large as the gathered tokens need; block table
@@ -66,15 +67,14 @@ GatherShape gather_shape(const WorkloadPoint& point) {
   PAGEDKV_CHECK(point.workload == "W3", "cp_gather_cache runs workload W3, got ", point.workload);
   GatherShape shape;
   shape.num_tokens = point.size;
-  if (point.variant == "bf16 1 request" || point.variant == "bf16 skewed") {
-    shape.ds_mla = false;
-  } else if (point.variant == "fp8_ds_mla 1 request" || point.variant == "fp8_ds_mla skewed") {
-    shape.ds_mla = true;
-  } else {
-    reject("cp_gather_cache W3 variant: expected \"bf16 1 request\", \"bf16 skewed\", "
-           "\"fp8_ds_mla 1 request\" or \"fp8_ds_mla skewed\", got \"", point.variant, "\"");
-  }
-  shape.skewed = point.variant.find("skewed") != std::string::npos;
+  if (point.variant != "bf16" && point.variant != "fp8_ds_mla")
+    reject("cp_gather_cache W3 variant: expected \"bf16\" or \"fp8_ds_mla\", got \"",
+           point.variant, "\"");
+  if (point.slots != "one" && point.slots != "skewed")
+    reject("cp_gather_cache W3 batch shape (slots): expected \"one\" or \"skewed\", got \"",
+           point.slots, "\"");
+  shape.ds_mla = point.variant == "fp8_ds_mla";
+  shape.skewed = point.slots == "skewed";
   return shape;
 }
 
@@ -242,15 +242,14 @@ class CpGatherCacheCase final : public OpCase {
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
   if (workload != "W3") return {};
   const std::vector<std::int64_t> single =
-      quick ? std::vector<std::int64_t>{200} : std::vector<std::int64_t>{60000, 300000};
+      quick ? std::vector<std::int64_t>{200} : std::vector<std::int64_t>{61440, 307200};
   const std::vector<std::int64_t> skewed =
-      quick ? std::vector<std::int64_t>{256} : std::vector<std::int64_t>{65536, 300000};
+      quick ? std::vector<std::int64_t>{256} : std::vector<std::int64_t>{65536, 307200};
   std::vector<WorkloadPoint> result;
   for (const char* entry : {"bf16", "fp8_ds_mla"}) {
-    for (std::int64_t tokens : single)
-      result.push_back({"W3", std::string(entry) + " 1 request", "random", tokens, "tokens", 0});
+    for (std::int64_t tokens : single) result.push_back({"W3", entry, "one", tokens, "tokens", 0});
     for (std::int64_t tokens : skewed)
-      result.push_back({"W3", std::string(entry) + " skewed", "random", tokens, "tokens", 0});
+      result.push_back({"W3", entry, "skewed", tokens, "tokens", 0});
   }
   return result;
 }
@@ -287,9 +286,10 @@ OpEntry CpGatherCache::card() {
   entry.workload_notes =
       "W3 (cp_gather_cache): MLA cache entries gathered into a packed dst, block 64; the entry "
       "is the bf16 latent (576 elements, 1152 bytes) or the 656-byte fp8_ds_mla entry (random "
-      "bytes, copied raw). \"1 request\": one request of 60,000 or 300,000 tokens (200 in a "
-      "quick run). \"skewed\": half of the tokens in 4 long requests, the rest in requests of "
-      "100 tokens (65,536 and 300,000 tokens in all; 256 in a quick run). Each request starts "
+      "bytes, copied raw). Batch shapes (the slots column): \"one\", one request of 61,440 or "
+      "307,200 tokens (200 in a quick run); \"skewed\": half of the tokens in 4 long requests, "
+      "the rest in requests of 100 tokens (65,536 and 307,200 tokens in all; 256 in a quick "
+      "run). Each request starts "
       "at a random position of its first two blocks (seq_starts); its blocks are distinct and "
       "random over a cache 1.25 x the blocks the batch needs.";
   entry.points = &points;
