@@ -161,6 +161,38 @@ LABELS = {
         "mla_scales": "scales",
         "mla_note": "one cache entry per slot, drawn to scale; the numbers under the bars count "
                     "bytes from the start of the entry",
+        # gather_lookup.png
+        "gather_row": "workspace row k",
+        "gather_position": "position in sequence b",
+        "gather_slot": "slot",
+        "gather_inputs": "the inputs",
+        "gather_note": "b = the sequence with cu_seq_lens[b] <= k < cu_seq_lens[b + 1] (token_to_seq[k]); "
+                       "position = seq_starts[b] + k - cu_seq_lens[b];\n"
+                       "slot = block_table[b, position / block_size] × block_size "
+                       "+ position % block_size; white slots are not read",
+        # skewed_split.png
+        "skew_rows": "the batch as dst rows: one sequence of {long} rows, then {short} sequences "
+                     "of {each} rows",
+        "skew_by_seq": "split by sequence (upstream):\nCTA (b, s), {splits} splits per sequence",
+        "skew_by_rows": "split by rows (pagedkv):\nruns of {run} rows, one warp each",
+        "skew_warp": "warp {warp}",
+        "skew_longest": "longest: {rows} rows",
+        "skew_note": "schematic: bar = the rows one worker copies, one after the other; the longest bar "
+                     "sets the time. The kernels use 16, 4 or 2 splits (upstream)\nand runs of 8 rows "
+                     "(pagedkv); a run may cross into the next sequence",
+        # indexer_cache.png
+        "idx_codes": "slot {slot}: 128 codes",
+        "idx_scales": "4 fp32 scales, one per slot",
+        "idx_real": "the layout: one block of {bytes} bytes, block-planar (all codes, then all "
+                    "scales)",
+        "idx_naive": "what the shape [block_size, {record}] suggests, one record per slot: "
+                     "NOT the layout",
+        "idx_picked": "gathered row t = slot {slot}: dst_k[t] = bytes {codes} to {last} of the "
+                      "block, "
+                      "dst_scale[t] = bytes {scale} to {scale} + 3",
+        "idx_note": "block_size = 4 here (DeepSeek-V3.2 uses 64: 8192 code bytes, then 256 scale "
+                    "bytes); head_dim = 128, one scale per 128 codes; numbers count bytes from the "
+                    "start of the block",
         # value_pieces.png
         "token": "token",
         "slot": "slot",
@@ -280,6 +312,29 @@ LABELS = {
         "mla_tile": "分组 {tile}",
         "mla_scales": "缩放因子",
         "mla_note": "每个槽位一个缓存条目，按比例绘制；条形下方的数字是从条目开头算起的字节数",
+        "gather_row": "工作区第 k 行",
+        "gather_position": "在序列 b 中的位置",
+        "gather_slot": "槽位",
+        "gather_inputs": "输入",
+        "gather_note": "b = 满足 cu_seq_lens[b] <= k < cu_seq_lens[b + 1] 的序列（token_to_seq[k]）；"
+                       "位置 = seq_starts[b] + k - cu_seq_lens[b]；\n"
+                       "槽位 = block_table[b, 位置 / block_size] × block_size + 位置 % block_size；"
+                       "白色槽位不被读取",
+        "skew_rows": "以 dst 行表示的批次：一个 {long} 行的序列，随后是 {short} 个各 {each} 行的序列",
+        "skew_by_seq": "按序列划分（上游）：\nCTA (b, s)，每个序列 {splits} 份",
+        "skew_by_rows": "按行划分（pagedkv）：\n每段 {run} 行，每段一个 warp",
+        "skew_warp": "warp {warp}",
+        "skew_longest": "最长：{rows} 行",
+        "skew_note": "示意图：条形 = 一个执行单元依次拷贝的行；最长的条形决定耗时。上游内核分为 16、4 或 2 份，"
+                     "\npagedkv 每段 8 行；一段可以跨入下一个序列",
+        "idx_codes": "槽位 {slot}：128 个编码",
+        "idx_scales": "4 个 fp32 缩放因子，每个槽位一个",
+        "idx_real": "实际布局：一个块共 {bytes} 字节，按块分平面（先是全部编码，再是全部缩放因子）",
+        "idx_naive": "形状 [block_size, {record}] 暗示的每槽位一条记录：并非实际布局",
+        "idx_picked": "收集的第 t 行 = 槽位 {slot}：dst_k[t] = 块内第 {codes} 到 {last} 字节，"
+                      "dst_scale[t] = 第 {scale} 到 {scale} + 3 字节",
+        "idx_note": "此处 block_size = 4（DeepSeek-V3.2 为 64：8192 字节编码，随后 256 字节缩放因子）；"
+                    "head_dim = 128，每 128 个编码一个缩放因子；数字是从块开头算起的字节数",
         "three_footer": "同一个算子的三种实现：reshape_and_cache_flash 把一个 token 的 "
                         "key 行（16 个 bf16 = 32 字节）写入它的槽位",
     },
@@ -1075,6 +1130,258 @@ def draw_mla_entries(path, lang="en"):
     finish(fig, ax, path, (-0.2, 10.4), (-1.1, 6.7))
 
 
+# ------------------------------------------------------------------------------------------------
+# Reading the cache back (chapters/reading_the_cache.md)
+# ------------------------------------------------------------------------------------------------
+
+# A small gather: block_size 4, two sequences. Sequence 0 gathers 3 tokens from its position 2,
+# sequence 1 gathers 5 tokens from its position 0 (the arguments of cp_gather_cache and of
+# gather_and_maybe_dequant_cache; token_to_seq follows from cu_seq_lens).
+GATHER_BLOCK_SIZE = 4
+GATHER_CU_SEQ_LENS = [0, 3, 8]
+GATHER_SEQ_STARTS = [2, 0]
+GATHER_BLOCK_TABLE = [[5, 1], [3, 6]]
+GATHER_COLORS = [TOKEN_COLORS[0], TOKEN_COLORS[1]]
+
+
+def gather_rows():
+    """(row, sequence, position, slot) of every workspace row of the small gather, computed as the
+    CPU references do: position = seq_starts[b] + row - cu_seq_lens[b], slot = block_table[b,
+    position / block_size] * block_size + position % block_size."""
+    rows = []
+    for b in range(len(GATHER_CU_SEQ_LENS) - 1):
+        for row in range(GATHER_CU_SEQ_LENS[b], GATHER_CU_SEQ_LENS[b + 1]):
+            position = GATHER_SEQ_STARTS[b] + row - GATHER_CU_SEQ_LENS[b]
+            block = GATHER_BLOCK_TABLE[b][position // GATHER_BLOCK_SIZE]
+            rows.append((row, b, position,
+                         slot_of(block, position % GATHER_BLOCK_SIZE, GATHER_BLOCK_SIZE)))
+    return rows
+
+
+def draw_gather_lookup(path, lang="en"):
+    """Workspace rows -> their sequence (token_to_seq, from cu_seq_lens) -> position in the
+    sequence (seq_starts) -> slot (block_table), and the slot line of the cache below."""
+    words = LABELS[lang]
+    rows = gather_rows()
+    fig, ax = plt.subplots(figsize=(10.0, 4.6))
+    cw, ch, step = 1.3, 0.75, 1.6
+    x0 = 6.0
+    lines = [("gather_row", 6.6), ("token_to_seq[k]", 5.5), ("gather_position", 4.4),
+             ("gather_slot", 3.3)]
+    for key, y in lines:
+        label = words[key] if key in words else key
+        ax.text(x0 - 0.3, y + ch / 2, label, ha="right", va="center", fontsize=8.5)
+    anchors = {}
+    for row, b, position, slot in rows:
+        x = x0 + row * step
+        face = GATHER_COLORS[b]
+        cell(ax, x, 6.6, cw, ch, face, f"k = {row}", text_color_for(face), fontsize=8)
+        cell(ax, x, 5.5, cw, ch, "#fafafa", str(b), fontsize=8.5)
+        cell(ax, x, 4.4, cw, ch, "#fafafa", str(position), fontsize=8.5)
+        cell(ax, x, 3.3, cw, ch, tint(face, 0.55), str(slot), fontsize=8.5)
+        anchors[row] = (x + cw / 2, 3.3)
+    # The inputs, on the left.
+    inputs = [f"block_size = {GATHER_BLOCK_SIZE}",
+              "cu_seq_lens = [" + ", ".join(map(str, GATHER_CU_SEQ_LENS)) + "]",
+              "seq_starts = [" + ", ".join(map(str, GATHER_SEQ_STARTS)) + "]",
+              "block_table = [" + ", ".join("[" + ", ".join(map(str, r)) + "]"
+                                            for r in GATHER_BLOCK_TABLE) + "]"]
+    ax.text(-3.3, 8.0, words["gather_inputs"], fontsize=9, weight="bold")
+    for i, text in enumerate(inputs):
+        ax.text(-3.3, 7.5 - i * 0.45, text, fontsize=7.5, family=FONTS[lang]["mono"], va="top")
+    # The slot line: 8 blocks of 4 slots.
+    sw = 0.62
+    line_y = 0.9
+    used = {slot: b for _, b, _, slot in rows}
+    for slot in range(8 * GATHER_BLOCK_SIZE):
+        block, offset = divmod(slot, GATHER_BLOCK_SIZE)
+        x = slot * sw + block * 0.25
+        face = GATHER_COLORS[used[slot]] if slot in used else "white"
+        cell(ax, x, line_y, sw, sw, face, str(slot),
+             text_color_for(face) if slot in used else "#777777", fontsize=6, lw=0.5)
+        if offset == 0:
+            ax.text(x + 2 * sw, line_y - 0.45, words["block"].format(block=block), ha="center",
+                    fontsize=7)
+        for row, b, _, s in rows:
+            if s == slot:
+                arrow(ax, anchors[row], (x + sw / 2, line_y + sw), color=GATHER_COLORS[b],
+                      lw=0.9)
+    ax.text(-3.3, -0.35, words["gather_note"], fontsize=7.5, style=note_style(lang))
+    finish(fig, ax, path, (-3.5, 21.6), (-0.7, 8.4))
+
+
+# A skewed batch, schematically: one long sequence and six short ones. Upstream splits each
+# sequence over a fixed number of CTAs; pagedkv cuts the rows into equal runs, one per warp.
+SKEW_LENGTHS = [24, 2, 2, 2, 2, 2, 2]
+SKEW_SPLITS = 2
+SKEW_RUN = 4
+
+
+def skew_split_by_sequence(lengths=SKEW_LENGTHS, splits=SKEW_SPLITS):
+    """[(sequence, split, rows)] of a grid of (batch, splits) CTAs: split s of sequence b takes
+    ceil(n / splits) consecutive tokens (fewer at the end), as upstream's batch-major kernels."""
+    work = []
+    for b, n in enumerate(lengths):
+        share = -(-n // splits)
+        for s in range(splits):
+            work.append((b, s, max(0, min(n, (s + 1) * share) - s * share)))
+    return work
+
+
+def skew_split_by_rows(lengths=SKEW_LENGTHS, run=SKEW_RUN):
+    """[[sequence of each row of the run]] of the row split: consecutive runs of `run` rows,
+    whatever sequences they cross."""
+    owner = [b for b, n in enumerate(lengths) for _ in range(n)]
+    return [owner[i:i + run] for i in range(0, len(owner), run)]
+
+
+def skew_color(b):
+    return TOKEN_COLORS[b % len(TOKEN_COLORS)]
+
+
+def draw_skewed_split(path, lang="en"):
+    """The rows of a skewed batch, and the rows each worker copies when the grid is split by
+    sequence (left) and by rows (right)."""
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(10.0, 5.4))
+    total = sum(SKEW_LENGTHS)
+    cw = 0.42
+    # Top: the dst rows, coloured by sequence.
+    top = 9.4
+    ax.text(0.0, top + 0.75, words["skew_rows"].format(long=SKEW_LENGTHS[0],
+                                                       short=len(SKEW_LENGTHS) - 1,
+                                                       each=SKEW_LENGTHS[1]), fontsize=8.5)
+    owner = [b for b, n in enumerate(SKEW_LENGTHS) for _ in range(n)]
+    for i, b in enumerate(owner):
+        cell(ax, i * cw, top, cw, 0.5, skew_color(b), lw=0.4)
+    cu = [0]
+    for n in SKEW_LENGTHS:
+        cu.append(cu[-1] + n)
+    ax.text(total * cw + 0.3, top + 0.25, "cu_seq_lens = [" + ", ".join(map(str, cu)) + "]",
+            va="center", fontsize=7, family=FONTS[lang]["mono"])
+    bar_h, gap = 0.42, 0.12
+    # Left: by sequence.
+    left = skew_split_by_sequence()
+    y0 = 7.6
+    ax.text(0.0, y0 + 0.1, words["skew_by_seq"].format(splits=SKEW_SPLITS), fontsize=8.5,
+            weight="bold", va="bottom")
+    for i, (b, s, n) in enumerate(left):
+        y = y0 - 0.55 - i * (bar_h + gap)
+        ax.text(-0.15, y + bar_h / 2, f"CTA ({b}, {s})", ha="right", va="center", fontsize=6.5,
+                family=FONTS[lang]["mono"])
+        if n:
+            cell(ax, 0.0, y, n * cw, bar_h, skew_color(b), str(n), text_color_for(skew_color(b)),
+                 fontsize=6.5, lw=0.4)
+    longest = max(n for _, _, n in left)
+    y_end = y0 - 0.55 - (len(left) - 1) * (bar_h + gap)
+    ax.plot([longest * cw] * 2, [y_end - 0.1, y0 - 0.05], color=EDGE, lw=0.8, ls="--")
+    ax.text(longest * cw + 0.1, y_end - 0.05, words["skew_longest"].format(rows=longest),
+            fontsize=7, va="top")
+    # Right: by rows.
+    runs = skew_split_by_rows()
+    x1 = 15.0
+    ax.text(x1, y0 + 0.1, words["skew_by_rows"].format(run=SKEW_RUN), fontsize=8.5,
+            weight="bold", va="bottom")
+    for w, members in enumerate(runs):
+        y = y0 - 0.55 - w * (bar_h + gap)
+        ax.text(x1 - 0.15, y + bar_h / 2, words["skew_warp"].format(warp=w), ha="right",
+                va="center", fontsize=6.5)
+        for j, b in enumerate(members):
+            cell(ax, x1 + j * cw, y, cw, bar_h, skew_color(b), lw=0.4)
+    y_end_rows = y0 - 0.55 - (len(runs) - 1) * (bar_h + gap)
+    ax.plot([x1 + SKEW_RUN * cw] * 2, [y_end_rows - 0.1, y0 - 0.05], color=EDGE, lw=0.8,
+            ls="--")
+    ax.text(x1 + SKEW_RUN * cw + 0.1, y_end_rows - 0.05,
+            words["skew_longest"].format(rows=SKEW_RUN), fontsize=7, va="top")
+    ax.text(0.0, y_end - 0.6, words["skew_note"], fontsize=7.5, style=note_style(lang),
+            va="top")
+    finish(fig, ax, path, (-2.0, 21.8), (y_end - 1.6, 10.6))
+
+
+# The indexer K cache (DeepSeek-V3.2): head_dim 128 codes and one fp32 scale per token, stored
+# block-planar. Drawn for a block of 4 slots so that the bytes are legible.
+INDEXER_HEAD_DIM = 128
+INDEXER_SCALE_BYTES = 4
+INDEXER_DRAW_BLOCK = 4
+INDEXER_PICKED_SLOT = 2  # the slot whose bytes the arrows follow
+
+
+def indexer_block_parts(block_size=INDEXER_DRAW_BLOCK, head_dim=INDEXER_HEAD_DIM):
+    """(first byte, size, kind, slot) of every part of one indexer cache block: the code plane
+    (slot o at o * head_dim), then the scale plane (slot o at block_size * head_dim + 4 o), as
+    indexer_k_quant_and_cache writes it (one 128-element tile per token)."""
+    parts = [(o * head_dim, head_dim, "codes", o) for o in range(block_size)]
+    parts += [(block_size * head_dim + o * INDEXER_SCALE_BYTES, INDEXER_SCALE_BYTES, "scale", o)
+              for o in range(block_size)]
+    return parts
+
+
+def indexer_naive_parts(block_size=INDEXER_DRAW_BLOCK, head_dim=INDEXER_HEAD_DIM):
+    """The same bytes as the shape [block_size, head_dim + 4] suggests, one 132-byte record per
+    slot: NOT the layout (drawn to show what a reader must not assume)."""
+    record = head_dim + INDEXER_SCALE_BYTES
+    parts = []
+    for o in range(block_size):
+        parts.append((o * record, head_dim, "codes", o))
+        parts.append((o * record + head_dim, INDEXER_SCALE_BYTES, "scale", o))
+    return parts
+
+
+def draw_indexer_cache(path, lang="en"):
+    """One block of the indexer K cache as a byte bar: the real block-planar layout, the record
+    layout its shape suggests (crossed out), and where one slot's codes and scale are gathered."""
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(10.5, 4.6))
+    total = INDEXER_DRAW_BLOCK * (INDEXER_HEAD_DIM + INDEXER_SCALE_BYTES)
+    scale = 10.0 / total
+
+    def bar(y, parts, hatch=None):
+        for first, size, kind, o in parts:
+            face = skew_color(o) if kind == "codes" else tint(skew_color(o), 0.35)
+            label = words["idx_codes"].format(slot=o) if kind == "codes" else ""
+            if hatch is not None:
+                face = tint(face, 0.55)
+            cell(ax, first * scale, y, size * scale, 0.8, face, label,
+                 text_color_for(face) if hatch is None else "black",
+                 fontsize=7, lw=0.6 if kind == "scale" else 0.8, hatch=hatch)
+
+    # What the shape suggests (top), then the layout (middle), then the gather (bottom).
+    y_naive = 4.9
+    ax.text(0.0, y_naive + 1.0, words["idx_naive"].format(record=INDEXER_HEAD_DIM
+                                                          + INDEXER_SCALE_BYTES), fontsize=8.5)
+    bar(y_naive, indexer_naive_parts(), hatch="///")
+    y_real = 2.7
+    ax.text(0.0, y_real + 1.0, words["idx_real"].format(bytes=total), fontsize=8.5)
+    bar(y_real, indexer_block_parts())
+    plane = INDEXER_DRAW_BLOCK * INDEXER_HEAD_DIM
+    for first in range(0, plane + 1, INDEXER_HEAD_DIM):
+        ax.text(first * scale, y_real - 0.12, str(first), ha="center", va="top", fontsize=6.5)
+    ax.annotate(words["idx_scales"], xy=((plane + 8) * scale, y_real + 0.8),
+                xytext=((plane + 30) * scale, y_real + 1.2), fontsize=7, va="center",
+                arrowprops=dict(arrowstyle="-", color=EDGE, lw=0.8))
+    # The gather of the picked slot: codes to dst_k, scale to dst_scale.
+    o = INDEXER_PICKED_SLOT
+    code_first = o * INDEXER_HEAD_DIM
+    scale_first = plane + o * INDEXER_SCALE_BYTES
+    y_dst = 0.5
+    face = skew_color(o)
+    cell(ax, 1.0, y_dst, INDEXER_HEAD_DIM * scale, 0.7, face, "dst_k[t]", text_color_for(face),
+         fontsize=7)
+    cell(ax, 6.0, y_dst, 0.45, 0.7, tint(face, 0.35), "")
+    ax.text(6.55, y_dst + 0.35, "dst_scale[t]", va="center", fontsize=7,
+            family=FONTS[lang]["mono"])
+    arrow(ax, ((code_first + INDEXER_HEAD_DIM / 2) * scale, y_real),
+          (1.0 + INDEXER_HEAD_DIM * scale / 2, y_dst + 0.7), color=face, lw=1.1, rad=0.15)
+    arrow(ax, ((scale_first + 2) * scale, y_real), (6.22, y_dst + 0.7), color=face, lw=1.1,
+          rad=-0.1)
+    ax.text(1.0, y_dst - 0.25, words["idx_picked"].format(slot=o, codes=code_first,
+                                                          last=code_first + INDEXER_HEAD_DIM - 1,
+                                                          scale=scale_first),
+            va="top", fontsize=7.5)
+    ax.text(0.0, -0.75, words["idx_note"], fontsize=7.5, style=note_style(lang))
+    finish(fig, ax, path, (-0.2, 13.6), (-1.1, 6.3))
+
+
 FIGURES = {
     "paged_cache.png": draw_paged_cache,
     "slot_mapping.png": draw_slot_mapping,
@@ -1090,6 +1397,9 @@ FIGURES = {
     "swap_blocks.png": draw_swap_blocks,
     "three_versions.png": draw_three_versions,
     "mla_entries.png": draw_mla_entries,
+    "gather_lookup.png": draw_gather_lookup,
+    "skewed_split.png": draw_skewed_split,
+    "indexer_cache.png": draw_indexer_cache,
 }
 
 
@@ -1097,7 +1407,9 @@ FIGURES = {
 # Tables from the recorded results
 # ------------------------------------------------------------------------------------------------
 
-TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache"]
+TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "cp_gather_cache",
+             "gather_and_maybe_dequant_cache", "cp_gather_and_upconvert_fp8_kv_cache",
+             "indexer_k_quant_and_cache", "cp_gather_indexer_k_quant_cache"]
 # Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
 # value that changes from run to run is a code span or a number (which need no translation).
 NO_RESULTS = (":::{note}\n"
