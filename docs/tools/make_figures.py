@@ -1165,7 +1165,7 @@ def draw_gather_lookup(path, lang="en"):
     rows = gather_rows()
     fig, ax = plt.subplots(figsize=(10.0, 4.6))
     cw, ch, step = 1.3, 0.75, 1.6
-    x0 = 6.0
+    x0 = 7.4
     lines = [("gather_row", 6.6), ("token_to_seq[k]", 5.5), ("gather_position", 4.4),
              ("gather_slot", 3.3)]
     for key, y in lines:
@@ -1206,8 +1206,8 @@ def draw_gather_lookup(path, lang="en"):
             if s == slot:
                 arrow(ax, anchors[row], (x + sw / 2, line_y + sw), color=GATHER_COLORS[b],
                       lw=0.9)
-    ax.text(-3.3, -0.35, words["gather_note"], fontsize=7.5, style=note_style(lang))
-    finish(fig, ax, path, (-3.5, 21.6), (-0.7, 8.4))
+    ax.text(-3.3, -0.45, words["gather_note"], fontsize=7.5, style=note_style(lang), va="top")
+    finish(fig, ax, path, (-3.5, 21.8), (-1.4, 8.4))
 
 
 # A skewed batch, schematically: one long sequence and six short ones. Upstream splits each
