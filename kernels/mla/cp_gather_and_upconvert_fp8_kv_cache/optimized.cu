@@ -20,7 +20,7 @@
 //      gather_and_maybe_dequant_cache).
 //   U4 two fp8 values per conversion instruction (dequantize_pair).
 //   U5 a layout that is not 16-byte aligned falls back to the naive kernel.
-// The full story: chapter "MLA: one latent vector per token".
+// The full story: chapter "Reading the cache back".
 #include <cuda_bf16.h>
 
 #include <algorithm>

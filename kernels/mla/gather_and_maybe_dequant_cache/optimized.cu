@@ -23,7 +23,7 @@
 //      also move the 128 RoPE bytes, 16 each.
 //   G7 a layout no vector fits falls back: scalar accesses in the same warp-per-row kernel
 //      ("auto", fp8), the naive kernel (fp8_ds_mla).
-// The full story: chapter "MLA: one latent vector per token".
+// The full story: chapter "Reading the cache back".
 #include <cuda_bf16.h>
 
 #include <algorithm>
