@@ -147,6 +147,7 @@ def make_ops(impl: str, module_name: str) -> dict:
             bound = signature_of(op, with_stream=False).bind(*args, **kwargs)
         except TypeError as error:
             raise TypeError(f"prepare({op_name!r}): {error}") from None
+        bound.apply_defaults()  # an optional tensor left out (e.g. seq_starts) is None
         values = [bound.arguments[a["name"]] for a in op["arguments"]]
         return core.prepare(op_name, convert_arguments(op, values))
 

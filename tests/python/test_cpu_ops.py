@@ -205,3 +205,14 @@ def test_prepared_cpu_call_runs_the_op():
     np.testing.assert_array_equal(dst[0], src[2])
     with pytest.raises(ValueError, match="block_mapping"):
         pagedkv.cpu.prepare("swap_blocks", src, dst, 8, np.array([[9, 0]], np.int64))
+
+
+def test_prepare_takes_the_optional_tensors_defaults():
+    """An optional tensor left out of prepare() is None, as in the op's own function."""
+    cache = np.arange(2 * 4 * 8, dtype=np.uint8).reshape(2, 4, 8)  # [blocks, block_size, entry]
+    dst = np.zeros((6, 8), np.uint8)
+    block_table = np.array([[1, 0]], np.int32)
+    cu_seq_lens = np.array([0, 6], np.int32)
+    call = pagedkv.cpu.prepare("cp_gather_cache", cache, dst, block_table, cu_seq_lens, 1)
+    call()
+    np.testing.assert_array_equal(dst, np.concatenate([cache[1], cache[0]])[:6])

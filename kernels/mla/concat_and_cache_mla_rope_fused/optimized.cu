@@ -56,6 +56,14 @@ __device__ __forceinline__ void rotate_vector(T* head, const T* cos_row, int hal
     }
     store_vector<kPairs>(head + first, x);
     store_vector<kPairs>(head + half + first, y);
+  } else if constexpr (kPairs == 1) {
+    // Trick P6's scalar path: on a misaligned head even a two-element load of one GPT-J pair
+    // may not be aligned (the GPU measured cudaErrorMisalignedAddress for bf16 rows shifted by
+    // one element), so x and y are loaded and stored one element at a time.
+    const float2 r = mla::rotate_pair(to_float(head[2 * first]), to_float(head[2 * first + 1]),
+                                      to_float(c.elements[0]), to_float(s.elements[0]));
+    head[2 * first] = mla::from_float<T>(r.x);
+    head[2 * first + 1] = mla::from_float<T>(r.y);
   } else {
     AlignedVector<T, 2 * kPairs> xy = load_vector<2 * kPairs>(head + 2 * first);
 #pragma unroll
