@@ -101,7 +101,8 @@ struct CpGatherAndUpconvertFp8KvCache {
   /// Beyond upstream's checks (int32 indices, a u8 / f8 cache, a bf16 576-wide workspace) it
   /// rejects what upstream silently gets wrong: an entry that is not 656 bytes, negative
   /// lengths, requests whose workspace rows overlap, come out of request order or run past dst,
-  /// block ids past block_table's columns or outside the cache, and overlapping workspace rows.
+  /// block ids past block_table's columns or outside the cache, and a dst row stride under
+  /// which workspace rows overlap in memory.
   /// Requests in order is pagedkv's one restriction beyond correctness: it lets the optimized
   /// kernel find a row's request by binary search (vLLM always passes the running sum).
   /// \param args the arguments.

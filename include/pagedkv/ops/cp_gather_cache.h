@@ -8,8 +8,8 @@
 /// Worked example (block_size 64, two sequences, cu_seq_lens = [0, 3, 5], seq_starts = [62, 0]):
 /// sequence 0 gathers its positions 62, 63, 64, which are slots 62 and 63 of block
 /// `block_table[0, 0]` and slot 0 of block `block_table[0, 1]`, into dst rows 0, 1, 2; sequence
-/// 1 gathers its positions 0 and 1 (slots 0 and 1 of `block_table[1, 0]`) into dst rows 3 and
-/// 4. Every byte of an entry is copied as it is: the op never looks at the values, so any
+/// 1 gathers its positions 0 and 1 (slots 0 and 1 of `block_table[1, 0]`) into dst rows 3
+/// and 4. Every byte of an entry is copied as it is: the op never looks at the values, so any
 /// element type (bf16 latent, fp8 bytes, the 656-byte fp8_ds_mla entry) comes back bit for bit.
 #pragma once
 

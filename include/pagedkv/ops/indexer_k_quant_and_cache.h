@@ -114,8 +114,8 @@ struct IndexerKQuantAndCache {
   /// quant_block_size says), f32 keys (upstream reads them as if they were 16-bit), an i32
   /// slot_mapping (read as int64 upstream), fewer slots than keys, slots past the cache, and a
   /// cache whose size(2) is not head_dim + 4 × head_dim / 128 or whose slots are not packed.
-  /// f16 keys are accepted and quantized correctly: upstream takes their amax of the raw bit
-  /// patterns (wrong scales), pagedkv of the values.
+  /// f16 keys are accepted and quantized correctly: upstream takes the amax of their raw bit
+  /// patterns (wrong scales), pagedkv that of their values.
   /// \param args the arguments.
   /// \param impl the implementation that will run (decides the device every tensor must be on).
   /// \return the plan the implementation executes.
