@@ -1407,7 +1407,8 @@ FIGURES = {
 # Tables from the recorded results
 # ------------------------------------------------------------------------------------------------
 
-TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "cp_gather_cache",
+TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "concat_and_cache_mla",
+             "concat_and_cache_mla_rope_fused", "convert_fp8", "cp_gather_cache",
              "gather_and_maybe_dequant_cache", "cp_gather_and_upconvert_fp8_kv_cache",
              "indexer_k_quant_and_cache", "cp_gather_indexer_k_quant_cache"]
 # Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
