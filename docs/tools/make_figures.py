@@ -317,8 +317,9 @@ LABELS = {
         "gather_slot": "槽位",
         "gather_inputs": "输入",
         "gather_note": "b = 满足 cu_seq_lens[b] <= k < cu_seq_lens[b + 1] 的序列（token_to_seq[k]）；"
-                       "位置 = seq_starts[b] + k - cu_seq_lens[b]；\n"
-                       "槽位 = block_table[b, 位置 / block_size] × block_size + 位置 % block_size；"
+                       "position（在序列中的位置）= seq_starts[b] + k - cu_seq_lens[b]；\n"
+                       "槽位 = block_table[b, position / block_size] × block_size "
+                       "+ position % block_size；"
                        "白色槽位不被读取",
         "skew_rows": "以 dst 行表示的批次：一个 {long} 行的序列，随后是 {short} 个各 {each} 行的序列",
         "skew_by_seq": "按序列划分（上游）：\nCTA (b, s)，每个序列 {splits} 份",
