@@ -23,25 +23,28 @@ namespace pagedkv::entries {
 /// \brief Byte model shared by the cache writers (OpEntry::byte_model).
 /// \return the text, in words.
 inline const char* cache_write_byte_model() {
-  return "key and value rows read once (tokens x heads x head_size x 2 x activation bytes), the same "
-    "elements written once into the caches (x cache element bytes: 2 for bf16, 1 for fp8), "
-    "slot_mapping read once (8 bytes per token)";
+  return "key and value rows read once (tokens x heads x head_size x 2 x activation bytes), the "
+         "same "
+         "elements written once into the caches (x cache element bytes: 2 for bf16, 1 for fp8), "
+         "slot_mapping read once (8 bytes per token)";
 }
 /// \brief Agreement rule shared by the cache writers (OpEntry::agreement_rule).
 /// \return the text, in words.
 inline const char* cache_write_agreement() {
   return "bit-exact: the whole key and value caches, untouched slots included, equal the CPU "
-    "reference byte for byte";
+         "reference byte for byte";
 }
 
 /// \brief Workload notes shared by the cache writers (OpEntry::workload_notes).
 /// \return the text, in words.
 inline const char* cache_write_workload_notes() {
   return "W1: the new tokens' keys and values are views into a fused qkv activation [tokens, 32 "
-    "+ 8 + 8 heads, 128] bf16 (Llama-3-8B; only the 8 kv heads are written), random and never "
-    "zero; they go into a cache of 16384 blocks of 16 slots (1024 blocks in a quick run), bf16 "
-    "or fp8_e4m3; slots are random (distinct, over the whole cache) or contiguous (one run from a "
-    "random block: a prefill).";
+         "+ 8 + 8 heads, 128] bf16 (Llama-3-8B; only the 8 kv heads are written), random and never "
+         "zero; they go into a cache of 16384 blocks of 16 slots (1024 blocks in a quick run), "
+         "bf16 "
+         "or fp8_e4m3; slots are random (distinct, over the whole cache) or contiguous (one run "
+         "from a "
+         "random block: a prefill).";
 }
 
 /// \brief Slots for new tokens in a cache of num_blocks × block_size slots.
@@ -137,8 +140,8 @@ std::vector<WorkloadPoint> cache_write_points(const std::vector<std::string>& va
 /// the W1 inputs, the two caches, the buffer sets and the validated plans.
 ///
 /// Everything that differs between the cache-write ops comes in through `Glue`, a small struct
-/// that each op's entry file writes (see the cache writers' files in core/entries/). The glue names the
-/// op and says how the key and value caches lie in their allocation. It provides:
+/// that each op's entry file writes (see the cache writers' files in core/entries/). The glue names
+/// the op and says how the key and value caches lie in their allocation. It provides:
 /// - `Op`: the op's struct, whose Args are (key, value, key_cache, value_cache, slot_mapping,
 ///   kv_cache_dtype, k_scale, v_scale);
 /// - a constructor taking the WorkloadPoint, which rejects a variant the op does not run;
@@ -197,19 +200,15 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
                                  : copy_token_inputs(shape_, make_token_inputs(shape_, seed_, set),
                                                      Memory::device));
       const TokenInputs& in = device_.back();
-      device_args_.push_back({in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype,
-                              k_scale_.view, v_scale_.view});
+      calls_.add({in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype, k_scale_.view,
+                  v_scale_.view});
       // Validation (with its synchronizing slot-range check) happens here, once per set and
       // implementation, never inside the timed region.
-      naive_plans_.push_back(Op::validate(device_args_.back(), Impl::naive));
-      optimized_plans_.push_back(Op::validate(device_args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-               device_args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { device_caches_.fill(kPoisonByte); }
@@ -226,7 +225,7 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<Op>(impl, device_args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   TensorView key_cache(const Buffer& caches, Device device) const {
@@ -247,8 +246,7 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
   std::vector<TokenInputs> device_;  // one per buffer set
   Buffer device_caches_;             // shared by all sets
   ScaleTensor k_scale_, v_scale_;
-  std::vector<typename Op::Args> device_args_;  // one per buffer set
-  std::vector<typename Op::Plan> naive_plans_, optimized_plans_;
+  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 }  // namespace pagedkv::entries

@@ -3,6 +3,8 @@
 // One point: kv_c [T, 512] bf16 contiguous, k_pe [T, 64] bf16 a view with row pitch 576 into
 // the kv_a projection's output, one cache [4096, 64, entry] ("auto" bf16: 576 elements,
 // fp8_e4m3: 576 bytes, fp8_ds_mla: 656 bytes).
+#include "pagedkv/ops/concat_and_cache_mla.h"
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,7 +12,6 @@
 #include "library_baseline.h"
 #include "mla_case.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/concat_and_cache_mla.h"
 #include "pagedkv/registry.h"
 
 namespace pagedkv::entries {
@@ -50,22 +51,17 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
     scale_ = make_scale(shape_.scale, Memory::device);
     const TensorView cache = mla_cache_view(shape_, device_cache_, Device::cuda);
     for (int set = 0; set < sets; ++set) {
-      device_.push_back(set == 0 ? copy_mla_inputs(shape_, host_, Memory::device)
-                                 : copy_mla_inputs(shape_, make_mla_inputs(shape_, seed_, set),
-                                                   Memory::device));
+      device_.push_back(
+          set == 0 ? copy_mla_inputs(shape_, host_, Memory::device)
+                   : copy_mla_inputs(shape_, make_mla_inputs(shape_, seed_, set), Memory::device));
       const MlaInputs& in = device_.back();
-      device_args_.push_back(
-          {in.kv_c, in.k_pe, cache, in.slot_mapping, shape_.kv_cache_dtype, scale_.view});
+      calls_.add({in.kv_c, in.k_pe, cache, in.slot_mapping, shape_.kv_cache_dtype, scale_.view});
       // Validation (with its synchronizing slot-range check) happens here, never when timed.
-      naive_plans_.push_back(Op::validate(device_args_.back(), Impl::naive));
-      optimized_plans_.push_back(Op::validate(device_args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-                        device_args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { device_cache_.fill(kPoisonByte); }
@@ -104,7 +100,7 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<Op>(impl, device_args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   MlaShape shape_;
@@ -115,8 +111,7 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
   std::vector<MlaInputs> device_;  // one per buffer set
   Buffer device_cache_;            // shared by all sets
   ScaleTensor scale_;
-  std::vector<Op::Args> device_args_;
-  std::vector<Op::Plan> naive_plans_, optimized_plans_;
+  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

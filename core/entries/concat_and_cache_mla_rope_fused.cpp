@@ -4,6 +4,8 @@
 // queries' RoPE parts q_pe [T, 16, 64], a view (token pitch 16 · 192, head pitch 192) into the
 // query projection [T, 16, 128 + 64] as in the model (DeepSeek-V3's 128 heads over tensor
 // parallelism 8), GPT-J pairs (DeepSeek's style), positions random below 4096.
+#include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
+
 #include <cstring>
 #include <memory>
 #include <string>
@@ -11,15 +13,14 @@
 
 #include "mla_case.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 #include "pagedkv/registry.h"
 
 namespace pagedkv::entries {
 
 namespace {
 
-constexpr std::int64_t kQHeads = 16;      // DeepSeek-V3's 128 query heads over 8 GPUs
-constexpr std::int64_t kQNope = 128;      // the query head's part without RoPE
+constexpr std::int64_t kQHeads = 16;  // DeepSeek-V3's 128 query heads over 8 GPUs
+constexpr std::int64_t kQNope = 128;  // the query head's part without RoPE
 constexpr std::int64_t kMaxPosition = 4096;
 
 // One buffer set: W2's MLA inputs plus the queries, the positions and the cos/sin table.
@@ -48,15 +49,14 @@ FusedInputs make_inputs(const MlaShape& shape, std::uint64_t seed, int set) {
   in.mla = make_mla_inputs(shape, seed, set);
   const std::int64_t element = dtype_size(shape.activation_dtype);
   const std::uint64_t s = set_seed(seed, set) ^ 0x0F05EDull;
-  in.queries = Buffer(Memory::host, static_cast<std::size_t>(
-                                        shape.num_tokens * kQHeads * (kQNope + shape.rope_dim) *
-                                        element));
+  in.queries = Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * kQHeads *
+                                                             (kQNope + shape.rope_dim) * element));
   Random random{s};
   fill_random(random, in.queries.data(), shape.activation_dtype,
               shape.num_tokens * kQHeads * (kQNope + shape.rope_dim));
   // cos and sin values in [-1, 1] (random, not a real table: the op only multiplies them).
-  in.cos_sin = Buffer(Memory::host,
-                      static_cast<std::size_t>(kMaxPosition * shape.rope_dim * element));
+  in.cos_sin =
+      Buffer(Memory::host, static_cast<std::size_t>(kMaxPosition * shape.rope_dim * element));
   fill_random(random, in.cos_sin.data(), shape.activation_dtype, kMaxPosition * shape.rope_dim);
   in.positions = Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * 8));
   auto* positions = reinterpret_cast<std::int64_t*>(in.positions.data());
@@ -94,8 +94,9 @@ class RopeFusedCase final : public OpCase {
         host_(copy_inputs(shape_, pristine_, Memory::host)),
         host_cache_(Memory::host, static_cast<std::size_t>(shape_.cache_bytes())),
         host_scale_(make_scale(shape_.scale, Memory::host)) {
-    PAGEDKV_CHECK(!shape_.ds_mla(), "concat_and_cache_mla_rope_fused W2 variant: bf16 or "
-                                    "fp8_e4m3, got fp8_ds_mla");
+    PAGEDKV_CHECK(!shape_.ds_mla(),
+                  "concat_and_cache_mla_rope_fused W2 variant: bf16 or "
+                  "fp8_e4m3, got fp8_ds_mla");
   }
 
   // W2's write, plus q_pe read and written, k_pe written back, positions read, and one
@@ -103,9 +104,9 @@ class RopeFusedCase final : public OpCase {
   std::int64_t bytes_moved() const override {
     const std::int64_t element = dtype_size(shape_.activation_dtype);
     const std::int64_t per_token = 2 * kQHeads * shape_.rope_dim * element  // q_pe in place
-                                   + shape_.rope_dim * element             // k_pe written back
-                                   + shape_.rope_dim * element             // cos/sin row
-                                   + 8;                                    // position
+                                   + shape_.rope_dim * element              // k_pe written back
+                                   + shape_.rope_dim * element              // cos/sin row
+                                   + 8;                                     // position
     return shape_.write_bytes() + shape_.num_tokens * per_token;
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
@@ -119,8 +120,8 @@ class RopeFusedCase final : public OpCase {
     std::memcpy(host_.mla.projection.data(), pristine_.mla.projection.data(),
                 pristine_.mla.projection.size());
     host_cache_.fill(kPoisonByte);
-    run<Op>(Impl::cpu, args_of(host_, mla_cache_view(shape_, host_cache_, Device::cpu),
-                               host_scale_.view));
+    run<Op>(Impl::cpu,
+            args_of(host_, mla_cache_view(shape_, host_cache_, Device::cpu), host_scale_.view));
   }
 
   void prepare_device(std::int64_t l2_bytes) override {
@@ -130,19 +131,15 @@ class RopeFusedCase final : public OpCase {
     scale_ = make_scale(shape_.scale, Memory::device);
     const TensorView cache = mla_cache_view(shape_, device_cache_, Device::cuda);
     for (int set = 0; set < sets; ++set) {
-      device_.push_back(set == 0 ? copy_inputs(shape_, pristine_, Memory::device)
-                                 : copy_inputs(shape_, make_inputs(shape_, seed_, set),
-                                               Memory::device));
-      device_args_.push_back(args_of(device_.back(), cache, scale_.view));
-      naive_plans_.push_back(Op::validate(device_args_.back(), Impl::naive));
-      optimized_plans_.push_back(Op::validate(device_args_.back(), Impl::optimized));
+      device_.push_back(set == 0
+                            ? copy_inputs(shape_, pristine_, Memory::device)
+                            : copy_inputs(shape_, make_inputs(shape_, seed_, set), Memory::device));
+      calls_.add(args_of(device_.back(), cache, scale_.view));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-                        device_args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override {
@@ -163,12 +160,20 @@ class RopeFusedCase final : public OpCase {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<Op>(impl, device_args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   Op::Args args_of(const FusedInputs& in, const TensorView& cache, const TensorView& scale) const {
-    return {in.position_view, in.q_pe, in.mla.k_pe, in.mla.kv_c, in.cos_sin_view,
-            /*is_neox=*/false, in.mla.slot_mapping, cache, shape_.kv_cache_dtype, scale};
+    return {in.position_view,
+            in.q_pe,
+            in.mla.k_pe,
+            in.mla.kv_c,
+            in.cos_sin_view,
+            /*is_neox=*/false,
+            in.mla.slot_mapping,
+            cache,
+            shape_.kv_cache_dtype,
+            scale};
   }
 
   MlaShape shape_;
@@ -180,8 +185,7 @@ class RopeFusedCase final : public OpCase {
   std::vector<FusedInputs> device_;
   Buffer device_cache_;
   ScaleTensor scale_;
-  std::vector<Op::Args> device_args_;
-  std::vector<Op::Plan> naive_plans_, optimized_plans_;
+  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

@@ -6,13 +6,14 @@
 // ("fp8_e4m3 -> bf16"). 2048 … 32768 blocks: 64 MiB … 1 GiB of bf16 (32 … 512 MiB of fp8).
 // Both tensors contiguous, as vLLM allocates caches; a per-tensor scale of 4 / 448 (a cache whose
 // values reach 4).
+#include "pagedkv/ops/convert_fp8.h"
+
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "harness.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/convert_fp8.h"
 #include "pagedkv/registry.h"
 
 namespace pagedkv::entries {
@@ -37,8 +38,9 @@ class ConvertFp8Case final : public OpCase {
     } else if (point.variant == "fp8_e4m3 -> bf16") {
       quantize_ = false;
     } else {
-      reject("convert_fp8 W7 variant: expected \"bf16 -> fp8_e4m3\" or \"fp8_e4m3 -> bf16\", got \"",
-             point.variant, "\"");
+      reject(
+          "convert_fp8 W7 variant: expected \"bf16 -> fp8_e4m3\" or \"fp8_e4m3 -> bf16\", got \"",
+          point.variant, "\"");
     }
     host_input_ = draw(0);
     reference_ = Buffer(Memory::host, static_cast<std::size_t>(elements() * output_bytes()));
@@ -50,9 +52,7 @@ class ConvertFp8Case final : public OpCase {
     return elements() * (input_bytes() + output_bytes());
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(sets_.size() > 0 ? sets_.size() : 1);
-  }
+  int buffer_sets() const override { return static_cast<int>(sets_.size() > 0 ? sets_.size() : 1); }
 
   void run_cpu() override {
     run<ConvertFp8>(Impl::cpu, {output_view(reference_, Device::cpu),
@@ -65,23 +65,19 @@ class ConvertFp8Case final : public OpCase {
       // Set 0 converts the CPU reference's input; every set has its own input and output, so
       // that no launch finds its bytes in L2.
       Set s;
-      s.input = set == 0 ? copy_to(Memory::device, host_input_) : copy_to(Memory::device, draw(set));
+      s.input =
+          set == 0 ? copy_to(Memory::device, host_input_) : copy_to(Memory::device, draw(set));
       s.output = Buffer(Memory::device, reference_.size());
       s.output.fill(kPoisonByte);
       sets_.push_back(std::move(s));
-      args_.push_back({output_view(sets_.back().output, Device::cuda),
-                       input_view(sets_.back().input, Device::cuda), kScale, "fp8_e4m3"});
+      calls_.add({output_view(sets_.back().output, Device::cuda),
+                  input_view(sets_.back().input, Device::cuda), kScale, "fp8_e4m3"});
       // Validation happens here, once per set and implementation, never inside the timed region.
-      naive_plans_.push_back(ConvertFp8::validate(args_.back(), Impl::naive));
-      optimized_plans_.push_back(ConvertFp8::validate(args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<ConvertFp8>(
-        impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i), args_.at(i),
-        stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { sets_.at(0).output.fill(kPoisonByte); }
@@ -92,7 +88,7 @@ class ConvertFp8Case final : public OpCase {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<ConvertFp8>(impl, args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   struct Set {
@@ -126,11 +122,10 @@ class ConvertFp8Case final : public OpCase {
   std::int64_t num_blocks_;
   std::uint64_t seed_;
   bool quantize_ = true;
-  Buffer host_input_;  // set 0's input, on the host
-  Buffer reference_;   // the CPU reference's output
-  std::vector<Set> sets_;  // one per buffer set, on the device
-  std::vector<ConvertFp8::Args> args_;
-  std::vector<ConvertFp8::Plan> naive_plans_, optimized_plans_;
+  Buffer host_input_;               // set 0's input, on the host
+  Buffer reference_;                // the CPU reference's output
+  std::vector<Set> sets_;           // one per buffer set, on the device
+  PlannedCalls<ConvertFp8> calls_;  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
@@ -140,7 +135,8 @@ std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
             : std::vector<std::int64_t>{2048, 4096, 8192, 16384, 32768};
   std::vector<WorkloadPoint> result;
   for (const char* variant : {"bf16 -> fp8_e4m3", "fp8_e4m3 -> bf16"})
-    for (std::int64_t blocks : sizes) result.push_back({"W7", variant, "", blocks, "blocks", blocks});
+    for (std::int64_t blocks : sizes)
+      result.push_back({"W7", variant, "", blocks, "blocks", blocks});
   return result;
 }
 

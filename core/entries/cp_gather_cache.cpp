@@ -10,6 +10,8 @@
 // inside its first two blocks (seq_starts), so rows do not start at block boundaries; its blocks
 // are distinct and random over a cache 1.25 × as large as the gathered tokens need; block table
 // columns that no request uses hold -1 (never read).
+#include "pagedkv/ops/cp_gather_cache.h"
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -18,7 +20,6 @@
 
 #include "harness.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/cp_gather_cache.h"
 #include "pagedkv/registry.h"
 
 namespace pagedkv::entries {
@@ -33,8 +34,8 @@ constexpr std::int64_t kShortTokens = 100;     // "skewed": tokens of each short
 
 // The W3 shape of one point.
 struct GatherShape {
-  bool ds_mla = false;   // 656-byte u8 entries, else 576 bf16 elements
-  bool skewed = false;   // 4 long + many short requests, else one request
+  bool ds_mla = false;  // 656-byte u8 entries, else 576 bf16 elements
+  bool skewed = false;  // 4 long + many short requests, else one request
   std::int64_t num_tokens = 0;
 
   DType dtype() const { return ds_mla ? DType::u8 : DType::bf16; }
@@ -56,8 +57,7 @@ struct GatherShape {
     const std::size_t total = longs.size() + shorts.size();
     std::vector<std::int64_t> mixed;
     for (std::size_t i = 0, l = 0, s = 0; i < total; ++i) {
-      mixed.push_back(l < longs.size() && i == l * total / longs.size() ? longs[l++]
-                                                                         : shorts[s++]);
+      mixed.push_back(l < longs.size() && i == l * total / longs.size() ? longs[l++] : shorts[s++]);
     }
     return mixed;
   }
@@ -68,8 +68,8 @@ GatherShape gather_shape(const WorkloadPoint& point) {
   GatherShape shape;
   shape.num_tokens = point.size;
   if (point.variant != "bf16" && point.variant != "fp8_ds_mla")
-    reject("cp_gather_cache W3 variant: expected \"bf16\" or \"fp8_ds_mla\", got \"",
-           point.variant, "\"");
+    reject("cp_gather_cache W3 variant: expected \"bf16\" or \"fp8_ds_mla\", got \"", point.variant,
+           "\"");
   if (point.slots != "one" && point.slots != "skewed")
     reject("cp_gather_cache W3 batch shape (slots): expected \"one\" or \"skewed\", got \"",
            point.slots, "\"");
@@ -81,8 +81,8 @@ GatherShape gather_shape(const WorkloadPoint& point) {
 // The batch's index tensors, on the host: what every buffer set shares.
 struct Batch {
   std::int64_t batch_size = 0;
-  std::int64_t width = 0;       // block table columns
-  std::int64_t num_blocks = 0;  // blocks in the cache
+  std::int64_t width = 0;        // block table columns
+  std::int64_t num_blocks = 0;   // blocks in the cache
   std::int64_t used_blocks = 0;  // block table entries the gather reads
   std::vector<std::int32_t> block_table, cu_seq_lens, seq_starts;
 };
@@ -148,13 +148,11 @@ class CpGatherCacheCase final : public OpCase {
     return 2 * shape_.num_tokens * shape_.entry_bytes() + index_bytes;
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(sets_.size() > 0 ? sets_.size() : 1);
-  }
+  int buffer_sets() const override { return static_cast<int>(sets_.size() > 0 ? sets_.size() : 1); }
 
   void run_cpu() override {
-    run<Op>(Impl::cpu, args_for(host_cache_, reference_, host_table_, host_cu_, host_starts_,
-                                Device::cpu));
+    run<Op>(Impl::cpu,
+            args_for(host_cache_, reference_, host_table_, host_cu_, host_starts_, Device::cpu));
   }
 
   void prepare_device(std::int64_t l2_bytes) override {
@@ -169,18 +167,14 @@ class CpGatherCacheCase final : public OpCase {
       s.dst = Buffer(Memory::device, reference_.size());
       s.dst.fill(kPoisonByte);
       sets_.push_back(std::move(s));
-      args_.push_back(args_for(sets_.back().cache, sets_.back().dst, table_, cu_, starts_,
-                               Device::cuda));
+      calls_.add(
+          args_for(sets_.back().cache, sets_.back().dst, table_, cu_, starts_, Device::cuda));
       // Validation (with its synchronizing reads of the indices) happens here, never when timed.
-      naive_plans_.push_back(Op::validate(args_.back(), Impl::naive));
-      optimized_plans_.push_back(Op::validate(args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-                        args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { sets_.at(0).dst.fill(kPoisonByte); }
@@ -190,7 +184,7 @@ class CpGatherCacheCase final : public OpCase {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<Op>(impl, args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   struct Set {
@@ -198,27 +192,25 @@ class CpGatherCacheCase final : public OpCase {
     Buffer dst;
   };
 
-  std::int64_t cache_bytes() const {
-    return batch_.num_blocks * kBlockSize * shape_.entry_bytes();
-  }
+  std::int64_t cache_bytes() const { return batch_.num_blocks * kBlockSize * shape_.entry_bytes(); }
   std::int64_t dst_bytes() const { return shape_.num_tokens * shape_.entry_bytes(); }
   // Random entries (bf16 never zero; fp8_ds_mla entries as random bytes: the op never decodes).
   Buffer draw_cache(int set) const {
     Buffer cache(Memory::host, static_cast<std::size_t>(cache_bytes()));
-    fill_random(cache.data(), shape_.dtype(), batch_.num_blocks * kBlockSize *
-                shape_.entry_elements(), set_seed(seed_, set));
+    fill_random(cache.data(), shape_.dtype(),
+                batch_.num_blocks * kBlockSize * shape_.entry_elements(), set_seed(seed_, set));
     return cache;
   }
-  Op::Args args_for(const Buffer& cache, const Buffer& dst, const Buffer& table,
-                    const Buffer& cu, const Buffer& starts, Device device) const {
+  Op::Args args_for(const Buffer& cache, const Buffer& dst, const Buffer& table, const Buffer& cu,
+                    const Buffer& starts, Device device) const {
     Op::Args args;
-    args.src_cache = TensorView::contiguous(
-        cache.data(), shape_.dtype(), {batch_.num_blocks, kBlockSize, shape_.entry_elements()},
-        device);
+    args.src_cache =
+        TensorView::contiguous(cache.data(), shape_.dtype(),
+                               {batch_.num_blocks, kBlockSize, shape_.entry_elements()}, device);
     args.dst = TensorView::contiguous(dst.data(), shape_.dtype(),
                                       {shape_.num_tokens, shape_.entry_elements()}, device);
-    args.block_table = TensorView::contiguous(table.data(), DType::i32,
-                                              {batch_.batch_size, batch_.width}, device);
+    args.block_table =
+        TensorView::contiguous(table.data(), DType::i32, {batch_.batch_size, batch_.width}, device);
     args.cu_seq_lens =
         TensorView::contiguous(cu.data(), DType::i32, {batch_.batch_size + 1}, device);
     args.batch_size = batch_.batch_size;
@@ -235,8 +227,7 @@ class CpGatherCacheCase final : public OpCase {
   Buffer reference_;                           // the CPU reference's dst
   Buffer table_, cu_, starts_;                 // the index tensors, on the device
   std::vector<Set> sets_;                      // one per buffer set, on the device
-  std::vector<Op::Args> args_;
-  std::vector<Op::Plan> naive_plans_, optimized_plans_;
+  PlannedCalls<Op> calls_;                     // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
@@ -280,8 +271,7 @@ OpEntry CpGatherCache::card() {
       "each gathered entry read once from the cache and written once to dst (tokens x 2 x "
       "entry bytes: 1152 bf16, 656 fp8_ds_mla), plus cu_seq_lens, seq_starts and the block "
       "table entries the batch uses read once (4 bytes each)";
-  entry.agreement_rule =
-      "bit-exact: the whole dst equals the CPU reference byte for byte";
+  entry.agreement_rule = "bit-exact: the whole dst equals the CPU reference byte for byte";
   entry.workloads = {"W3"};
   entry.workload_notes =
       "W3 (cp_gather_cache): MLA cache entries gathered into a packed dst, block 64; the entry "

@@ -55,18 +55,13 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
           set == 0 ? copy_indexer_gather_indices(host_indices_, Memory::device)
                    : copy_indexer_gather_indices(make_indexer_gather_indices(shape_, seed_, set),
                                                  Memory::device));
-      device_args_.push_back(
-          args_for(device_cache_, device_output_, device_indices_.back(), Device::cuda));
+      calls_.add(args_for(device_cache_, device_output_, device_indices_.back(), Device::cuda));
       // Validation (it reads cu_seq_lens and the block table back) happens here, never timed.
-      naive_plans_.push_back(Op::validate(device_args_.back(), Impl::naive));
-      optimized_plans_.push_back(Op::validate(device_args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-                        device_args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { device_output_.fill(kPoisonByte); }
@@ -76,7 +71,7 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<Op>(impl, device_args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   std::int64_t output_bytes() const { return shape_.num_tokens * kW5SlotBytes; }
@@ -99,9 +94,8 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
   Buffer host_output_;                                // the CPU reference's dst_k then dst_scale
   std::vector<IndexerGatherIndices> device_indices_;  // one per buffer set
   Buffer device_cache_;
-  Buffer device_output_;  // shared by all sets
-  std::vector<Op::Args> device_args_;
-  std::vector<Op::Plan> naive_plans_, optimized_plans_;
+  Buffer device_output_;    // shared by all sets
+  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

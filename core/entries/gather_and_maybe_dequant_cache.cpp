@@ -57,18 +57,14 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
           set == 0
               ? copy_gather_inputs(shape_, host_, Memory::device)
               : copy_gather_inputs(shape_, make_gather_inputs(shape_, seed_, set), Memory::device));
-      device_args_.push_back(args_of(device_.back(), device_dst_, scale_, Device::cuda));
+      calls_.add(args_of(device_.back(), device_dst_, scale_, Device::cuda));
       // Validation (it reads the index tensors back, synchronizing) happens here, never when
       // timed.
-      naive_plans_.push_back(Op::validate(device_args_.back(), Impl::naive));
-      optimized_plans_.push_back(Op::validate(device_args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-                        device_args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { device_dst_.fill(kPoisonByte); }
@@ -78,7 +74,7 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<Op>(impl, device_args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   std::int64_t dst_bytes() const { return shape_.total_tokens * kMlaGatherRow * 2; }
@@ -107,8 +103,7 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
   std::vector<GatherInputs> device_;  // one per buffer set
   Buffer device_dst_;                 // shared by all sets
   ScaleTensor scale_;
-  std::vector<Op::Args> device_args_;
-  std::vector<Op::Plan> naive_plans_, optimized_plans_;
+  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

@@ -12,6 +12,7 @@
 
 #include "pagedkv/buffers.h"
 #include "pagedkv/dtype.h"
+#include "pagedkv/op.h"
 #include "pagedkv/registry.h"
 #include "pagedkv/tensor_view.h"
 
@@ -97,5 +98,41 @@ struct ScaleTensor {
 /// \param memory where it lives.
 /// \return the tensor.
 ScaleTensor make_scale(float value, Memory memory);
+
+/// \brief The device calls of a workload point, one per buffer set, each validated for both GPU
+/// versions when the point is prepared (validation may synchronize: it must never be timed),
+/// then launched from those plans: what every OpCase's launch() and run_checked() do.
+/// \tparam Op the op struct.
+template <class Op>
+class PlannedCalls {
+ public:
+  /// \brief Adds the call of the next buffer set and validates it for naive and optimized.
+  /// \param args the call's arguments (device tensors).
+  void add(const typename Op::Args& args) {
+    args_.push_back(args);
+    naive_plans_.push_back(Op::validate(args_.back(), Impl::naive));
+    optimized_plans_.push_back(Op::validate(args_.back(), Impl::optimized));
+  }
+  /// \brief Launches one version on buffer set `set` from its plan (no checks, no sync).
+  /// \param impl Impl::naive or Impl::optimized.
+  /// \param set the buffer set.
+  /// \param stream the stream.
+  void launch(Impl impl, int set, cudaStream_t stream) const {
+    const auto i = static_cast<std::size_t>(set);
+    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
+                        args_.at(i), stream);
+  }
+  /// \brief Runs one version through the checked entry point on buffer set 0.
+  /// \param impl the version.
+  void run_checked(Impl impl) const { run<Op>(impl, args_.at(0)); }
+  /// \brief The arguments of buffer set `set`.
+  /// \param set the buffer set.
+  /// \return its arguments.
+  const typename Op::Args& args(int set) const { return args_.at(static_cast<std::size_t>(set)); }
+
+ private:
+  std::vector<typename Op::Args> args_;  // one per buffer set
+  std::vector<typename Op::Plan> naive_plans_, optimized_plans_;
+};
 
 }  // namespace pagedkv::entries

@@ -51,17 +51,13 @@ class IndexerKQuantAndCacheCase final : public OpCase {
           set == 0 ? copy_indexer_write_inputs(shape_, host_, Memory::device)
                    : copy_indexer_write_inputs(
                          shape_, make_indexer_write_inputs(shape_, seed_, set), Memory::device));
-      device_args_.push_back(args_for(device_.back(), cache));
+      calls_.add(args_for(device_.back(), cache));
       // Validation (with its synchronizing slot-range check) happens here, never when timed.
-      naive_plans_.push_back(Op::validate(device_args_.back(), Impl::naive));
-      optimized_plans_.push_back(Op::validate(device_args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-                        device_args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { device_cache_.fill(kPoisonByte); }
@@ -71,7 +67,7 @@ class IndexerKQuantAndCacheCase final : public OpCase {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<Op>(impl, device_args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   Op::Args args_for(const IndexerWriteInputs& in, const TensorView& cache) const {
@@ -84,8 +80,7 @@ class IndexerKQuantAndCacheCase final : public OpCase {
   Buffer host_cache_;                       // the CPU reference's output
   std::vector<IndexerWriteInputs> device_;  // one per buffer set
   Buffer device_cache_;                     // shared by all sets
-  std::vector<Op::Args> device_args_;
-  std::vector<Op::Plan> naive_plans_, optimized_plans_;
+  PlannedCalls<Op> calls_;                  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

@@ -26,11 +26,13 @@ namespace pagedkv::entries {
 /// \return the text, in words.
 inline const char* norm_workload_notes() {
   return "W9: hidden states [tokens, hidden] with hidden 4096 (Llama-3-8B), 7168 (DeepSeek-V3) or "
-    "8192 (Llama-3-70B), bf16 or f16, random with |x| < 4 and never zero (fused_add_rms_norm: a "
-    "residual drawn the same way); weight random in [0.75, 1.25]; epsilon 1e-6; a quick run "
-    "keeps hidden 4096 bf16 at 1, 64 and 1024 tokens. fused_add_rms_norm overwrites its inputs: "
-    "its checked run starts from the drawn inputs, its timed launches from what the previous "
-    "launch left (the same work).";
+         "8192 (Llama-3-70B), bf16 or f16, random with |x| < 4 and never zero (fused_add_rms_norm: "
+         "a "
+         "residual drawn the same way); weight random in [0.75, 1.25]; epsilon 1e-6; a quick run "
+         "keeps hidden 4096 bf16 at 1, 64 and 1024 tokens. fused_add_rms_norm overwrites its "
+         "inputs: "
+         "its checked run starts from the drawn inputs, its timed launches from what the previous "
+         "launch left (the same work).";
 }
 
 /// \brief One W9 point: `num_tokens` rows of `hidden_size` elements.
@@ -165,22 +167,18 @@ class NormCase final : public OpCase {
       device_.push_back(std::move(s));
       const Set& in = device_.back();
       if constexpr (kFused) {
-        args_.push_back({rows(in.input, Device::cuda), rows(in.second, Device::cuda), weight,
-                         shape_.epsilon});
+        calls_.add(
+            {rows(in.input, Device::cuda), rows(in.second, Device::cuda), weight, shape_.epsilon});
       } else {
-        args_.push_back({rows(in.second, Device::cuda), rows(in.input, Device::cuda), weight,
-                         shape_.epsilon});
+        calls_.add(
+            {rows(in.second, Device::cuda), rows(in.input, Device::cuda), weight, shape_.epsilon});
       }
       // Validation happens here, once per set and implementation, never inside the timed region.
-      naive_plans_.push_back(Op::validate(args_.back(), Impl::naive));
-      optimized_plans_.push_back(Op::validate(args_.back(), Impl::optimized));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<Op>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-                        args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override {
@@ -213,7 +211,7 @@ class NormCase final : public OpCase {
   }
 
  protected:
-  void run_checked(Impl impl) override { run<Op>(impl, args_.at(0)); }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   Buffer draw(int set, std::uint64_t salt) const {
@@ -230,13 +228,12 @@ class NormCase final : public OpCase {
 
   NormShape shape_;
   std::uint64_t seed_;
-  Buffer weight_host_;  // the weight, on the host
-  Set host_;            // set 0's drawn inputs (second: the residual; empty for rms_norm)
-  Set reference_;       // the CPU reference's outputs (rms_norm: second = out; input empty)
-  Buffer weight_;       // on the device, shared by all sets
+  Buffer weight_host_;       // the weight, on the host
+  Set host_;                 // set 0's drawn inputs (second: the residual; empty for rms_norm)
+  Set reference_;            // the CPU reference's outputs (rms_norm: second = out; input empty)
+  Buffer weight_;            // on the device, shared by all sets
   std::vector<Set> device_;  // one per buffer set
-  std::vector<typename Op::Args> args_;  // one per buffer set
-  std::vector<typename Op::Plan> naive_plans_, optimized_plans_;
+  PlannedCalls<Op> calls_;   // one validated call per buffer set
 };
 
 }  // namespace pagedkv::entries

@@ -4,6 +4,8 @@
 // block: 16 slots × 8 kv heads × 128 × bf16), seen as bf16 [pool_blocks, 16, 8, 128]; a random
 // mapping of distinct source blocks to distinct destination blocks. The host side of H2D and D2H
 // is pinned, as an engine's swap space is (pageable memory would make every copy synchronous).
+#include "pagedkv/ops/swap_blocks.h"
+
 #include <cstring>
 #include <memory>
 #include <string>
@@ -13,7 +15,6 @@
 #include "library_baseline.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
-#include "pagedkv/ops/swap_blocks.h"
 #include "pagedkv/registry.h"
 
 namespace pagedkv::entries {
@@ -81,8 +82,7 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
 
   void run_cpu() override {
     run<SwapBlocks>(Impl::cpu, {pool_view(host_src_, Device::cpu),
-                                pool_view(host_dst_, Device::cpu), kBlockBytes,
-                                mappings_[0].view});
+                                pool_view(host_dst_, Device::cpu), kBlockBytes, mappings_[0].view});
   }
 
   void prepare_device(std::int64_t l2_bytes) override {
@@ -99,17 +99,13 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
       mappings_.push_back(make_mapping(num_pairs_, pool_blocks_, set_seed(seed_, set)));
     for (const Mapping& mapping : mappings_) {
       // Validation happens here, once per set and implementation, never inside the timed region.
-      args_.push_back({src_view_, dst_view_, kBlockBytes, mapping.view});
-      naive_plans_.push_back(SwapBlocks::validate(args_.back(), Impl::naive));
-      optimized_plans_.push_back(SwapBlocks::validate(args_.back(), Impl::optimized));
+      calls_.add({src_view_, dst_view_, kBlockBytes, mapping.view});
       device_pairs_.push_back(copy_to(Memory::device, mapping.pairs));
     }
   }
 
   void launch(Impl impl, int set, cudaStream_t stream) override {
-    const auto i = static_cast<std::size_t>(set);
-    pagedkv::launch<SwapBlocks>(impl, impl == Impl::naive ? naive_plans_.at(i) : optimized_plans_.at(i),
-                       args_.at(i), stream);
+    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { dst_.fill(kPoisonByte); }
@@ -135,9 +131,7 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
   }
 
  protected:
-  void run_checked(Impl impl) override {
-    run<SwapBlocks>(impl, args_.at(0));
-  }
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
   // bf16 [pool_blocks, 16, 8, 128]: block b is row b, 32 KiB.
@@ -155,8 +149,7 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
   std::vector<Mapping> mappings_;  // one per buffer set, on the host
   Buffer src_, dst_;               // pinned or device pools, shared by all sets
   TensorView src_view_, dst_view_;
-  std::vector<SwapBlocks::Args> args_;  // one per buffer set
-  std::vector<SwapBlocks::Plan> naive_plans_, optimized_plans_;
+  PlannedCalls<SwapBlocks> calls_;    // one validated call per buffer set
   std::vector<Buffer> device_pairs_;  // the mappings on the device, for the library row
 };
 
