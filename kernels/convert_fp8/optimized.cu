@@ -14,12 +14,12 @@
 #include "pagedkv/ops/convert_fp8.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
 #include "common/dispatch.cuh"
+#include "common/device.cuh"
 #include "common/vec.cuh"
 #include "convert_fp8/convert_fp8.cuh"
 #include "pagedkv/cuda_runtime.h"
@@ -175,23 +175,6 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     convert_element<Wide, kFormat, kQuantize>(input, output, input_offset, output_offset,
                                               plan.scale);
   }
-}
-
-/// \brief The number of SMs of the current device, asked once per device and remembered (so that
-/// launches inside a CUDA graph capture make no attribute query).
-/// \return the SM count.
-int sm_count() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> known[kMaxDevices] = {};
-  int device = 0;
-  PAGEDKV_CUDA_CHECK(cudaGetDevice(&device));
-  if (device < kMaxDevices && known[device].load(std::memory_order_relaxed) > 0) {
-    return known[device].load(std::memory_order_relaxed);
-  }
-  int sms = 0;
-  PAGEDKV_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  if (device < kMaxDevices) known[device].store(sms, std::memory_order_relaxed);
-  return sms;
 }
 
 /// \brief CTAs for `work` items of kThreads each, at most one full wave of the device (trick C4).

@@ -30,10 +30,10 @@
 //   O7 grid sized to the device (SMs × 4 CTAs of 256 threads), grid-stride over the runs.
 // Not yet measured on a GPU.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 
 #include "cache_read/cp_gather_cache/cp_gather_cache.cuh"
+#include "common/device.cuh"
 #include "common/vec.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/cp_gather_cache.h"
@@ -137,23 +137,6 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       }
     }
   }
-}
-
-/// \brief The number of SMs of the current device, asked once per device and remembered (so that
-/// launches inside a CUDA graph capture make no attribute query).
-/// \return the SM count.
-int sm_count() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> known[kMaxDevices] = {};
-  int device = 0;
-  PAGEDKV_CUDA_CHECK(cudaGetDevice(&device));
-  if (device < kMaxDevices && known[device].load(std::memory_order_relaxed) > 0) {
-    return known[device].load(std::memory_order_relaxed);
-  }
-  int sms = 0;
-  PAGEDKV_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  if (device < kMaxDevices) known[device].store(sms, std::memory_order_relaxed);
-  return sms;
 }
 
 /// \brief The widest word (16, 8, 4, 2 or 1 bytes) that divides the entry size and keeps every
