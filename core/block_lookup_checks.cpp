@@ -13,9 +13,6 @@
 
 namespace pagedkv::checks {
 
-namespace {
-
-// `count` i32 elements starting at `data`, from the host or the device.
 std::vector<std::int32_t> copy_i32(const void* data, Device device, std::int64_t count) {
   std::vector<std::int32_t> values(static_cast<std::size_t>(count));
   if (count == 0) return values;
@@ -27,8 +24,6 @@ std::vector<std::int32_t> copy_i32(const void* data, Device device, std::int64_t
   }
   return values;
 }
-
-}  // namespace
 
 void i32_vector(const TensorView& tensor, const char* name, std::int64_t min_size,
                 const char* what) {

@@ -32,6 +32,14 @@ inline bool is_given(const TensorView& tensor) {
 void i32_vector(const TensorView& tensor, const char* name, std::int64_t min_size,
                 const char* what);
 
+/// \brief `count` i32 elements starting at `data`, copied to the host: a plain copy from host
+/// memory, one synchronizing `cudaMemcpy` from a device. What every gather's index checks read.
+/// \param data the first element.
+/// \param device where `data` lives.
+/// \param count elements to read, >= 0.
+/// \return the values.
+std::vector<std::int32_t> copy_i32(const void* data, Device device, std::int64_t count);
+
 /// \brief The first `count` elements of a contiguous i32 tensor, copied to the host (one
 /// `cudaMemcpy` for a device tensor).
 /// \param tensor a contiguous i32 tensor with at least `count` elements.

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "block_lookup_checks.h"
 #include "indexer_checks.h"
 #include "pagedkv/checks.h"
 #include "pagedkv/cuda_runtime.h"
@@ -32,20 +33,6 @@
 namespace pagedkv {
 
 namespace {
-
-// The `count` i32 elements from `data` on, in host memory (one synchronizing copy from a GPU).
-std::vector<std::int32_t> read_i32(const void* data, std::int64_t count, Device device) {
-  std::vector<std::int32_t> values(static_cast<std::size_t>(count));
-  if (count == 0) return values;
-  if (device == Device::cuda) {
-    PAGEDKV_CUDA_CHECK(cudaMemcpy(values.data(), data, values.size() * sizeof(std::int32_t),
-                                  cudaMemcpyDeviceToHost));
-  } else {
-    const auto* source = static_cast<const std::int32_t*>(data);
-    values.assign(source, source + count);
-  }
-  return values;
-}
 
 // Destination rows of `row_bytes` bytes that never overlap (the writes would race).
 void destination_rows(const TensorView& dst, const char* name, std::int64_t row_bytes) {
@@ -127,7 +114,7 @@ CpGatherIndexerKQuantCache::Plan CpGatherIndexerKQuantCache::validate(const Args
   // 7. The sequences: cu_seq_lens from 0, never decreasing, within dst_k and dst_scale; every
   //    block id a sequence uses inside the table and the cache. This reads cu_seq_lens and the
   //    block table (on the GPU one copy each and a synchronization).
-  const std::vector<std::int32_t> cu = read_i32(cu_seq_lens.data, batch_size + 1, device);
+  const std::vector<std::int32_t> cu = checks::copy_i32(cu_seq_lens.data, device, batch_size + 1);
   PAGEDKV_CHECK(cu[0] == 0, "cu_seq_lens[0]: expected 0, got ", cu[0]);
   for (std::int64_t b = 0; b < batch_size; ++b) {
     PAGEDKV_CHECK(cu[b + 1] >= cu[b], "cu_seq_lens: expected non-decreasing values, got ",
@@ -144,7 +131,7 @@ CpGatherIndexerKQuantCache::Plan CpGatherIndexerKQuantCache::validate(const Args
   const std::int64_t table_span = batch_size == 0 || max_blocks == 0
                                       ? 0
                                       : (batch_size - 1) * block_table.stride(0) + max_blocks;
-  const std::vector<std::int32_t> table = read_i32(block_table.data, table_span, device);
+  const std::vector<std::int32_t> table = checks::copy_i32(block_table.data, device, table_span);
   for (std::int64_t b = 0; b < batch_size; ++b) {
     const std::int64_t length = cu[b + 1] - cu[b];
     PAGEDKV_CHECK(length == 0 || block_size > 0, "kv_cache: block_size = size(1) is 0, but ",

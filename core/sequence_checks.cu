@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "block_lookup_checks.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
 
@@ -22,18 +23,6 @@ namespace {
 constexpr unsigned long long kNoFault = ~0ull;
 
 // The first `count` values of a contiguous i32 tensor, on the host.
-std::vector<std::int32_t> read_i32(const TensorView& tensor, std::int64_t count) {
-  std::vector<std::int32_t> values(static_cast<std::size_t>(count));
-  if (count == 0) return values;
-  const std::size_t bytes = values.size() * sizeof(std::int32_t);
-  if (tensor.device == Device::cpu) {
-    std::memcpy(values.data(), tensor.data, bytes);
-  } else {
-    PAGEDKV_CUDA_CHECK(cudaMemcpy(values.data(), tensor.data, bytes, cudaMemcpyDeviceToHost));
-  }
-  return values;
-}
-
 // One CTA per sequence (grid-stride), its threads over the columns the sequence uses; a bad id
 // lowers `first_bad` to its (sequence × width + column), so the smallest, the first in the CPU
 // loop's order, wins.
@@ -86,16 +75,16 @@ unsigned long long first_bad_block_id_cuda(const TensorView& block_table,
   unsigned long long* d_first_bad = nullptr;
   PAGEDKV_CUDA_CHECK(cudaMalloc(&d_first_bad, sizeof *d_first_bad));
   unsigned long long first_bad = kNoFault;
-  cudaError_t status = cudaMemcpy(d_first_bad, &first_bad, sizeof first_bad,
-                                  cudaMemcpyHostToDevice);
+  cudaError_t status =
+      cudaMemcpy(d_first_bad, &first_bad, sizeof first_bad, cudaMemcpyHostToDevice);
   if (status == cudaSuccess) {
     constexpr std::int64_t kMaxBlocks = 4096;  // grid-stride beyond
     const auto grid = static_cast<unsigned>(batch_size < kMaxBlocks ? batch_size : kMaxBlocks);
-    find_bad_block_id<<<grid, 256>>>(
-        static_cast<const std::int32_t*>(block_table.data), block_table.stride(0),
-        block_table.size(1), static_cast<const std::int32_t*>(cu_seq_lens.data),
-        static_cast<const std::int32_t*>(seq_starts.data), batch_size, block_size, num_blocks,
-        d_first_bad);
+    find_bad_block_id<<<grid, 256>>>(static_cast<const std::int32_t*>(block_table.data),
+                                     block_table.stride(0), block_table.size(1),
+                                     static_cast<const std::int32_t*>(cu_seq_lens.data),
+                                     static_cast<const std::int32_t*>(seq_starts.data), batch_size,
+                                     block_size, num_blocks, d_first_bad);
     status = cudaGetLastError();
   }
   if (status == cudaSuccess) {
@@ -112,17 +101,21 @@ GatheredSequences gathered_sequences(const TensorView& block_table, const Tensor
                                      const TensorView& seq_starts, std::int64_t batch_size,
                                      std::int64_t block_size, std::int64_t num_blocks) {
   const bool has_starts = seq_starts.data != nullptr;
-  const std::vector<std::int32_t> cu = read_i32(cu_seq_lens, batch_size + 1);
-  const std::vector<std::int32_t> starts = has_starts ? read_i32(seq_starts, batch_size)
-                                                      : std::vector<std::int32_t>{};
+  const std::vector<std::int32_t> cu =
+      copy_i32(cu_seq_lens.data, cu_seq_lens.device, batch_size + 1);
+  const std::vector<std::int32_t> starts =
+      has_starts ? copy_i32(seq_starts.data, seq_starts.device, batch_size)
+                 : std::vector<std::int32_t>{};
   const std::int64_t width = block_table.size(1);
 
   // 1. The cumulative counts: from 0, never decreasing (a decrease would be a negative length).
-  PAGEDKV_CHECK(cu[0] == 0, "cu_seq_lens: cu_seq_lens[0] must be 0 (dst rows are counted from "
-                "row 0), got ", cu[0]);
+  PAGEDKV_CHECK(cu[0] == 0,
+                "cu_seq_lens: cu_seq_lens[0] must be 0 (dst rows are counted from "
+                "row 0), got ",
+                cu[0]);
   for (std::int64_t b = 0; b < batch_size; ++b) {
-    PAGEDKV_CHECK(cu[b + 1] >= cu[b], "cu_seq_lens: must never decrease, got cu_seq_lens[",
-                  b + 1, "] = ", cu[b + 1], " after cu_seq_lens[", b, "] = ", cu[b]);
+    PAGEDKV_CHECK(cu[b + 1] >= cu[b], "cu_seq_lens: must never decrease, got cu_seq_lens[", b + 1,
+                  "] = ", cu[b + 1], " after cu_seq_lens[", b, "] = ", cu[b]);
   }
 
   // 2. The start positions, and the last position of every sequence inside the block table.
@@ -133,11 +126,10 @@ GatheredSequences gathered_sequences(const TensorView& block_table, const Tensor
     if (tokens == 0) continue;
     const std::int64_t last_position = start + tokens - 1;
     const std::int64_t last_column = last_position / block_size;
-    PAGEDKV_CHECK(last_column < width, has_starts ? "seq_starts" : "cu_seq_lens",
-                  ": sequence ", b, " gathers positions ", start, "..", last_position,
-                  " (seq_starts[", b, "] = ", start, ", ", tokens, " tokens), up to column ",
-                  last_column, " of block_table, which has ", width, " columns of ", block_size,
-                  " slots");
+    PAGEDKV_CHECK(last_column < width, has_starts ? "seq_starts" : "cu_seq_lens", ": sequence ", b,
+                  " gathers positions ", start, "..", last_position, " (seq_starts[", b,
+                  "] = ", start, ", ", tokens, " tokens), up to column ", last_column,
+                  " of block_table, which has ", width, " columns of ", block_size, " slots");
   }
 
   // 3. Every block id a sequence uses points into the cache.
@@ -146,18 +138,17 @@ GatheredSequences gathered_sequences(const TensorView& block_table, const Tensor
     const unsigned long long first_bad =
         block_table.device == Device::cpu
             ? first_bad_block_id_cpu(block_table, cu, starts, block_size, num_blocks)
-            : first_bad_block_id_cuda(block_table, cu_seq_lens, seq_starts, batch_size,
-                                      block_size, num_blocks);
+            : first_bad_block_id_cuda(block_table, cu_seq_lens, seq_starts, batch_size, block_size,
+                                      num_blocks);
     if (first_bad != kNoFault) {
       const auto b = static_cast<std::int64_t>(first_bad / static_cast<unsigned long long>(width));
       const auto column =
           static_cast<std::int64_t>(first_bad % static_cast<unsigned long long>(width));
       TensorView element = block_table;
       element.data = block_table.byte_ptr(b, column);
-      const std::int32_t id = read_i32(element, 1)[0];
-      reject("block_table: block_table[", b, ", ", column, "] = ", id,
-             " is used by sequence ", b, " but is not a block of src_cache (expected 0 <= id < ",
-             num_blocks, ")");
+      const std::int32_t id = copy_i32(element.data, element.device, 1)[0];
+      reject("block_table: block_table[", b, ", ", column, "] = ", id, " is used by sequence ", b,
+             " but is not a block of src_cache (expected 0 <= id < ", num_blocks, ")");
     }
   }
   return {num_tokens};
