@@ -1,16 +1,19 @@
 // convert_fp8, optimized CUDA version: a pure stream (each byte read once, each written once, no
-// reuse), so the job is to move 16-byte vectors and keep enough of them in flight.
+// reuse), so the job is to move wide, warp-contiguous vectors and keep enough of them in flight.
 // Bytes (W7, bf16 <-> fp8_e4m3): 2 read + 1 written per element, or 1 + 2: 3 bytes, 1.5 GiB for
 // a 1 GiB bf16 cache, what a copy of 768 MiB moves; target >= 90 % of that copy, both ways.
-//   C1 16 elements per step: the fp8 side is one 16-byte vector, the wide side 2 (bf16, f16) or
-//      4 (f32) 16-byte vectors; every access a whole aligned 16 bytes.
+//   C1 a step is one 16-byte vector of the wide side (8 bf16 / f16, 4 f32) and its 8 or 4 fp8
+//      bytes, so one warp instruction covers one contiguous span on both sides. The first version
+//      took 16 elements per step (one 16-byte fp8 vector, two bf16 vectors 32 bytes apart): each
+//      warp-wide bf16 store then half-filled 32 sectors, and fp8 -> bf16 ran at 62 % of a copy on
+//      an H100 (chapter "MLA: one latent vector per token", the ledger).
 //   C2 two values per conversion instruction: encode_fp8_pair (fp32x2 -> fp8x2) and fp8x2 ->
 //      fp16x2, then fp32x2 -> bf16x2 / fp16x2: the same bytes as one at a time.
-//   C3 rounds of 64 bytes of the wide side per thread (2 steps of bf16), loads issued first.
-//   C4 grid sized to the device (SMs x 4 CTAs of 256 threads), grid-stride over the steps.
-//   C5 a scalar head (until the fp8 side is 16-byte aligned) and a scalar tail (the last < 16).
+//   C3 rounds of 4 steps per thread (64 bytes of the wide side), all loads issued first.
+//   C4 grid sized to the device (SMs x 4 CTAs of 256 threads), grid-stride over the rounds.
+//   C5 a scalar head (until the wide side is 16-byte aligned) and a scalar tail (the last steps'
+//      remainder).
 //   C6 non-contiguous views, or no common alignment: C4's grid, one element per thread and step.
-// Not yet measured on a GPU.
 #include "pagedkv/ops/convert_fp8.h"
 
 #include <algorithm>
@@ -30,19 +33,17 @@ namespace pagedkv::kernels::convert_fp8 {
 constexpr int kThreads = 256;
 /// CTAs per SM the register budget must allow (__launch_bounds__): at most 64 registers each.
 constexpr int kBlocksPerSm = 4;
-/// Elements per step (trick C1): 16 fp8 bytes, one 16-byte vector.
-constexpr int kStep = 16;
-/// Bytes of the wide side (f32, f16, bf16) each thread moves per round (trick C3).
-constexpr int kWideBytesPerRound = 64;
+/// Wide-side bytes per step and per access (trick C1).
+constexpr int kWideVectorBytes = 16;
+/// Steps per thread and round (trick C3): 64 bytes of the wide side in flight.
+constexpr int kStepsPerRound = 4;
 
-/// \brief Steps per thread and round (trick C3): 64 bytes of the wide side, all loads of the
-/// round issued before its first store. 2 steps for bf16 / f16 (32 B of fp8), 1 for f32.
+/// \brief Elements per step (trick C1): one 16-byte vector of the wide side.
 /// \tparam Wide the f32/f16/bf16 type.
-/// \return steps per round.
+/// \return 8 for bf16 / f16, 4 for f32.
 template <typename Wide>
-constexpr int steps_per_round() {
-  constexpr int bytes = kStep * static_cast<int>(sizeof(Wide));
-  return bytes >= kWideBytesPerRound ? 1 : kWideBytesPerRound / bytes;
+constexpr int step_elements() {
+  return kWideVectorBytes / static_cast<int>(sizeof(Wide));
 }
 
 /// \brief One element, converted (the scalar head, tail and non-contiguous paths).
@@ -67,7 +68,7 @@ __device__ __forceinline__ void convert_element(const void* input, void* output,
   }
 }
 
-/// \brief Both tensors contiguous: a scalar head, vector steps of kStep elements, a scalar tail.
+/// \brief Both tensors contiguous: a scalar head, vector steps, a scalar tail.
 /// \tparam Wide the f32/f16/bf16 type.
 /// \tparam kFormat the fp8 format.
 /// \tparam kQuantize true: Wide → bytes; false: bytes → Wide.
@@ -75,7 +76,8 @@ __device__ __forceinline__ void convert_element(const void* input, void* output,
 /// \param output the output's first element.
 /// \param scale the scale.
 /// \param numel elements.
-/// \param head elements before the first step (both sides 16-byte aligned from there).
+/// \param head elements before the first step (from there the wide side is 16-byte aligned and
+/// the fp8 side step_elements()-byte aligned).
 /// \param steps vector steps after the head (0 when the two sides never align together).
 template <typename Wide, KvCacheDtype kFormat, bool kQuantize>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
@@ -83,11 +85,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
                       std::int64_t numel, std::int64_t head, std::int64_t steps) {
   using In = std::conditional_t<kQuantize, Wide, std::uint8_t>;
   using Out = std::conditional_t<kQuantize, std::uint8_t, Wide>;
-  constexpr int kInVec = 16 / static_cast<int>(sizeof(In));    // elements per 16-byte load
-  constexpr int kOutVec = 16 / static_cast<int>(sizeof(Out));  // elements per 16-byte store
-  constexpr int kLoads = kStep / kInVec;
-  constexpr int kStores = kStep / kOutVec;
-  constexpr int kRound = steps_per_round<Wide>();
+  constexpr int kStep = step_elements<Wide>();  // one vector per side and step (trick C1)
 
   const std::int64_t thread = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const std::int64_t threads = static_cast<std::int64_t>(gridDim.x) * kThreads;
@@ -103,49 +101,38 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 
   const In* in = static_cast<const In*>(input) + head;
   Out* out = static_cast<Out*>(output) + head;
-  // Trick C4: grid-stride over rounds of kRound steps; in a round, thread t of the CTA takes
-  // steps first + t, first + kThreads + t, ...: neighbouring threads, neighbouring steps.
-  for (std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * kThreads * kRound +
+  // Trick C4: grid-stride over rounds of kStepsPerRound steps; in a round, thread t of the CTA
+  // takes steps first + t, first + kThreads + t, ...: neighbouring threads, neighbouring steps,
+  // so a warp's k-th load (and store) is one contiguous span (trick C1).
+  for (std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * kThreads * kStepsPerRound +
                             threadIdx.x;
-       first < steps; first += threads * kRound) {
+       first < steps; first += threads * kStepsPerRound) {
     // Trick C3: every load of the round is issued before the first conversion.
-    AlignedVector<In, kInVec> loaded[kRound][kLoads];
+    AlignedVector<In, kStep> loaded[kStepsPerRound];
 #pragma unroll
-    for (int k = 0; k < kRound; ++k) {
+    for (int k = 0; k < kStepsPerRound; ++k) {
       const std::int64_t s = first + k * kThreads;
-      if (s < steps) {
-#pragma unroll
-        for (int l = 0; l < kLoads; ++l) {
-          loaded[k][l] = load_vector<kInVec>(in + s * kStep + l * kInVec);  // trick C1
-        }
-      }
+      if (s < steps) loaded[k] = load_vector<kStep>(in + s * kStep);
     }
 #pragma unroll
-    for (int k = 0; k < kRound; ++k) {
+    for (int k = 0; k < kStepsPerRound; ++k) {
       const std::int64_t s = first + k * kThreads;
       if (s >= steps) continue;
-      AlignedVector<Out, kOutVec> converted[kStores];
-      // Trick C2: pairs. Element e of the step is loaded[k][e / kInVec].elements[e % kInVec]
-      // and goes to converted[e / kOutVec].elements[e % kOutVec]; pairs never straddle a vector.
+      AlignedVector<Out, kStep> converted;
 #pragma unroll
-      for (int e = 0; e < kStep; e += 2) {
+      for (int e = 0; e < kStep; e += 2) {  // trick C2: pairs
         if constexpr (kQuantize) {
-          const float2 pair = load_pair(&loaded[k][e / kInVec].elements[e % kInVec]);
+          const float2 pair = load_pair(&loaded[k].elements[e]);
           const std::uint16_t bytes = encode_fp8_pair<kFormat>(pair.x, pair.y, scale);
-          converted[0].elements[e] = static_cast<std::uint8_t>(bytes);
-          converted[0].elements[e + 1] = static_cast<std::uint8_t>(bytes >> 8);
+          converted.elements[e] = static_cast<std::uint8_t>(bytes);
+          converted.elements[e + 1] = static_cast<std::uint8_t>(bytes >> 8);
         } else {
-          const std::uint16_t bytes =
-              static_cast<std::uint16_t>(loaded[k][0].elements[e] |
-                                         (loaded[k][0].elements[e + 1] << 8));
-          dequantize_pair<kFormat>(bytes, scale,
-                                   &converted[e / kOutVec].elements[e % kOutVec]);
+          const auto bytes = static_cast<std::uint16_t>(loaded[k].elements[e] |
+                                                        (loaded[k].elements[e + 1] << 8));
+          dequantize_pair<kFormat>(bytes, scale, &converted.elements[e]);
         }
       }
-#pragma unroll
-      for (int v = 0; v < kStores; ++v) {
-        store_vector<kOutVec>(out + s * kStep + v * kOutVec, converted[v]);  // trick C1
-      }
+      store_vector<kStep>(out + s * kStep, converted);  // trick C1
     }
   }
 }
@@ -202,18 +189,24 @@ void launch_optimized(const ConvertFp8Plan& plan, const ConvertFp8::Args& args,
     PAGEDKV_CUDA_CHECK_LAUNCH();
     return;
   }
-  // Trick C5: the head brings the fp8 side to a 16-byte boundary; the wide side must then be on
-  // one too (it is whenever both tensors start 16-byte aligned, as allocations do), else C6.
+  // Trick C5: the head brings the wide side to a 16-byte boundary; the fp8 side must then be on
+  // a step boundary too (it is whenever both tensors start 16-byte aligned, as allocations do),
+  // else C6.
+  constexpr int kStep = step_elements<Wide>();
   const void* bytes = kQuantize ? args.output.data : args.input.data;
   const void* wide = kQuantize ? args.input.data : args.output.data;
-  const auto misalignment = static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(bytes) % 16);
-  std::int64_t head = std::min<std::int64_t>((16 - misalignment) % 16, plan.numel);
-  const bool aligned_together =
-      is_aligned(static_cast<const Wide*>(wide) + head, 16);
+  const auto misalignment =
+      static_cast<std::int64_t>(reinterpret_cast<std::uintptr_t>(wide) % kWideVectorBytes);
+  std::int64_t head = 0;
+  bool aligned_together = misalignment % static_cast<std::int64_t>(sizeof(Wide)) == 0;
+  if (aligned_together) {
+    head = std::min<std::int64_t>(
+        (kWideVectorBytes - misalignment) % kWideVectorBytes / sizeof(Wide), plan.numel);
+    aligned_together = is_aligned(static_cast<const std::uint8_t*>(bytes) + head, kStep);
+  }
   std::int64_t steps = aligned_together ? (plan.numel - head) / kStep : 0;
   if (steps == 0) head = 0;  // all scalar: the tail loop covers every element
-  const std::int64_t work =
-      steps > 0 ? (steps + steps_per_round<Wide>() - 1) / steps_per_round<Wide>() : plan.numel;
+  const std::int64_t work = steps > 0 ? (steps + kStepsPerRound - 1) / kStepsPerRound : plan.numel;
   contiguous_kernel<Wide, kFormat, kQuantize><<<grid_for(work), kThreads, 0, stream>>>(
       args.input.data, args.output.data, plan.scale, plan.numel, head, steps);
   PAGEDKV_CUDA_CHECK_LAUNCH();

@@ -53,12 +53,65 @@ struct EntryVectors {
   AlignedVector<Activation, kLoadVec> loaded[kEntryUnroll][kLoads];  ///< in memory order
 };
 
+/// \brief Loads one vector of kVec activations from `source` in pieces of at most 16 bytes.
+/// \tparam Activation float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector.
+/// \param source the first element, aligned to a piece.
+/// \param pieces where the loads go, in memory order.
+template <typename Activation, int kVec>
+__device__ __forceinline__ void load_entry_vector(
+    const Activation* source,
+    AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec> (
+        &pieces)[EntryVectors<Activation, kVec>::kLoads]) {
+  using Vectors = EntryVectors<Activation, kVec>;
+#pragma unroll
+  for (int l = 0; l < Vectors::kLoads; ++l) {
+    pieces[l] = load_vector<Vectors::kLoadVec>(source + l * Vectors::kLoadVec);
+  }
+}
+
+/// \brief Stores one loaded vector as the cache stores it, with one store: a bit copy for
+/// "auto", fp8(x / scale) two values per conversion instruction for fp8.
+/// \tparam kKind how the cache stores an element.
+/// \tparam Activation float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector.
+/// \param to the vector's first cache element, aligned to the whole vector.
+/// \param pieces the vector, as load_entry_vector() loaded it.
+/// \param scale the fp8 scale (unused for kAuto).
+template <KvCacheDtype kKind, typename Activation, int kVec>
+__device__ __forceinline__ void store_entry_vector(
+    typename CacheElement<Activation, kKind>::type* to,
+    const AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec> (
+        &pieces)[EntryVectors<Activation, kVec>::kLoads],
+    float scale) {
+  using Cache = typename CacheElement<Activation, kKind>::type;
+  constexpr int kLoadVec = EntryVectors<Activation, kVec>::kLoadVec;
+  AlignedVector<Cache, kVec> converted;
+  if constexpr (kKind == KvCacheDtype::kAuto) {
+    (void)scale;
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) converted.elements[e] = pieces[e / kLoadVec].elements[e % kLoadVec];
+  } else if constexpr (kVec == 1) {
+    converted.elements[0] = static_cast<std::uint8_t>(
+        encode_fp8_pair<kKind>(to_float(pieces[0].elements[0]), 0.f, scale));
+  } else {
+#pragma unroll
+    for (int e = 0; e < kVec; e += 2) {
+      const auto& piece = pieces[e / kLoadVec];
+      const int at = e % kLoadVec;
+      const std::uint16_t bytes = encode_fp8_pair<kKind>(to_float(piece.elements[at]),
+                                                         to_float(piece.elements[at + 1]), scale);
+      converted.elements[e] = static_cast<std::uint8_t>(bytes);
+      converted.elements[e + 1] = static_cast<std::uint8_t>(bytes >> 8);
+    }
+  }
+  store_vector<kVec>(to, converted);
+}
+
 /// \brief Loads one round of this lane's vectors of an entry: its k-th vector is
 /// v = `first` + 32·k, which is `kv_c_row[v·kVec ...]` when v < latent_vectors, else
 /// `k_pe_row[(v - latent_vectors)·kVec ...]`: the concatenation is index arithmetic.
-///
-/// The rows are not `__restrict__`: the RoPE-fused writer reads back the k_pe row it has just
-/// rotated, and a restrict-qualified read could go through the non-coherent read-only cache.
+
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector; divides kv_lora_rank and rope_dim.
 /// \param kv_c_row the latent row, [latent_vectors · kVec].
@@ -71,23 +124,19 @@ template <typename Activation, int kVec>
 __device__ __forceinline__ void load_entry(const Activation* kv_c_row, const Activation* k_pe_row,
                                            int latent_vectors, int entry_vectors, int first,
                                            EntryVectors<Activation, kVec>& vectors) {
-  using Vectors = EntryVectors<Activation, kVec>;
 #pragma unroll
   for (int k = 0; k < kEntryUnroll; ++k) {
     const int v = first + 32 * k;
     if (v < entry_vectors) {
-      const Activation* source = v < latent_vectors ? kv_c_row + v * kVec
-                                                    : k_pe_row + (v - latent_vectors) * kVec;
-#pragma unroll
-      for (int l = 0; l < Vectors::kLoads; ++l) {
-        vectors.loaded[k][l] = load_vector<Vectors::kLoadVec>(source + l * Vectors::kLoadVec);
-      }
+      load_entry_vector<Activation, kVec>(
+          v < latent_vectors ? kv_c_row + v * kVec : k_pe_row + (v - latent_vectors) * kVec,
+          vectors.loaded[k]);
     }
   }
 }
 
-/// \brief Stores what load_entry() loaded: vector v goes to `entry[v·kVec ...]` with one store,
-/// a bit copy for "auto", fp8(x / scale) two values per conversion instruction for fp8.
+/// \brief Stores what load_entry() loaded: vector v goes to `entry[v·kVec ...]` with one store
+/// (store_entry_vector()).
 /// \tparam kKind how the cache stores an element.
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector.
@@ -101,39 +150,30 @@ __device__ __forceinline__ void store_entry(typename CacheElement<Activation, kK
                                             int entry_vectors, int first,
                                             const EntryVectors<Activation, kVec>& vectors,
                                             float scale) {
-  using Cache = typename CacheElement<Activation, kKind>::type;
-  using Vectors = EntryVectors<Activation, kVec>;
 #pragma unroll
   for (int k = 0; k < kEntryUnroll; ++k) {
     const int v = first + 32 * k;
-    if (v >= entry_vectors) continue;
-    AlignedVector<Cache, kVec> converted;
-    if constexpr (kKind == KvCacheDtype::kAuto) {
-      (void)scale;
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        converted.elements[e] =
-            vectors.loaded[k][e / Vectors::kLoadVec].elements[e % Vectors::kLoadVec];
-      }
-    } else if constexpr (kVec == 1) {
-      converted.elements[0] = static_cast<std::uint8_t>(
-          encode_fp8_pair<kKind>(to_float(vectors.loaded[k][0].elements[0]), 0.f, scale));
-    } else {
-#pragma unroll
-      for (int e = 0; e < kVec; e += 2) {
-        const auto& piece = vectors.loaded[k][e / Vectors::kLoadVec];
-        const int at = e % Vectors::kLoadVec;
-        const std::uint16_t bytes = encode_fp8_pair<kKind>(
-            to_float(piece.elements[at]), to_float(piece.elements[at + 1]), scale);
-        converted.elements[e] = static_cast<std::uint8_t>(bytes);
-        converted.elements[e + 1] = static_cast<std::uint8_t>(bytes >> 8);
-      }
+    if (v < entry_vectors) {
+      store_entry_vector<kKind, Activation, kVec>(entry + v * kVec, vectors.loaded[k], scale);
     }
-    store_vector<kVec>(entry + v * kVec, converted);
   }
 }
 
-/// \brief The widest vector (in elements, at most 16 bytes of cache per store) such that every
+/// \brief The widest entry vector, in elements, for activations `Activation` stored as `kKind`:
+/// 16 bytes of cache per store for "auto" (8 bf16 / fp16, 4 fp32), but 8 fp8 bytes per store for
+/// fp8 caches, so that one store's inputs are one 16-byte load of bf16 / fp16 (two of f32). A 16-byte fp8
+/// store needs two loads and 16 conversions in registers per vector: the bf16 kernel needed 86
+/// registers, two blocks per SM, and ran at 37 % of a copy on an H100 (chapter "MLA: one latent
+/// vector per token", the ledger).
+/// \tparam Activation float, __half or __nv_bfloat16.
+/// \tparam kKind how the cache stores an element.
+template <typename Activation, KvCacheDtype kKind>
+inline constexpr int kMaxEntryVector =
+    kKind == KvCacheDtype::kAuto
+        ? 16 / static_cast<int>(sizeof(typename CacheElement<Activation, kKind>::type))
+        : 8;
+
+/// \brief The widest vector (in elements, at most `max_count`) such that every
 /// address load_entry() and store_entry() form is aligned; one element always works, so a
 /// layout that allows no vector falls back to scalar accesses and never to a wrong address.
 /// \param kv_lora_rank latent elements.
@@ -144,12 +184,13 @@ __device__ __forceinline__ void store_entry(typename CacheElement<Activation, kK
 /// \param kv_cache the cache (pointer, stride(0), stride(1)).
 /// \param activation_bytes bytes of one activation.
 /// \param cache_bytes bytes of one cache element.
-/// \return elements per vector: 16, 8, 4, 2 or 1.
+/// \param max_count the widest vector to try (kMaxEntryVector), a power of two.
+/// \return elements per vector: max_count, max_count / 2, ..., or 1.
 inline int pick_entry_vector(std::int64_t kv_lora_rank, std::int64_t rope_dim,
                              std::int64_t num_tokens, const TensorView& kv_c,
                              const TensorView& k_pe, const TensorView& kv_cache,
-                             int activation_bytes, int cache_bytes) {
-  for (int count = 16 / cache_bytes; count > 1; count /= 2) {
+                             int activation_bytes, int cache_bytes, int max_count) {
+  for (int count = max_count; count > 1; count /= 2) {
     const std::size_t load_bytes = count * activation_bytes > 16 ? 16 : count * activation_bytes;
     const std::size_t store_bytes = static_cast<std::size_t>(count) * cache_bytes;
     // A vector never straddles the kv_c / k_pe boundary: both widths are multiples of it.

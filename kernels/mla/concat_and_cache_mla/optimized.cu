@@ -2,7 +2,7 @@
 // job is to keep enough wide, aligned accesses in flight; nothing is reused (no shared memory).
 //
 // What this version does differently (not yet measured on a GPU):
-//   M1 16-byte vectors, the widest every real address allows (16 fp8 or 8 bf16 per store).
+//   M1 16-byte loads, the widest every real address allows (8 bf16 per load and per store).
 //   M2 one warp per entry, 8 entries per CTA: 576 bf16 = 72 vectors, 3 per lane.
 //   M3 the slot read, and divided into (block, offset), once per entry, not per element.
 //   M4 every load of the entry issued before the slot arrives and the padding branch.
@@ -11,6 +11,9 @@
 //   M7 fp8_ds_mla: a lane holds 16 latent values, 8 lanes are one 128-tile: its amax takes three
 //      xor-shuffles, the 4 scales one 16-byte store, the RoPE part 8 lanes × 16 bytes.
 //   M8 a layout no vector fits falls back (narrower vectors; fp8_ds_mla: the naive kernel).
+//   M9 fp8 caches store 8 bytes per vector, the bytes of one 16-byte bf16 load (mla_entry.cuh,
+//      kMaxEntryVector). 16-byte fp8 stores took 86 registers (two blocks per SM) and ran at 37 %
+//      of a copy on an H100.
 // The full story: chapter "MLA: one latent vector per token".
 #include "pagedkv/ops/concat_and_cache_mla.h"
 
@@ -200,10 +203,11 @@ void ConcatAndCacheMla::optimized(const Plan& plan, const Args& args, cudaStream
         using Activation = typename decltype(activation_tag)::type;
         constexpr KvCacheDtype kKind = decltype(kind_tag)::value;
         using Cache = typename CacheElement<Activation, kKind>::type;
-        constexpr int kMaxVec = 16 / static_cast<int>(sizeof(Cache));
+        constexpr int kMaxVec = mla::kMaxEntryVector<Activation, kKind>;  // trick M9
         const int count = mla::pick_entry_vector(
             plan.kv_lora_rank, plan.rope_dim, plan.num_tokens, args.kv_c, args.k_pe,
-            args.kv_cache, static_cast<int>(sizeof(Activation)), static_cast<int>(sizeof(Cache)));
+            args.kv_cache, static_cast<int>(sizeof(Activation)), static_cast<int>(sizeof(Cache)),
+            kMaxVec);
         const auto launch = [&](auto vec_tag) {
           constexpr int kVec = decltype(vec_tag)::value;
           concat_and_cache_mla_kernel<Activation, kKind, kVec>
