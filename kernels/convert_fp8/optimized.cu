@@ -14,18 +14,17 @@
 //   C5 a scalar head (until the wide side is 16-byte aligned) and a scalar tail (the last steps'
 //      remainder).
 //   C6 non-contiguous views, or no common alignment: C4's grid, one element per thread and step.
-#include "pagedkv/ops/convert_fp8.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
-#include "common/dispatch.cuh"
 #include "common/device.cuh"
+#include "common/dispatch.cuh"
 #include "common/vec.cuh"
 #include "convert_fp8/convert_fp8.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/convert_fp8.h"
 
 namespace pagedkv::kernels::convert_fp8 {
 
@@ -63,8 +62,8 @@ __device__ __forceinline__ void convert_element(const void* input, void* output,
     static_cast<std::uint8_t*>(output)[output_offset] =
         quantize_one<kFormat>(static_cast<const Wide*>(input)[input_offset], scale);
   } else {
-    static_cast<Wide*>(output)[output_offset] = dequantize_one<kFormat, Wide>(
-        static_cast<const std::uint8_t*>(input)[input_offset], scale);
+    static_cast<Wide*>(output)[output_offset] =
+        dequantize_one<kFormat, Wide>(static_cast<const std::uint8_t*>(input)[input_offset], scale);
   }
 }
 
@@ -104,8 +103,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   // Trick C4: grid-stride over rounds of kStepsPerRound steps; in a round, thread t of the CTA
   // takes steps first + t, first + kThreads + t, ...: neighbouring threads, neighbouring steps,
   // so a warp's k-th load (and store) is one contiguous span (trick C1).
-  for (std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * kThreads * kStepsPerRound +
-                            threadIdx.x;
+  for (std::int64_t first =
+           static_cast<std::int64_t>(blockIdx.x) * kThreads * kStepsPerRound + threadIdx.x;
        first < steps; first += threads * kStepsPerRound) {
     // Trick C3: every load of the round is issued before the first conversion.
     AlignedVector<In, kStep> loaded[kStepsPerRound];
@@ -127,8 +126,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
           converted.elements[e] = static_cast<std::uint8_t>(bytes);
           converted.elements[e + 1] = static_cast<std::uint8_t>(bytes >> 8);
         } else {
-          const auto bytes = static_cast<std::uint16_t>(loaded[k].elements[e] |
-                                                        (loaded[k].elements[e + 1] << 8));
+          const auto bytes =
+              static_cast<std::uint16_t>(loaded[k].elements[e] | (loaded[k].elements[e + 1] << 8));
           dequantize_pair<kFormat>(bytes, scale, &converted.elements[e]);
         }
       }
@@ -147,8 +146,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 /// \param plan numel, scale and the merged layout.
 template <typename Wide, KvCacheDtype kFormat, bool kQuantize>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
-    strided_kernel(const void* __restrict__ input, void* __restrict__ output,
-                   ConvertFp8Plan plan) {
+    strided_kernel(const void* __restrict__ input, void* __restrict__ output, ConvertFp8Plan plan) {
   const std::int64_t threads = static_cast<std::int64_t>(gridDim.x) * kThreads;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
        i < plan.numel; i += threads) {

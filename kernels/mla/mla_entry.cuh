@@ -2,8 +2,9 @@
 /// \brief Device code that both MLA cache writers share (concat_and_cache_mla and
 /// concat_and_cache_mla_rope_fused): one entry `[kv_c row, k_pe row]` stored as the cache
 /// stores it. The naive kernels store it element by element (store_entry_element()), the
-/// optimized ones with one warp and 16-byte vectors (EntryVectors, load_entry(),
-/// store_entry()); pick_entry_vector() chooses the widest vector every address allows.
+/// optimized ones by vectors: one vector with load_entry_vector() and store_entry_vector(), one
+/// warp's round of an entry with load_entry() and store_entry(); pick_entry_vector() chooses the
+/// widest vector every address allows, up to kMaxEntryVector.
 #pragma once
 
 #include <cstdint>
@@ -38,35 +39,41 @@ __device__ __forceinline__ void store_entry_element(
 /// Vectors each lane of the entry's warp loads before it stores (trick: loads in flight).
 constexpr int kEntryUnroll = 3;
 
-/// \brief One lane's share of an entry, loaded and not yet stored: up to kEntryUnroll vectors of
-/// kVec activations, each loaded in pieces of at most 16 bytes.
+/// \brief One vector of kVec activations, loaded and not yet stored: its pieces of at most 16
+/// bytes each (an fp32 vector of 8 is two 16-byte loads; a bf16 vector of 8, one).
 /// \tparam Activation float, __half or __nv_bfloat16.
-/// \tparam kVec elements per vector (one cache store each).
+/// \tparam kVec elements per vector (one cache store).
 template <typename Activation, int kVec>
-struct EntryVectors {
-  /// Elements per load: kVec, or 16 bytes of activations when kVec is wider (fp8 caches).
+struct EntryVector {
+  /// Elements per load: kVec, or 16 bytes of activations when kVec is wider.
   static constexpr int kLoadVec = kVec * static_cast<int>(sizeof(Activation)) > 16
                                       ? 16 / static_cast<int>(sizeof(Activation))
                                       : kVec;
   /// Loads per vector.
   static constexpr int kLoads = kVec / kLoadVec;
-  AlignedVector<Activation, kLoadVec> loaded[kEntryUnroll][kLoads];  ///< in memory order
+  AlignedVector<Activation, kLoadVec> pieces[kLoads];  ///< in memory order
 };
 
-/// \brief Loads one vector of kVec activations from `source` in pieces of at most 16 bytes.
+/// \brief One lane's share of an entry, loaded and not yet stored: up to kEntryUnroll vectors.
+/// \tparam Activation float, __half or __nv_bfloat16.
+/// \tparam kVec elements per vector (one cache store each).
+template <typename Activation, int kVec>
+struct EntryVectors {
+  EntryVector<Activation, kVec> loaded[kEntryUnroll];  ///< the k-th vector of the round
+};
+
+/// \brief Loads one vector of kVec activations from `source`, piece by piece.
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector.
 /// \param source the first element, aligned to a piece.
-/// \param pieces where the loads go, in memory order.
+/// \param vector where the loads go.
 template <typename Activation, int kVec>
-__device__ __forceinline__ void load_entry_vector(
-    const Activation* source,
-    AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec> (
-        &pieces)[EntryVectors<Activation, kVec>::kLoads]) {
-  using Vectors = EntryVectors<Activation, kVec>;
+__device__ __forceinline__ void load_entry_vector(const Activation* source,
+                                                  EntryVector<Activation, kVec>& vector) {
+  using Vector = EntryVector<Activation, kVec>;
 #pragma unroll
-  for (int l = 0; l < Vectors::kLoads; ++l) {
-    pieces[l] = load_vector<Vectors::kLoadVec>(source + l * Vectors::kLoadVec);
+  for (int l = 0; l < Vector::kLoads; ++l) {
+    vector.pieces[l] = load_vector<Vector::kLoadVec>(source + l * Vector::kLoadVec);
   }
 }
 
@@ -76,21 +83,21 @@ __device__ __forceinline__ void load_entry_vector(
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector.
 /// \param to the vector's first cache element, aligned to the whole vector.
-/// \param pieces the vector, as load_entry_vector() loaded it.
+/// \param vector the vector, as load_entry_vector() loaded it.
 /// \param scale the fp8 scale (unused for kAuto).
 template <KvCacheDtype kKind, typename Activation, int kVec>
 __device__ __forceinline__ void store_entry_vector(
-    typename CacheElement<Activation, kKind>::type* to,
-    const AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec> (
-        &pieces)[EntryVectors<Activation, kVec>::kLoads],
+    typename CacheElement<Activation, kKind>::type* to, const EntryVector<Activation, kVec>& vector,
     float scale) {
   using Cache = typename CacheElement<Activation, kKind>::type;
-  constexpr int kLoadVec = EntryVectors<Activation, kVec>::kLoadVec;
+  constexpr int kLoadVec = EntryVector<Activation, kVec>::kLoadVec;
+  const auto& pieces = vector.pieces;
   AlignedVector<Cache, kVec> converted;
   if constexpr (kKind == KvCacheDtype::kAuto) {
     (void)scale;
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) converted.elements[e] = pieces[e / kLoadVec].elements[e % kLoadVec];
+    for (int e = 0; e < kVec; ++e)
+      converted.elements[e] = pieces[e / kLoadVec].elements[e % kLoadVec];
   } else if constexpr (kVec == 1) {
     converted.elements[0] = static_cast<std::uint8_t>(
         encode_fp8_pair<kKind>(to_float(pieces[0].elements[0]), 0.f, scale));
@@ -111,7 +118,6 @@ __device__ __forceinline__ void store_entry_vector(
 /// \brief Loads one round of this lane's vectors of an entry: its k-th vector is
 /// v = `first` + 32·k, which is `kv_c_row[v·kVec ...]` when v < latent_vectors, else
 /// `k_pe_row[(v - latent_vectors)·kVec ...]`: the concatenation is index arithmetic.
-
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector; divides kv_lora_rank and rope_dim.
 /// \param kv_c_row the latent row, [latent_vectors · kVec].
@@ -161,11 +167,10 @@ __device__ __forceinline__ void store_entry(typename CacheElement<Activation, kK
 
 /// \brief The widest entry vector, in elements, for activations `Activation` stored as `kKind`:
 /// 16 bytes of cache per store for "auto" (8 bf16 / fp16, 4 fp32), but 8 fp8 bytes per store for
-/// fp8 caches, so that one store's inputs are one 16-byte load of bf16 / fp16 (two of f32). A 16-byte fp8
-/// store needs two loads and 16 conversions in registers per vector: the bf16 kernel needed 86
-/// registers, two blocks per SM, and ran at 37 % of a copy on an H100 (chapter "MLA: one latent
-/// vector per token", the ledger).
-/// \tparam Activation float, __half or __nv_bfloat16.
+/// fp8 caches, so that one store's inputs are one 16-byte load of bf16 / fp16 (two of f32). A
+/// 16-byte fp8 store needs two loads and 16 conversions in registers per vector: the bf16 kernel
+/// needed 86 registers, two blocks per SM, and ran at 37 % of a copy on an H100 (chapter "MLA: one
+/// latent vector per token", the ledger). \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kKind how the cache stores an element.
 template <typename Activation, KvCacheDtype kKind>
 inline constexpr int kMaxEntryVector =

@@ -15,8 +15,6 @@
 //      kMaxEntryVector). 16-byte fp8 stores took 86 registers (two blocks per SM) and ran at 37 %
 //      of a copy on an H100.
 // The full story: chapter "MLA: one latent vector per token".
-#include "pagedkv/ops/concat_and_cache_mla.h"
-
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -29,6 +27,7 @@
 #include "common/vec.cuh"
 #include "mla/mla_entry.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/concat_and_cache_mla.h"
 
 namespace pagedkv::kernels::mla_optimized {
 
@@ -64,7 +63,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_mla_kernel(
 
   for (std::int64_t token = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
        token < plan.num_tokens; token += static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock) {
-    const std::int64_t slot = slot_mapping[token];  // trick M3: once per entry
+    const std::int64_t slot = slot_mapping[token];                 // trick M3: once per entry
     const Activation* kv_c_row = kv_c + token * plan.kv_c_stride;  // [kv_lora_rank]
     const Activation* k_pe_row = k_pe + token * plan.k_pe_stride;  // [rope_dim]
     for (int first = lane; first < entry_vectors; first += 32 * mla::kEntryUnroll) {
@@ -73,9 +72,9 @@ __global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_mla_kernel(
       if (slot < 0) break;  // padding token: nothing is written (the whole warp leaves)
       const std::int64_t block = slot / plan.block_size;
       const std::int64_t offset_in_block = slot - block * plan.block_size;
-      mla::store_entry<kKind>(kv_cache + block * plan.block_stride +
-                                  offset_in_block * plan.entry_stride,
-                              entry_vectors, first, vectors, cache_scale);
+      mla::store_entry<kKind>(
+          kv_cache + block * plan.block_stride + offset_in_block * plan.entry_stride, entry_vectors,
+          first, vectors, cache_scale);
     }
   }
 }
@@ -88,10 +87,12 @@ __global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_mla_kernel(
 /// \param kv_cache [num_blocks, block_size, 656] bytes with the plan's strides.
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param plan sizes and strides.
-__global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_ds_mla_kernel(
-    const __nv_bfloat16* __restrict__ kv_c, const __nv_bfloat16* __restrict__ k_pe,
-    std::uint8_t* __restrict__ kv_cache, const std::int64_t* __restrict__ slot_mapping,
-    ConcatAndCacheMlaPlan plan) {
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    concat_and_cache_ds_mla_kernel(const __nv_bfloat16* __restrict__ kv_c,
+                                   const __nv_bfloat16* __restrict__ k_pe,
+                                   std::uint8_t* __restrict__ kv_cache,
+                                   const std::int64_t* __restrict__ slot_mapping,
+                                   ConcatAndCacheMlaPlan plan) {
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   constexpr int kLanesPerTile = kDsMlaTile / 16;  // 8
@@ -123,8 +124,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_ds_mla_kern
     const float tile_scale = fmaxf(amax / kDsMlaFp8Max, FLT_MIN);
 
     const std::int64_t block = slot / plan.block_size;
-    std::uint8_t* entry = kv_cache + block * plan.block_stride +
-                          (slot - block * plan.block_size) * plan.entry_stride;
+    std::uint8_t* entry =
+        kv_cache + block * plan.block_stride + (slot - block * plan.block_size) * plan.entry_stride;
     AlignedVector<std::uint8_t, 16> bytes;
 #pragma unroll
     for (int e = 0; e < 8; e += 2) {
@@ -205,9 +206,8 @@ void ConcatAndCacheMla::optimized(const Plan& plan, const Args& args, cudaStream
         using Cache = typename CacheElement<Activation, kKind>::type;
         constexpr int kMaxVec = mla::kMaxEntryVector<Activation, kKind>;  // trick M9
         const int count = mla::pick_entry_vector(
-            plan.kv_lora_rank, plan.rope_dim, plan.num_tokens, args.kv_c, args.k_pe,
-            args.kv_cache, static_cast<int>(sizeof(Activation)), static_cast<int>(sizeof(Cache)),
-            kMaxVec);
+            plan.kv_lora_rank, plan.rope_dim, plan.num_tokens, args.kv_c, args.k_pe, args.kv_cache,
+            static_cast<int>(sizeof(Activation)), static_cast<int>(sizeof(Cache)), kMaxVec);
         const auto launch = [&](auto vec_tag) {
           constexpr int kVec = decltype(vec_tag)::value;
           concat_and_cache_mla_kernel<Activation, kKind, kVec>
@@ -226,9 +226,15 @@ void ConcatAndCacheMla::optimized(const Plan& plan, const Args& args, cudaStream
           case 8:
             if constexpr (kMaxVec >= 8) launch(std::integral_constant<int, 8>{});
             return;
-          case 4: launch(std::integral_constant<int, 4>{}); return;
-          case 2: launch(std::integral_constant<int, 2>{}); return;
-          default: launch(std::integral_constant<int, 1>{}); return;
+          case 4:
+            launch(std::integral_constant<int, 4>{});
+            return;
+          case 2:
+            launch(std::integral_constant<int, 2>{});
+            return;
+          default:
+            launch(std::integral_constant<int, 1>{});
+            return;
         }
       });
 }

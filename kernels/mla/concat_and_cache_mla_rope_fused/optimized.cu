@@ -17,8 +17,6 @@
 //   P7 the latent part (512 of the entry's 576 values) is spread over every thread of the block,
 //      one vector each (16-byte loads; fp8: 8-byte stores, two values per conversion).
 // The full story: chapter "MLA: one latent vector per token".
-#include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -29,6 +27,7 @@
 #include "mla/mla_entry.cuh"
 #include "mla/rope.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 
 namespace pagedkv::kernels::rope_fused_optimized {
 
@@ -71,9 +70,9 @@ __device__ __forceinline__ void rotate_vector(T* head, const T* cos_row, int hal
     AlignedVector<T, 2 * kPairs> xy = load_vector<2 * kPairs>(head + 2 * first);
 #pragma unroll
     for (int p = 0; p < kPairs; ++p) {
-      const float2 r = mla::rotate_pair(to_float(xy.elements[2 * p]),
-                                        to_float(xy.elements[2 * p + 1]),
-                                        to_float(c.elements[p]), to_float(s.elements[p]));
+      const float2 r =
+          mla::rotate_pair(to_float(xy.elements[2 * p]), to_float(xy.elements[2 * p + 1]),
+                           to_float(c.elements[p]), to_float(s.elements[p]));
       xy.elements[2 * p] = mla::from_float<T>(r.x);
       xy.elements[2 * p + 1] = mla::from_float<T>(r.y);
     }
@@ -98,12 +97,12 @@ __device__ __forceinline__ void rotate_vector(T* head, const T* cos_row, int hal
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides.
 template <typename T, KvCacheDtype kKind, bool kNeox, int kPairs, int kVec>
-__global__ void __launch_bounds__(kMaxThreadsPerBlock) rope_fused_kernel(
-    const std::int64_t* __restrict__ positions, T* __restrict__ q_pe, T* k_pe,
-    const T* __restrict__ kv_c, const T* __restrict__ cos_sin_cache,
-    const std::int64_t* __restrict__ slot_mapping,
-    typename CacheElement<T, kKind>::type* __restrict__ kv_cache, const float* __restrict__ scale,
-    ConcatAndCacheMlaRopeFusedPlan plan) {
+__global__ void __launch_bounds__(kMaxThreadsPerBlock)
+    rope_fused_kernel(const std::int64_t* __restrict__ positions, T* __restrict__ q_pe, T* k_pe,
+                      const T* __restrict__ kv_c, const T* __restrict__ cos_sin_cache,
+                      const std::int64_t* __restrict__ slot_mapping,
+                      typename CacheElement<T, kKind>::type* __restrict__ kv_cache,
+                      const float* __restrict__ scale, ConcatAndCacheMlaRopeFusedPlan plan) {
   const int half = static_cast<int>(plan.rot_dim / 2);
   const int chunks_per_head = half / kPairs;
   const int items = static_cast<int>(plan.num_q_heads) * chunks_per_head;
@@ -123,8 +122,8 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rope_fused_kernel(
     }
     if (slot < 0) continue;  // padding: the key and the cache stay untouched
     const std::int64_t block = slot / plan.block_size;
-    auto* entry = kv_cache + block * plan.block_stride +
-                  (slot - block * plan.block_size) * plan.entry_stride;
+    auto* entry =
+        kv_cache + block * plan.block_stride + (slot - block * plan.block_size) * plan.entry_stride;
     // Trick P4: the key pair is rotated in registers and stored twice from there, back into
     // k_pe and into the entry's RoPE part: no read-back, no synchronisation between warps.
     T* k_row = k_pe + token * plan.k_pe_stride;
@@ -144,10 +143,9 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) rope_fused_kernel(
     // vectors of it, with mla_entry.cuh's load and store (16-byte loads, fp8 pairs).
     const T* kv_c_row = kv_c + token * plan.kv_c_stride;
     for (int v = threadIdx.x; v < latent_vectors; v += blockDim.x) {
-      AlignedVector<T, mla::EntryVectors<T, kVec>::kLoadVec>
-          pieces[mla::EntryVectors<T, kVec>::kLoads];
-      mla::load_entry_vector<T, kVec>(kv_c_row + v * kVec, pieces);
-      mla::store_entry_vector<kKind, T, kVec>(entry + v * kVec, pieces, cache_scale);
+      mla::EntryVector<T, kVec> vector;
+      mla::load_entry_vector(kv_c_row + v * kVec, vector);
+      mla::store_entry_vector<kKind>(entry + v * kVec, vector, cache_scale);
     }
   }
 }
@@ -186,8 +184,8 @@ void launch(const ConcatAndCacheMlaRopeFusedPlan& plan,
   using Cache = typename CacheElement<T, kKind>::type;
   // Trick P2: enough whole warps for one vector per thread, at least the entry's warp.
   const std::int64_t items = plan.num_q_heads * (plan.rot_dim / 2 / kPairs);
-  const int threads = static_cast<int>(
-      std::clamp<std::int64_t>((items + 31) / 32 * 32, 32, kMaxThreadsPerBlock));
+  const int threads =
+      static_cast<int>(std::clamp<std::int64_t>((items + 31) / 32 * 32, 32, kMaxThreadsPerBlock));
   const auto blocks = static_cast<unsigned>(std::min<std::int64_t>(plan.num_tokens, 1 << 30));
   rope_fused_kernel<T, kKind, kNeox, kPairs, kVec><<<blocks, threads, 0, stream>>>(
       static_cast<const std::int64_t*>(args.positions.data), static_cast<T*>(args.q_pe.data),
