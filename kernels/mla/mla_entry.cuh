@@ -166,11 +166,11 @@ __device__ __forceinline__ void store_entry(typename CacheElement<Activation, kK
 }
 
 /// \brief The widest entry vector, in elements, for activations `Activation` stored as `kKind`:
-/// 16 bytes of cache per store for "auto" (8 bf16 / fp16, 4 fp32), but 8 fp8 bytes per store for
-/// fp8 caches, so that one store's inputs are one 16-byte load of bf16 / fp16 (two of f32). A
-/// 16-byte fp8 store needs two loads and 16 conversions in registers per vector: the bf16 kernel
-/// needed 86 registers, two blocks per SM, and ran at 37 % of a copy on an H100 (chapter "MLA: one
-/// latent vector per token", the ledger). \tparam Activation float, __half or __nv_bfloat16.
+/// 16 bytes of cache per store for "auto" (8 bf16 / fp16, 4 fp32), but 8 fp8 bytes per store
+/// for fp8 caches, so that one store's inputs are one 16-byte load of bf16 / fp16 (two of f32).
+/// A 16-byte fp8 store needs two loads and 16 conversions in registers per vector: the bf16
+/// kernel needed 86 registers and fitted two blocks per SM (trick M9 of concat_and_cache_mla).
+/// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kKind how the cache stores an element.
 template <typename Activation, KvCacheDtype kKind>
 inline constexpr int kMaxEntryVector =
