@@ -6,7 +6,7 @@
 //      bytes, so one warp instruction covers one contiguous span on both sides. The first version
 //      took 16 elements per step (one 16-byte fp8 vector, two bf16 vectors 32 bytes apart): each
 //      warp-wide bf16 store then half-filled 32 sectors, and fp8 -> bf16 ran at 62 % of a copy on
-//      an H100 (chapter "MLA: one latent vector per token", the ledger).
+//      an H100 (chapter "Writing the cache", section convert_fp8).
 //   C2 two values per conversion instruction: encode_fp8_pair (fp32x2 -> fp8x2) and fp8x2 ->
 //      fp16x2, then fp32x2 -> bf16x2 / fp16x2: the same bytes as one at a time.
 //   C3 rounds of 4 steps per thread (64 bytes of the wide side), all loads issued first.
@@ -14,17 +14,19 @@
 //   C5 a scalar head (until the wide side is 16-byte aligned) and a scalar tail (the last steps'
 //      remainder).
 //   C6 non-contiguous views, or no common alignment: C4's grid, one element per thread and step.
+// This version (C1 as written now) is not yet measured on a GPU.
+#include "pagedkv/ops/convert_fp8.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
-#include "common/device.cuh"
 #include "common/dispatch.cuh"
+#include "common/device.cuh"
 #include "common/vec.cuh"
 #include "convert_fp8/convert_fp8.cuh"
 #include "pagedkv/cuda_runtime.h"
-#include "pagedkv/ops/convert_fp8.h"
 
 namespace pagedkv::kernels::convert_fp8 {
 

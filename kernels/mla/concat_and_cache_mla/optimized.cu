@@ -1,7 +1,8 @@
 // concat_and_cache_mla, optimized CUDA version: a scatter of whole 576-element entries, so the
 // job is to keep enough wide, aligned accesses in flight; nothing is reused (no shared memory).
 //
-// What this version does differently (not yet measured on a GPU):
+// What this version does differently (M1-M8 measured on an H100, results/h100-2026-12-06c.json;
+// M9 is not yet measured on a GPU):
 //   M1 16-byte loads, the widest every real address allows (8 bf16 per load and per store).
 //   M2 one warp per entry, 8 entries per CTA: 576 bf16 = 72 vectors, 3 per lane.
 //   M3 the slot read, and divided into (block, offset), once per entry, not per element.
@@ -15,6 +16,8 @@
 //      kMaxEntryVector). 16-byte fp8 stores took 86 registers (two blocks per SM) and ran at 37 %
 //      of a copy on an H100.
 // The full story: chapter "MLA: one latent vector per token".
+#include "pagedkv/ops/concat_and_cache_mla.h"
+
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -27,7 +30,6 @@
 #include "common/vec.cuh"
 #include "mla/mla_entry.cuh"
 #include "pagedkv/cuda_runtime.h"
-#include "pagedkv/ops/concat_and_cache_mla.h"
 
 namespace pagedkv::kernels::mla_optimized {
 

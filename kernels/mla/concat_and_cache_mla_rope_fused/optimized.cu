@@ -1,7 +1,8 @@
 // concat_and_cache_mla_rope_fused, optimized CUDA version: an in-place rotation of the query
 // heads (most of the bytes) and one MLA entry per token, each byte touched once.
 //
-// What this version does differently:
+// What this version does differently (the first version measured on an H100,
+// results/h100-2026-12-06c.json; P4 as written now and P7 are not yet measured on a GPU):
 //   P1 16-byte vectors of pairs: NeoX loads x[i..i+7] and y[i..i+7] of one head (bf16), GPT-J
 //      the 8 interleaved values of 4 pairs; the matching cosines and sines with one load each.
 //   P2 the block fits the token: ceil(pairs / vector / 32) warps, up to 8; small CTAs, many per SM.
@@ -17,6 +18,8 @@
 //   P7 the latent part (512 of the entry's 576 values) is spread over every thread of the block,
 //      one vector each (16-byte loads; fp8: 8-byte stores, two values per conversion).
 // The full story: chapter "MLA: one latent vector per token".
+#include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
@@ -27,7 +30,6 @@
 #include "mla/mla_entry.cuh"
 #include "mla/rope.cuh"
 #include "pagedkv/cuda_runtime.h"
-#include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 
 namespace pagedkv::kernels::rope_fused_optimized {
 
