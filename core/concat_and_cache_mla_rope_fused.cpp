@@ -56,6 +56,14 @@ ConcatAndCacheMlaRopeFused::Plan ConcatAndCacheMlaRopeFused::validate(const Args
   const std::int64_t rot_dim = q_pe.size(2);
   checks::mla_rows(k_pe, "k_pe");
   checks::dtype_is(k_pe, "k_pe", q_pe.dtype);
+  // q_pe and k_pe are rotated in place: two elements at one address would be rotated twice
+  // (or raced for on the GPU). Found by the fuzzer (tests/fuzz/): a stride(0) of 0 passed.
+  PAGEDKV_CHECK(checks::elements_are_distinct(q_pe), "q_pe: strides must give every element its ",
+                "own memory (it is rotated in place), but ", q_pe.describe(),
+                " maps several elements to one address");
+  PAGEDKV_CHECK(checks::elements_are_distinct(k_pe), "k_pe: strides must give every element its ",
+                "own memory (it is rotated in place), but ", k_pe.describe(),
+                " maps several elements to one address");
   checks::size_is(k_pe, "k_pe", 0, num_tokens, "T = q_pe.size(0)");
   checks::size_is(k_pe, "k_pe", 1, rot_dim, "rot_dim = q_pe.size(2)");
   checks::mla_rows(kv_c, "kv_c");

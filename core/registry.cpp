@@ -54,7 +54,7 @@ void run_values(Impl impl, const std::vector<ArgValue>& values, cudaStream_t str
 template <class Op>
 std::function<void(cudaStream_t)> prepare_values(Impl impl, const std::vector<ArgValue>& values) {
   typename Op::Args args = args_from<Op>(values);
-  typename Op::Plan plan = Op::validate(args, impl);
+  typename Op::Plan plan = check_call<Op>(args, impl);
   return [impl, args = std::move(args), plan = std::move(plan)](cudaStream_t stream) {
     launch<Op>(impl, plan, args, stream);
   };
@@ -68,6 +68,11 @@ OpEntry entry_of() {
   entry.arguments = arguments_of<Op>();
   entry.run = &run_values<Op>;
   entry.prepare = &prepare_values<Op>;
+  if constexpr (detail::declares_sharing<Op>::value) {
+    entry.may_share_memory = [](std::string_view output, std::string_view other) {
+      return Op::may_share_memory(output, other);
+    };
+  }
   return entry;
 }
 

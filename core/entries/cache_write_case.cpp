@@ -77,7 +77,7 @@ TokenInputs make_token_inputs(const CacheWriteShape& shape, std::uint64_t seed, 
       Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * shape.qkv_row() * element));
   // The query part is never read by a cache write: a cheap non-zero pattern is enough there.
   // Keys and values get random values.
-  std::memset(inputs.qkv.data(), 0x3C, inputs.qkv.size());
+  if (inputs.qkv.size() > 0) std::memset(inputs.qkv.data(), 0x3C, inputs.qkv.size());
   Random random{s};
   for (std::int64_t t = 0; t < shape.num_tokens; ++t) {
     std::uint8_t* row = inputs.qkv.data() + t * shape.qkv_row() * element;
@@ -88,7 +88,9 @@ TokenInputs make_token_inputs(const CacheWriteShape& shape, std::uint64_t seed, 
       draw_slots(shape.num_tokens, shape.num_blocks, shape.block_size, shape.contiguous_slots,
                  s ^ 0x51075EEDull);
   inputs.slot_buffer = Buffer(Memory::host, slots.size() * sizeof(std::int64_t));
-  std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
+  // Zero tokens: an empty buffer has no memory, and memcpy must not see its null pointer.
+  if (!slots.empty())
+    std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
   set_token_views(shape, inputs, Device::cpu);
   return inputs;
 }

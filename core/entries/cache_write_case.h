@@ -180,11 +180,10 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
     return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
   }
 
-  void run_cpu() override {
-    run<Op>(Impl::cpu, {host_.key, host_.value, key_cache(host_caches_, Device::cpu),
-                        value_cache(host_caches_, Device::cpu), host_.slot_mapping,
-                        shape_.kv_cache_dtype, host_k_scale_.view, host_v_scale_.view});
-  }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  /// \cond INTERNAL
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
+  /// \endcond
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -228,6 +227,18 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  typename Op::Args cpu_call() {
+    return typename Op::Args{host_.key,
+                             host_.value,
+                             key_cache(host_caches_, Device::cpu),
+                             value_cache(host_caches_, Device::cpu),
+                             host_.slot_mapping,
+                             shape_.kv_cache_dtype,
+                             host_k_scale_.view,
+                             host_v_scale_.view};
+  }
   TensorView key_cache(const Buffer& caches, Device device) const {
     return glue_.key_cache(shape_, caches, device);
   }

@@ -39,10 +39,8 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
     return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
   }
 
-  void run_cpu() override {
-    run<Op>(Impl::cpu, {host_.kv_c, host_.k_pe, mla_cache_view(shape_, host_cache_, Device::cpu),
-                        host_.slot_mapping, shape_.kv_cache_dtype, host_scale_.view});
-  }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -103,6 +101,16 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  Op::Args cpu_call() {
+    return Op::Args{host_.kv_c,
+                    host_.k_pe,
+                    mla_cache_view(shape_, host_cache_, Device::cpu),
+                    host_.slot_mapping,
+                    shape_.kv_cache_dtype,
+                    host_scale_.view};
+  }
   MlaShape shape_;
   std::uint64_t seed_;
   MlaInputs host_;     // set 0, the CPU reference's input

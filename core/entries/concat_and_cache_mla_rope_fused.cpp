@@ -114,15 +114,8 @@ class RopeFusedCase final : public OpCase {
     return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
   }
 
-  void run_cpu() override {
-    // The op rotates in place: start again from the pristine inputs every time.
-    std::memcpy(host_.queries.data(), pristine_.queries.data(), pristine_.queries.size());
-    std::memcpy(host_.mla.projection.data(), pristine_.mla.projection.data(),
-                pristine_.mla.projection.size());
-    host_cache_.fill(kPoisonByte);
-    run<Op>(Impl::cpu,
-            args_of(host_, mla_cache_view(shape_, host_cache_, Device::cpu), host_scale_.view));
-  }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -163,6 +156,16 @@ class RopeFusedCase final : public OpCase {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  Op::Args cpu_call() {
+    // The op rotates in place: start again from the pristine inputs every time.
+    // (copy_from: zero tokens leave empty buffers, whose null pointers memcpy must not see.)
+    host_.queries.copy_from(pristine_.queries);
+    host_.mla.projection.copy_from(pristine_.mla.projection);
+    host_cache_.fill(kPoisonByte);
+    return args_of(host_, mla_cache_view(shape_, host_cache_, Device::cpu), host_scale_.view);
+  }
   Op::Args args_of(const FusedInputs& in, const TensorView& cache, const TensorView& scale) const {
     return {in.position_view,
             in.q_pe,

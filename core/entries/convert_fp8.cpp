@@ -54,10 +54,8 @@ class ConvertFp8Case final : public OpCase {
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
   int buffer_sets() const override { return static_cast<int>(sets_.size() > 0 ? sets_.size() : 1); }
 
-  void run_cpu() override {
-    run<ConvertFp8>(Impl::cpu, {output_view(reference_, Device::cpu),
-                                input_view(host_input_, Device::cpu), kScale, "fp8_e4m3"});
-  }
+  void run_cpu() override { run<ConvertFp8>(Impl::cpu, cpu_call()); }
+  std::vector<ArgValue> cpu_arguments() override { return values_of<ConvertFp8>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -91,6 +89,12 @@ class ConvertFp8Case final : public OpCase {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  ConvertFp8::Args cpu_call() {
+    return ConvertFp8::Args{output_view(reference_, Device::cpu),
+                            input_view(host_input_, Device::cpu), kScale, "fp8_e4m3"};
+  }
   struct Set {
     Buffer input;
     Buffer output;

@@ -150,10 +150,8 @@ class CpGatherCacheCase final : public OpCase {
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
   int buffer_sets() const override { return static_cast<int>(sets_.size() > 0 ? sets_.size() : 1); }
 
-  void run_cpu() override {
-    run<Op>(Impl::cpu,
-            args_for(host_cache_, reference_, host_table_, host_cu_, host_starts_, Device::cpu));
-  }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -187,6 +185,11 @@ class CpGatherCacheCase final : public OpCase {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  Op::Args cpu_call() {
+    return args_for(host_cache_, reference_, host_table_, host_cu_, host_starts_, Device::cpu);
+  }
   struct Set {
     Buffer cache;
     Buffer dst;

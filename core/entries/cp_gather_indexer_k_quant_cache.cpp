@@ -41,9 +41,8 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
     return static_cast<int>(device_indices_.size() > 0 ? device_indices_.size() : 1);
   }
 
-  void run_cpu() override {
-    run<Op>(Impl::cpu, args_for(host_cache_, host_output_, host_indices_, Device::cpu));
-  }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -74,6 +73,9 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  Op::Args cpu_call() { return args_for(host_cache_, host_output_, host_indices_, Device::cpu); }
   std::int64_t output_bytes() const { return shape_.num_tokens * kW5SlotBytes; }
 
   Op::Args args_for(const Buffer& cache, const Buffer& output, const IndexerGatherIndices& indices,

@@ -43,9 +43,8 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
     return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
   }
 
-  void run_cpu() override {
-    run<Op>(Impl::cpu, args_of(host_, host_dst_, host_scale_, Device::cpu));
-  }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -77,6 +76,9 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  Op::Args cpu_call() { return args_of(host_, host_dst_, host_scale_, Device::cpu); }
   std::int64_t dst_bytes() const { return shape_.total_tokens * kMlaGatherRow * 2; }
 
   // The op's arguments over one set of inputs and a [total_tokens, 576] bf16 workspace.

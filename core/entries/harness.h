@@ -110,8 +110,8 @@ class PlannedCalls {
   /// \param args the call's arguments (device tensors).
   void add(const typename Op::Args& args) {
     args_.push_back(args);
-    naive_plans_.push_back(Op::validate(args_.back(), Impl::naive));
-    optimized_plans_.push_back(Op::validate(args_.back(), Impl::optimized));
+    naive_plans_.push_back(check_call<Op>(args_.back(), Impl::naive));
+    optimized_plans_.push_back(check_call<Op>(args_.back(), Impl::optimized));
   }
   /// \brief Launches one version on buffer set `set` from its plan (no checks, no sync).
   /// \param impl Impl::naive or Impl::optimized.

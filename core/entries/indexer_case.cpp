@@ -58,7 +58,9 @@ IndexerWriteInputs make_indexer_write_inputs(const IndexerWriteShape& shape, std
   const std::vector<std::int64_t> slots = draw_slots(
       shape.num_tokens, shape.num_blocks, kW5BlockSize, shape.contiguous_slots, s ^ 0x1DE7ull);
   inputs.slot_buffer = Buffer(Memory::host, slots.size() * sizeof(std::int64_t));
-  std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
+  // Zero tokens: an empty buffer has no memory, and memcpy must not see its null pointer.
+  if (!slots.empty())
+    std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
   set_write_views(shape, inputs, Device::cpu);
   return inputs;
 }
@@ -162,9 +164,10 @@ IndexerGatherIndices make_indexer_gather_indices(const IndexerGatherShape& shape
   }
   IndexerGatherIndices indices;
   indices.table = Buffer(Memory::host, table.size() * sizeof(std::int32_t));
-  std::memcpy(indices.table.data(), table.data(), indices.table.size());
+  // (Empty batches leave empty buffers, whose null pointers memcpy must not see.)
+  if (!table.empty()) std::memcpy(indices.table.data(), table.data(), indices.table.size());
   indices.starts = Buffer(Memory::host, starts.size() * sizeof(std::int32_t));
-  std::memcpy(indices.starts.data(), starts.data(), indices.starts.size());
+  if (!starts.empty()) std::memcpy(indices.starts.data(), starts.data(), indices.starts.size());
   set_gather_views(indices, shape.batch_size, max_blocks, Device::cpu);
   return indices;
 }

@@ -36,10 +36,8 @@ class IndexerKQuantAndCacheCase final : public OpCase {
     return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
   }
 
-  void run_cpu() override {
-    run<Op>(Impl::cpu,
-            args_for(host_, indexer_cache_view(shape_.num_blocks, host_cache_, Device::cpu)));
-  }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -70,6 +68,11 @@ class IndexerKQuantAndCacheCase final : public OpCase {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  Op::Args cpu_call() {
+    return args_for(host_, indexer_cache_view(shape_.num_blocks, host_cache_, Device::cpu));
+  }
   Op::Args args_for(const IndexerWriteInputs& in, const TensorView& cache) const {
     return {in.k, cache, in.slot_mapping, kIndexerQuantBlock, shape_.ue8m0 ? "ue8m0" : ""};
   }

@@ -72,7 +72,9 @@ MlaInputs make_mla_inputs(const MlaShape& shape, std::uint64_t seed, int set) {
       draw_slots(shape.num_tokens, shape.num_blocks, shape.block_size, shape.contiguous_slots,
                  s ^ 0x51075EEDull);
   inputs.slot_buffer = Buffer(Memory::host, slots.size() * sizeof(std::int64_t));
-  std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
+  // Zero tokens: an empty buffer has no memory, and memcpy must not see its null pointer.
+  if (!slots.empty())
+    std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
   set_mla_views(shape, inputs, Device::cpu);
   return inputs;
 }

@@ -133,20 +133,10 @@ class NormCase final : public OpCase {
     return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
   }
 
-  void run_cpu() override {
-    const TensorView weight = weight_view(weight_host_, Device::cpu);
-    if constexpr (kFused) {
-      // The op works in place: start every run from the drawn inputs, so that running it again
-      // gives the same output.
-      reference_.input.copy_from(host_.input);
-      reference_.second.copy_from(host_.second);
-      run<Op>(Impl::cpu, {rows(reference_.input, Device::cpu), rows(reference_.second, Device::cpu),
-                          weight, shape_.epsilon});
-    } else {
-      run<Op>(Impl::cpu, {rows(reference_.second, Device::cpu), rows(host_.input, Device::cpu),
-                          weight, shape_.epsilon});
-    }
-  }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  /// \cond INTERNAL
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
+  /// \endcond
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -214,6 +204,22 @@ class NormCase final : public OpCase {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  typename Op::Args cpu_call() {
+    const TensorView weight = weight_view(weight_host_, Device::cpu);
+    if constexpr (kFused) {
+      // The op works in place: start every run from the drawn inputs, so that running it again
+      // gives the same output.
+      reference_.input.copy_from(host_.input);
+      reference_.second.copy_from(host_.second);
+      return {rows(reference_.input, Device::cpu), rows(reference_.second, Device::cpu), weight,
+              shape_.epsilon};
+    } else {
+      return {rows(reference_.second, Device::cpu), rows(host_.input, Device::cpu), weight,
+              shape_.epsilon};
+    }
+  }
   Buffer draw(int set, std::uint64_t salt) const {
     return make_hidden_states(shape_, set_seed(seed_, set) ^ salt);
   }

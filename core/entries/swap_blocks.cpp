@@ -80,10 +80,8 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
   CopyKind copy_kind() const override { return kind_; }
   int buffer_sets() const override { return static_cast<int>(mappings_.size()); }
 
-  void run_cpu() override {
-    run<SwapBlocks>(Impl::cpu, {pool_view(host_src_, Device::cpu),
-                                pool_view(host_dst_, Device::cpu), kBlockBytes, mappings_[0].view});
-  }
+  void run_cpu() override { run<SwapBlocks>(Impl::cpu, cpu_call()); }
+  std::vector<ArgValue> cpu_arguments() override { return values_of<SwapBlocks>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -134,6 +132,12 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
 
  private:
+  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
+  // lists).
+  SwapBlocks::Args cpu_call() {
+    return SwapBlocks::Args{pool_view(host_src_, Device::cpu), pool_view(host_dst_, Device::cpu),
+                            kBlockBytes, mappings_[0].view};
+  }
   // bf16 [pool_blocks, 16, 8, 128]: block b is row b, 32 KiB.
   TensorView pool_view(const Buffer& pool, Device device) const {
     return TensorView::contiguous(pool.data(), DType::bf16,
@@ -197,6 +201,7 @@ OpEntry SwapBlocks::card() {
       "bf16), random and never zero, move between a source and a destination pool of 4096 "
       "blocks (512 in a quick run) following a random mapping of distinct blocks; the host pool "
       "of H2D / D2H is pinned, as an engine's swap space is.";
+  entry.addresses_rows = true;  // src and dst are rows of stride(0) elements
   entry.points = &points;
   entry.make_case = &make_case;
   return entry;

@@ -23,7 +23,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include "pagedkv/error.h"
 #include "pagedkv/impl.h"
+#include "pagedkv/memory_overlap.h"
 #include "pagedkv/tensor_view.h"
 
 namespace pagedkv {
@@ -124,6 +126,50 @@ std::vector<ArgInfo> arguments_of() {
   return list;
 }
 
+/// \cond INTERNAL
+// Rejects a call in which an output or inout tensor shares a byte with any other tensor
+// argument, naming both.
+template <class Op>
+void check_outputs_apart(const typename Op::Args& args) {
+  struct Tensor {
+    const char* name;
+    bool writes;
+    const TensorView* view;
+  };
+  std::vector<Tensor> tensors;
+  Op::arguments([&](auto member, const char* name, ArgKind kind, const char*) {
+    using T = std::remove_cv_t<std::remove_reference_t<decltype(args.*member)>>;
+    if constexpr (std::is_same_v<T, TensorView>) {
+      tensors.push_back({name, kind == ArgKind::output || kind == ArgKind::inout, &(args.*member)});
+    }
+  });
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    if (!tensors[i].writes) continue;
+    for (std::size_t j = 0; j < tensors.size(); ++j) {
+      if (j == i || (tensors[j].writes && j < i)) continue;  // each pair of outputs once
+      if constexpr (detail::declares_sharing<Op>::value) {
+        if (Op::may_share_memory(tensors[i].name, tensors[j].name)) continue;
+      }
+      PAGEDKV_CHECK(!share_memory(*tensors[i].view, *tensors[j].view), tensors[i].name,
+                    ": expected memory of its own, but it shares bytes with ", tensors[j].name,
+                    " (", tensors[i].view->describe(), " at ", tensors[i].view->data, "; ",
+                    tensors[j].view->describe(), " at ", tensors[j].view->data, "): the op would ",
+                    tensors[j].writes ? "write both" : "overwrite what it reads");
+    }
+  }
+}
+
+// The whole contract of a call: the op's own rules (Op::validate), then the rules every op
+// shares, derived from its argument list. What run(), the registry's entry points and the
+// comparison tool's plans validate with.
+template <class Op>
+typename Op::Plan check_call(const typename Op::Args& args, Impl impl) {
+  typename Op::Plan plan = Op::validate(args, impl);
+  check_outputs_apart<Op>(args);
+  return plan;
+}
+/// \endcond
+
 /// \brief Runs an already validated plan with implementation `impl` (nothing is checked, and
 /// nothing synchronizes after a CUDA launch): what timing loops call.
 /// \tparam Op the op's struct.
@@ -153,7 +199,7 @@ void launch(Impl impl, const typename Op::Plan& plan, const typename Op::Args& a
 /// \param stream the CUDA stream (ignored by the CPU reference); nothing synchronizes after it.
 template <class Op>
 void run(Impl impl, const typename Op::Args& args, cudaStream_t stream = nullptr) {
-  const typename Op::Plan plan = Op::validate(args, impl);
+  const typename Op::Plan plan = check_call<Op>(args, impl);
   launch<Op>(impl, plan, args, stream);
 }
 

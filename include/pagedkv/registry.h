@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -75,6 +77,25 @@ struct Agreement {
   }
 };
 
+/// \brief One argument value of a call whose op is chosen at run time (the Python bindings):
+/// a TensorView for every tensor kind (an absent optional tensor has no data), else the
+/// scalar's C++ type.
+using ArgValue = std::variant<TensorView, std::int64_t, double, bool, std::string>;
+
+/// \cond INTERNAL
+// The values of `args`, in the order of Op::arguments (the inverse of what OpEntry::run
+// receives): what lets code that knows only the registry hold a call (the fuzzer, tests/fuzz/).
+template <class Op>
+std::vector<ArgValue> values_of(const typename Op::Args& args) {
+  std::vector<ArgValue> values;
+  Op::arguments([&](auto member, const char*, ArgKind, const char*) {
+    using T = std::remove_cv_t<std::remove_reference_t<decltype(args.*member)>>;
+    values.emplace_back(std::in_place_type<T>, args.*member);
+  });
+  return values;
+}
+/// \endcond
+
 /// \brief The copy a size-matched baseline performs (what "% of copy" is relative to).
 enum class CopyKind {
   device_to_device,  ///< cudaMemcpyAsync D2D; bytes read + bytes written, like a cache write
@@ -112,6 +133,13 @@ class OpCase {
   /// \brief Runs the checked CPU reference on the host inputs (the agreement baseline). Running
   /// it again gives the same output.
   virtual void run_cpu() = 0;
+  /// \cond INTERNAL
+  // The arguments of the CPU reference's call, in the order of the op's arguments: views of
+  // this case's host memory, inputs as drawn (an op that overwrites its inputs gets them back
+  // first) and outputs as the reference starts from. The fuzzer (tests/fuzz/) copies them to
+  // make its calls; running the op on these very views changes the case's reference output.
+  virtual std::vector<ArgValue> cpu_arguments() = 0;
+  /// \endcond
   /// \brief Copies inputs to the GPU and validates them once per buffer set (needs a device).
   /// \param l2_bytes the device's L2 size: enough buffer sets are made that rotating through them
   ///        touches more than twice this (up to kMaxBufferSets).
@@ -161,11 +189,6 @@ inline constexpr int kMaxBufferSets = 64;
 /// \return between 1 and kMaxBufferSets.
 int buffer_sets_for(std::int64_t bytes_per_launch, std::int64_t l2_bytes);
 
-/// \brief One argument value of a call whose op is chosen at run time (the Python bindings):
-/// a TensorView for every tensor kind (an absent optional tensor has no data), else the
-/// scalar's C++ type.
-using ArgValue = std::variant<TensorView, std::int64_t, double, bool, std::string>;
-
 /// \brief What an op tells the rest of the project about itself.
 ///
 /// The op's own card (Op::card(), in `core/entries/<op>.cpp`) fills the descriptive fields and the
@@ -185,6 +208,16 @@ struct OpEntry {
   std::vector<std::string> workloads;  ///< standard workload ids
   /// \brief What the op's workload points are (shapes, how inputs are drawn), in one paragraph.
   std::string workload_notes;
+  /// \cond INTERNAL
+  // True when the op sees its tensors as size(0) rows of stride(0) elements and moves whole
+  // rows as bytes (swap_blocks) rather than addressing the view's elements: the memory it may
+  // touch is then the rows, gaps between elements included, and a call keeps its meaning only
+  // in its own layout (block_size_in_bytes is tied to stride(0)). The fuzzer reads it.
+  bool addresses_rows = false;
+  // Op::may_share_memory when the op declares it (pagedkv/memory_overlap.h): which output may
+  // share memory with which other argument. nullptr: none may. The fuzzer reads it.
+  bool (*may_share_memory)(std::string_view output, std::string_view other) = nullptr;
+  /// \endcond
   /// \brief The points of `workload`; `quick` keeps the small sizes (CPU-only runs).
   std::vector<WorkloadPoint> (*points)(const std::string& workload, bool quick) = nullptr;
   /// \brief Allocates the host inputs of one point, filled from `seed` (random, never zeros).

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include <cuda_runtime_api.h>
 
@@ -26,6 +27,14 @@ namespace pagedkv {
 struct RmsNorm {
   /// \brief The upstream name.
   static constexpr const char* name = "rms_norm";
+
+  /// \cond INTERNAL
+  // out may be input itself (in place, as vLLM calls it): the contract itself rejects any
+  // other overlap of the two. Read by check_outputs_apart().
+  static constexpr bool may_share_memory(std::string_view output, std::string_view other) {
+    return output == "out" && other == "input";
+  }
+  /// \endcond
 
   /// \brief The arguments, in vLLM's order and with vLLM's names (documented in arguments()).
   struct Args {

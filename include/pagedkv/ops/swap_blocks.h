@@ -43,6 +43,14 @@ struct SwapBlocks {
   /// \brief The upstream name.
   static constexpr const char* name = "swap_blocks";
 
+  /// \cond INTERNAL
+  // dst may share memory with src (blocks moved within one pool): the contract itself rejects
+  // a pair whose source and destination overlap partially. Read by check_outputs_apart().
+  static constexpr bool may_share_memory(std::string_view output, std::string_view other) {
+    return output == "dst" && other == "src";
+  }
+  /// \endcond
+
   /// \brief The arguments, in vLLM's order and with vLLM's names (documented in arguments()).
   struct Args {
     /// \name Arguments (documented in SwapBlocks::arguments)
