@@ -47,6 +47,13 @@ std::string agreement_text(const Row& row) {
   if (!row.error.empty()) return "ERROR: " + row.error;
   if (row.impl == "cpu") return "reference";
   if (!row.bit_exact) return "—";
+  if (row.max_ulp && row.ulp_bound) {
+    // An element-wise op with transcendentals: its largest ulp distance next to the bound.
+    const std::string ulp = format("%.3g", *row.max_ulp) +
+                            (*row.max_ulp <= *row.ulp_bound ? " ≤ " : " > ") +
+                            format("%.3g", *row.ulp_bound) + " ulp";
+    return row.agrees.value_or(false) ? ulp : "DIFFERS: " + ulp;
+  }
   if (row.rel_err && row.tolerance) {
     // A reduction: its relative error next to the bound.
     const bool within = *row.rel_err <= *row.tolerance;
@@ -207,6 +214,8 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const Run
          << ", \"bytes_differing\": " << r.bytes_differing
          << ", \"rel_err\": " << json_number(r.rel_err)
          << ", \"tolerance\": " << json_number(r.tolerance)
+         << ", \"max_ulp\": " << json_number(r.max_ulp)
+         << ", \"ulp_bound\": " << json_number(r.ulp_bound)
          << ", \"agrees\": " << json_bool(r.agrees)
          << ", \"method\": " << json_string(r.method) << ", \"repeats\": " << r.repeats
          << ", \"launches_per_repeat\": " << r.launches_per_repeat
