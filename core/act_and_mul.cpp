@@ -9,7 +9,7 @@
 // upstream would silently get wrong: an odd last dimension (upstream drops the last element of
 // up and misplaces the halves), an out of another shape or dtype, a last dimension that is not
 // packed, out overlapping input. Zero rows is a no-op.
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 #include "norm_checks.h"
 #include "pagedkv/checks.h"

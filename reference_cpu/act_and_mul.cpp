@@ -3,13 +3,13 @@
 // act_and_mul_kernel): plain loops over rows and elements.
 //
 // Per element, upstream's rounding points: the activation in float32, rounded to the dtype T;
-// the product with up computed in float32 and rounded to T. For f16 and bf16 that product is
-// exact in float32 (11 + 11 and 8 + 8 significand bits fit in 24), so only the final rounding
-// matters, exactly as in the GPU's packed multiply. The one place the CPU differs from the GPU
+// the product with up computed in float32 and rounded to T, as the kernels do. For f16 and bf16
+// that product is exact in float32 (11 + 11 and 8 + 8 significand bits fit in 24; for bf16,
+// unless it leaves float32's normal range). The one place the CPU differs from the GPU
 // on purpose: exp, erf and tanh are evaluated in float64 and rounded once to float, where the
 // GPU's expf, erff and tanhf are within 2 ulp (CUDA C Programming Guide, Mathematical
 // Functions). Hence the ulp-bounded agreement (pagedkv/agreement.h).
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 #include <cmath>
 #include <cstdint>

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "pagedkv/dtype.h"
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 namespace pagedkv::cpu {
 

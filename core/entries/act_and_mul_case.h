@@ -12,7 +12,7 @@
 #include "pagedkv/buffers.h"
 #include "pagedkv/dtype.h"
 #include "pagedkv/op.h"
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 #include "pagedkv/registry.h"
 #include "pagedkv/tensor_view.h"
 

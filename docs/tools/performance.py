@@ -78,6 +78,11 @@ def _check(row: dict, detail: bool = False) -> str:
     if agrees is None:
         return "—"
     mark = "✓" if agrees else "✗"
+    if detail and row.get("ulp_bound") is not None:  # the activations: max_ulp ≤ ulp_bound
+        worst = row.get("max_ulp")
+        worst_text = "inf" if worst is None else f"{worst:.3g}"
+        sign = "≤" if worst is not None and worst <= row["ulp_bound"] else ">"
+        return f"{mark} {worst_text} {sign} {row['ulp_bound']:g} ulp"
     if detail and row.get("tolerance") is not None:
         rel = row.get("rel_err")
         rel_text = "inf" if rel is None else f"{rel:.1e}"

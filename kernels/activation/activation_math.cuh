@@ -15,7 +15,7 @@
 
 #include "common/convert.cuh"
 #include "norm/norm_math.cuh"
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 namespace pagedkv::kernels::activation {
 

@@ -57,12 +57,11 @@ struct EntryVectors {
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector.
 /// \param source the first element, aligned to a piece.
-/// \param pieces where the loads go, in memory order.
+/// \param pieces where the loads go, in memory order: EntryVectors::kLoads pieces (an array of
+///        that length; a pointer parameter, because Doxygen cannot parse a reference to an array).
 template <typename Activation, int kVec>
 __device__ __forceinline__ void load_entry_vector(
-    const Activation* source,
-    AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec> (
-        &pieces)[EntryVectors<Activation, kVec>::kLoads]) {
+    const Activation* source, AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec>* pieces) {
   using Vectors = EntryVectors<Activation, kVec>;
 #pragma unroll
   for (int l = 0; l < Vectors::kLoads; ++l) {
@@ -76,13 +75,12 @@ __device__ __forceinline__ void load_entry_vector(
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kVec elements per vector.
 /// \param to the vector's first cache element, aligned to the whole vector.
-/// \param pieces the vector, as load_entry_vector() loaded it.
+/// \param pieces the vector, as load_entry_vector() loaded it (EntryVectors::kLoads pieces).
 /// \param scale the fp8 scale (unused for kAuto).
 template <KvCacheDtype kKind, typename Activation, int kVec>
 __device__ __forceinline__ void store_entry_vector(
     typename CacheElement<Activation, kKind>::type* to,
-    const AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec> (
-        &pieces)[EntryVectors<Activation, kVec>::kLoads],
+    const AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec>* pieces,
     float scale) {
   using Cache = typename CacheElement<Activation, kKind>::type;
   constexpr int kLoadVec = EntryVectors<Activation, kVec>::kLoadVec;
@@ -159,12 +157,13 @@ __device__ __forceinline__ void store_entry(typename CacheElement<Activation, kK
   }
 }
 
-/// \brief The widest entry vector, in elements, for activations `Activation` stored as `kKind`:
-/// 16 bytes of cache per store for "auto" (8 bf16 / fp16, 4 fp32), but 8 fp8 bytes per store for
-/// fp8 caches, so that one store's inputs are one 16-byte load of bf16 / fp16 (two of f32). A 16-byte fp8
-/// store needs two loads and 16 conversions in registers per vector: the bf16 kernel needed 86
-/// registers, two blocks per SM, and ran at 37 % of a copy on an H100 (chapter "MLA: one latent
-/// vector per token", the ledger).
+/// \brief The widest entry vector, in elements, for activations `Activation` stored as `kKind`.
+///
+/// 16 bytes of cache per store for "auto" (8 bf16 / fp16, 4 fp32), but 8 fp8 bytes per store
+/// for fp8 caches, so that one store's inputs are one 16-byte load of bf16 / fp16 (two of f32).
+/// A 16-byte fp8 store needs two loads and 16 conversions in registers per vector: the bf16
+/// kernel needed 86 registers, two blocks per SM, and ran at 37 % of a copy on an H100 (the
+/// ledger of the MLA chapter).
 /// \tparam Activation float, __half or __nv_bfloat16.
 /// \tparam kKind how the cache stores an element.
 template <typename Activation, KvCacheDtype kKind>

@@ -7,7 +7,7 @@
 /// out = 0.8413 · 2 = 1.6827.
 #pragma once
 
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 namespace pagedkv {
 

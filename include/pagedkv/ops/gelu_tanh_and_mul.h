@@ -7,7 +7,7 @@
 /// tanh(0.8336) = 0.6827, gelu_tanh(1) = 0.8412; out = 1.6824.
 #pragma once
 
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 namespace pagedkv {
 

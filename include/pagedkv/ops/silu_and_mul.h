@@ -6,7 +6,7 @@
 /// = 1.7616; out = (0 · 5, 1.7616 · 3) = (0, 5.2848).
 #pragma once
 
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 namespace pagedkv {
 

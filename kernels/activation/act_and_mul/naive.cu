@@ -18,7 +18,7 @@
 #include "activation/activation_math.cuh"
 #include "norm/norm_math.cuh"
 #include "pagedkv/cuda_runtime.h"
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 namespace pagedkv::kernels::act_and_mul_naive {
 

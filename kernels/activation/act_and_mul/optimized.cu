@@ -19,7 +19,7 @@
 #include "common/vec.cuh"
 #include "norm/norm_math.cuh"
 #include "pagedkv/cuda_runtime.h"
-#include "pagedkv/ops/act_and_mul.h"
+#include "pagedkv/act_and_mul.h"
 
 namespace pagedkv::kernels::act_and_mul_optimized {
 
