@@ -65,6 +65,8 @@ def _us(value) -> str:
 
 
 def _size(row: dict) -> tuple[str, int]:
+    if row.get("size_unit") and "size" in row:  # every file written since size_unit existed
+        return row["size_unit"], int(row["size"])
     if "tokens" in row:
         return "tokens", int(row["tokens"])
     return "blocks", int(row.get("blocks", 0))

@@ -31,8 +31,8 @@ struct WorkloadPoint {
   std::string workload;   ///< "W1", "W6", ...
   std::string variant;    ///< e.g. "NHD bf16", "HND fp8_e4m3", "H2D"
   std::string slots;      ///< how slots (or block ids) are drawn: "random" or "contiguous"
-  std::int64_t size = 0;  ///< number of tokens (cache writes) or blocks (swap_blocks)
-  std::string size_unit;  ///< "tokens" or "blocks"
+  std::int64_t size = 0;  ///< number of tokens (cache writes), blocks (swap_blocks) or sequences
+  std::string size_unit;  ///< "tokens", "blocks" or "sequences" (W13)
   /// Blocks in the cache the tokens are written to (W1), or blocks in each of the source and
   /// destination pools (W6). Quick points use a smaller cache so that the CPU run stays short.
   std::int64_t num_blocks = 0;

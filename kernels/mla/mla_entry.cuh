@@ -61,7 +61,8 @@ struct EntryVectors {
 ///        that length; a pointer parameter, because Doxygen cannot parse a reference to an array).
 template <typename Activation, int kVec>
 __device__ __forceinline__ void load_entry_vector(
-    const Activation* source, AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec>* pieces) {
+    const Activation* source,
+    AlignedVector<Activation, EntryVectors<Activation, kVec>::kLoadVec>* pieces) {
   using Vectors = EntryVectors<Activation, kVec>;
 #pragma unroll
   for (int l = 0; l < Vectors::kLoads; ++l) {

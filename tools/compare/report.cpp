@@ -43,6 +43,13 @@ std::string short_exponent(double value) {
   return text;
 }
 
+// " blk", " seq" or " tok" after a size in the table.
+std::string size_suffix(const std::string& unit) {
+  if (unit == "blocks") return " blk";
+  if (unit == "sequences") return " seq";
+  return " tok";
+}
+
 std::string agreement_text(const Row& row) {
   if (!row.error.empty()) return "ERROR: " + row.error;
   if (row.impl == "cpu") return "reference";
@@ -116,7 +123,7 @@ void print_table(std::ostream& out, const std::vector<Row>& rows, const RunInfo&
   std::vector<std::vector<std::string>> cells;
   for (const Row& row : rows) {
     cells.push_back({row.op, row.workload, row.variant, row.slots,
-                     std::to_string(row.size) + (row.size_unit == "blocks" ? " blk" : " tok"),
+                     std::to_string(row.size) + size_suffix(row.size_unit),
                      row.impl, format_us(row.median_us), row.gbps ? format("%.1f", *row.gbps) : "—",
                      row.pct_of_copy ? format("%.1f%%", *row.pct_of_copy) : "—",
                      agreement_text(row)});
