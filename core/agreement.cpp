@@ -68,4 +68,32 @@ double relative_error(const void* actual, const void* reference, DType dtype, st
   return std::sqrt(diff2 / ref2);
 }
 
+double ulp_of(DType dtype, double magnitude) {
+  int precision = 0, min_exponent = 0, max_exponent = 0;  // significand bits, 2^min .. 2^max
+  switch (dtype) {
+    case DType::f32: precision = 24, min_exponent = -126, max_exponent = 127; break;
+    case DType::f16: precision = 11, min_exponent = -14, max_exponent = 15; break;
+    case DType::bf16: precision = 8, min_exponent = -126, max_exponent = 127; break;
+    default: reject("ulp_of: dtype must be f32, f16 or bf16, got ", dtype_name(dtype));
+  }
+  int exponent = min_exponent;  // 2^exponent <= magnitude < 2^(exponent + 1), clamped
+  if (std::isfinite(magnitude) && magnitude >= std::ldexp(1.0, min_exponent)) {
+    std::frexp(magnitude, &exponent);  // magnitude = m 2^exponent with 0.5 <= m < 1
+    exponent -= 1;
+  } else if (!std::isfinite(magnitude)) {
+    exponent = max_exponent;
+  }
+  if (exponent > max_exponent) exponent = max_exponent;
+  return std::ldexp(1.0, exponent - (precision - 1));
+}
+
+double ulp_error(double actual, double reference, double magnitude, DType dtype) {
+  if (std::isnan(actual) && std::isnan(reference)) return 0.0;
+  if (actual == reference) return 0.0;
+  if (!std::isfinite(actual) || !std::isfinite(reference)) {
+    return std::numeric_limits<double>::infinity();
+  }
+  return std::fabs(actual - reference) / ulp_of(dtype, magnitude);
+}
+
 }  // namespace pagedkv

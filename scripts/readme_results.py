@@ -24,11 +24,17 @@ def gpu_runs():
 
 
 def agreement(naive, opt):
-    """The agreement cell: bit-exact / NO, or for a reduction the optimized row's rel_err ≤ tolerance.
+    """The agreement cell: bit-exact / NO, for a reduction the optimized row's rel_err ≤ tolerance,
+    for an ulp-bounded op (the activations) its max_ulp ≤ ulp_bound.
     Files written before rel_err, tolerance and agrees existed lack them: bit_exact is the rule."""
     def agrees(row):
         return row.get("bit_exact") if row.get("agrees") is None else row["agrees"]
     ok = all(agrees(r) for r in (naive, opt))
+    if opt.get("ulp_bound") is not None:  # element-wise ops with transcendentals (silu, gelu)
+        worst = opt.get("max_ulp")
+        worst_text = "inf" if worst is None else f"{worst:.3g}"
+        sign = "≤" if worst is not None and worst <= opt["ulp_bound"] else ">"
+        return f"{'' if ok else 'NO, '}{worst_text} {sign} {opt['ulp_bound']:g} ulp"
     if opt.get("tolerance") is None:
         return "bit-exact" if ok else "NO"
     rel = opt.get("rel_err")

@@ -56,8 +56,10 @@ TEST_CASE("registry: every entry is complete", "[registry]") {
     CHECK_FALSE(op.workload_notes.empty());
     REQUIRE(op.points != nullptr);
     REQUIRE(op.make_case != nullptr);
-    // Copy and quantize ops are bit-exact; reductions state their tolerance rule.
+    // Copy, quantize and penalty ops are bit-exact; the activations state their ulp bound;
+    // reductions state their tolerance rule.
     CHECK((op.agreement_rule.rfind("bit-exact", 0) == 0 ||
+           op.agreement_rule.rfind("ulp-bounded", 0) == 0 ||
            op.agreement_rule.rfind("norm-wise relative error", 0) == 0));
     for (const std::string& workload : op.workloads) {
       CAPTURE(workload);
@@ -234,6 +236,16 @@ TEST_CASE("registry: Agreement applies the op's rule", "[registry]") {
   CHECK_FALSE(reduction.agrees());
   reduction.rel_err = std::numeric_limits<double>::quiet_NaN();
   CHECK_FALSE(reduction.agrees());
+  pagedkv::Agreement ulp;  // an element-wise op with transcendentals: max_ulp within ulp_bound
+  ulp.ulp_bound = 4.0;
+  ulp.max_ulp = 3.5;
+  CHECK(ulp.is_ulp_bounded());
+  CHECK_FALSE(ulp.is_reduction());
+  CHECK(ulp.agrees());  // bytes may differ: the bound is the rule
+  ulp.max_ulp = 4.5;
+  CHECK_FALSE(ulp.agrees());
+  ulp.max_ulp = std::numeric_limits<double>::infinity();
+  CHECK_FALSE(ulp.agrees());
 }
 
 TEST_CASE("registry: the CPU reference runs on the smallest point of every op", "[registry]") {
@@ -279,7 +291,10 @@ TEST_CASE("registry: naive and optimized agree with the CPU on a quick point",
         const pagedkv::Agreement agreement = c->check(impl);
         CAPTURE(agreement.rel_err, agreement.tolerance);
         CHECK(agreement.agrees());
-        if (!agreement.is_reduction()) CHECK(agreement.bytes_differing == 0);
+        CAPTURE(agreement.max_ulp, agreement.ulp_bound);
+        if (!agreement.is_reduction() && !agreement.is_ulp_bounded()) {
+          CHECK(agreement.bytes_differing == 0);
+        }
         CHECK(agreement.bytes_compared > 0);
       }
       // The timed entry point computes what the checked one does.

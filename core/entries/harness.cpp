@@ -36,6 +36,7 @@ double decode(const std::uint8_t* element, DType dtype) {
     case DType::f8_e4m3: return numerics::fp8_e4m3_to_float(*element);
     case DType::f8_e5m2: return numerics::fp8_e5m2_to_float(*element);
     case DType::u8: return *element;
+    case DType::b8: return *element;
     case DType::i32: {
       std::int32_t v;
       std::memcpy(&v, element, 4);

@@ -226,6 +226,20 @@ LABELS = {
         "three_cpu_note": "one thread copies element\n0, 1, 2, … in turn",
         "three_naive_note": "16 threads, each loads\nand stores 2 bytes",
         "three_opt_note": "2 threads, each moves 16 bytes;\nloads of many rows in flight",
+        "layer_hidden": "hidden states of the step's tokens",
+        "layer_cache": "paged KV cache",
+        "layer_cache_write": "writes K, V",
+        "layer_cache_read": "reads every block\nof the sequence",
+        "layer_attention": "attention, o_proj, residual add",
+        "layer_next": "next layer (× L layers)",
+        "layer_after": "after the last layer, once per step:",
+        "layer_logits": "final norm, lm_head → logits [num_seqs, vocab_size]",
+        "layer_sample": "temperature, top-k / top-p → next token",
+        "layer_legend_chapter": "ops of this chapter",
+        "layer_legend_cache": "cache ops",
+        "layer_legend_other": "other work of the layer",
+        "layer_note": "one decoder layer of a Llama-style model, for the tokens of one step; "
+                      "schematic",
         "three_footer": "the same op three times: reshape_and_cache_flash writes one token's "
                         "key row (16 bf16 = 32 bytes) into its slot",
     },
@@ -336,6 +350,19 @@ LABELS = {
                       "dst_scale[t] = 第 {scale} 到 {scale} + 3 字节",
         "idx_note": "此处 block_size = 4（DeepSeek-V3.2 为 64：8192 字节编码，随后 256 字节缩放因子）；"
                     "head_dim = 128，每 128 个编码一个缩放因子；数字是从块开头算起的字节数",
+        "layer_hidden": "本步各 token 的隐藏状态",
+        "layer_cache": "分页 KV 缓存",
+        "layer_cache_write": "写入 K、V",
+        "layer_cache_read": "读取该序列\n的每个块",
+        "layer_attention": "注意力、o_proj、残差相加",
+        "layer_next": "下一层（共 L 层）",
+        "layer_after": "最后一层之后，每步一次：",
+        "layer_logits": "最终归一化、lm_head → logits [num_seqs, vocab_size]",
+        "layer_sample": "温度、top-k / top-p → 下一个 token",
+        "layer_legend_chapter": "本章的算子",
+        "layer_legend_cache": "缓存算子",
+        "layer_legend_other": "层中的其他计算",
+        "layer_note": "Llama 类模型的一个解码层，处理一步中的各 token；示意图",
         "three_footer": "同一个算子的三种实现：reshape_and_cache_flash 把一个 token 的 "
                         "key 行（16 个 bf16 = 32 字节）写入它的槽位",
     },
@@ -1383,6 +1410,86 @@ def draw_indexer_cache(path, lang="en"):
     finish(fig, ax, path, (-0.2, 13.6), (-1.1, 6.3))
 
 
+# The model ops chapter: where silu_and_mul and apply_repetition_penalties sit in one decoder
+# layer, relative to the cache write and attention (chapters/model_ops.md).
+LAYER_CHAPTER = "#ffb74d"  # the ops of the chapter
+LAYER_CACHE = "#64b5f6"    # the cache ops
+LAYER_OTHER = "#e0e0e0"    # everything else of the layer
+
+
+def draw_model_ops_layer(path, lang="en"):
+    """One decoder layer's dataflow, top to bottom, with the paged cache beside it and the
+    sampler after the last layer; the ops of the model ops chapter highlighted."""
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(9.0, 8.6))
+    w, h, x, gap = 7.0, 0.62, 0.0, 0.34
+    steps = [  # (label, colour, monospace)
+        ("input_layernorm: rms_norm / fused_add_rms_norm", LAYER_OTHER, True),
+        ("qkv_proj", LAYER_OTHER, True),
+        ("rotary_embedding (RoPE)", LAYER_OTHER, True),
+        ("reshape_and_cache_flash", LAYER_CACHE, True),
+        (words["layer_attention"], LAYER_OTHER, False),
+        ("post_attention_layernorm: fused_add_rms_norm", LAYER_OTHER, True),
+        ("gate_up_proj → [tokens, 2 d]", LAYER_OTHER, True),
+        ("silu_and_mul / gelu_and_mul / gelu_tanh_and_mul → [tokens, d]", LAYER_CHAPTER, True),
+        ("down_proj", LAYER_OTHER, True),
+    ]
+    y = 12.0
+    ax.text(x + w / 2, y + 0.25, words["layer_hidden"], ha="center", va="bottom", fontsize=8,
+            weight="bold")
+    tops = []
+    for label, color, mono in steps:
+        y -= h
+        cell(ax, x, y, w, h, color, "", fontsize=7)
+        ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=7,
+                family=FONTS[lang]["mono" if mono else "sans"])
+        tops.append(y)
+        if len(tops) > 1:
+            arrow(ax, (x + w / 2, y + h + gap), (x + w / 2, y + h))
+        y -= gap
+    arrow(ax, (x + w / 2, tops[0] + h + 0.25), (x + w / 2, tops[0] + h))
+    # The paged cache beside the layer: written by the cache op, read by attention.
+    cx, cw = x + w + 1.9, 2.2
+    cache_y = tops[4] - 0.1
+    cache_h = tops[3] + h - cache_y + 0.1
+    cell(ax, cx, cache_y, cw, cache_h, tint(LAYER_CACHE, 0.6), words["layer_cache"], fontsize=8)
+    arrow(ax, (x + w, tops[3] + h / 2), (cx, tops[3] + h / 2), color=LAYER_CACHE, lw=1.4)
+    ax.text((x + w + cx) / 2, tops[3] + h / 2 + 0.12, words["layer_cache_write"], ha="center",
+            va="bottom", fontsize=6.5)
+    arrow(ax, (cx, tops[4] + h / 2), (x + w, tops[4] + h / 2), color=LAYER_CACHE, lw=1.4)
+    ax.text((x + w + cx) / 2, tops[4] + h / 2 - 0.14, words["layer_cache_read"], ha="center",
+            va="top", fontsize=6.5)
+    # The next layer, then the sampler once per step.
+    y_next = tops[-1] - gap - 0.1
+    arrow(ax, (x + w / 2, tops[-1]), (x + w / 2, y_next - 0.2))
+    ax.text(x + w / 2 + 0.15, y_next - 0.1, words["layer_next"], ha="left", va="center",
+            fontsize=7)
+    y = y_next - 0.9
+    ax.text(x, y, words["layer_after"], ha="left", va="center", fontsize=8, weight="bold")
+    tail = [(words["layer_logits"], LAYER_OTHER, False),
+            ("apply_repetition_penalties", LAYER_CHAPTER, True),
+            (words["layer_sample"], LAYER_OTHER, False)]
+    y -= 0.5
+    for i, (label, color, mono) in enumerate(tail):
+        y -= h
+        cell(ax, x, y, w, h, color, "", fontsize=7)
+        ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=7,
+                family=FONTS[lang]["mono" if mono else "sans"])
+        if i:
+            arrow(ax, (x + w / 2, y + h + gap), (x + w / 2, y + h))
+        y -= gap
+    # Legend.
+    ly = y - 0.35
+    for i, (key, color) in enumerate((("layer_legend_chapter", LAYER_CHAPTER),
+                                      ("layer_legend_cache", LAYER_CACHE),
+                                      ("layer_legend_other", LAYER_OTHER))):
+        lx = x + i * 2.9
+        cell(ax, lx, ly, 0.35, 0.3, color)
+        ax.text(lx + 0.5, ly + 0.15, words[key], va="center", fontsize=7)
+    ax.text(x, ly - 0.45, words["layer_note"], fontsize=7, style=note_style(lang))
+    finish(fig, ax, path, (-0.3, cx + cw + 0.3), (ly - 0.8, 12.6))
+
+
 FIGURES = {
     "paged_cache.png": draw_paged_cache,
     "slot_mapping.png": draw_slot_mapping,
@@ -1401,6 +1508,7 @@ FIGURES = {
     "gather_lookup.png": draw_gather_lookup,
     "skewed_split.png": draw_skewed_split,
     "indexer_cache.png": draw_indexer_cache,
+    "model_ops_layer.png": draw_model_ops_layer,
 }
 
 
@@ -1411,7 +1519,8 @@ FIGURES = {
 TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "concat_and_cache_mla",
              "concat_and_cache_mla_rope_fused", "convert_fp8", "cp_gather_cache",
              "gather_and_maybe_dequant_cache", "cp_gather_and_upconvert_fp8_kv_cache",
-             "indexer_k_quant_and_cache", "cp_gather_indexer_k_quant_cache"]
+             "indexer_k_quant_and_cache", "cp_gather_indexer_k_quant_cache", "silu_and_mul",
+             "gelu_and_mul", "gelu_tanh_and_mul", "apply_repetition_penalties"]
 # Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
 # value that changes from run to run is a code span or a number (which need no translation).
 NO_RESULTS = (":::{note}\n"

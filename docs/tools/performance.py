@@ -65,6 +65,8 @@ def _us(value) -> str:
 
 
 def _size(row: dict) -> tuple[str, int]:
+    if row.get("size_unit") and "size" in row:  # every file written since size_unit existed
+        return row["size_unit"], int(row["size"])
     if "tokens" in row:
         return "tokens", int(row["tokens"])
     return "blocks", int(row.get("blocks", 0))
@@ -78,6 +80,11 @@ def _check(row: dict, detail: bool = False) -> str:
     if agrees is None:
         return "—"
     mark = "✓" if agrees else "✗"
+    if detail and row.get("ulp_bound") is not None:  # the activations: max_ulp ≤ ulp_bound
+        worst = row.get("max_ulp")
+        worst_text = "inf" if worst is None else f"{worst:.3g}"
+        sign = "≤" if worst is not None and worst <= row["ulp_bound"] else ">"
+        return f"{mark} {worst_text} {sign} {row['ulp_bound']:g} ulp"
     if detail and row.get("tolerance") is not None:
         rel = row.get("rel_err")
         rel_text = "inf" if rel is None else f"{rel:.1e}"

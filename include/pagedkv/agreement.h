@@ -1,5 +1,12 @@
 /// \file
-/// \brief The agreement rule for reductions (norms, attention, merges), written once.
+/// \brief The agreement rules that are not "bit for bit", written once: the ulp bound of the
+/// element-wise ops with transcendentals (silu, gelu) and the tolerance of reductions (norms,
+/// attention, merges).
+///
+/// Element-wise ops with transcendentals: the GPU's `expf`, `erff` and `tanhf` are not the CPU's,
+/// so naive and optimized (the same device math) are bit-identical to each other and each is
+/// within a stated number of units in the last place of the output dtype of the CPU reference
+/// (ulp_error()). Chapter "The model ops beside the cache" explains the unit.
 ///
 /// Copy, quantize and index ops are bit-identical across the three implementations. A
 /// reduction is not: the GPU sums in float32 in an order of its own. Each GPU version is
@@ -47,5 +54,24 @@ double reduction_tolerance(DType output, std::int64_t reduced_length);
 /// \param count number of elements.
 /// \return the relative error.
 double relative_error(const void* actual, const void* reference, DType dtype, std::int64_t count);
+
+/// \brief One unit in the last place of `dtype` at `magnitude`: the distance between two
+/// neighbouring numbers of the dtype around it (f32: 2^(e-23), f16: 2^(e-10), bf16: 2^(e-7) for
+/// 2^e <= magnitude < 2^(e+1)); below the smallest normal the subnormal spacing, above the
+/// largest finite number the spacing at the largest finite number.
+/// \param dtype f32, f16 or bf16.
+/// \param magnitude a non-negative value (infinity allowed).
+/// \return the ulp.
+double ulp_of(DType dtype, double magnitude);
+
+/// \brief The ulp-bounded rule's distance of one element: |actual - reference| in ulps of
+/// `dtype` at `magnitude` (ulp_of()). Two NaNs, or equal values, give 0; a NaN or infinity
+/// against anything else gives infinity.
+/// \param actual the element to judge.
+/// \param reference the reference element.
+/// \param magnitude where the ulp is taken (the op says: e.g. |gate × up| for act_and_mul).
+/// \param dtype f32, f16 or bf16.
+/// \return the distance in ulps.
+double ulp_error(double actual, double reference, double magnitude, DType dtype);
 
 }  // namespace pagedkv

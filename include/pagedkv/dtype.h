@@ -8,8 +8,9 @@
 namespace pagedkv {
 
 /// \brief Element type of a tensor. fp8 caches are stored as bytes (`u8`), as vLLM allocates them;
-/// `f8_e4m3` / `f8_e5m2` are accepted as byte storage too (torch's float8 tensors).
-enum class DType : std::uint8_t { f32, f16, bf16, u8, f8_e4m3, f8_e5m2, i32, i64 };
+/// `f8_e4m3` / `f8_e5m2` are accepted as byte storage too (torch's float8 tensors). `b8` is
+/// torch's `bool`: one byte, 0 or 1 (apply_repetition_penalties' token masks).
+enum class DType : std::uint8_t { f32, f16, bf16, u8, f8_e4m3, f8_e5m2, i32, i64, b8 };
 
 /// \brief Where a tensor's memory lives.
 enum class Device : std::uint8_t { cpu, cuda };
@@ -27,6 +28,7 @@ constexpr std::int64_t dtype_size(DType dtype) {
     case DType::f8_e5m2: return 1;
     case DType::i32: return 4;
     case DType::i64: return 8;
+    case DType::b8: return 1;
   }
   return 0;
 }
@@ -44,6 +46,7 @@ constexpr std::string_view dtype_name(DType dtype) {
     case DType::f8_e5m2: return "f8_e5m2";
     case DType::i32: return "i32";
     case DType::i64: return "i64";
+    case DType::b8: return "bool";
   }
   return "?";
 }

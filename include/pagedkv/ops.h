@@ -5,6 +5,7 @@
 /// registry, the Python bindings, the `vllm_ops` wrappers and the API pages follow from it.
 #pragma once
 
+#include "pagedkv/ops/apply_repetition_penalties.h"
 #include "pagedkv/ops/concat_and_cache_mla.h"
 #include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 #include "pagedkv/ops/convert_fp8.h"
@@ -13,10 +14,13 @@
 #include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
+#include "pagedkv/ops/gelu_and_mul.h"
+#include "pagedkv/ops/gelu_tanh_and_mul.h"
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 #include "pagedkv/ops/rms_norm.h"
+#include "pagedkv/ops/silu_and_mul.h"
 #include "pagedkv/ops/swap_blocks.h"
 
 namespace pagedkv {
@@ -30,6 +34,7 @@ struct OpList {};
 using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm,
                       ConcatAndCacheMla, ConcatAndCacheMlaRopeFused, ConvertFp8, CpGatherCache,
                       GatherAndMaybeDequantCache, CpGatherAndUpconvertFp8KvCache,
-                      IndexerKQuantAndCache, CpGatherIndexerKQuantCache>;
+                      IndexerKQuantAndCache, CpGatherIndexerKQuantCache, SiluAndMul, GeluAndMul,
+                      GeluTanhAndMul, ApplyRepetitionPenalties>;
 
 }  // namespace pagedkv

@@ -33,8 +33,8 @@ struct WorkloadPoint {
   std::string workload;   ///< "W1", "W6", ...
   std::string variant;    ///< e.g. "NHD bf16", "HND fp8_e4m3", "H2D"
   std::string slots;      ///< how slots (or block ids) are drawn: "random" or "contiguous"
-  std::int64_t size = 0;  ///< number of tokens (cache writes) or blocks (swap_blocks)
-  std::string size_unit;  ///< "tokens" or "blocks"
+  std::int64_t size = 0;  ///< number of tokens (cache writes), blocks (swap_blocks) or sequences
+  std::string size_unit;  ///< "tokens", "blocks" or "sequences" (W13)
   /// Blocks in the cache the tokens are written to (W1), or blocks in each of the source and
   /// destination pools (W6). Quick points use a smaller cache so that the CPU run stays short.
   std::int64_t num_blocks = 0;
@@ -42,9 +42,12 @@ struct WorkloadPoint {
 
 /// \brief How a device result compares with the CPU reference.
 ///
-/// Two rules, one per kind of op (the op's card states its rule in OpEntry::agreement_rule):
-/// - bit-exact ops (copies, cache writes, quantization): `tolerance` is 0 and the result agrees
-///   when `bit_exact`;
+/// Three rules, one per kind of op (the op's card states its rule in OpEntry::agreement_rule):
+/// - bit-exact ops (copies, cache writes, quantization, penalties): `tolerance` and `ulp_bound`
+///   are 0 and the result agrees when `bit_exact`;
+/// - element-wise ops with transcendentals (silu_and_mul, gelu_and_mul): the largest distance
+///   `max_ulp` of an output element from the CPU reference's, in ulps of the output dtype
+///   (ulp_error() in pagedkv/agreement.h), must stay within `ulp_bound`;
 /// - reductions (norms): the GPU sums in float32 in an order of its own, so the result agrees when
 ///   the norm-wise relative error `rel_err` against the float64 CPU reference is within
 ///   `tolerance` (reduction_tolerance() in pagedkv/agreement.h) and the part of the output that is
@@ -65,14 +68,23 @@ struct Agreement {
   /// Reductions: the element-wise part of the output that must still be bit-exact is (true when
   /// the op has none).
   bool exact_part_equal = true;
+  /// Ulp-bounded ops: the largest ulp_error() of an output element (infinite for a NaN or an
+  /// infinity against a number); 0 for the other rules.
+  double max_ulp = 0.0;
+  /// Ulp-bounded ops: the largest acceptable max_ulp (> 0); 0 for the other rules.
+  double ulp_bound = 0.0;
 
   /// \brief Whether the rule is the reduction rule (rel_err within tolerance).
-  /// \return true for reductions, false for bit-exact ops.
+  /// \return true for reductions, false for bit-exact and ulp-bounded ops.
   bool is_reduction() const { return tolerance > 0.0; }
+  /// \brief Whether the rule is the ulp-bounded rule (max_ulp within ulp_bound).
+  /// \return true for element-wise ops with transcendentals.
+  bool is_ulp_bounded() const { return ulp_bound > 0.0; }
   /// \brief Whether the result agrees with the CPU reference under the op's rule.
   /// \return bit_exact for bit-exact ops; rel_err <= tolerance and exact_part_equal for
-  ///         reductions (false for a NaN rel_err).
+  ///         reductions (false for a NaN rel_err); max_ulp <= ulp_bound for ulp-bounded ops.
   bool agrees() const {
+    if (is_ulp_bounded()) return max_ulp <= ulp_bound;
     return is_reduction() ? (rel_err <= tolerance && exact_part_equal) : bit_exact;
   }
 };

@@ -27,6 +27,7 @@ bool dtype_from_dlpack(nb::dlpack::dtype dt, DType& out) {
   if (code == dtype_code::Float8_E5M2 && dt.bits == 8) { out = DType::f8_e5m2; return true; }
   if (code == dtype_code::Int && dt.bits == 32) { out = DType::i32; return true; }
   if (code == dtype_code::Int && dt.bits == 64) { out = DType::i64; return true; }
+  if (code == dtype_code::Bool && dt.bits == 8) { out = DType::b8; return true; }
   return false;
 }
 

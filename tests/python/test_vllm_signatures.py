@@ -37,6 +37,14 @@ VLLM_SIGNATURES = {
                                        "seq_starts"],
     "cp_gather_and_upconvert_fp8_kv_cache": ["src_cache", "dst", "block_table", "seq_lens",
                                              "workspace_starts", "batch_size"],
+    # The activations' older Python wrappers (vLLM ~v0.5-0.6, e.g. silu_and_mul(out, x)) passed
+    # both tensors positionally to torch.ops._C.<name>, whose schemas name them (out | result,
+    # input); pagedkv uses out and input.
+    "silu_and_mul": ["out", "input"],
+    "gelu_and_mul": ["out", "input"],
+    "gelu_tanh_and_mul": ["out", "input"],
+    "apply_repetition_penalties": ["logits", "prompt_mask", "output_mask",
+                                   "repetition_penalties"],
 }
 
 # vLLM's wrappers' default values (vllm/_custom_ops.py).
@@ -87,6 +95,15 @@ VLLM_SCHEMAS = {
     "cp_gather_and_upconvert_fp8_kv_cache":
         "cp_gather_and_upconvert_fp8_kv_cache(Tensor src_cache, Tensor! dst, Tensor block_table, "
         "Tensor seq_lens, Tensor workspace_starts, int batch_size) -> ()",
+    # vLLM's schema calls silu_and_mul's first argument `result`, gelu_and_mul's `out`.
+    "silu_and_mul": "silu_and_mul(Tensor! out, Tensor input) -> ()",
+    "gelu_and_mul": "gelu_and_mul(Tensor! out, Tensor input) -> ()",
+    "gelu_tanh_and_mul": "gelu_tanh_and_mul(Tensor! out, Tensor input) -> ()",
+    # vLLM registers it as apply_repetition_penalties_ (in place); the Python wrapper drops the
+    # underscore.
+    "apply_repetition_penalties":
+        "apply_repetition_penalties(Tensor! logits, Tensor prompt_mask, Tensor output_mask, "
+        "Tensor repetition_penalties) -> ()",
 }
 
 

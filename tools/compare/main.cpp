@@ -352,6 +352,10 @@ void set_agreement(Row& row, const Agreement& agreement) {
     row.rel_err = agreement.rel_err;
     row.tolerance = agreement.tolerance;
   }
+  if (agreement.is_ulp_bounded()) {
+    row.max_ulp = agreement.max_ulp;
+    row.ulp_bound = agreement.ulp_bound;
+  }
   row.agrees = agreement.agrees();
 }
 
@@ -407,7 +411,9 @@ std::vector<std::string> run_notes(const RunInfo& info, const std::vector<const 
         "is over differing elements, decoded as the cache element type (fp8 without its scale). "
         "Reductions: norm-wise relative error vs the float64 CPU reference within the tolerance "
         "(rel_err <= tolerance), and any element-wise part (e.g. a fused residual sum) "
-        "bit-exact.");
+        "bit-exact. Element-wise ops with transcendentals (silu, gelu): the largest distance of "
+        "an output element from the CPU reference's, in ulps of the dtype, within the op's "
+        "bound (max_ulp <= ulp_bound).");
   }
   notes.push_back(
       "cpu rows: host wall clock of the checked CPU reference (validation included), median of "

@@ -43,10 +43,24 @@ std::string short_exponent(double value) {
   return text;
 }
 
+// " blk", " seq" or " tok" after a size in the table.
+std::string size_suffix(const std::string& unit) {
+  if (unit == "blocks") return " blk";
+  if (unit == "sequences") return " seq";
+  return " tok";
+}
+
 std::string agreement_text(const Row& row) {
   if (!row.error.empty()) return "ERROR: " + row.error;
   if (row.impl == "cpu") return "reference";
   if (!row.bit_exact) return "—";
+  if (row.max_ulp && row.ulp_bound) {
+    // An element-wise op with transcendentals: its largest ulp distance next to the bound.
+    const std::string ulp = format("%.3g", *row.max_ulp) +
+                            (*row.max_ulp <= *row.ulp_bound ? " ≤ " : " > ") +
+                            format("%.3g", *row.ulp_bound) + " ulp";
+    return row.agrees.value_or(false) ? ulp : "DIFFERS: " + ulp;
+  }
   if (row.rel_err && row.tolerance) {
     // A reduction: its relative error next to the bound.
     const bool within = *row.rel_err <= *row.tolerance;
@@ -109,7 +123,7 @@ void print_table(std::ostream& out, const std::vector<Row>& rows, const RunInfo&
   std::vector<std::vector<std::string>> cells;
   for (const Row& row : rows) {
     cells.push_back({row.op, row.workload, row.variant, row.slots,
-                     std::to_string(row.size) + (row.size_unit == "blocks" ? " blk" : " tok"),
+                     std::to_string(row.size) + size_suffix(row.size_unit),
                      row.impl, format_us(row.median_us), row.gbps ? format("%.1f", *row.gbps) : "—",
                      row.pct_of_copy ? format("%.1f%%", *row.pct_of_copy) : "—",
                      agreement_text(row)});
@@ -207,6 +221,8 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const Run
          << ", \"bytes_differing\": " << r.bytes_differing
          << ", \"rel_err\": " << json_number(r.rel_err)
          << ", \"tolerance\": " << json_number(r.tolerance)
+         << ", \"max_ulp\": " << json_number(r.max_ulp)
+         << ", \"ulp_bound\": " << json_number(r.ulp_bound)
          << ", \"agrees\": " << json_bool(r.agrees)
          << ", \"method\": " << json_string(r.method) << ", \"repeats\": " << r.repeats
          << ", \"launches_per_repeat\": " << r.launches_per_repeat

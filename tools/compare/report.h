@@ -23,6 +23,9 @@ struct Row {
   std::int64_t bytes_differing = 0;
   // Reductions only: norm-wise relative error vs the CPU reference and its bound.
   std::optional<double> rel_err, tolerance;
+  // Ulp-bounded ops only (the activations): the largest distance of an output element from the
+  // CPU reference's, in ulps of the dtype, and its bound.
+  std::optional<double> max_ulp, ulp_bound;
   // Agreement::agrees(): the op's rule (bit-exact, or rel_err <= tolerance with any bit-exact
   // part equal); none for cpu and copy rows.
   std::optional<bool> agrees;
