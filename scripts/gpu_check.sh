@@ -17,6 +17,8 @@
 #               stack frames, shared memory ($OUT/ptxas.log)
 #   racecheck   compute-sanitizer --tool racecheck on the [gpu][<op>] tests of each op whose
 #               kernels use shared memory (from the sources and the ptxas report)
+#   fuzz        the fuzzer (tests/fuzz) on CPU, naive and optimized with a larger budget than CI's:
+#               PAGEDKV_FUZZ_CASES (default here 1500 registry calls per op), PAGEDKV_FUZZ_SEED
 #   python      the Python package's CUDA tests, when the package exists: scripts/gpu_python.sh
 #               if present (it also records the notebook's GPU output into $OUT/notebooks/,
 #               to be committed under results/notebooks/), else pip install into build/gpu-python-site and
@@ -269,6 +271,10 @@ python_tests() {
   return $rc
 }
 
+fuzz() {
+  PAGEDKV_FUZZ_CASES=${PAGEDKV_FUZZ_CASES:-1500} "$tests_bin" "[fuzz][gpu]"
+}
+
 # Run one step's function when called as `gpu_check.sh __step FUNCTION` (see step()).
 if [ "${1:-}" = __step ]; then
   "$2"
@@ -286,6 +292,7 @@ if [ -x "$tests_bin" ] && [ -x "$compare_bin" ]; then
   step memcheck 120 memcheck
   step ptxas 60 ptxas
   step racecheck 120 racecheck
+  step fuzz 120 fuzz
 else
   summary+=("(no build in $build: tests, compare and sanitizers not run)")
   failed=1
