@@ -42,6 +42,19 @@ const T& pick(Rng& rng, const std::vector<T>& list) {
   return list[static_cast<std::size_t>(below(rng, static_cast<std::int64_t>(list.size())))];
 }
 
+/// No tensor could be picked.
+constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+
+// Picks one tensor argument (one with elements, if asked) and records it as the argument the
+// mutation changes; kNone when the op has no such tensor.
+std::size_t pick_tensor(Rng& rng, Mutation& m, bool with_elements) {
+  const std::vector<std::size_t> list = tensors(m.spec, with_elements);
+  if (list.empty()) return kNone;
+  const std::size_t i = pick(rng, list);
+  m.argument = m.spec.op->arguments[i].name;
+  return i;
+}
+
 // The words a string argument's documentation quotes ("auto", "fp8_e4m3", ...): the values the
 // op names as meaningful, so swapping one for another is a change the op must judge.
 std::vector<std::string> quoted_words(const std::string& doc) {
@@ -59,9 +72,8 @@ std::vector<std::string> quoted_words(const std::string& doc) {
 using Mutator = bool (*)(Rng&, Mutation&);
 
 bool shape_step(Rng& rng, Mutation& m) {
-  const std::vector<std::size_t> list = tensors(m.spec, false);
-  if (list.empty()) return false;
-  const std::size_t i = pick(rng, list);
+  const std::size_t i = pick_tensor(rng, m, false);
+  if (i == kNone) return false;
   TensorSpec& t = m.spec.args[i].tensor;
   if (t.ndim == 0) return false;
   const int d = static_cast<int>(below(rng, t.ndim));
@@ -70,14 +82,12 @@ bool shape_step(Rng& rng, Mutation& m) {
   const std::string before = shape_text(t);
   t.shape[d] += delta;
   m.what = "shape " + before + " -> " + shape_text(t);
-  m.argument = m.spec.op->arguments[i].name;
   return true;
 }
 
 bool dim_added(Rng& rng, Mutation& m) {
-  const std::vector<std::size_t> list = tensors(m.spec, false);
-  if (list.empty()) return false;
-  const std::size_t i = pick(rng, list);
+  const std::size_t i = pick_tensor(rng, m, false);
+  if (i == kNone) return false;
   TensorSpec& t = m.spec.args[i].tensor;
   if (t.ndim == kMaxDims) return false;
   const int at = static_cast<int>(below(rng, t.ndim + 1));
@@ -90,14 +100,12 @@ bool dim_added(Rng& rng, Mutation& m) {
   t.strides[at] = at < t.ndim ? t.strides[at + 1] * std::max<std::int64_t>(t.shape[at + 1], 1) : 1;
   ++t.ndim;
   m.what = "dimension added: " + before + " -> " + shape_text(t);
-  m.argument = m.spec.op->arguments[i].name;
   return true;
 }
 
 bool dim_removed(Rng& rng, Mutation& m) {
-  const std::vector<std::size_t> list = tensors(m.spec, false);
-  if (list.empty()) return false;
-  const std::size_t i = pick(rng, list);
+  const std::size_t i = pick_tensor(rng, m, false);
+  if (i == kNone) return false;
   TensorSpec& t = m.spec.args[i].tensor;
   if (t.ndim == 0) return false;
   const int gone = static_cast<int>(below(rng, t.ndim));
@@ -108,14 +116,12 @@ bool dim_removed(Rng& rng, Mutation& m) {
   }
   --t.ndim;
   m.what = "dimension removed: " + before + " -> " + shape_text(t);
-  m.argument = m.spec.op->arguments[i].name;
   return true;
 }
 
 bool dtype_changed(Rng& rng, Mutation& m) {
-  const std::vector<std::size_t> list = tensors(m.spec, false);
-  if (list.empty()) return false;
-  const std::size_t i = pick(rng, list);
+  const std::size_t i = pick_tensor(rng, m, false);
+  if (i == kNone) return false;
   TensorSpec& t = m.spec.args[i].tensor;
   static const std::vector<DType> all = {DType::f32,     DType::f16,     DType::bf16, DType::u8,
                                          DType::f8_e4m3, DType::f8_e5m2, DType::i32,  DType::i64};
@@ -123,16 +129,14 @@ bool dtype_changed(Rng& rng, Mutation& m) {
   if (to == t.dtype) return false;
   m.what = "dtype " + std::string(dtype_name(t.dtype)) + " -> " + std::string(dtype_name(to));
   t.dtype = to;
-  m.argument = m.spec.op->arguments[i].name;
   return true;
 }
 
 // A negative stride: the same elements, walked backwards (build() copies them in logical
 // order, so the call means the same; torch never makes such a view).
 bool stride_negative(Rng& rng, Mutation& m) {
-  const std::vector<std::size_t> list = tensors(m.spec, true);
-  if (list.empty()) return false;
-  const std::size_t i = pick(rng, list);
+  const std::size_t i = pick_tensor(rng, m, true);
+  if (i == kNone) return false;
   TensorSpec& t = m.spec.args[i].tensor;
   if (t.ndim == 0) return false;
   const int d = static_cast<int>(below(rng, t.ndim));
@@ -140,7 +144,6 @@ bool stride_negative(Rng& rng, Mutation& m) {
   m.what = "stride(" + std::to_string(d) + ") = " + std::to_string(-t.strides[d]) + " (was " +
            std::to_string(t.strides[d]) + ")";
   t.strides[d] = -t.strides[d];
-  m.argument = m.spec.op->arguments[i].name;
   m.same_meaning = !m.spec.op->addresses_rows;  // rows ops copy raw rows: not the same call
   return true;
 }
@@ -148,9 +151,8 @@ bool stride_negative(Rng& rng, Mutation& m) {
 // A zero stride over a dimension of 2 or more: several elements at one address. For an
 // output the writes would collide.
 bool stride_overlap(Rng& rng, Mutation& m) {
-  const std::vector<std::size_t> list = tensors(m.spec, true);
-  if (list.empty()) return false;
-  const std::size_t i = pick(rng, list);
+  const std::size_t i = pick_tensor(rng, m, true);
+  if (i == kNone) return false;
   TensorSpec& t = m.spec.args[i].tensor;
   if (t.ndim == 0) return false;
   const int d = static_cast<int>(below(rng, t.ndim));
@@ -158,31 +160,26 @@ bool stride_overlap(Rng& rng, Mutation& m) {
   m.what = "stride(" + std::to_string(d) + ") = 0 (was " + std::to_string(t.strides[d]) +
            "): elements overlap";
   t.strides[d] = 0;
-  m.argument = m.spec.op->arguments[i].name;
   // An op that moves whole rows of stride(0) bytes never addresses the elements themselves.
   m.must_reject = is_output(m.spec.op->arguments[i].kind) && !m.spec.op->addresses_rows;
   return true;
 }
 
 bool device_flipped(Rng& rng, Mutation& m) {
-  const std::vector<std::size_t> list = tensors(m.spec, false);
-  if (list.empty()) return false;
-  const std::size_t i = pick(rng, list);
+  const std::size_t i = pick_tensor(rng, m, false);
+  if (i == kNone) return false;
   TensorSpec& t = m.spec.args[i].tensor;
   t.device = t.device == Device::cpu ? Device::cuda : Device::cpu;
   m.what = "device -> " + std::string(device_name(t.device));
-  m.argument = m.spec.op->arguments[i].name;
   m.must_reject = is_output(m.spec.op->arguments[i].kind) && numel(t) > 0;
   return true;
 }
 
 bool null_data(Rng& rng, Mutation& m) {
-  const std::vector<std::size_t> list = tensors(m.spec, true);
-  if (list.empty()) return false;
-  const std::size_t i = pick(rng, list);
+  const std::size_t i = pick_tensor(rng, m, true);
+  if (i == kNone) return false;
   m.spec.args[i].tensor.null_data = true;
   m.what = "data = nullptr with " + std::to_string(numel(m.spec.args[i].tensor)) + " elements";
-  m.argument = m.spec.op->arguments[i].name;
   m.must_reject = is_output(m.spec.op->arguments[i].kind);
   return true;
 }
