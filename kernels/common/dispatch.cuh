@@ -77,4 +77,31 @@ void dispatch_activation_and_cache_kind(DType activation_dtype, KvCacheDtype cac
          dtype_name(activation_dtype));
 }
 
+/// \brief Calls `launch` with the vector width `width` as a compile-time constant
+/// (std::integral_constant<int, 16, 8, 4, 2 or 1>): one kernel instantiation per width, chosen
+/// once on the host. Widths above `kMaxWidth` are never instantiated (`if constexpr`); the
+/// host's width picker never returns one.
+/// \tparam kMaxWidth the widest vector of the kernel, in elements (16 bytes of its element).
+/// \tparam Launch a generic callable.
+/// \param width the picked width: 16, 8, 4, 2 or 1.
+/// \param launch called once.
+template <int kMaxWidth, typename Launch>
+void with_vector_width(int width, Launch&& launch) {
+  switch (width) {
+    case 16:
+      if constexpr (kMaxWidth >= 16) launch(std::integral_constant<int, 16>{});
+      return;
+    case 8:
+      if constexpr (kMaxWidth >= 8) launch(std::integral_constant<int, 8>{});
+      return;
+    case 4:
+      if constexpr (kMaxWidth >= 4) launch(std::integral_constant<int, 4>{});
+      return;
+    case 2:
+      if constexpr (kMaxWidth >= 2) launch(std::integral_constant<int, 2>{});
+      return;
+    default: launch(std::integral_constant<int, 1>{}); return;
+  }
+}
+
 }  // namespace pagedkv::kernels

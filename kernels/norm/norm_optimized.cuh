@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "common/dispatch.cuh"
 #include "common/vec.cuh"
 #include "pagedkv/row_layout.h"
 
@@ -147,31 +148,6 @@ inline RowWork make_row_work(const RowLayout& rows, std::int64_t hidden_size, in
   work.vectors_per_row = work.hidden_size / vector_width;
   work.epsilon = epsilon;
   return work;
-}
-
-/// \brief Calls `launch` with the vector width `width` as a compile-time constant
-/// (std::integral_constant<int, 8, 4, 2 or 1>); widths above 16 bytes of T are never asked for.
-/// \tparam T the element type.
-/// \tparam Launch a generic callable.
-/// \param width what pick_vector_width<T>() returned.
-/// \param launch called once.
-template <typename T, typename Launch>
-void with_vector_width(int width, Launch&& launch) {
-  constexpr int kMaxVec = 16 / static_cast<int>(sizeof(T));  // R1/A1: 16 bytes at most
-  switch (width) {
-    case 8:
-      if constexpr (kMaxVec >= 8) launch(std::integral_constant<int, 8>{});
-      return;
-    case 4:
-      launch(std::integral_constant<int, 4>{});
-      return;
-    case 2:
-      launch(std::integral_constant<int, 2>{});
-      return;
-    default:
-      launch(std::integral_constant<int, 1>{});
-      return;
-  }
 }
 
 /// \brief Calls `launch` with the vectors per thread of `shape` as a compile-time constant

@@ -220,24 +220,7 @@ void ConcatAndCacheMla::optimized(const Plan& plan, const Args& args, cudaStream
                   fp8 ? static_cast<const float*>(args.scale.data) : nullptr, plan);
           PAGEDKV_CUDA_CHECK_LAUNCH();
         };
-        // One instantiation per width; `if constexpr` skips widths above 16 bytes of cache.
-        switch (count) {
-          case 16:
-            if constexpr (kMaxVec >= 16) launch(std::integral_constant<int, 16>{});
-            return;
-          case 8:
-            if constexpr (kMaxVec >= 8) launch(std::integral_constant<int, 8>{});
-            return;
-          case 4:
-            launch(std::integral_constant<int, 4>{});
-            return;
-          case 2:
-            launch(std::integral_constant<int, 2>{});
-            return;
-          default:
-            launch(std::integral_constant<int, 1>{});
-            return;
-        }
+        with_vector_width<kMaxVec>(count, launch);
       });
 }
 

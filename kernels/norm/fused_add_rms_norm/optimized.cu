@@ -176,7 +176,7 @@ void FusedAddRmsNorm::optimized(const Plan& plan, const Args& args, cudaStream_t
   if (plan.rows.num_rows == 0) return;  // zero rows: nothing to do, and no empty grid
   norm::dispatch_norm_dtype(plan.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    norm::with_vector_width<T>(
+    with_vector_width<16 / static_cast<int>(sizeof(T))>(
         norm::pick_vector_width<T>(plan.rows, plan.hidden_size,
                                    {args.input.data, args.residual.data, args.weight.data}),
         [&](auto width) { launch_with_vector<T, decltype(width)::value>(plan, args, stream); });
