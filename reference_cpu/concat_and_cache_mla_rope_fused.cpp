@@ -7,59 +7,17 @@
 //
 // Bit for bit with the kernels: each rotated value is computed with exactly the kernels' fp32
 // operations in the same order, x' = fma(x, c, -(y * s)) and y' = fma(y, c, x * s), each
-// product and fma rounded once (std::fma is the one fused multiply-add; the build compiles this
-// file with -ffp-contract=off so that the compiler fuses nothing else), then rounded once to
-// the activation dtype. A NaN result is stored as the GPU's canonical NaN.
-#include <cmath>
+// product and fma rounded once (std::fma is the one fused multiply-add; the build compiles
+// rope.cpp, shared with rotary_embedding, with -ffp-contract=off so that the compiler fuses
+// nothing else), then rounded once to the activation dtype. A NaN result is stored as the GPU's
+// canonical NaN.
 #include <cstdint>
-#include <cstring>
 
-#include "cache_element.h"
 #include "mla_entry.h"
-#include "numerics.h"
 #include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
+#include "rope.h"
 
 namespace pagedkv {
-
-namespace {
-
-// Stores `value` rounded to nearest even into one activation element.
-void store_activation(std::uint8_t* element, DType dtype, float value) {
-  if (dtype == DType::f32) {
-    // x86 keeps a NaN's payload; the GPU's arithmetic gives the canonical 0x7FFFFFFF.
-    const std::uint32_t bits = std::isnan(value) ? 0x7FFFFFFFu : 0;
-    if (bits != 0) {
-      std::memcpy(element, &bits, 4);
-    } else {
-      std::memcpy(element, &value, 4);
-    }
-    return;
-  }
-  const std::uint16_t bits = dtype == DType::f16 ? numerics::float_to_half_bits(value)
-                                                 : numerics::float_to_bf16_bits(value);
-  std::memcpy(element, &bits, 2);
-}
-
-// Rotates the `half` pairs of one RoPE head in place by the angles of one cos_sin_cache row.
-void rotate_head(std::uint8_t* head, const std::uint8_t* cos_sin_row, std::int64_t half,
-                 bool is_neox, DType dtype) {
-  const std::int64_t bytes = dtype_size(dtype);
-  for (std::int64_t i = 0; i < half; ++i) {
-    // NeoX pairs element i with element half + i; GPT-J pairs neighbours 2i, 2i + 1.
-    std::uint8_t* x_at = head + (is_neox ? i : 2 * i) * bytes;
-    std::uint8_t* y_at = head + (is_neox ? half + i : 2 * i + 1) * bytes;
-    const float x = cpu::load_activation(x_at, dtype);
-    const float y = cpu::load_activation(y_at, dtype);
-    const float c = cpu::load_activation(cos_sin_row + i * bytes, dtype);
-    const float s = cpu::load_activation(cos_sin_row + (half + i) * bytes, dtype);
-    const float y_sin = y * s;  // rounded to fp32, as the kernels' __fmul_rn
-    const float x_sin = x * s;
-    store_activation(x_at, dtype, std::fma(x, c, -y_sin));
-    store_activation(y_at, dtype, std::fma(y, c, x_sin));
-  }
-}
-
-}  // namespace
 
 void ConcatAndCacheMlaRopeFused::cpu(const Plan& plan, const Args& args) {
   const auto* positions = static_cast<const std::int64_t*>(args.positions.data);  // [>= T]
@@ -80,13 +38,13 @@ void ConcatAndCacheMlaRopeFused::cpu(const Plan& plan, const Args& args) {
     const std::uint8_t* cos_sin_row = cos_sin + positions[token] * plan.rot_dim * bytes;
     // The query heads are rotated for every token, padding included (upstream does the same).
     for (std::int64_t head = 0; head < plan.num_q_heads; ++head) {
-      rotate_head(q_pe + (token * plan.q_token_stride + head * plan.q_head_stride) * bytes,
-                  cos_sin_row, half, plan.is_neox, dtype);
+      cpu::rotate_head(q_pe + (token * plan.q_token_stride + head * plan.q_head_stride) * bytes,
+                       cos_sin_row, half, plan.is_neox, /*inverse=*/false, dtype, dtype);
     }
     const std::int64_t slot = slots[token];
     if (slot < 0) continue;  // padding token: k_pe and the cache stay untouched
     std::uint8_t* k_pe_row = k_pe + token * plan.k_pe_stride * bytes;
-    rotate_head(k_pe_row, cos_sin_row, half, plan.is_neox, dtype);
+    cpu::rotate_head(k_pe_row, cos_sin_row, half, plan.is_neox, /*inverse=*/false, dtype, dtype);
     const std::int64_t block = slot / plan.block_size;
     const std::int64_t offset_in_block = slot % plan.block_size;
     cpu::store_mla_entry(

@@ -61,9 +61,7 @@ pagedkv::fuzz::BaseCall registry_call(const std::string& name, std::uint64_t see
   return base;
 }
 
-bool is_output(pagedkv::ArgKind kind) {
-  return kind == pagedkv::ArgKind::output || kind == pagedkv::ArgKind::inout;
-}
+bool is_output(pagedkv::ArgKind kind) { return pagedkv::is_written(kind); }
 
 }  // namespace
 

@@ -18,7 +18,9 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <cuda_runtime_api.h>
@@ -39,6 +41,7 @@ enum class ArgKind {
   output,          ///< a tensor the op writes (`Tensor!`)
   inout,           ///< a tensor the op reads and overwrites (`Tensor!`)
   optional_input,  ///< a tensor the op reads, or none: a view with no data (`Tensor?`)
+  optional_inout,  ///< a tensor the op reads and overwrites, or none: no data (`Tensor!?`)
   integer,         ///< a std::int64_t (`int`)
   real,            ///< a double (`float`)
   boolean,         ///< a bool (`bool`)
@@ -54,6 +57,7 @@ constexpr const char* schema_type(ArgKind kind) {
     case ArgKind::output: return "Tensor!";
     case ArgKind::inout: return "Tensor!";
     case ArgKind::optional_input: return "Tensor?";
+    case ArgKind::optional_inout: return "Tensor!?";
     case ArgKind::integer: return "int";
     case ArgKind::real: return "float";
     case ArgKind::boolean: return "bool";
@@ -62,7 +66,8 @@ constexpr const char* schema_type(ArgKind kind) {
   return "?";
 }
 
-/// \brief "input", "output", "inout", "optional_input", "int", "float", "bool" or "str".
+/// \brief "input", "output", "inout", "optional_input", "optional_inout", "int", "float", "bool"
+/// or "str".
 /// \param kind the argument kind.
 /// \return its name in `pagedkv list --json` and in Python.
 constexpr const char* kind_name(ArgKind kind) {
@@ -71,6 +76,7 @@ constexpr const char* kind_name(ArgKind kind) {
     case ArgKind::output: return "output";
     case ArgKind::inout: return "inout";
     case ArgKind::optional_input: return "optional_input";
+    case ArgKind::optional_inout: return "optional_inout";
     case ArgKind::integer: return "int";
     case ArgKind::real: return "float";
     case ArgKind::boolean: return "bool";
@@ -79,12 +85,19 @@ constexpr const char* kind_name(ArgKind kind) {
   return "?";
 }
 
-/// \brief True for the four tensor kinds.
+/// \brief True for the five tensor kinds.
 /// \param kind the argument kind.
 /// \return whether the argument is a tensor.
 constexpr bool is_tensor(ArgKind kind) {
   return kind == ArgKind::input || kind == ArgKind::output || kind == ArgKind::inout ||
-         kind == ArgKind::optional_input;
+         kind == ArgKind::optional_input || kind == ArgKind::optional_inout;
+}
+
+/// \brief True for the tensor kinds the op writes (`Tensor!`, `Tensor!?`).
+/// \param kind the argument kind.
+/// \return whether the op writes the argument.
+constexpr bool is_written(ArgKind kind) {
+  return kind == ArgKind::output || kind == ArgKind::inout || kind == ArgKind::optional_inout;
 }
 
 /// \brief One argument as the rest of the project sees it: the registry, the bindings and the
@@ -93,7 +106,22 @@ struct ArgInfo {
   std::string name;  ///< vLLM's name
   ArgKind kind;      ///< tensor role or scalar type
   std::string doc;   ///< shape, dtype and meaning: the one place this is written
+  /// The default of an argument vLLM's Python wrapper lets the caller leave out, as Python
+  /// writes it ("0", "False"); empty when the argument has none (Op::default_value()).
+  std::string default_value;
 };
+
+/// \cond INTERNAL
+namespace detail {
+// Whether Op declares `static const char* default_value(std::string_view argument)`: the
+// defaults of vLLM's wrapper (nullptr for an argument without one).
+template <class Op, class = void>
+struct declares_defaults : std::false_type {};
+template <class Op>
+struct declares_defaults<Op, std::void_t<decltype(Op::default_value(std::string_view{}))>>
+    : std::true_type {};
+}  // namespace detail
+/// \endcond
 
 /// \brief The C++ type that holds an argument of `kind`.
 /// \tparam T the member's type in the op's Args.
@@ -121,7 +149,11 @@ std::vector<ArgInfo> arguments_of() {
                       kind_fits<Member>(ArgKind::real) || kind_fits<Member>(ArgKind::boolean) ||
                       kind_fits<Member>(ArgKind::string),
                   "an op argument is a TensorView, std::int64_t, double, bool or std::string");
-    list.push_back(ArgInfo{name, kind, doc});
+    ArgInfo info{name, kind, doc, {}};
+    if constexpr (detail::declares_defaults<Op>::value) {
+      if (const char* value = Op::default_value(name)) info.default_value = value;
+    }
+    list.push_back(std::move(info));
   });
   return list;
 }
@@ -140,7 +172,7 @@ void check_outputs_apart(const typename Op::Args& args) {
   Op::arguments([&](auto member, const char* name, ArgKind kind, const char*) {
     using T = std::remove_cv_t<std::remove_reference_t<decltype(args.*member)>>;
     if constexpr (std::is_same_v<T, TensorView>) {
-      tensors.push_back({name, kind == ArgKind::output || kind == ArgKind::inout, &(args.*member)});
+      tensors.push_back({name, is_written(kind), &(args.*member)});
     }
   });
   for (std::size_t i = 0; i < tensors.size(); ++i) {

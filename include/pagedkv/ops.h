@@ -20,6 +20,7 @@
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 #include "pagedkv/ops/rms_norm.h"
+#include "pagedkv/ops/rotary_embedding.h"
 #include "pagedkv/ops/silu_and_mul.h"
 #include "pagedkv/ops/swap_blocks.h"
 
@@ -34,7 +35,7 @@ struct OpList {};
 using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm, FusedAddRmsNorm,
                       ConcatAndCacheMla, ConcatAndCacheMlaRopeFused, ConvertFp8, CpGatherCache,
                       GatherAndMaybeDequantCache, CpGatherAndUpconvertFp8KvCache,
-                      IndexerKQuantAndCache, CpGatherIndexerKQuantCache, SiluAndMul, GeluAndMul,
-                      GeluTanhAndMul, ApplyRepetitionPenalties>;
+                      IndexerKQuantAndCache, CpGatherIndexerKQuantCache, RotaryEmbedding,
+                      SiluAndMul, GeluAndMul, GeluTanhAndMul, ApplyRepetitionPenalties>;
 
 }  // namespace pagedkv

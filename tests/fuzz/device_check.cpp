@@ -13,7 +13,7 @@ namespace pagedkv::fuzz {
 
 namespace {
 
-bool is_output(ArgKind kind) { return kind == ArgKind::output || kind == ArgKind::inout; }
+bool is_output(ArgKind kind) { return is_written(kind); }
 
 // The call on the GPU: every buffer uploaded, except those of tensors kept on the host.
 struct DeviceCall {

@@ -48,7 +48,7 @@ Extent extent_of(const TensorSpec& t, bool rows) {
   return e;
 }
 
-bool is_output(ArgKind kind) { return kind == ArgKind::output || kind == ArgKind::inout; }
+bool is_output(ArgKind kind) { return is_written(kind); }
 
 // The pattern of guards and gaps: recognisable, and not the registry's poison byte (0xFF), so
 // a stray copy of an output's poison is seen too.

@@ -11,7 +11,7 @@ namespace pagedkv::fuzz {
 
 namespace {
 
-bool is_output(ArgKind kind) { return kind == ArgKind::output || kind == ArgKind::inout; }
+bool is_output(ArgKind kind) { return is_written(kind); }
 
 std::int64_t numel(const TensorSpec& t) {
   std::int64_t n = 1;

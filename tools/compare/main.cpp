@@ -159,7 +159,10 @@ int run_list(const Options& options) {
         std::cout << (j ? ", " : "") << "{\"name\": " << json_string(arg.name)
                   << ", \"kind\": " << json_string(kind_name(arg.kind))
                   << ", \"schema_type\": " << json_string(schema_type(arg.kind))
-                  << ", \"doc\": " << json_string(arg.doc) << "}";
+                  << ", \"doc\": " << json_string(arg.doc);
+        if (!arg.default_value.empty())
+          std::cout << ", \"default\": " << json_string(arg.default_value);
+        std::cout << "}";
       }
       std::cout << "]}";
     }
