@@ -60,10 +60,10 @@ def test_fixture_listing_has_arguments():
     for op in FIXTURE_OPS:
         assert op["arguments"] and op["workload_notes"], op["name"]
         for arg in op["arguments"]:
-            assert arg["kind"] in ("input", "output", "inout", "optional_input", "int", "float",
-                                   "bool", "str")
-            assert arg["schema_type"] in ("Tensor", "Tensor!", "Tensor?", "int", "float", "bool",
-                                          "str")
+            assert arg["kind"] in ("input", "output", "inout", "optional_input", "optional_inout",
+                                   "int", "float", "bool", "str")
+            assert arg["schema_type"] in ("Tensor", "Tensor!", "Tensor?", "Tensor!?", "int",
+                                          "float", "bool", "str")
 
 
 def test_schema_line_and_arguments_table():

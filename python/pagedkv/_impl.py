@@ -2,8 +2,9 @@
 
 Every op comes from the registry (``_core.ops()``), which holds each op's arguments as the op's
 C++ description gives them: vLLM's names, in vLLM's order, each with its kind (input, output or
-inout tensor, optional tensor, int, float, bool, str) and its documentation. The functions here
-are made from that list, so an op added in C++ appears in Python with nothing written here.
+inout tensor, optional tensor, int, float, bool, str), its documentation and, where vLLM's
+wrapper has one, its default. The functions here are made from that list, so an op added in C++
+appears in Python with nothing written here.
 
 The three modules get the same functions with the same signatures (plus an optional
 ``stream``); only the compiled implementation behind them differs.
@@ -11,13 +12,15 @@ The three modules get the same functions with the same signatures (plus an optio
 
 from __future__ import annotations
 
+import ast
 import inspect
 from typing import Any, Callable, Optional
 
 from . import _core
 from ._args import resolve_stream, scale_arg, tensor_arg
 
-TENSOR_KINDS = ("input", "output", "inout", "optional_input")
+TENSOR_KINDS = ("input", "output", "inout", "optional_input", "optional_inout")
+OPTIONAL_KINDS = ("optional_input", "optional_inout")
 
 _CUDA_STREAM_DOC = (
     "None (default): the current stream of the torch/CuPy CUDA tensors, else the legacy "
@@ -59,7 +62,7 @@ def convert_arguments(op: dict, values: list) -> list:
     converted = []
     for value, arg in zip(values, op["arguments"]):
         kind = arg["kind"]
-        if kind == "optional_input" and value is None:
+        if kind in OPTIONAL_KINDS and value is None:
             converted.append(None)
         elif kind in TENSOR_KINDS:
             converted.append(scale_arg(value, like))
@@ -74,18 +77,27 @@ def convert_arguments(op: dict, values: list) -> list:
     return converted
 
 
+def _default(argument: dict) -> dict:
+    """``{"default": value}`` for an argument vLLM's wrapper gives a default, else ``{}``."""
+    text = argument.get("default", "")
+    return {"default": ast.literal_eval(text)} if text else {}
+
+
 def signature_of(op: dict, with_stream: bool) -> inspect.Signature:
     """The Python signature of an op: its arguments, then ``stream=None``.
 
     Optional tensors at the end of the argument list default to None, as in vLLM's wrappers
-    (``cp_gather_cache(..., seq_starts=None)``).
+    (``cp_gather_cache(..., seq_starts=None)``); an argument the op's description gives a
+    default has it (``rotary_embedding(..., rope_dim_offset=0, inverse=False)``).
     """
     arguments = op["arguments"]
     optional_tail = len(arguments)
-    while optional_tail > 0 and arguments[optional_tail - 1]["kind"] == "optional_input":
+    while optional_tail > 0 and (arguments[optional_tail - 1]["kind"] == "optional_input"
+                                 or _default(arguments[optional_tail - 1])):
         optional_tail -= 1
     parameters = [inspect.Parameter(a["name"], inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                    **({"default": None} if i >= optional_tail else {}))
+                                    **(_default(a) or ({"default": None}
+                                                       if i >= optional_tail else {})))
                   for i, a in enumerate(arguments)]
     if with_stream:
         parameters.append(inspect.Parameter("stream", inspect.Parameter.POSITIONAL_OR_KEYWORD,

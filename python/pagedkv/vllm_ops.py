@@ -62,7 +62,9 @@ def _implementation_for(tensors: list):
 def schema(op_name: str) -> str:
     """vLLM's torch schema of an op, e.g. ``rms_norm(Tensor! out, Tensor input, ...) -> ()``."""
     op = _OPS[op_name]
-    arguments = ", ".join(f"{a['schema_type']} {a['name']}" for a in op["arguments"])
+    arguments = ", ".join(f"{a['schema_type']} {a['name']}"
+                          + (f"={a['default']}" if a.get("default") else "")
+                          for a in op["arguments"])
     return f"{op_name}({arguments}) -> ()"
 
 

@@ -46,6 +46,7 @@ nb::dict op_entry_dict(const pagedkv::OpEntry& entry) {
     a["kind"] = pagedkv::kind_name(arg.kind);
     a["schema_type"] = pagedkv::schema_type(arg.kind);
     a["doc"] = arg.doc;
+    a["default"] = arg.default_value;  // "" when the argument has none
     arguments.append(a);
   }
   d["arguments"] = arguments;

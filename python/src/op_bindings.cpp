@@ -47,13 +47,13 @@ ConvertedArgs convert(const OpEntry& op, const nb::sequence& args) {
     nb::handle object = args[i];
     const char* name = info.name.c_str();
     if (is_tensor(info.kind)) {
-      if (info.kind == ArgKind::optional_input && object.is_none()) {
+      const bool optional =
+          info.kind == ArgKind::optional_input || info.kind == ArgKind::optional_inout;
+      if (optional && object.is_none()) {
         converted.values.emplace_back(TensorView{});  // no data: the argument is absent
         continue;
       }
-      const Access access = info.kind == ArgKind::input || info.kind == ArgKind::optional_input
-                                ? Access::read
-                                : Access::write;
+      const Access access = is_written(info.kind) ? Access::write : Access::read;
       converted.tensors.push_back(tensor_arg(object, name, access));
       converted.values.emplace_back(converted.tensors.back().view);
     } else if (info.kind == ArgKind::integer) {

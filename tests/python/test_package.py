@@ -46,8 +46,8 @@ def test_signatures_follow_the_descriptions():
             assert list(inspect.signature(function).parameters) == names + ["stream"]
             assert all(name in function.__doc__ for name in names)
         for a in entry["arguments"]:
-            assert a["kind"] in ("input", "output", "inout", "optional_input", "int", "float",
-                                 "bool", "str"), a
+            assert a["kind"] in ("input", "output", "inout", "optional_input", "optional_inout",
+                                 "int", "float", "bool", "str"), a
             assert a["doc"], a
 
 

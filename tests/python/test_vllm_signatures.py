@@ -45,12 +45,16 @@ VLLM_SIGNATURES = {
     "gelu_tanh_and_mul": ["out", "input"],
     "apply_repetition_penalties": ["logits", "prompt_mask", "output_mask",
                                    "repetition_penalties"],
+    # The newest wrapper (vllm/_custom_ops.py @0002bde) adds rope_dim_offset and inverse.
+    "rotary_embedding": ["positions", "query", "key", "head_size", "cos_sin_cache", "is_neox",
+                         "rope_dim_offset", "inverse"],
 }
 
 # vLLM's wrappers' default values (vllm/_custom_ops.py).
 VLLM_DEFAULTS = {
     "cp_gather_cache": {"seq_starts": None},
     "gather_and_maybe_dequant_cache": {"seq_starts": None},
+    "rotary_embedding": {"rope_dim_offset": 0, "inverse": False},  # @0002bde
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -104,6 +108,11 @@ VLLM_SCHEMAS = {
     "apply_repetition_penalties":
         "apply_repetition_penalties(Tensor! logits, Tensor prompt_mask, Tensor output_mask, "
         "Tensor repetition_penalties) -> ()",
+    # vLLM's 6-argument schema (key optional and written: Tensor!?), with the newest wrapper's
+    # two arguments and their defaults after is_neox.
+    "rotary_embedding":
+        "rotary_embedding(Tensor positions, Tensor! query, Tensor!? key, int head_size, "
+        "Tensor cos_sin_cache, bool is_neox, int rope_dim_offset=0, bool inverse=False) -> ()",
 }
 
 
