@@ -4,8 +4,8 @@
 /// (kernels/mla/rope.cuh), and the store of a rotated value as the GPU stores it.
 ///
 /// rope.cpp is compiled with -ffp-contract=off, so that `std::fma` is the one fused
-/// multiply-add, where the kernels write `__fmaf_rn`; the chapter "MLA: one latent vector per
-/// token" explains why this matters for bit-exact agreement.
+/// multiply-add, where the kernels write `__fmaf_rn`; chapters/mla.md explains why this matters
+/// for bit-exact agreement.
 #pragma once
 
 #include <cstdint>

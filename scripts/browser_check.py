@@ -73,6 +73,7 @@ CODE_VIEWS = {
     "chapters/fused_add_rms_norm.html": {"compare": 1, "annotated": 1},
     "chapters/silu_and_mul.html": {"compare": 1, "annotated": 1},
     "chapters/apply_repetition_penalties.html": {"compare": 1, "annotated": 1},
+    "chapters/rotary_embedding.html": {"compare": 1, "annotated": 1},
 }
 LISTING_LINE = re.compile(r"^L-[0-9]+$")
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")

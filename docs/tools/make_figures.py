@@ -242,6 +242,16 @@ LABELS = {
                       "schematic",
         "three_footer": "the same op three times: reshape_and_cache_flash writes one token's "
                         "key row (16 bf16 = 32 bytes) into its slot",
+        "rope_cache": "the cos_sin_cache row of the token's position p: the cosines of pairs "
+                      "0 … 3, then their sines",
+        "rope_neox": "GPT-NeoX style, is_neox = true: pair j is elements j and j + rot_dim / 2 "
+                     "(the two halves)",
+        "rope_gptj": "GPT-J style, is_neox = false: pair j is elements 2j and 2j + 1 "
+                     "(neighbours)",
+        "rope_offset": "partial rotary, NeoX: rope_dim_offset = 2 and rot_dim = 4 (a cache row "
+                       "of 4), head_size = 8; the grey elements stay as they are",
+        "rope_note": "one head of head_size = 8 elements; one colour = one pair, turned by the "
+                     "cosine and sine of its colour; schematic",
     },
     "zh_CN": {
         "list_sep": "、",
@@ -365,6 +375,12 @@ LABELS = {
         "layer_note": "Llama 类模型的一个解码层，处理一步中的各 token；示意图",
         "three_footer": "同一个算子的三种实现：reshape_and_cache_flash 把一个 token 的 "
                         "key 行（16 个 bf16 = 32 字节）写入它的槽位",
+        "rope_cache": "token 位置 p 对应的 cos_sin_cache 行：先是第 0 … 3 对的余弦，再是它们的正弦",
+        "rope_neox": "GPT-NeoX 风格，is_neox = true：第 j 对是元素 j 与 j + rot_dim / 2（前后两半）",
+        "rope_gptj": "GPT-J 风格，is_neox = false：第 j 对是元素 2j 与 2j + 1（相邻元素）",
+        "rope_offset": "部分旋转，NeoX：rope_dim_offset = 2，rot_dim = 4（缓存行有 4 个值），"
+                       "head_size = 8；灰色元素保持不变",
+        "rope_note": "一个 head_size = 8 的注意力头；同一颜色 = 同一对元素，按同色的余弦和正弦旋转；示意图",
     },
 }
 # The English layout titles, by layout name (kept under their old name for other scripts).
@@ -1410,8 +1426,8 @@ def draw_indexer_cache(path, lang="en"):
     finish(fig, ax, path, (-0.2, 13.6), (-1.1, 6.3))
 
 
-# The model ops chapter: where silu_and_mul and apply_repetition_penalties sit in one decoder
-# layer, relative to the cache write and attention (chapters/model_ops.md).
+# The model ops chapter: where rotary_embedding, silu_and_mul and apply_repetition_penalties sit
+# in one decoder layer, relative to the cache write and attention (chapters/model_ops.md).
 LAYER_CHAPTER = "#ffb74d"  # the ops of the chapter
 LAYER_CACHE = "#64b5f6"    # the cache ops
 LAYER_OTHER = "#e0e0e0"    # everything else of the layer
@@ -1426,7 +1442,7 @@ def draw_model_ops_layer(path, lang="en"):
     steps = [  # (label, colour, monospace)
         ("input_layernorm: rms_norm / fused_add_rms_norm", LAYER_OTHER, True),
         ("qkv_proj", LAYER_OTHER, True),
-        ("rotary_embedding (RoPE)", LAYER_OTHER, True),
+        ("rotary_embedding (RoPE)", LAYER_CHAPTER, True),
         ("reshape_and_cache_flash", LAYER_CACHE, True),
         (words["layer_attention"], LAYER_OTHER, False),
         ("post_attention_layernorm: fused_add_rms_norm", LAYER_OTHER, True),
@@ -1490,6 +1506,54 @@ def draw_model_ops_layer(path, lang="en"):
     finish(fig, ax, path, (-0.3, cx + cw + 0.3), (ly - 0.8, 12.6))
 
 
+# The rotary_embedding page: which elements of one head rotate together, NeoX and GPT-J, and a
+# partial rotation with rope_dim_offset (chapters/rotary_embedding.md). The pairs come from the
+# same rule as the CPU reference (reference_cpu/rope.cpp: rotate_head).
+ROPE_HEAD_SIZE = 8
+
+
+def rope_pairs(rot_dim, is_neox, offset=0):
+    """The element pairs of one head, pair j first: NeoX (j, j + rot_dim / 2), GPT-J
+    (2j, 2j + 1), both shifted by `offset`."""
+    half = rot_dim // 2
+    return [(offset + (j if is_neox else 2 * j), offset + (half + j if is_neox else 2 * j + 1))
+            for j in range(half)]
+
+
+def draw_rope_pairs(path, lang="en"):
+    """One head three times, the elements that rotate together in one colour: NeoX halves,
+    GPT-J neighbours, and a partial rotation from rope_dim_offset; the cache row on top."""
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(8.4, 5.6))
+    w, h = 0.8, 0.55
+    mono = FONTS[lang]["mono"]
+
+    def head_row(y, pairs, title):
+        ax.text(0.0, y + h + 0.25, title, fontsize=8)
+        pair_of = {e: j for j, pair in enumerate(pairs) for e in pair}
+        for e in range(ROPE_HEAD_SIZE):
+            face = TOKEN_COLORS[pair_of[e]] if e in pair_of else UNTOUCHED
+            cell(ax, e * w, y, w, h, face, str(e), text_color_for(face), fontsize=7.5)
+        for j, (a, b) in enumerate(pairs):
+            arrow(ax, ((a + 0.5) * w, y), ((b + 0.5) * w, y), color=TOKEN_COLORS[j], style="-",
+                  lw=1.2, rad=0.45 if b - a > 1 else 0.9)
+
+    # The cache row (rot_dim 8): the cosine of pair j, then its sine, in pair j's colour.
+    y = 6.2
+    ax.text(0.0, y + h + 0.25, words["rope_cache"], fontsize=8)
+    for i in range(ROPE_HEAD_SIZE):
+        j = i % (ROPE_HEAD_SIZE // 2)
+        face = TOKEN_COLORS[j] if i < ROPE_HEAD_SIZE // 2 else tint(TOKEN_COLORS[j], 0.45)
+        label = ("cos" if i < ROPE_HEAD_SIZE // 2 else "sin") + str(j)
+        cell(ax, i * w, y, w, h, face, label, text_color_for(face), fontsize=7)
+        ax.texts[-1].set_family(mono)
+    head_row(4.3, rope_pairs(ROPE_HEAD_SIZE, True), words["rope_neox"])
+    head_row(2.4, rope_pairs(ROPE_HEAD_SIZE, False), words["rope_gptj"])
+    head_row(0.5, rope_pairs(4, True, offset=2), words["rope_offset"])
+    ax.text(0.0, -0.75, words["rope_note"], fontsize=7.5, style=note_style(lang))
+    finish(fig, ax, path, (-0.2, 11.5), (-1.1, 7.2))
+
+
 FIGURES = {
     "paged_cache.png": draw_paged_cache,
     "slot_mapping.png": draw_slot_mapping,
@@ -1509,6 +1573,7 @@ FIGURES = {
     "skewed_split.png": draw_skewed_split,
     "indexer_cache.png": draw_indexer_cache,
     "model_ops_layer.png": draw_model_ops_layer,
+    "rope_pairs.png": draw_rope_pairs,
 }
 
 
@@ -1520,7 +1585,8 @@ TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "con
              "concat_and_cache_mla_rope_fused", "convert_fp8", "cp_gather_cache",
              "gather_and_maybe_dequant_cache", "cp_gather_and_upconvert_fp8_kv_cache",
              "indexer_k_quant_and_cache", "cp_gather_indexer_k_quant_cache", "silu_and_mul",
-             "gelu_and_mul", "gelu_tanh_and_mul", "apply_repetition_penalties"]
+             "gelu_and_mul", "gelu_tanh_and_mul", "apply_repetition_penalties",
+             "rotary_embedding"]
 # Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
 # value that changes from run to run is a code span or a number (which need no translation).
 NO_RESULTS = (":::{note}\n"
