@@ -71,7 +71,7 @@ HeadLayout check_heads(const TensorView& tensor, const char* name, const TensorV
   PAGEDKV_CHECK(layout.num_heads >= 1, name, ": expected at least one head, got ",
                 tensor.describe());
   // Upstream counts a token's elements in int; the kernels here count its pairs in int too.
-  PAGEDKV_CHECK(layout.num_heads * head_size <= RotaryEmbedding::kMaxTokenElements, name, ": ",
+  PAGEDKV_CHECK(layout.num_heads <= RotaryEmbedding::kMaxTokenElements / head_size, name, ": ",
                 layout.num_heads, " heads × head_size ", head_size, " elements per token, ",
                 "expected at most ", RotaryEmbedding::kMaxTokenElements);
 
@@ -145,7 +145,7 @@ RotaryEmbedding::Plan RotaryEmbedding::validate(const Args& args, Impl impl) {
                 "] (rot_dim / 2 cosines, then as many sines), got ", rot_dim);
   PAGEDKV_CHECK(args.rope_dim_offset >= 0, "rope_dim_offset: expected a value >= 0, got ",
                 args.rope_dim_offset);
-  PAGEDKV_CHECK(rot_dim + args.rope_dim_offset <= args.head_size, "rope_dim_offset: rot_dim (",
+  PAGEDKV_CHECK(args.rope_dim_offset <= args.head_size - rot_dim, "rope_dim_offset: rot_dim (",
                 rot_dim, ", cos_sin_cache.size(1)) + rope_dim_offset (", args.rope_dim_offset,
                 ") must be at most head_size = ", args.head_size);
 

@@ -8,7 +8,9 @@
 //      threads take consecutive vectors of a head, so a warp reads whole 128-byte lines.
 //   R2 the block's cos_sin_cache rows are staged once in shared memory as fp32 (the sines
 //      already negated for `inverse`): each row is read from DRAM once per block and
-//      converted once, then every head of the token takes its angles from shared memory.
+//      converted once, then every head of the token takes its angles from shared memory. The
+//      staging (a position, then its row: two dependent loads) runs while the first batch of
+//      query / key loads is in flight, so its latency is not added to theirs.
 //   R3 several tokens per block when a token has few pairs: a block works on a group of
 //      tokens_per_block tokens whose (token, head, vector) items fill ~kRowsPerThread items per
 //      thread, so small heads do not leave most threads idle.
@@ -21,8 +23,8 @@
 //   R6 a layout no vector fits (strides, offset or rot_dim / 2 not multiples of the vector,
 //      misaligned pointers) falls back to one pair per item with scalar accesses.
 // Registers (nvcc 13.0.88, -Xptxas -v, code=sm_90; no instantiation spills): NeoX 16-byte
-// items 115 (bf16), 80 (f16), 72 (f32); GPT-J 16-byte items 72 (bf16), 56 (f16), 55 (f32);
-// the scalar fallback (R6) 47. The cos_sin_cache dtype (f32 or the activations') changes none.
+// items 110 (bf16), 79 (f16), 80 (f32); GPT-J 16-byte items 80 (bf16), 64 (f16), 64 (f32);
+// the scalar fallback (R6) 54. The cos_sin_cache dtype (f32 or the activations') changes none.
 // The full story: chapter "rotary_embedding".
 #include "pagedkv/ops/rotary_embedding.h"
 
@@ -46,7 +48,7 @@ namespace pagedkv::kernels::rotary_optimized {
 constexpr int kThreadsPerBlock = 256;
 /// Blocks an SM must hold at once: caps the registers at 65536 / (256 × 2) = 128 per thread.
 /// Two blocks keep 512 threads × kRowsPerThread × 32 bytes = 64 KiB of loads in flight per SM
-/// (trick R4). A cap of 3 blocks (85 registers) made the bf16 NeoX kernel spill 80 bytes.
+/// (trick R4). A cap of 3 blocks (85 registers) makes the bf16 NeoX kernel spill 112 bytes.
 constexpr int kMinBlocksPerSm = 2;
 /// Items (vectors of pairs of one head) a thread loads before it rotates any (trick R4).
 constexpr int kRowsPerThread = 4;
@@ -131,9 +133,9 @@ struct Pairs<T, false, kPairs> {
   }
 };
 
-/// \brief One group of tokens_per_block tokens per block (grid-stride over groups): stage the
-/// group's angles (R2), then rotate its (token, head, vector) items, kRowsPerThread at a time
-/// per thread (R3, R4).
+/// \brief One group of tokens_per_block tokens per block (grid-stride over groups): rotate its
+/// (token, head, vector) items, kRowsPerThread at a time per thread (R3, R4), the group's
+/// angles staged (R2) while the first items load.
 /// \tparam T float, __half or __nv_bfloat16.
 /// \tparam Cache float or T: the element type of cos_sin_cache.
 /// \tparam kNeox the pair style.
@@ -163,15 +165,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm)
        first_token += static_cast<std::int64_t>(gridDim.x) * tokens_per_block) {
     const int tokens =
         static_cast<int>(std::min<std::int64_t>(tokens_per_block, plan.num_tokens - first_token));
-    // Trick R2: the group's rows, once, as fp32 (the sine negated for the inverse rotation).
     __syncthreads();  // the previous group's items have read their angles
-    for (int e = threadIdx.x; e < tokens * rot_dim; e += blockDim.x) {
-      const int t = e / rot_dim;
-      const int i = e - t * rot_dim;
-      const float value = to_float(cos_sin_cache[positions[first_token + t] * rot_dim + i]);
-      angles[e] = plan.inverse && i >= half ? -value : value;
-    }
-    __syncthreads();
 
     // Tricks R3 and R4: the group's items, kRowsPerThread per thread: all loads, then the rest.
     const int items = tokens * items_per_token;
@@ -197,6 +191,18 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm)
                                             (head - num_heads) * plan.key_head_stride;
         rotated[r] += plan.rope_dim_offset;
         pairs[r].load(rotated[r], half, first_pair[r]);
+      }
+      if (base == 0) {  // the same for every thread of the block: the barrier is safe
+        // Trick R2: the group's rows, once, as fp32 (the sine negated for the inverse
+        // rotation), read while the first batch's loads are in flight (their values are
+        // needed only below).
+        for (int e = threadIdx.x; e < tokens * rot_dim; e += blockDim.x) {
+          const int t = e / rot_dim;
+          const int i = e - t * rot_dim;
+          const float value = to_float(cos_sin_cache[positions[first_token + t] * rot_dim + i]);
+          angles[e] = plan.inverse && i >= half ? -value : value;
+        }
+        __syncthreads();
       }
 #pragma unroll
       for (int r = 0; r < kRowsPerThread; ++r) {
