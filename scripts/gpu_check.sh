@@ -25,6 +25,8 @@
 #               assertions, exit status. The file is recorded beside results.json.
 #   fuzz        the fuzzer (tests/fuzz) on CPU, naive and optimized with a larger budget than CI's:
 #               PAGEDKV_FUZZ_CASES (default here 1500 registry calls per op), PAGEDKV_FUZZ_SEED
+#   large       the [large] Catch2 test: every op on a case whose largest tensor passes 2^31
+#               bytes (64-bit offsets; several GB per op, so not in gpu_tests)
 #   python      the Python package's CUDA tests, when the package exists: scripts/gpu_python.sh
 #               if present (it also records the notebook's GPU output into $OUT/notebooks/,
 #               to be committed under results/notebooks/), else pip install into build/gpu-python-site and
@@ -314,6 +316,10 @@ python_tests() {
   return $rc
 }
 
+large() {
+  "$tests_bin" "[large]"
+}
+
 fuzz() {
   PAGEDKV_FUZZ_CASES=${PAGEDKV_FUZZ_CASES:-1500} "$tests_bin" "[fuzz][gpu]"
 }
@@ -338,6 +344,7 @@ if [ -x "$tests_bin" ] && [ -x "$compare_bin" ]; then
   step ptxas 60 ptxas
   step racecheck 120 racecheck
   step fuzz 120 fuzz
+  step large 300 large
 else
   summary+=("(no build in $build: tests, compare and sanitizers not run)")
   failed=1
