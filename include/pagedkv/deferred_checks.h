@@ -108,9 +108,10 @@ class CheckScope {
   /// \param op the op's name (static storage).
   /// \param stream the call's stream.
   CheckScope(const char* op, cudaStream_t stream);
+  /// \brief Closes the scope: the enclosing one (or none) is current again.
   ~CheckScope();
-  CheckScope(const CheckScope&) = delete;
-  CheckScope& operator=(const CheckScope&) = delete;
+  CheckScope(const CheckScope&) = delete;             ///< one scope per call
+  CheckScope& operator=(const CheckScope&) = delete;  ///< one scope per call
 
   /// \brief The innermost open scope of this thread, or nullptr.
   /// \return the scope.
@@ -129,10 +130,12 @@ class CheckScope {
 /// ErrorMode::automatic (what pagedkv.vllm_ops asks for: vLLM's own ops never synchronize).
 class PreferDeferredErrors {
  public:
+  /// \brief From now on, this thread's checked calls prefer deferred errors.
   PreferDeferredErrors();
+  /// \brief Back to what this thread preferred before.
   ~PreferDeferredErrors();
-  PreferDeferredErrors(const PreferDeferredErrors&) = delete;
-  PreferDeferredErrors& operator=(const PreferDeferredErrors&) = delete;
+  PreferDeferredErrors(const PreferDeferredErrors&) = delete;             ///< not copyable
+  PreferDeferredErrors& operator=(const PreferDeferredErrors&) = delete;  ///< not copyable
 
  private:
   bool outer_;
@@ -151,6 +154,7 @@ namespace checks {
 /// the first slot of `slot_mapping` (i64, contiguous) at or above num_blocks × block_size.
 /// \param scope the open scope (deferred).
 /// \param slot_mapping the slots.
+/// \param count slots to check.
 /// \param num_blocks blocks in the cache.
 /// \param block_size slots per block.
 void enqueue_slot_check(const CheckScope& scope, const void* slot_mapping, std::int64_t count,
