@@ -2,28 +2,14 @@
 /// \brief Index checks that run on the device: the error modes, the device fault record that
 /// the kernels of an op read before they write, and the call that reports a deferred error.
 ///
-/// Most of an op's contract is about shapes, dtypes and strides, which live on the host and are
-/// checked there for free. A few rules are about the *values* of device index tensors (every
-/// slot of slot_mapping inside the cache, every position a row of cos_sin_cache). Reading those
-/// on the host means a device-to-host copy and a synchronization: about 75 µs per call, and
-/// forbidden inside a CUDA graph capture, which is how inference engines run decode steps.
-///
-/// So these rules have two modes:
-/// - **synchronous** (the default of `pagedkv::run` and of pagedkv.naive / pagedkv.optimized):
-///   the values are read back on the op's stream, and a bad one throws InvalidArgument before
-///   the kernel is launched, with the message naming the element;
-/// - **deferred** (what pagedkv.vllm_ops uses, what `PAGEDKV_ERRORS=deferred` or
-///   set_error_mode() selects for everything, and what every call on a capturing stream gets):
-///   a tiny check kernel is queued on the op's stream before the op's kernels. It compares the
-///   values with the bounds and, on a bad one, fills the device's fault record. The op's
-///   kernels read the record first and return without writing when it is set, so a rejected
-///   call still writes nothing, and nothing synchronizes. The host learns of the fault later:
-///   at the start of the next checked call on that device (a read of pinned host memory that
-///   the check kernel also writes, no synchronization) or from check_errors().
-///
-/// A fault is sticky: once set, every pagedkv kernel that reads the record on that device
-/// writes nothing until the fault has been reported (and cleared) outside a capture. Calls
-/// that arrive in the meantime fail closed instead of writing with indices nobody checked.
+/// A few rules of a contract are about the values of device index tensors (every slot of
+/// slot_mapping inside the cache, every position a row of cos_sin_cache). Reading them on the
+/// host costs a copy and a synchronization on every call, and a capture forbids it. So a call
+/// either checks them synchronously (read back on its stream, InvalidArgument before the
+/// launch) or defers: a check kernel on its stream fills the fault record on a bad value, the
+/// op's kernels read the record first and write nothing, and the host reports the fault later
+/// (the next checked call, or check_errors()). The op map's section on the rules every op
+/// shares describes both modes; a fault stays set until it is reported outside a capture.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -41,6 +41,8 @@ namespace pagedkv::kernels::reshape_and_cache_naive {
 /// \param x elements per 16-byte key chunk.
 /// \param key_stride elements between two key rows.
 /// \param value_stride elements between two value rows.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, KvCacheDtype kKind>
 __global__ void reshape_and_cache_kernel(const T* __restrict__ key, const T* __restrict__ value,
                                          typename CacheElement<T, kKind>::type* key_cache,

@@ -103,6 +103,8 @@ __device__ __forceinline__ AlignedVector<T, 16 / sizeof(T)> load_16_bytes(const 
 /// \tparam T activation type (float, __half, __nv_bfloat16).
 /// \tparam kKind how the cache stores elements.
 /// \param p pointers, sizes and the vectorization decisions made on the host.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, KvCacheDtype kKind>
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     reshape_and_cache_kernel(const Params p, const DeviceFault* fault) {

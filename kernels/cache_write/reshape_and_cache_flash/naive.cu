@@ -35,6 +35,8 @@ constexpr int kThreadsPerBlock = 256;
 /// \param k_scale [1] or [num_heads]; read only for fp8.
 /// \param v_scale [1] or [num_heads]; read only for fp8.
 /// \param plan sizes and strides from validate_reshape_and_cache_flash().
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Activation, KvCacheDtype kKind>
 __global__ void reshape_and_cache_flash_kernel(
     const Activation* key, const Activation* value,

@@ -145,6 +145,8 @@ convert_vector(const AlignedVector<Activation, kLoadVec> (&loaded)[kLoads], floa
 /// \param k_scale [1] or [num_heads]; read only for fp8.
 /// \param v_scale [1] or [num_heads]; read only for fp8.
 /// \param work sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Activation, KvCacheDtype kKind, int kVec>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm) reshape_and_cache_flash_kernel(
     const Activation* __restrict__ key, const Activation* __restrict__ value,

@@ -25,6 +25,8 @@ constexpr int kThreadsPerBlock = 128;
 /// \param kv_cache [num_blocks, block_size, head_dim + 4 G] bytes, blocks plan.block_stride apart.
 /// \param slot_mapping [>= num_tokens]; negative = padding.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Key>
 __global__ void indexer_k_quant_and_cache_kernel(const Key* __restrict__ k,
                                                  std::uint8_t* __restrict__ kv_cache,

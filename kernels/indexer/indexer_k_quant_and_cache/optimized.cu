@@ -52,6 +52,8 @@ constexpr unsigned kFullWarp = 0xFFFFFFFFu;
 ///        apart (16-byte aligned).
 /// \param slot_mapping [>= num_tokens]; negative = padding.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Key>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     indexer_k_quant_and_cache_kernel(const Key* __restrict__ k, std::uint8_t* __restrict__ kv_cache,

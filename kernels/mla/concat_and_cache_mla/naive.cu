@@ -38,6 +38,8 @@ constexpr int kDsMlaParts = 5;
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides from ConcatAndCacheMla::validate().
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Activation, KvCacheDtype kKind>
 __global__ void concat_and_cache_mla_kernel(
     const Activation* kv_c, const Activation* k_pe,
@@ -70,6 +72,8 @@ __global__ void concat_and_cache_mla_kernel(
 /// \param kv_cache [num_blocks, block_size, 656] bytes with the plan's strides.
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 __global__ void concat_and_cache_ds_mla_kernel(const __nv_bfloat16* kv_c, const __nv_bfloat16* k_pe,
                                                std::uint8_t* kv_cache,
                                                const std::int64_t* slot_mapping,

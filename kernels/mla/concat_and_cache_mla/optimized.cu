@@ -51,6 +51,8 @@ constexpr unsigned kFullWarp = 0xFFFFFFFFu;
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Activation, KvCacheDtype kKind, int kVec>
 __global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_mla_kernel(
     const Activation* __restrict__ kv_c, const Activation* __restrict__ k_pe,
@@ -91,6 +93,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_mla_kernel(
 /// \param kv_cache [num_blocks, block_size, 656] bytes with the plan's strides.
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 __global__ void __launch_bounds__(kThreadsPerBlock)
     concat_and_cache_ds_mla_kernel(const __nv_bfloat16* __restrict__ kv_c,
                                    const __nv_bfloat16* __restrict__ k_pe,

@@ -37,6 +37,8 @@ constexpr int kThreadsPerBlock = 256;
 /// \param kv_cache [num_blocks, block_size, kv_lora_rank + rot_dim] with the plan's strides.
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, KvCacheDtype kKind>
 __global__ void rope_fused_kernel(const std::int64_t* positions, T* q_pe, T* k_pe, const T* kv_c,
                                   const T* cos_sin_cache, const std::int64_t* slot_mapping,

@@ -99,6 +99,8 @@ __device__ __forceinline__ void rotate_vector(T* head, const T* cos_row, int hal
 /// \param kv_cache [num_blocks, block_size, kv_lora_rank + rot_dim] with the plan's strides.
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, KvCacheDtype kKind, bool kNeox, int kPairs, int kVec>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock)
     rope_fused_kernel(const std::int64_t* __restrict__ positions, T* __restrict__ q_pe, T* k_pe,
