@@ -9,7 +9,6 @@
 #include <type_traits>
 
 #include "pagedkv/cuda_runtime.h"
-#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops.h"
 
@@ -47,22 +46,10 @@ typename Op::Args args_from(const std::vector<ArgValue>& values) {
   return args;
 }
 
-// The checked entry point: validation inside a CheckScope, so that the checks of device index
-// values use the call's stream and, when the call defers its errors (a capturing stream,
-// pagedkv.vllm_ops, PAGEDKV_ERRORS=deferred), queue a check kernel instead of reading the
-// values back (pagedkv/deferred_checks.h). The CPU reference has nothing to defer.
+// The checked entry point (run() opens the CheckScope of pagedkv/deferred_checks.h).
 template <class Op>
 void run_values(Impl impl, const std::vector<ArgValue>& values, cudaStream_t stream) {
-  const typename Op::Args args = args_from<Op>(values);
-  if (impl == Impl::cpu) {
-    run<Op>(impl, args, stream);
-    return;
-  }
-  const typename Op::Plan plan = [&] {
-    CheckScope scope(Op::name, stream);
-    return check_call<Op>(args, impl);
-  }();
-  launch<Op>(impl, plan, args, stream);
+  run<Op>(impl, args_from<Op>(values), stream);
 }
 
 template <class Op>

@@ -83,7 +83,7 @@ void check_errors();
 void raise_pending_fault(bool may_synchronize);
 
 /// \brief The checking context of one checked call on a device: the stream its checks use and
-/// whether they defer. Made by the registry's checked entry point around validation; the
+/// whether they defer. Made by the checked entry point (pagedkv::run) around validation; the
 /// checks of device index values (checks::slots_fit, the position check, the gathers' reads)
 /// look it up. Without one (a plan prepared for a timing loop) they are synchronous on the
 /// legacy default stream.

@@ -102,7 +102,9 @@ def _docstring(op: dict, impl: str) -> str:
               f"Upstream: {op['upstream']}.", "",
               "Raises:",
               "    ValueError (pagedkv.InvalidArgument): a bad argument; the message names it, "
-              "and nothing was written.",
+              "and nothing was written. With deferred errors (pagedkv.set_error_mode; always "
+              "inside a CUDA graph capture) a bad index value in a device tensor is raised by "
+              "the next call on the device or by pagedkv.check_errors() instead.",
               "    RuntimeError (pagedkv.CudaError): a CUDA call failed."]
     return "\n".join(lines)
 
