@@ -62,6 +62,8 @@ int current_device() {
   return device;
 }
 
+void load_check_kernels();  // below, after the kernels
+
 DeviceState& state_of(int device) {
   DeviceState* state = g_states[device].load(std::memory_order_acquire);
   if (state != nullptr) return *state;
@@ -82,6 +84,10 @@ DeviceState& state_of(int device) {
   PAGEDKV_CUDA_CHECK(cudaHostGetDevicePointer(&view, host, 0));
   made->mirror_view = static_cast<DeviceFault*>(view);
   PAGEDKV_CUDA_CHECK(cudaStreamCreateWithFlags(&made->clear_stream, cudaStreamNonBlocking));
+  // With lazy loading (the default since CUDA 12.2) a kernel is loaded at its first launch,
+  // which may wait for the whole device, and that first launch could be inside a capture or
+  // behind a busy stream. Load the check kernels now, with the record.
+  load_check_kernels();
   state = made.release();  // lives as long as the process
   g_states[device].store(state, std::memory_order_release);
   g_any_state.store(true, std::memory_order_release);
@@ -181,6 +187,12 @@ __global__ void check_positions(const std::int64_t* positions, std::int64_t coun
                    argument);
     }
   }
+}
+
+void load_check_kernels() {
+  cudaFuncAttributes attributes{};
+  PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_slots));
+  PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_positions));
 }
 
 // One thread per index up to a few waves; a grid-stride loop beyond (these kernels read 8

@@ -319,6 +319,13 @@ TEST_CASE("streams: no op uses or waits for the legacy default stream", "[gpu][s
     INFO(placed.op->name);
     for (ErrorMode mode : {ErrorMode::synchronous, ErrorMode::deferred}) {
       ModeGuard guard(mode);
+      {
+        // Every kernel this call launches is loaded first: with lazy loading, a kernel's first
+        // launch may wait for the whole device, the blocked legacy stream included.
+        fuzz::DeviceCall warm_up = placed.place();
+        placed.op->run(Impl::optimized, warm_up.values, stream.handle);
+        PAGEDKV_CUDA_CHECK(cudaStreamSynchronize(stream.handle));
+      }
       fuzz::DeviceCall call = placed.place();  // uploads use the legacy stream: before blocking
       PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
       *reinterpret_cast<volatile int*>(release) = 0;
