@@ -9,6 +9,7 @@
 
 #include "pagedkv/checks.h"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 
 namespace pagedkv::checks {
@@ -20,7 +21,11 @@ std::vector<std::int32_t> copy_i32(const void* data, Device device, std::int64_t
   if (device == Device::cpu) {
     std::memcpy(values.data(), data, bytes);
   } else {
-    PAGEDKV_CUDA_CHECK(cudaMemcpy(values.data(), data, bytes, cudaMemcpyDeviceToHost));
+    // On the checked call's stream, after the work queued before the call (a capture rejects
+    // the read: see pagedkv/deferred_checks.h).
+    cudaStream_t stream = synchronous_check_stream("its index tensors");
+    PAGEDKV_CUDA_CHECK(cudaMemcpyAsync(values.data(), data, bytes, cudaMemcpyDeviceToHost, stream));
+    PAGEDKV_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
   return values;
 }

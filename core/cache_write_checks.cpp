@@ -3,6 +3,7 @@
 #include <string>
 
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/index_checks.h"
 
@@ -56,6 +57,13 @@ std::int64_t slot_mapping_tokens(const TensorView& slot_mapping, const TensorVie
 
 void slots_fit(const TensorView& slot_mapping, std::int64_t num_blocks, std::int64_t block_size) {
   if (slot_mapping.numel() == 0) return;  // zero tokens: nothing to read, nothing to launch
+  // Deferred (a capture, pagedkv.vllm_ops, PAGEDKV_ERRORS=deferred): a check kernel on the
+  // call's stream, whose fault the op's kernels read before writing (deferred_checks.h).
+  const CheckScope* scope = CheckScope::current();
+  if (scope != nullptr && scope->deferred && slot_mapping.device == Device::cuda) {
+    enqueue_slot_check(*scope, slot_mapping.data, slot_mapping.numel(), num_blocks, block_size);
+    return;
+  }
   const IndexAt largest = max_index(slot_mapping);
   const std::int64_t num_slots = num_blocks * block_size;
   PAGEDKV_CHECK(largest.value < num_slots, "slot_mapping[", largest.position, "] = ",

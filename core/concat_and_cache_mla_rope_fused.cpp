@@ -21,6 +21,7 @@
 #include "cache_write_checks.h"
 #include "mla_checks.h"
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "position_checks.h"
 
@@ -140,9 +141,13 @@ ConcatAndCacheMlaRopeFused::Plan ConcatAndCacheMlaRopeFused::validate(const Args
 
   // 8. The indices the kernels follow: every slot inside the cache (negative = padding), every
   //    used position a row of cos_sin_cache. Both read device memory: on the GPU, CUB
-  //    reductions and synchronizations.
+  //    reductions and synchronizations, or check kernels when the call defers its errors
+  //    (pagedkv/deferred_checks.h).
   checks::slots_fit(slot_mapping, plan.num_blocks, plan.block_size);
-  if (num_tokens > 0) {
+  const CheckScope* scope = CheckScope::current();
+  if (num_tokens > 0 && scope != nullptr && scope->deferred && positions.device == Device::cuda) {
+    checks::enqueue_position_check(*scope, positions.data, num_tokens, plan.max_position);
+  } else if (num_tokens > 0) {
     TensorView used_positions = positions;  // only the first T are read (the rest is padding)
     used_positions.shape[0] = num_tokens;
     const IndexAt largest = max_unsigned_index(used_positions);

@@ -46,6 +46,7 @@ typename Op::Args args_from(const std::vector<ArgValue>& values) {
   return args;
 }
 
+// The checked entry point (run() opens the CheckScope of pagedkv/deferred_checks.h).
 template <class Op>
 void run_values(Impl impl, const std::vector<ArgValue>& values, cudaStream_t stream) {
   run<Op>(impl, args_from<Op>(values), stream);

@@ -23,6 +23,7 @@
 #include <cstdint>
 
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "position_checks.h"
 
@@ -174,8 +175,13 @@ RotaryEmbedding::Plan RotaryEmbedding::validate(const Args& args, Impl impl) {
   plan.cache_dtype = cos_sin_cache.dtype;
 
   // 6. Every position a row of cos_sin_cache: one unsigned maximum finds the largest and any
-  //    negative one (position_checks.h; on the GPU a CUB reduction and a synchronization).
-  if (num_tokens > 0) {
+  //    negative one (position_checks.h; on the GPU a CUB reduction and a synchronization), or,
+  //    when the call defers its errors, a check kernel on the call's stream whose fault record
+  //    makes the kernels write nothing (pagedkv/deferred_checks.h).
+  const CheckScope* scope = CheckScope::current();
+  if (num_tokens > 0 && scope != nullptr && scope->deferred && positions.device == Device::cuda) {
+    checks::enqueue_position_check(*scope, positions.data, num_tokens, plan.max_position);
+  } else if (num_tokens > 0) {
     const IndexAt largest = max_unsigned_index(positions);
     PAGEDKV_CHECK(largest.value >= 0 && largest.value < plan.max_position, "positions[",
                   largest.position, "] = ", largest.value, ": expected a position in [0, ",

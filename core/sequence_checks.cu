@@ -5,15 +5,15 @@
 // message. The block ids are more (one per 64 tokens of every sequence, and only the columns a
 // sequence uses count), so on the GPU a small kernel looks at them where they are and reports
 // the first bad one: the one the CPU loop, which visits (sequence, column) in order, finds too.
-#include "sequence_checks.h"
-
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "block_lookup_checks.h"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
+#include "sequence_checks.h"
 
 namespace pagedkv::checks {
 
@@ -72,25 +72,28 @@ unsigned long long first_bad_block_id_cuda(const TensorView& block_table,
                                            const TensorView& cu_seq_lens,
                                            const TensorView& seq_starts, std::int64_t batch_size,
                                            std::int64_t block_size, std::int64_t num_blocks) {
+  // On the checked call's stream (pagedkv/deferred_checks.h), stream-ordered scratch memory.
+  cudaStream_t stream = synchronous_check_stream("block_table");
   unsigned long long* d_first_bad = nullptr;
-  PAGEDKV_CUDA_CHECK(cudaMalloc(&d_first_bad, sizeof *d_first_bad));
+  PAGEDKV_CUDA_CHECK(cudaMallocAsync(&d_first_bad, sizeof *d_first_bad, stream));
   unsigned long long first_bad = kNoFault;
-  cudaError_t status =
-      cudaMemcpy(d_first_bad, &first_bad, sizeof first_bad, cudaMemcpyHostToDevice);
+  cudaError_t status = cudaMemsetAsync(d_first_bad, 0xFF, sizeof first_bad, stream);  // kNoFault
   if (status == cudaSuccess) {
     constexpr std::int64_t kMaxBlocks = 4096;  // grid-stride beyond
     const auto grid = static_cast<unsigned>(batch_size < kMaxBlocks ? batch_size : kMaxBlocks);
-    find_bad_block_id<<<grid, 256>>>(static_cast<const std::int32_t*>(block_table.data),
-                                     block_table.stride(0), block_table.size(1),
-                                     static_cast<const std::int32_t*>(cu_seq_lens.data),
-                                     static_cast<const std::int32_t*>(seq_starts.data), batch_size,
-                                     block_size, num_blocks, d_first_bad);
+    find_bad_block_id<<<grid, 256, 0, stream>>>(static_cast<const std::int32_t*>(block_table.data),
+                                                block_table.stride(0), block_table.size(1),
+                                                static_cast<const std::int32_t*>(cu_seq_lens.data),
+                                                static_cast<const std::int32_t*>(seq_starts.data),
+                                                batch_size, block_size, num_blocks, d_first_bad);
     status = cudaGetLastError();
   }
   if (status == cudaSuccess) {
-    status = cudaMemcpy(&first_bad, d_first_bad, sizeof first_bad, cudaMemcpyDeviceToHost);
+    status =
+        cudaMemcpyAsync(&first_bad, d_first_bad, sizeof first_bad, cudaMemcpyDeviceToHost, stream);
   }
-  cudaFree(d_first_bad);
+  cudaFreeAsync(d_first_bad, stream);
+  if (status == cudaSuccess) status = cudaStreamSynchronize(stream);
   PAGEDKV_CUDA_CHECK(status);
   return first_bad;
 }

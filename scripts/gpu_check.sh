@@ -12,13 +12,21 @@
 #   gpu_tests   ctest -L gpu (a [gpu] test reported "Skipped" here fails the step)
 #   compare     pagedkv compare --all --json $OUT/results.json --commit <sha>
 #   cpu_tests   ctest -L cpu
-#   memcheck    the [gpu] Catch2 tests under compute-sanitizer --tool memcheck
+#   memcheck    the [gpu] Catch2 tests under compute-sanitizer --tool memcheck, then a short
+#               fuzzer run ([fuzz][gpu], PAGEDKV_FUZZ_CASES=60) under it too
+#   initcheck   the [gpu] tests under --tool initcheck (reads of device memory never written)
+#   synccheck   the [gpu] tests under --tool synccheck (barriers that not every thread reaches)
 #   ptxas       nvcc -Xptxas -v over every kernel file with the build's flags: registers, spills,
 #               stack frames, shared memory ($OUT/ptxas.log)
 #   racecheck   compute-sanitizer --tool racecheck on the [gpu][<op>] tests of each op whose
 #               kernels use shared memory (from the sources and the ptxas report)
+#               Every sanitizer run appends one line to $OUT/sanitizers.tsv: tool, test spec,
+#               errors reported (compute-sanitizer's ERROR SUMMARY), Catch2 test cases and
+#               assertions, exit status. The file is recorded beside results.json.
 #   fuzz        the fuzzer (tests/fuzz) on CPU, naive and optimized with a larger budget than CI's:
 #               PAGEDKV_FUZZ_CASES (default here 1500 registry calls per op), PAGEDKV_FUZZ_SEED
+#   large       the [large] Catch2 test: every op on a case whose largest tensor passes 2^31
+#               bytes (64-bit offsets; several GB per op, so not in gpu_tests)
 #   python      the Python package's CUDA tests, when the package exists: scripts/gpu_python.sh
 #               if present (it also records the notebook's GPU output into $OUT/notebooks/,
 #               to be committed under results/notebooks/), else pip install into build/gpu-python-site and
@@ -37,7 +45,8 @@
 #   GPU_CHECK_COMPARE what to compare instead of --all: op names and options, e.g.
 #                     "concat_and_cache_mla convert_fp8"; give each call its own OUT, since each
 #                     writes its own results.json
-#   GPU_CHECK_MEMCHECK the Catch2 test spec memcheck runs (default "[gpu]"), e.g.
+#   GPU_CHECK_MEMCHECK the Catch2 test spec memcheck, initcheck and synccheck run (default "[gpu]";
+#                     memcheck then also runs the short fuzzer), e.g.
 #                     "[gpu][convert_fp8],[gpu][concat_and_cache_mla]" (a comma is "or")
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -156,10 +165,47 @@ cpu_tests() {
   ctest --preset gpu -L cpu -j 16
 }
 
-memcheck() {
+# sanitize TOOL SPEC [EXTRA ARGS...]: the Catch2 tests matching SPEC under compute-sanitizer
+# --tool TOOL; one line in $OUT/sanitizers.tsv (tool, spec, errors, test cases, assertions, rc).
+sanitize() {
+  local tool=$1 spec=$2 log rc errors cases assertions
+  shift 2
   command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found"; return 1; }
-  compute-sanitizer --tool memcheck --error-exitcode 1 --print-limit 20 \
-    "$tests_bin" "${GPU_CHECK_MEMCHECK:-[gpu]}"
+  log=$(mktemp)
+  compute-sanitizer --tool "$tool" --error-exitcode 1 --print-limit 20 "$@" \
+    "$tests_bin" "$spec" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  # "========= ERROR SUMMARY: 0 errors"; racecheck says "RACECHECK SUMMARY: 0 hazards ...".
+  errors=$(grep -oE '(ERROR|RACECHECK) SUMMARY: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+  # Catch2: "All tests passed (N assertions in M test cases)" or "test cases: M | ... ".
+  cases=$(grep -oE '[0-9]+ test cases|test cases: *[0-9]+' "$log" | grep -oE '[0-9]+' | tail -1)
+  assertions=$(grep -oE '[0-9]+ assertions|assertions: *[0-9]+' "$log" | grep -oE '[0-9]+' | tail -1)
+  [ -f "$OUT/sanitizers.tsv" ] ||
+    printf 'tool\tspec\terrors\ttest_cases\tassertions\texit\n' >"$OUT/sanitizers.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$spec" "${errors:-?}" "${cases:-?}" \
+    "${assertions:-?}" "$rc" >>"$OUT/sanitizers.tsv"
+  echo "STEP-NOTE: $tool $spec: ${errors:-?} errors, ${cases:-?} test cases"
+  rm -f "$log"
+  return "$rc"
+}
+
+memcheck() {
+  local rc=0
+  sanitize memcheck "${GPU_CHECK_MEMCHECK:-[gpu]}" || rc=1
+  # The fuzzer's invalid calls (rejected before any launch) and valid ones (random shapes,
+  # misaligned views) under memcheck: a short budget, memcheck is slow.
+  if [ -z "${GPU_CHECK_MEMCHECK:-}" ]; then
+    PAGEDKV_FUZZ_CASES=60 sanitize memcheck "[fuzz][gpu]" || rc=1
+  fi
+  return $rc
+}
+
+initcheck() {
+  sanitize initcheck "${GPU_CHECK_MEMCHECK:-[gpu]}"
+}
+
+synccheck() {
+  sanitize synccheck "${GPU_CHECK_MEMCHECK:-[gpu]}"
 }
 
 # The ops whose kernels use shared memory: a kernel file that declares __shared__ memory or
@@ -192,8 +238,7 @@ racecheck() {
       rc=1
       continue
     fi
-    compute-sanitizer --tool racecheck --racecheck-report hazard --error-exitcode 1 \
-      --print-limit 20 "$tests_bin" "[gpu][$op]" >"$OUT/racecheck_$op.txt" 2>&1 &
+    sanitize racecheck "[gpu][$op]" --racecheck-report hazard >"$OUT/racecheck_$op.txt" 2>&1 &
     pids+=("$!:$op")
   done
   local entry
@@ -271,6 +316,10 @@ python_tests() {
   return $rc
 }
 
+large() {
+  "$tests_bin" "[large]"
+}
+
 fuzz() {
   PAGEDKV_FUZZ_CASES=${PAGEDKV_FUZZ_CASES:-1500} "$tests_bin" "[fuzz][gpu]"
 }
@@ -289,10 +338,13 @@ if [ -x "$tests_bin" ] && [ -x "$compare_bin" ]; then
   step gpu_tests 150 gpu_tests
   step compare 300 compare
   step cpu_tests 90 cpu_tests
-  step memcheck 120 memcheck
+  step memcheck 150 memcheck
+  step initcheck 150 initcheck
+  step synccheck 120 synccheck
   step ptxas 60 ptxas
   step racecheck 120 racecheck
   step fuzz 120 fuzz
+  step large 300 large
 else
   summary+=("(no build in $build: tests, compare and sanitizers not run)")
   failed=1

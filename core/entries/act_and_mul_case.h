@@ -115,6 +115,7 @@ class ActAndMulCase final : public OpCase {
 
  protected:
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
+  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
 
  private:
 

@@ -144,6 +144,7 @@ class PenaltyCase final : public OpCase {
 
  protected:
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
+  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
 
  private:
   std::size_t logit_bytes() const {

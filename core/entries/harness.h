@@ -125,6 +125,10 @@ class PlannedCalls {
   /// \brief Runs one version through the checked entry point on buffer set 0.
   /// \param impl the version.
   void run_checked(Impl impl) const { run<Op>(impl, args_.at(0)); }
+  /// \brief The arguments of buffer set `set` as the registry's entry points take them.
+  /// \param set the buffer set.
+  /// \return the values, in the op's argument order.
+  std::vector<ArgValue> values(int set) const { return values_of<Op>(args(set)); }
   /// \brief The arguments of buffer set `set`.
   /// \param set the buffer set.
   /// \return its arguments.

@@ -202,6 +202,7 @@ class NormCase final : public OpCase {
 
  protected:
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
+  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
 
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()

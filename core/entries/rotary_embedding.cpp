@@ -162,6 +162,7 @@ class RotaryCase final : public OpCase {
 
  protected:
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
+  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
 
  private:
   std::size_t qkv_bytes() const {

@@ -25,6 +25,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/impl.h"
 #include "pagedkv/memory_overlap.h"
@@ -222,6 +223,10 @@ void launch(Impl impl, const typename Op::Plan& plan, const typename Op::Args& a
 /// \brief The checked entry point of every op: validate the arguments for `impl` (throws
 /// InvalidArgument before anything is written), then run the implementation.
 ///
+/// The checks of device index values run on `stream`, synchronously or deferred as the error
+/// mode says (pagedkv/deferred_checks.h); on a capturing stream they always defer, so a call can
+/// be captured into a CUDA graph.
+///
 /// \code
 /// pagedkv::run<pagedkv::RmsNorm>(pagedkv::Impl::optimized, {out, input, weight, 1e-6}, stream);
 /// \endcode
@@ -231,7 +236,17 @@ void launch(Impl impl, const typename Op::Plan& plan, const typename Op::Args& a
 /// \param stream the CUDA stream (ignored by the CPU reference); nothing synchronizes after it.
 template <class Op>
 void run(Impl impl, const typename Op::Args& args, cudaStream_t stream = nullptr) {
-  const typename Op::Plan plan = check_call<Op>(args, impl);
+  if (impl == Impl::cpu) {  // nothing on a device to check, nothing to defer
+    launch<Op>(impl, check_call<Op>(args, impl), args, stream);
+    return;
+  }
+  // Validation inside a CheckScope: the checks of device index values use the call's stream
+  // and, when the call defers (a capture, pagedkv.vllm_ops, PAGEDKV_ERRORS=deferred), queue a
+  // check kernel instead of reading the values back.
+  const typename Op::Plan plan = [&] {
+    CheckScope scope(Op::name, stream);
+    return check_call<Op>(args, impl);
+  }();
   launch<Op>(impl, plan, args, stream);
 }
 

@@ -175,6 +175,15 @@ class OpCase {
   /// agreement rule (byte for byte; for reductions, also the norm-wise relative error).
   /// \return the agreement.
   virtual Agreement compare_outputs() = 0;
+  /// \brief The arguments of buffer set `set` (device tensors, after prepare_device()) in the
+  /// form the registry's checked entry point (OpEntry::run) takes: what the comparison tool's
+  /// checked rows call. Empty for a case that does not offer them.
+  /// \param set buffer set, 0 <= set < buffer_sets().
+  /// \return the values, in the op's argument order.
+  virtual std::vector<ArgValue> device_call(int set) {
+    (void)set;
+    return {};
+  }
   /// \brief Runs `impl` once through its checked entry point (validation included) on buffer
   /// set 0 after reset_outputs(), and compares the result with the CPU reference.
   /// \param impl Impl::naive or Impl::optimized.

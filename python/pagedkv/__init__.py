@@ -14,6 +14,12 @@ argument order plus an optional ``stream``, and ``prepare`` (validate once, run 
 Errors: a rejected argument raises ``pagedkv.InvalidArgument`` (a ``ValueError``) with the C++
 message, which names the argument, the expected and the actual value; nothing has been written
 then. A failing CUDA call raises ``pagedkv.CudaError`` (a ``RuntimeError``).
+
+The values of device index tensors (slot_mapping, positions) are checked either before the
+launch, by reading them back (synchronous errors, the default of pagedkv.naive/optimized), or
+by a small kernel on the call's stream whose fault makes the op's kernels write nothing, raised
+later by the next call or by ``check_errors()`` (deferred errors: pagedkv.vllm_ops, and every
+call inside a CUDA graph capture). ``set_error_mode()`` chooses for all calls.
 """
 
 from __future__ import annotations
@@ -47,6 +53,27 @@ def ops() -> list:
     return list(_core.ops())
 
 
+def set_error_mode(mode: str) -> None:
+    """When bad values in device index tensors are reported: "automatic" (the default:
+    synchronous for pagedkv.naive/optimized, deferred for pagedkv.vllm_ops and inside CUDA
+    graph captures), "synchronous" (before the launch, except inside a capture) or "deferred"
+    (by the next call or check_errors()). PAGEDKV_ERRORS=sync|deferred sets the first value."""
+    _core.set_error_mode(mode)
+
+
+def error_mode() -> str:
+    """The current error mode: "automatic", "synchronous" or "deferred"."""
+    return str(_core.error_mode())
+
+
+def check_errors() -> None:
+    """Waits for the current CUDA device and raises the error a deferred index check found
+    since the last report: ``InvalidArgument`` (a ``ValueError``) naming the op, the argument,
+    the element and its value. Until it is reported, the guarded ops of that device write
+    nothing. Does nothing when there is no error; not for use inside a CUDA graph capture."""
+    _core.check_errors()
+
+
 def implementation(name: str):
     """The module of implementation ``name`` ("cpu", "naive" or "optimized")."""
     modules = {"cpu": cpu, "naive": naive, "optimized": optimized}
@@ -63,12 +90,15 @@ __all__ = [
     "RawBits",
     "bfloat16_bits",
     "bfloat16_bits_to_float32",
+    "check_errors",
     "cpu",
     "cuda_architectures",
     "cuda_available",
+    "error_mode",
     "float32_to_bfloat16_bits",
     "implementation",
     "naive",
     "ops",
     "optimized",
+    "set_error_mode",
 ]

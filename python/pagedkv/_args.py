@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["RawBits", "bfloat16_bits", "tensor_arg", "scale_arg", "resolve_stream"]
+__all__ = ["RawBits", "bfloat16_bits", "tensor_arg", "scale_arg", "resolve_stream",
+           "torch_current_stream"]
 
 
 class RawBits(NamedTuple):
@@ -57,16 +58,63 @@ _ML_DTYPES = {
 }
 
 
+# Every call converts every tensor argument, so the common cases are decided by one type
+# lookup (a dict keyed by the exact type) instead of string tests on module names.
+_TYPE_KIND: dict = {np.ndarray: "numpy"}
+
+
+def _type_kind(cls: type) -> str:
+    kind = _TYPE_KIND.get(cls)
+    if kind is None:
+        module = cls.__module__
+        kind = ("torch" if module.startswith("torch") else
+                "cupy" if module.startswith("cupy") else
+                "numpy" if issubclass(cls, np.ndarray) else "other")
+        _TYPE_KIND[cls] = kind
+    return kind
+
+
 def _is_torch_tensor(obj: Any) -> bool:
-    return type(obj).__module__.startswith("torch")
+    return _type_kind(type(obj)) == "torch"
 
 
 def _is_cupy_array(obj: Any) -> bool:
-    return type(obj).__module__.startswith("cupy")
+    return _type_kind(type(obj)) == "cupy"
+
+
+_TORCH_FLOAT8: dict = {}  # torch float8 dtype -> name the compiled module understands
+
+
+def _torch_float8() -> dict:
+    if not _TORCH_FLOAT8:
+        import torch  # only called with a torch tensor in hand: already imported
+
+        for attribute, name in (("float8_e4m3fn", "f8_e4m3"), ("float8_e5m2", "f8_e5m2")):
+            dtype = getattr(torch, attribute, None)
+            if dtype is not None:
+                _TORCH_FLOAT8[dtype] = name
+        _TORCH_FLOAT8.setdefault(None, "")  # not empty even on a torch without float8
+    return _TORCH_FLOAT8
 
 
 def tensor_arg(obj: Any) -> Any:
     """The form of one tensor argument that pagedkv._core accepts."""
+    kind = _type_kind(type(obj))
+    if kind == "numpy":
+        # NumPy's own dtypes (numbers below 256) pass unchanged; ml_dtypes' are user dtypes.
+        if obj.dtype.num < 256:
+            return obj
+    elif kind == "torch":
+        if obj.requires_grad:
+            obj = obj.detach()  # same memory; torch refuses to export a tensor that needs grad
+        name = _torch_float8().get(obj.dtype)
+        if name:
+            # DLPack export of float8 tensors depends on the torch version; the byte view always
+            # works and carries the type in the tag.
+            import torch
+
+            return (obj.view(torch.uint8), name)
+        return obj
     if isinstance(obj, RawBits):
         return tuple(obj)
     if isinstance(obj, np.ndarray):
@@ -77,24 +125,12 @@ def tensor_arg(obj: Any) -> Any:
             view_dtype, name = special
             return (obj.view(view_dtype), name)
         return obj
-    if _is_torch_tensor(obj):
-        if getattr(obj, "requires_grad", False):
-            obj = obj.detach()  # same memory; torch refuses to export a tensor that needs grad
-        dtype_name = str(getattr(obj, "dtype", ""))
-        if dtype_name in ("torch.float8_e4m3fn", "torch.float8_e5m2"):
-            # DLPack export of float8 tensors depends on the torch version; the byte view always
-            # works and carries the type in the tag.
-            import torch  # already imported: obj is a torch tensor
-
-            name = "f8_e4m3" if dtype_name == "torch.float8_e4m3fn" else "f8_e5m2"
-            return (obj.view(torch.uint8), name)
-        return obj
     return obj
 
 
 def scale_arg(scale: Any, like: Any) -> Any:
     """k_scale / v_scale: a number becomes a float32 array of one element next to ``like``."""
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+    if type(scale) not in (int, float):  # a tensor (bool is not a scale either)
         return tensor_arg(scale)
     if _is_torch_tensor(like):
         import torch
@@ -106,6 +142,17 @@ def scale_arg(scale: Any, like: Any) -> Any:
         with cupy.cuda.Device(like.device.id):
             return cupy.asarray([float(scale)], dtype=cupy.float32)
     return np.array([float(scale)], dtype=np.float32)
+
+
+def torch_current_stream(tensor: Any) -> int:
+    """The current torch stream of ``tensor``'s CUDA device, as an integer cudaStream_t."""
+    import torch  # already imported: tensor is a torch tensor
+
+    # torch's raw getter (what its own generated code calls) skips building a Stream object.
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return int(raw(tensor.device.index))
+    return int(torch.cuda.current_stream(tensor.device).cuda_stream)
 
 
 def resolve_stream(stream: Any, tensors: tuple) -> int:
@@ -120,10 +167,8 @@ def resolve_stream(stream: Any, tensors: tuple) -> int:
         for t in tensors:
             if isinstance(t, tuple):
                 t = t[0]
-            if _is_torch_tensor(t) and getattr(t, "is_cuda", False):
-                import torch
-
-                return int(torch.cuda.current_stream(t.device).cuda_stream)
+            if _is_torch_tensor(t) and t.is_cuda:
+                return torch_current_stream(t)
             if _is_cupy_array(t):
                 import cupy
 

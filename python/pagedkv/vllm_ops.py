@@ -19,6 +19,13 @@ CUDA tensors go to pagedkv.optimized; CPU tensors go to the CPU reference (vLLM 
 CPU path for most of these ops). Unlike vLLM, every argument is validated first: a bad call
 raises ``ValueError`` (pagedkv.InvalidArgument) naming the argument, and nothing is written.
 
+Like vLLM's ops, a CUDA call never synchronizes: the values of device index tensors
+(slot_mapping, positions) are checked by a small kernel queued before the op's kernels, which
+write nothing when it finds a bad value. That error is raised by the next pagedkv call on the
+device or by ``pagedkv.check_errors()`` ("deferred" errors; ``pagedkv.set_error_mode(
+"synchronous")`` or ``PAGEDKV_ERRORS=sync`` makes these calls raise it at once instead, outside
+CUDA graph captures). Every function works inside ``torch.cuda.graph`` capture.
+
 torch is imported only when a function is called, so ``import pagedkv.vllm_ops`` works without
 it. ``register_torch_ops()`` also registers every op as ``torch.ops.pagedkv.<name>`` with
 vLLM's schema (the tensors an op writes marked ``Tensor!``), for code that calls ops through
@@ -29,8 +36,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import _core, cpu, optimized
-from ._impl import TENSOR_KINDS, signature_of
+from . import _core
+from ._args import _type_kind, torch_current_stream
+from ._impl import TENSOR_KINDS, argument_converters, compile_call, converted_values_source
 
 _OPS = {op["name"]: op for op in _core.ops()}
 
@@ -46,17 +54,19 @@ def _torch():
     return torch
 
 
-def _implementation_for(tensors: list):
-    """pagedkv.optimized when any of ``tensors`` is on a CUDA device, else pagedkv.cpu."""
-    torch = _torch()
+def _cuda_tensor_among(tensors: tuple) -> Any:
+    """The first CUDA tensor of ``tensors`` (None for an all-CPU call); every non-None entry
+    must be a torch tensor."""
+    _torch()  # a clear ImportError when torch is missing (a cached import: ~0.1 µs)
+    found = None
     for tensor in tensors:
         if tensor is None:
             continue
-        if not isinstance(tensor, torch.Tensor):
+        if _type_kind(type(tensor)) != "torch":
             raise TypeError(f"pagedkv.vllm_ops expects torch tensors, got {type(tensor).__name__}")
-        if tensor.is_cuda:
-            return optimized
-    return cpu
+        if found is None and tensor.is_cuda:
+            found = tensor
+    return found
 
 
 def schema(op_name: str) -> str:
@@ -69,17 +79,22 @@ def schema(op_name: str) -> str:
 
 
 def _make(op: dict) -> Callable:
-    signature = signature_of(op, with_stream=False)
-    tensor_names = [a["name"] for a in op["arguments"] if a["kind"] in TENSOR_KINDS]
-
-    def function(*args: Any, **kwargs: Any) -> None:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()  # seq_starts=None and the like
-        implementation = _implementation_for([bound.arguments[n] for n in tensor_names])
-        getattr(implementation, op["name"])(*bound.args, **bound.kwargs)
-
-    function.__name__ = function.__qualname__ = op["name"]
-    function.__signature__ = signature
+    # One generated function per op (pagedkv._impl.compile_call): the arguments bound by Python
+    # itself, converted once, then one call into the compiled module. CUDA calls defer the
+    # errors of device index checks (prefer_deferred=True): vLLM's ops never synchronize, and a
+    # synchronous slot check costs ~75 µs a call; see pagedkv.check_errors().
+    tensor_positions = [i for i, a in enumerate(op["arguments"]) if a["kind"] in TENSOR_KINDS]
+    tensors = "(" + "".join(f"_v[{i}], " for i in tensor_positions) + ")"
+    values = converted_values_source(op)
+    body = (f"    _cuda = _cuda_among({tensors})\n"
+            f"    if _cuda is not None:\n"
+            f"        _gpu({op['name']!r}, {values}, _stream(_cuda), True)\n"
+            f"    else:\n"
+            f"        _cpu({op['name']!r}, {values}, 0, False)\n")
+    function = compile_call(op, False, body, {
+        "_cuda_among": _cuda_tensor_among, "_gpu": _core.optimized.call, "_cpu": _core.cpu.call,
+        "_stream": torch_current_stream, "_c": argument_converters(op)})
+    function.__qualname__ = op["name"]
     function.__module__ = __name__
     function.__doc__ = (f"vLLM's ``{op['name']}`` on torch tensors: {op['role']}\n\n"
                         f"Schema: ``{schema(op['name'])}``. CUDA tensors run pagedkv.optimized, "

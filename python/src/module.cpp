@@ -8,7 +8,13 @@
 // The pure-Python package (python/pagedkv/*.py) wraps these functions: it accepts ml_dtypes and
 // float8 arrays, turns Python floats into scale arrays and picks the current torch stream.
 
+#include <algorithm>
+#include <array>
+#include <memory>
 #include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
 
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
@@ -16,10 +22,12 @@
 
 #include "op_bindings.h"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/registry.h"
 
 namespace nb = nanobind;
+using namespace nb::literals;
 
 namespace {
 
@@ -53,6 +61,65 @@ nb::dict op_entry_dict(const pagedkv::OpEntry& entry) {
   return d;
 }
 
+// The bytes of a host view's elements in row-major order (strides followed, a packed copy).
+std::string packed_bytes(const pagedkv::TensorView& view) {
+  const std::int64_t element = pagedkv::dtype_size(view.dtype);
+  std::string bytes;
+  bytes.reserve(static_cast<std::size_t>(view.numel() * element));
+  std::array<std::int64_t, pagedkv::kMaxDims> index{};
+  if (view.numel() == 0) return bytes;
+  const auto* base = static_cast<const char*>(view.data);
+  while (true) {
+    std::int64_t offset = 0;
+    for (int d = 0; d < view.ndim; ++d) offset += index[d] * view.strides[d];
+    bytes.append(base + offset * element, static_cast<std::size_t>(element));
+    int d = view.ndim - 1;
+    while (d >= 0 && ++index[d] == view.shape[d]) index[d--] = 0;
+    if (d < 0) return bytes;
+  }
+}
+
+// One valid call of an op, from the first quick point of its card with a few tokens: each
+// argument a Python value, each tensor a (bytes, dtype name, shape) triple of packed
+// row-major elements, an absent optional tensor None. What registry-driven Python tests use.
+nb::list sample_call(const std::string& name, std::int64_t size) {
+  const pagedkv::OpEntry& op = pagedkv::find_op(name);
+  PAGEDKV_CHECK(!op.workloads.empty(), name, ": its card lists no workload");
+  std::vector<pagedkv::WorkloadPoint> points = op.points(op.workloads.front(), true);
+  PAGEDKV_CHECK(!points.empty(), name, ": its card lists no quick point");
+  pagedkv::WorkloadPoint point = points.front();
+  std::unique_ptr<pagedkv::OpCase> made;
+  for (point.size = std::min(point.size, size);; point.size = std::min(points.front().size, point.size * 2)) {
+    if (point.num_blocks > 0) point.num_blocks = std::max<std::int64_t>(point.size, 8);
+    try {
+      made = op.make_case(point, 1234);
+      break;
+    } catch (const std::exception&) {
+      if (point.size >= points.front().size) throw;  // a builder that needs more grows
+    }
+  }
+  nb::list values;
+  for (const pagedkv::ArgValue& value : made->cpu_arguments()) {
+    if (const auto* view = std::get_if<pagedkv::TensorView>(&value)) {
+      if (view->data == nullptr && view->ndim == 0) {
+        values.append(nb::none());
+        continue;
+      }
+      nb::list shape;
+      for (int d = 0; d < view->ndim; ++d) shape.append(view->shape[d]);
+      const std::string bytes = packed_bytes(*view);
+      values.append(nb::make_tuple(nb::bytes(bytes.data(), bytes.size()),
+                                   std::string(pagedkv::dtype_name(view->dtype)), nb::tuple(shape)));
+    } else {
+      std::visit([&](const auto& scalar) {
+        using T = std::decay_t<decltype(scalar)>;
+        if constexpr (!std::is_same_v<T, pagedkv::TensorView>) values.append(nb::cast(scalar));
+      }, value);
+    }
+  }
+  return values;
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -81,6 +148,44 @@ NB_MODULE(_core, m) {
       "naive_source, optimized_source, byte_model, agreement_rule, workloads, workload_notes, "
       "arguments: a "
       "list of dicts with name, kind, schema_type and doc).");
+
+  m.def(
+      "set_error_mode",
+      [](const std::string& mode) {
+        if (mode == "automatic") {
+          pagedkv::set_error_mode(pagedkv::ErrorMode::automatic);
+        } else if (mode == "synchronous") {
+          pagedkv::set_error_mode(pagedkv::ErrorMode::synchronous);
+        } else if (mode == "deferred") {
+          pagedkv::set_error_mode(pagedkv::ErrorMode::deferred);
+        } else {
+          pagedkv::reject("mode: expected \"automatic\", \"synchronous\" or \"deferred\", got \"",
+                          mode, "\"");
+        }
+      },
+      "mode"_a,
+      "Sets when the checks of device index values report a bad value (see error_mode()).");
+  m.def(
+      "error_mode",
+      []() { return std::string(pagedkv::error_mode_name(pagedkv::error_mode())); },
+      "\"automatic\" (the default: synchronous errors for pagedkv.naive/optimized, deferred "
+      "for pagedkv.vllm_ops and inside CUDA graph captures), \"synchronous\" or \"deferred\" "
+      "(PAGEDKV_ERRORS=sync|deferred sets the first value).");
+  m.def(
+      "check_errors",
+      []() {
+        nb::gil_scoped_release no_gil;
+        pagedkv::check_errors();
+      },
+      "Waits for the current CUDA device and raises the error a deferred index check found "
+      "since the last report (ValueError naming the op, the argument and the element); does "
+      "nothing when there is none. Not inside a CUDA graph capture.");
+
+  m.def("sample_call", &sample_call, "op"_a, "size"_a = 4,
+        "One valid call of op `op` from its registry card (about `size` tokens, blocks or "
+        "sequences): a list in the op's argument order, each tensor a (bytes, dtype name, "
+        "shape) triple of packed row-major host elements, an absent optional tensor None. For "
+        "registry-driven tests.");
 
   pagedkv::python::bind_prepared_call(m);
   for (pagedkv::Impl impl : pagedkv::kAllImpls) {

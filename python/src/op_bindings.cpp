@@ -12,9 +12,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/registry.h"
 #include "tensor_args.h"
@@ -26,6 +28,18 @@ namespace {
 using namespace nb::literals;
 
 cudaStream_t as_stream(std::uintptr_t handle) { return reinterpret_cast<cudaStream_t>(handle); }
+
+// find_op() by a hash lookup: every Python call names its op, and find_op() compares names one
+// by one (and spells the list of known names as it goes, for its error message).
+const OpEntry& op_named(const std::string& name) {
+  static const std::unordered_map<std::string, const OpEntry*> by_name = [] {
+    std::unordered_map<std::string, const OpEntry*> map;
+    for (const OpEntry& entry : op_registry()) map.emplace(entry.name, &entry);
+    return map;
+  }();
+  const auto found = by_name.find(name);
+  return found != by_name.end() ? *found->second : find_op(name);  // find_op() explains
+}
 
 // One call's converted arguments: the values the registry takes, and the arrays behind the
 // tensor values (kept alive as long as the call, or the PreparedCall, needs them).
@@ -108,21 +122,29 @@ void bind_prepared_call(nb::module_& module) {
 void bind_ops(nb::module_& module, Impl impl) {
   module.def(
       "call",
-      [impl](const std::string& op_name, nb::sequence args, std::uintptr_t stream) {
-        const OpEntry& op = find_op(op_name);
+      [impl](const std::string& op_name, nb::sequence args, std::uintptr_t stream,
+             bool prefer_deferred) {
+        const OpEntry& op = op_named(op_name);
         const ConvertedArgs converted = convert(op, args);
         CudaDeviceGuard guard(converted.cuda_device());
         nb::gil_scoped_release no_gil;
-        op.run(impl, converted.values, as_stream(stream));
+        if (prefer_deferred) {
+          PreferDeferredErrors deferred;
+          op.run(impl, converted.values, as_stream(stream));
+        } else {
+          op.run(impl, converted.values, as_stream(stream));
+        }
       },
-      "op"_a, "args"_a, "stream"_a = 0,
+      "op"_a, "args"_a, "stream"_a = 0, "prefer_deferred"_a = false,
       "Validates and runs op `op` on `args` (a list in the op's argument order) on `stream` (an "
-      "integer cudaStream_t; 0 = the legacy default stream; ignored by cpu).");
+      "integer cudaStream_t; 0 = the legacy default stream; ignored by cpu). With "
+      "`prefer_deferred`, the checks of device index values defer their errors unless the "
+      "error mode is 'synchronous' (what pagedkv.vllm_ops asks for).");
 
   module.def(
       "prepare",
       [impl](const std::string& op_name, nb::sequence args) {
-        const OpEntry& op = find_op(op_name);
+        const OpEntry& op = op_named(op_name);
         auto converted = std::make_shared<ConvertedArgs>(convert(op, args));
         std::function<void(cudaStream_t)> run;
         {

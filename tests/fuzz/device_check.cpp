@@ -15,17 +15,19 @@ namespace {
 
 bool is_output(ArgKind kind) { return is_written(kind); }
 
-// The call on the GPU: every buffer uploaded, except those of tensors kept on the host.
-struct DeviceCall {
-  FuzzCall host;               // fresh host build (the kept tensors point into it)
-  std::vector<Buffer> device;  // one per host buffer (empty when kept on the host)
-  std::vector<ArgValue> values;
-};
+}  // namespace
 
-DeviceCall place(const CallSpec& spec, const Mutation* mutation, std::uint64_t seed,
-                 const std::set<std::size_t>& kept_on_host) {
+std::vector<std::uint8_t> DeviceCall::snapshot() {
+  for (std::size_t b = 0; b < host.buffers.size(); ++b) {
+    if (device[b].size() != 0) device[b].download(host.buffers[b].data(), host.buffers[b].size());
+  }
+  return host.snapshot();
+}
+
+DeviceCall place(const CallSpec& spec, std::uint64_t seed, const std::set<std::size_t>& kept_on_host,
+                 const std::function<void(FuzzCall&)>& edit) {
   DeviceCall d{build(spec, seed), {}, {}};
-  if (mutation) apply_poke(*mutation, d.host);
+  if (edit) edit(d.host);
   std::set<int> host_buffers;
   for (std::size_t i : kept_on_host) host_buffers.insert(d.host.buffer_of[i]);
   for (std::size_t b = 0; b < d.host.buffers.size(); ++b) {
@@ -48,6 +50,33 @@ DeviceCall place(const CallSpec& spec, const Mutation* mutation, std::uint64_t s
   }
   return d;
 }
+
+std::set<std::size_t> arguments_kept_on_host(const OpEntry& op, const CallSpec& spec,
+                                             std::uint64_t seed) {
+  std::set<std::size_t> kept;
+  for (std::size_t attempt = 0; attempt <= spec.args.size(); ++attempt) {
+    DeviceCall d = place(spec, seed, kept);
+    try {
+      op.run(Impl::optimized, d.values, nullptr);
+      PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
+      return kept;
+    } catch (const InvalidArgument& error) {
+      const std::string message = error.what();
+      bool moved = false;
+      for (std::size_t i = 0; i < op.arguments.size(); ++i) {
+        if (message.rfind(op.arguments[i].name + ":", 0) == 0 &&
+            message.find("cpu") != std::string::npos && !kept.count(i)) {
+          kept.insert(i);
+          moved = true;
+        }
+      }
+      if (!moved) throw;
+    }
+  }
+  return kept;
+}
+
+namespace {
 
 std::string compare(const OpEntry& op, const CallSpec& spec, const FuzzCall& cpu, DeviceCall& d) {
   const bool reduction = op.agreement_rule.rfind("bit-exact", 0) != 0;
@@ -100,7 +129,9 @@ std::string device_disagreement(const OpEntry& op, const CallSpec& spec, const M
   for (Impl impl : {Impl::naive, Impl::optimized}) {
     std::set<std::size_t> kept_on_host;
     for (std::size_t attempt = 0; attempt <= spec.args.size(); ++attempt) {
-      DeviceCall d = place(spec, mutation, seed, kept_on_host);
+      DeviceCall d = place(spec, seed, kept_on_host, [&](FuzzCall& host) {
+        if (mutation) apply_poke(*mutation, host);
+      });
       try {
         op.run(impl, d.values, nullptr);
         PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());

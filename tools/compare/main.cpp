@@ -33,6 +33,7 @@
 #include "library_rows.h"
 #include "pagedkv/buffers.h"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/registry.h"
 #include "report.h"
@@ -403,6 +404,15 @@ std::vector<std::string> run_notes(const RunInfo& info, const std::vector<const 
         "at some sizes). For H2D / D2H swaps one bulk pinned cudaMemcpyAsync of the same bytes. "
         "% of copy = baseline time / op time at the same byte count (= the ratio of GB/s).");
     notes.push_back(
+        "optimized_eager, checked_eager, checked_graph: the bare optimized kernel launched from "
+        "its validated plan, and the checked entry point that pagedkv.vllm_ops calls (argument "
+        "validation on the host, the index checks deferred: a check kernel on the stream whose "
+        "fault makes the op's kernels write nothing), each issued from the host call by call "
+        "(method \"stream\": the host's share of a call is timed, as in an eager engine step); "
+        "checked_graph replays the checked call from a CUDA graph (a captured decode step; "
+        "compare it with the optimized row). Target: checked_eager within 10 % or 3 us of "
+        "optimized_eager.");
+    notes.push_back(
         "thrust: the op written as one thrust::scatter per tensor of 16-byte units (2-byte units "
         "for the transposed legacy value cache), only where the op is a plain scatter (no "
         "quantization, no reduction): what a library call gives you.");
@@ -506,10 +516,14 @@ int run_compare(const Options& options) {
     Row naive = base_row(*op, point, "naive", bytes);
     Row optimized = base_row(*op, point, "optimized", bytes);
     Row library = base_row(*op, point, "thrust", bytes);
+    Row eager = base_row(*op, point, "optimized_eager", bytes);
+    Row checked = base_row(*op, point, "checked_eager", bytes);
+    Row checked_graph = base_row(*op, point, "checked_graph", bytes);
     Row copy = base_row(*op, point, "copy", bytes);
     Row copy_kernel = base_row(*op, point, "copy_kernel", bytes);
     const bool device_copy = c->copy_kind() == CopyKind::device_to_device;
     bool has_library = false;
+    bool has_checked = false;
     try {
       c->prepare_device(l2);
       const int sets = c->buffer_sets();
@@ -520,6 +534,33 @@ int run_compare(const Options& options) {
           optimized, [&] { return c->check(Impl::optimized); },
           [&](int set, cudaStream_t s) { c->launch(Impl::optimized, set, s); }, sets, stream,
           timing);
+      // The checked entry point that pagedkv.vllm_ops calls (OpEntry::run, deferred errors:
+      // validation on the host, the index check as a kernel on the stream) against the bare
+      // kernel, both issued from the host launch by launch, so that the host's share of a call
+      // is timed too (an eager engine step); then the checked call replayed from a CUDA graph
+      // (a captured decode step), to compare with the optimized row.
+      std::vector<std::vector<ArgValue>> calls;
+      for (int set = 0; set < sets; ++set) calls.push_back(c->device_call(set));
+      has_checked = !calls.empty() && !calls[0].empty();
+      if (has_checked) {
+        GpuTimingOptions from_host = timing;
+        from_host.graph = false;
+        auto run_checked = [&](int set, cudaStream_t s) {
+          PreferDeferredErrors deferred;
+          op->run(Impl::optimized, calls[static_cast<std::size_t>(set)], s);
+        };
+        gpu_row(
+            eager, nullptr,
+            [&](int set, cudaStream_t s) { c->launch(Impl::optimized, set, s); }, sets, stream,
+            from_host);
+        gpu_row(checked, nullptr, run_checked, sets, stream, from_host);
+        gpu_row(checked_graph, nullptr, run_checked, sets, stream, timing);
+        try {
+          check_errors();  // a bad index the deferred checks found fails the row
+        } catch (const std::exception& e) {
+          checked.error = e.what();
+        }
+      }
       // The library row, where the case offers one (core/entries/library_baseline.h).
       std::vector<std::vector<UnitScatter>> scatters;
       if (const auto* baseline = dynamic_cast<const LibraryBaseline*>(c.get()))
@@ -550,18 +591,22 @@ int run_compare(const Options& options) {
     } catch (const std::exception& e) {
       for (Row* row : {&naive, &optimized, &copy, &copy_kernel})
         if (row->error.empty() && !row->median_us) row->error = e.what();
+      has_checked = false;
     }
     // The size-matched copy: the faster of cudaMemcpyAsync and the copy kernel (copy_kernel.h).
     std::optional<double> copy_us = copy.median_us;
     if (copy_kernel.median_us && (!copy_us || *copy_kernel.median_us < *copy_us))
       copy_us = copy_kernel.median_us;
     if (copy_us) {
-      for (Row* row : {&naive, &optimized, &library, &copy, &copy_kernel})
+      for (Row* row :
+           {&naive, &optimized, &eager, &checked, &checked_graph, &library, &copy, &copy_kernel})
         if (row->median_us && *row->median_us > 0)
           row->pct_of_copy = 100.0 * *copy_us / *row->median_us;
     }
-    for (Row* row : {&naive, &optimized, &library, &copy, &copy_kernel}) {
+    for (Row* row :
+         {&naive, &optimized, &eager, &checked, &checked_graph, &library, &copy, &copy_kernel}) {
       if (row == &library && !has_library) continue;
+      if ((row == &eager || row == &checked || row == &checked_graph) && !has_checked) continue;
       if (row == &copy_kernel && !device_copy) continue;
       if (!row->error.empty() || (row->agrees && !*row->agrees)) all_agree = false;
       rows.push_back(*row);

@@ -109,7 +109,7 @@ Timing time_gpu(const std::function<void(int set, cudaStream_t stream)>& launch,
   per_launch_us.reserve(static_cast<std::size_t>(timing.repeats));
 
   Graph graph;
-  if (capture(launch, sets, launches, stream, graph)) {
+  if (options.graph && capture(launch, sets, launches, stream, graph)) {
     timing.method = "cuda-graph";
     PAGEDKV_CUDA_CHECK(cudaGraphUpload(graph.exec, stream));
     PAGEDKV_CUDA_CHECK(cudaGraphLaunch(graph.exec, stream));  // warm-up replay

@@ -23,6 +23,9 @@ struct GpuTimingOptions {
   int repeats = 20;                  // timed repeats, each one graph replay (>= 10)
   double target_repeat_us = 2000.0;  // launches per replay are chosen to fill about this
   int max_launches = 4096;           // cap on launches per replay
+  // false: issue every launch from the host (method "stream"), so that the host's part of a
+  // call (validation, the call path) is inside the timed region, as in an eager engine step.
+  bool graph = true;
 };
 
 /// Times `launch(set, stream)` on the GPU. Warm-up first (every buffer set once), then an

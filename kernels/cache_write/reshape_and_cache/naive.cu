@@ -17,6 +17,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/reshape_and_cache.h"
@@ -40,17 +41,20 @@ namespace pagedkv::kernels::reshape_and_cache_naive {
 /// \param x elements per 16-byte key chunk.
 /// \param key_stride elements between two key rows.
 /// \param value_stride elements between two value rows.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, KvCacheDtype kKind>
 __global__ void reshape_and_cache_kernel(const T* __restrict__ key, const T* __restrict__ value,
                                          typename CacheElement<T, kKind>::type* key_cache,
                                          typename CacheElement<T, kKind>::type* value_cache,
                                          const std::int64_t* __restrict__ slot_mapping,
                                          const float* __restrict__ k_scale,
-                                         const float* __restrict__ v_scale,
-                                         std::int64_t num_tokens, std::int64_t num_heads,
-                                         std::int64_t head_size, std::int64_t block_size,
-                                         std::int64_t x, std::int64_t key_stride,
-                                         std::int64_t value_stride) {
+                                         const float* __restrict__ v_scale, std::int64_t num_tokens,
+                                         std::int64_t num_heads, std::int64_t head_size,
+                                         std::int64_t block_size, std::int64_t x,
+                                         std::int64_t key_stride, std::int64_t value_stride,
+                                         const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= num_tokens * num_heads * head_size) return;
   // i = (token * num_heads + head) * head_size + d
@@ -114,7 +118,7 @@ void ReshapeAndCache::naive(const Plan& plan, const Args& args, cudaStream_t str
             fp8 ? static_cast<const float*>(k_scale.data) : nullptr,
             fp8 ? static_cast<const float*>(v_scale.data) : nullptr, plan.num_tokens,
             plan.num_heads, plan.head_size, plan.block_size, plan.x, plan.key_stride,
-            plan.value_stride);
+            plan.value_stride, device_fault());
         PAGEDKV_CUDA_CHECK_LAUNCH();
       });
 }

@@ -19,6 +19,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "common/vec.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
@@ -102,9 +103,12 @@ __device__ __forceinline__ AlignedVector<T, 16 / sizeof(T)> load_16_bytes(const 
 /// \tparam T activation type (float, __half, __nv_bfloat16).
 /// \tparam kKind how the cache stores elements.
 /// \param p pointers, sizes and the vectorization decisions made on the host.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, KvCacheDtype kKind>
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
-    reshape_and_cache_kernel(const Params p) {
+    reshape_and_cache_kernel(const Params p, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   using Cache = typename CacheElement<T, kKind>::type;
   constexpr int kSourceVector = 16 / sizeof(T);     // activations per 16-byte load
   constexpr int kCacheVector = 16 / sizeof(Cache);  // cache elements per 16-byte store (= x)
@@ -368,7 +372,7 @@ void ReshapeAndCache::optimized(const Plan& plan, const Args& args, cudaStream_t
         using T = typename decltype(activation_tag)::type;
         constexpr KvCacheDtype kKind = decltype(kind_tag)::value;
         k::reshape_and_cache_kernel<T, kKind>
-            <<<num_ctas, k::kThreads, shared_bytes, stream>>>(p);
+            <<<num_ctas, k::kThreads, shared_bytes, stream>>>(p, device_fault());
         PAGEDKV_CUDA_CHECK_LAUNCH();
       });
 }

@@ -16,6 +16,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "pagedkv/cuda_runtime.h"
 
 namespace pagedkv::kernels::flash_naive {
@@ -34,13 +35,16 @@ constexpr int kThreadsPerBlock = 256;
 /// \param k_scale [1] or [num_heads]; read only for fp8.
 /// \param v_scale [1] or [num_heads]; read only for fp8.
 /// \param plan sizes and strides from validate_reshape_and_cache_flash().
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Activation, KvCacheDtype kKind>
 __global__ void reshape_and_cache_flash_kernel(
     const Activation* key, const Activation* value,
     typename CacheElement<Activation, kKind>::type* key_cache,
-    typename CacheElement<Activation, kKind>::type* value_cache,
-    const std::int64_t* slot_mapping, const float* k_scale, const float* v_scale,
-    ReshapeAndCacheFlashPlan plan) {
+    typename CacheElement<Activation, kKind>::type* value_cache, const std::int64_t* slot_mapping,
+    const float* k_scale, const float* v_scale, ReshapeAndCacheFlashPlan plan,
+    const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const std::int64_t total = plan.num_tokens * plan.num_heads * plan.head_size;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -107,7 +111,7 @@ void ReshapeAndCacheFlash::naive(const Plan& plan, const Args& args, cudaStream_
                 static_cast<Cache*>(value_cache.data),
                 static_cast<const std::int64_t*>(slot_mapping.data),
                 fp8 ? static_cast<const float*>(k_scale.data) : nullptr,
-                fp8 ? static_cast<const float*>(v_scale.data) : nullptr, plan);
+                fp8 ? static_cast<const float*>(v_scale.data) : nullptr, plan, device_fault());
         PAGEDKV_CUDA_CHECK_LAUNCH();
       });
 }

@@ -22,6 +22,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "common/fp8_pair.cuh"
 #include "common/vec.cuh"
 #include "pagedkv/cuda_runtime.h"
@@ -144,13 +145,16 @@ convert_vector(const AlignedVector<Activation, kLoadVec> (&loaded)[kLoads], floa
 /// \param k_scale [1] or [num_heads]; read only for fp8.
 /// \param v_scale [1] or [num_heads]; read only for fp8.
 /// \param work sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Activation, KvCacheDtype kKind, int kVec>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm) reshape_and_cache_flash_kernel(
     const Activation* __restrict__ key, const Activation* __restrict__ value,
     typename CacheElement<Activation, kKind>::type* __restrict__ key_cache,
     typename CacheElement<Activation, kKind>::type* __restrict__ value_cache,
     const std::int64_t* __restrict__ slot_mapping, const float* __restrict__ k_scale,
-    const float* __restrict__ v_scale, TokenWork work) {
+    const float* __restrict__ v_scale, TokenWork work, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   using Cache = typename CacheElement<Activation, kKind>::type;
   // Trick F1: a vector is kLoadsPerVector loads of kLoadVec elements (16 bytes at most).
   constexpr int kLoadVec =
@@ -320,13 +324,12 @@ void launch_with_vector(const ReshapeAndCacheFlashPlan& plan, const TensorView& 
   const auto blocks = static_cast<unsigned>(std::min<std::int64_t>(blocks_needed, 1 << 30));
 
   const bool fp8 = is_fp8(kKind);
-  reshape_and_cache_flash_kernel<Activation, kKind, kVec>
-      <<<blocks, kThreadsPerBlock, 0, stream>>>(
-          static_cast<const Activation*>(key.data), static_cast<const Activation*>(value.data),
-          static_cast<Cache*>(key_cache.data), static_cast<Cache*>(value_cache.data),
-          static_cast<const std::int64_t*>(slot_mapping.data),
-          fp8 ? static_cast<const float*>(k_scale.data) : nullptr,
-          fp8 ? static_cast<const float*>(v_scale.data) : nullptr, work);
+  reshape_and_cache_flash_kernel<Activation, kKind, kVec><<<blocks, kThreadsPerBlock, 0, stream>>>(
+      static_cast<const Activation*>(key.data), static_cast<const Activation*>(value.data),
+      static_cast<Cache*>(key_cache.data), static_cast<Cache*>(value_cache.data),
+      static_cast<const std::int64_t*>(slot_mapping.data),
+      fp8 ? static_cast<const float*>(k_scale.data) : nullptr,
+      fp8 ? static_cast<const float*>(v_scale.data) : nullptr, work, device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 

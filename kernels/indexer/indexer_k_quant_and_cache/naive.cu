@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "common/convert.cuh"
+#include "common/fault.cuh"
 #include "indexer/indexer_scale.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
@@ -24,11 +25,15 @@ constexpr int kThreadsPerBlock = 128;
 /// \param kv_cache [num_blocks, block_size, head_dim + 4 G] bytes, blocks plan.block_stride apart.
 /// \param slot_mapping [>= num_tokens]; negative = padding.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Key>
 __global__ void indexer_k_quant_and_cache_kernel(const Key* __restrict__ k,
                                                  std::uint8_t* __restrict__ kv_cache,
                                                  const std::int64_t* __restrict__ slot_mapping,
-                                                 IndexerKQuantAndCachePlan plan) {
+                                                 IndexerKQuantAndCachePlan plan,
+                                                 const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const std::int64_t tile_index = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (tile_index >= plan.num_tokens * plan.tiles_per_token) return;
   const std::int64_t token = tile_index / plan.tiles_per_token;
@@ -66,10 +71,10 @@ void IndexerKQuantAndCache::naive(const Plan& plan, const Args& args, cudaStream
   const auto* slots = static_cast<const std::int64_t*>(args.slot_mapping.data);
   if (plan.k_dtype == DType::bf16) {
     indexer_k_quant_and_cache_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(
-        static_cast<const __nv_bfloat16*>(args.k.data), cache, slots, plan);
+        static_cast<const __nv_bfloat16*>(args.k.data), cache, slots, plan, device_fault());
   } else {
     indexer_k_quant_and_cache_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(
-        static_cast<const __half*>(args.k.data), cache, slots, plan);
+        static_cast<const __half*>(args.k.data), cache, slots, plan, device_fault());
   }
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/fault.cuh"
 #include "common/fp8_pair.cuh"
 #include "common/vec.cuh"
 #include "indexer/indexer_scale.cuh"
@@ -51,11 +52,14 @@ constexpr unsigned kFullWarp = 0xFFFFFFFFu;
 ///        apart (16-byte aligned).
 /// \param slot_mapping [>= num_tokens]; negative = padding.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Key>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     indexer_k_quant_and_cache_kernel(const Key* __restrict__ k, std::uint8_t* __restrict__ kv_cache,
                                      const std::int64_t* __restrict__ slot_mapping,
-                                     IndexerKQuantAndCachePlan plan) {
+                                     IndexerKQuantAndCachePlan plan, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int group = lane / kLanesPerTile;         // which of the warp's 4 tiles
   const int lane_in_tile = lane % kLanesPerTile;  // which 16 keys of the tile
@@ -164,10 +168,10 @@ void IndexerKQuantAndCache::optimized(const Plan& plan, const Args& args, cudaSt
   const auto* slots = static_cast<const std::int64_t*>(args.slot_mapping.data);
   if (plan.k_dtype == DType::bf16) {
     indexer_k_quant_and_cache_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(
-        static_cast<const __nv_bfloat16*>(args.k.data), cache, slots, plan);
+        static_cast<const __nv_bfloat16*>(args.k.data), cache, slots, plan, device_fault());
   } else {
     indexer_k_quant_and_cache_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(
-        static_cast<const __half*>(args.k.data), cache, slots, plan);
+        static_cast<const __half*>(args.k.data), cache, slots, plan, device_fault());
   }
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }

@@ -18,6 +18,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "mla/mla_entry.cuh"
 #include "pagedkv/cuda_runtime.h"
 
@@ -37,11 +38,14 @@ constexpr int kDsMlaParts = 5;
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides from ConcatAndCacheMla::validate().
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Activation, KvCacheDtype kKind>
-__global__ void concat_and_cache_mla_kernel(const Activation* kv_c, const Activation* k_pe,
-                                            typename CacheElement<Activation, kKind>::type* kv_cache,
-                                            const std::int64_t* slot_mapping, const float* scale,
-                                            ConcatAndCacheMlaPlan plan) {
+__global__ void concat_and_cache_mla_kernel(
+    const Activation* kv_c, const Activation* k_pe,
+    typename CacheElement<Activation, kKind>::type* kv_cache, const std::int64_t* slot_mapping,
+    const float* scale, ConcatAndCacheMlaPlan plan, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const std::int64_t entry_elements = plan.kv_lora_rank + plan.rope_dim;
   const std::int64_t total = plan.num_tokens * entry_elements;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
@@ -68,10 +72,14 @@ __global__ void concat_and_cache_mla_kernel(const Activation* kv_c, const Activa
 /// \param kv_cache [num_blocks, block_size, 656] bytes with the plan's strides.
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param plan sizes and strides.
-__global__ void concat_and_cache_ds_mla_kernel(const __nv_bfloat16* kv_c,
-                                               const __nv_bfloat16* k_pe, std::uint8_t* kv_cache,
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
+__global__ void concat_and_cache_ds_mla_kernel(const __nv_bfloat16* kv_c, const __nv_bfloat16* k_pe,
+                                               std::uint8_t* kv_cache,
                                                const std::int64_t* slot_mapping,
-                                               ConcatAndCacheMlaPlan plan) {
+                                               ConcatAndCacheMlaPlan plan,
+                                               const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const std::int64_t total = plan.num_tokens * kDsMlaParts;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -121,12 +129,12 @@ void ConcatAndCacheMla::naive(const Plan& plan, const Args& args, cudaStream_t s
   if (plan.num_tokens == 0) return;  // zero tokens: nothing to do, and no empty grid
   const auto* slots = static_cast<const std::int64_t*>(args.slot_mapping.data);
   if (plan.ds_mla) {
-    mla_naive::concat_and_cache_ds_mla_kernel<<<
-        mla_naive::blocks_for(plan.num_tokens * mla_naive::kDsMlaParts),
-        mla_naive::kThreadsPerBlock, 0, stream>>>(
+    mla_naive::concat_and_cache_ds_mla_kernel<<<mla_naive::blocks_for(plan.num_tokens *
+                                                                      mla_naive::kDsMlaParts),
+                                                mla_naive::kThreadsPerBlock, 0, stream>>>(
         static_cast<const __nv_bfloat16*>(args.kv_c.data),
         static_cast<const __nv_bfloat16*>(args.k_pe.data),
-        static_cast<std::uint8_t*>(args.kv_cache.data), slots, plan);
+        static_cast<std::uint8_t*>(args.kv_cache.data), slots, plan, device_fault());
     PAGEDKV_CUDA_CHECK_LAUNCH();
     return;
   }
@@ -143,7 +151,7 @@ void ConcatAndCacheMla::naive(const Plan& plan, const Args& args, cudaStream_t s
                 static_cast<const Activation*>(args.kv_c.data),
                 static_cast<const Activation*>(args.k_pe.data),
                 static_cast<Cache*>(args.kv_cache.data), slots,
-                fp8 ? static_cast<const float*>(args.scale.data) : nullptr, plan);
+                fp8 ? static_cast<const float*>(args.scale.data) : nullptr, plan, device_fault());
         PAGEDKV_CUDA_CHECK_LAUNCH();
       });
 }

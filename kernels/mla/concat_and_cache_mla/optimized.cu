@@ -26,6 +26,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "common/fp8_pair.cuh"
 #include "common/vec.cuh"
 #include "mla/mla_entry.cuh"
@@ -50,12 +51,15 @@ constexpr unsigned kFullWarp = 0xFFFFFFFFu;
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename Activation, KvCacheDtype kKind, int kVec>
 __global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_mla_kernel(
     const Activation* __restrict__ kv_c, const Activation* __restrict__ k_pe,
     typename CacheElement<Activation, kKind>::type* __restrict__ kv_cache,
     const std::int64_t* __restrict__ slot_mapping, const float* __restrict__ scale,
-    ConcatAndCacheMlaPlan plan) {
+    ConcatAndCacheMlaPlan plan, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int latent_vectors = static_cast<int>(plan.kv_lora_rank / kVec);
@@ -89,12 +93,15 @@ __global__ void __launch_bounds__(kThreadsPerBlock) concat_and_cache_mla_kernel(
 /// \param kv_cache [num_blocks, block_size, 656] bytes with the plan's strides.
 /// \param slot_mapping [num_tokens]; negative = padding.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 __global__ void __launch_bounds__(kThreadsPerBlock)
     concat_and_cache_ds_mla_kernel(const __nv_bfloat16* __restrict__ kv_c,
                                    const __nv_bfloat16* __restrict__ k_pe,
                                    std::uint8_t* __restrict__ kv_cache,
                                    const std::int64_t* __restrict__ slot_mapping,
-                                   ConcatAndCacheMlaPlan plan) {
+                                   ConcatAndCacheMlaPlan plan, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   constexpr int kLanesPerTile = kDsMlaTile / 16;  // 8
@@ -195,7 +202,7 @@ void ConcatAndCacheMla::optimized(const Plan& plan, const Args& args, cudaStream
     concat_and_cache_ds_mla_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(
         static_cast<const __nv_bfloat16*>(args.kv_c.data),
         static_cast<const __nv_bfloat16*>(args.k_pe.data),
-        static_cast<std::uint8_t*>(args.kv_cache.data), slots, plan);
+        static_cast<std::uint8_t*>(args.kv_cache.data), slots, plan, device_fault());
     PAGEDKV_CUDA_CHECK_LAUNCH();
     return;
   }
@@ -217,7 +224,7 @@ void ConcatAndCacheMla::optimized(const Plan& plan, const Args& args, cudaStream
                   static_cast<const Activation*>(args.kv_c.data),
                   static_cast<const Activation*>(args.k_pe.data),
                   static_cast<Cache*>(args.kv_cache.data), slots,
-                  fp8 ? static_cast<const float*>(args.scale.data) : nullptr, plan);
+                  fp8 ? static_cast<const float*>(args.scale.data) : nullptr, plan, device_fault());
           PAGEDKV_CUDA_CHECK_LAUNCH();
         };
         with_vector_width<kMaxVec>(count, launch);

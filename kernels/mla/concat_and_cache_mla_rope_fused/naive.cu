@@ -15,6 +15,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "mla/mla_entry.cuh"
 #include "mla/rope.cuh"
 #include "pagedkv/cuda_runtime.h"
@@ -36,11 +37,15 @@ constexpr int kThreadsPerBlock = 256;
 /// \param kv_cache [num_blocks, block_size, kv_lora_rank + rot_dim] with the plan's strides.
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, KvCacheDtype kKind>
 __global__ void rope_fused_kernel(const std::int64_t* positions, T* q_pe, T* k_pe, const T* kv_c,
                                   const T* cos_sin_cache, const std::int64_t* slot_mapping,
                                   typename CacheElement<T, kKind>::type* kv_cache,
-                                  const float* scale, ConcatAndCacheMlaRopeFusedPlan plan) {
+                                  const float* scale, ConcatAndCacheMlaRopeFusedPlan plan,
+                                  const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const int half = static_cast<int>(plan.rot_dim / 2);
   for (std::int64_t token = blockIdx.x; token < plan.num_tokens; token += gridDim.x) {
     const T* cos_row = cos_sin_cache + positions[token] * plan.rot_dim;  // then half sines
@@ -99,7 +104,8 @@ void ConcatAndCacheMlaRopeFused::naive(const Plan& plan, const Args& args, cudaS
                 static_cast<const T*>(args.cos_sin_cache.data),
                 static_cast<const std::int64_t*>(args.slot_mapping.data),
                 static_cast<Cache*>(args.kv_cache.data),
-                fp8 ? static_cast<const float*>(args.kv_cache_scale.data) : nullptr, plan);
+                fp8 ? static_cast<const float*>(args.kv_cache_scale.data) : nullptr, plan,
+                device_fault());
         PAGEDKV_CUDA_CHECK_LAUNCH();
       });
 }

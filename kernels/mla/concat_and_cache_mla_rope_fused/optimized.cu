@@ -26,6 +26,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "common/vec.cuh"
 #include "mla/mla_entry.cuh"
 #include "mla/rope.cuh"
@@ -98,13 +99,17 @@ __device__ __forceinline__ void rotate_vector(T* head, const T* cos_row, int hal
 /// \param kv_cache [num_blocks, block_size, kv_lora_rank + rot_dim] with the plan's strides.
 /// \param scale [1]; read only for fp8.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, KvCacheDtype kKind, bool kNeox, int kPairs, int kVec>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock)
     rope_fused_kernel(const std::int64_t* __restrict__ positions, T* __restrict__ q_pe, T* k_pe,
                       const T* __restrict__ kv_c, const T* __restrict__ cos_sin_cache,
                       const std::int64_t* __restrict__ slot_mapping,
                       typename CacheElement<T, kKind>::type* __restrict__ kv_cache,
-                      const float* __restrict__ scale, ConcatAndCacheMlaRopeFusedPlan plan) {
+                      const float* __restrict__ scale, ConcatAndCacheMlaRopeFusedPlan plan,
+                      const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const int half = static_cast<int>(plan.rot_dim / 2);
   const int chunks_per_head = half / kPairs;
   const int items = static_cast<int>(plan.num_q_heads) * chunks_per_head;
@@ -195,7 +200,8 @@ void launch(const ConcatAndCacheMlaRopeFusedPlan& plan,
       static_cast<const T*>(args.cos_sin_cache.data),
       static_cast<const std::int64_t*>(args.slot_mapping.data),
       static_cast<Cache*>(args.kv_cache.data),
-      is_fp8(kKind) ? static_cast<const float*>(args.kv_cache_scale.data) : nullptr, plan);
+      is_fp8(kKind) ? static_cast<const float*>(args.kv_cache_scale.data) : nullptr, plan,
+      device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 

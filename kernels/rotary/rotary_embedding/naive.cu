@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "common/convert.cuh"
+#include "common/fault.cuh"
 #include "mla/rope.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "rotary/rotary_dispatch.cuh"
@@ -55,9 +56,13 @@ __device__ void rotate_pair_at(T* rotated, const Cache* cos_row, std::int64_t j,
 /// plan.num_kv_heads is 0: no key); rotated in place.
 /// \param cos_sin_cache [max_position, rot_dim].
 /// \param plan sizes, strides and flags.
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, typename Cache>
 __global__ void rotary_embedding_kernel(const std::int64_t* positions, T* query, T* key,
-                                        const Cache* cos_sin_cache, RotaryEmbeddingPlan plan) {
+                                        const Cache* cos_sin_cache, RotaryEmbeddingPlan plan,
+                                        const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   const std::int64_t half = plan.rot_dim / 2;
   for (std::int64_t token = blockIdx.x; token < plan.num_tokens; token += gridDim.x) {
     const Cache* cos_row = cos_sin_cache + positions[token] * plan.rot_dim;
@@ -91,7 +96,8 @@ void RotaryEmbedding::naive(const Plan& plan, const Args& args, cudaStream_t str
     using Cache = typename decltype(cache_tag)::type;
     rotary_naive::rotary_embedding_kernel<T, Cache><<<blocks, threads, 0, stream>>>(
         static_cast<const std::int64_t*>(args.positions.data), static_cast<T*>(args.query.data),
-        static_cast<T*>(args.key.data), static_cast<const Cache*>(args.cos_sin_cache.data), plan);
+        static_cast<T*>(args.key.data), static_cast<const Cache*>(args.cos_sin_cache.data), plan,
+        device_fault());
     PAGEDKV_CUDA_CHECK_LAUNCH();
   });
 }

@@ -36,6 +36,7 @@
 #include <type_traits>
 
 #include "common/convert.cuh"
+#include "common/fault.cuh"
 #include "common/device.cuh"
 #include "common/vec.cuh"
 #include "mla/rope.cuh"
@@ -147,11 +148,15 @@ struct Pairs<T, false, kPairs> {
 /// \param cos_sin_cache [max_position, rot_dim].
 /// \param plan sizes, strides and flags.
 /// \param tokens_per_block tokens in a group (trick R3).
+/// \param fault the device's fault record: set by a deferred index check, it makes the kernel
+/// return before writing anything.
 template <typename T, typename Cache, bool kNeox, int kPairs>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm)
     rotary_embedding_kernel(const std::int64_t* __restrict__ positions, T* __restrict__ query,
                             T* __restrict__ key, const Cache* __restrict__ cos_sin_cache,
-                            RotaryEmbeddingPlan plan, int tokens_per_block) {
+                            RotaryEmbeddingPlan plan, int tokens_per_block,
+                            const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred index check rejected the call
   extern __shared__ float angles[];  // [tokens_per_block, rot_dim]: cosines, then ± sines
   const int rot_dim = static_cast<int>(plan.rot_dim);
   const int half = rot_dim / 2;
@@ -278,7 +283,7 @@ void launch(const RotaryEmbeddingPlan& plan, const RotaryEmbedding::Args& args,
   rotary_embedding_kernel<T, Cache, kNeox, kPairs><<<blocks, threads, shared_bytes, stream>>>(
       static_cast<const std::int64_t*>(args.positions.data), static_cast<T*>(args.query.data),
       static_cast<T*>(args.key.data), static_cast<const Cache*>(args.cos_sin_cache.data), plan,
-      static_cast<int>(tokens_per_block));
+      static_cast<int>(tokens_per_block), device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 
