@@ -42,10 +42,18 @@ DeviceCall place(const CallSpec& spec, std::uint64_t seed, const std::set<std::s
   d.values = d.host.values;
   for (std::size_t i = 0; i < spec.args.size(); ++i) {
     const int b = d.host.buffer_of[i];
-    if (b < 0 || host_buffers.count(b)) continue;
+    if (!spec.args[i].is_tensor || spec.args[i].tensor.absent || kept_on_host.count(i) ||
+        (b >= 0 && host_buffers.count(b)))
+      continue;
+    // A tensor with no elements has no buffer (b < 0), but it is still a device tensor: left
+    // tagged "cpu", the device run rejected every zero-token call (found on the first GPU run).
     TensorView view = std::get<TensorView>(d.values[i]);
-    if (view.data != nullptr) view.data = d.device[b].data() + d.host.origin[i];
     view.device = Device::cuda;
+    if (b < 0) {
+      d.values[i] = view;
+      continue;
+    }
+    if (view.data != nullptr) view.data = d.device[b].data() + d.host.origin[i];
     d.values[i] = view;
   }
   return d;
@@ -64,8 +72,14 @@ std::set<std::size_t> arguments_kept_on_host(const OpEntry& op, const CallSpec& 
       const std::string message = error.what();
       bool moved = false;
       for (std::size_t i = 0; i < op.arguments.size(); ++i) {
-        if (message.rfind(op.arguments[i].name + ":", 0) == 0 &&
-            message.find("cpu") != std::string::npos && !kept.count(i)) {
+        // "X: expected a tensor on cpu" (swap_blocks' block_mapping), not "X: expected a
+        // tensor on cuda, got one on cpu".
+        const std::size_t expected = message.find("expected");
+        const std::size_t got = message.find("got", expected);
+        const std::size_t cpu = message.find("cpu", expected);
+        const bool wants_host = expected != std::string::npos && cpu != std::string::npos &&
+                                (got == std::string::npos || cpu < got);
+        if (message.rfind(op.arguments[i].name + ":", 0) == 0 && wants_host && !kept.count(i)) {
           kept.insert(i);
           moved = true;
         }
