@@ -115,7 +115,7 @@ class RotaryCase final : public OpCase {
     reference_.fill(kPoisonByte);
     // The rows the positions touch, for the byte model.
     std::vector<std::int64_t> rows(static_cast<std::size_t>(shape_.num_tokens));
-    std::memcpy(rows.data(), host_.positions.data(), rows.size() * 8);
+    if (!rows.empty()) std::memcpy(rows.data(), host_.positions.data(), rows.size() * 8);
     std::sort(rows.begin(), rows.end());
     distinct_rows_ = std::unique(rows.begin(), rows.end()) - rows.begin();
   }
