@@ -88,7 +88,7 @@ def signature_of(op: dict, with_stream: bool) -> inspect.Signature:
 
     Optional tensors at the end of the argument list default to None, as in vLLM's wrappers
     (``cp_gather_cache(..., seq_starts=None)``); an argument the op's description gives a
-    default has it (``rotary_embedding(..., rope_dim_offset=0, inverse=False)``).
+    default has it, as vLLM's wrapper does.
     """
     arguments = op["arguments"]
     optional_tail = len(arguments)
@@ -152,7 +152,7 @@ def compile_call(op: dict, with_stream: bool, body: str, namespace: dict) -> Cal
 
     Every call of an op goes through its function, so the function is generated with the real
     parameter list: Python binds the arguments itself, where ``inspect.Signature.bind`` took
-    two thirds of a call's time (measured on the CPU reference, 1 × 64 rms_norm: 110 µs a call
+    two thirds of a call's time (measured on the CPU reference of a 1 × 64 norm: 110 µs a call
     before, see the commit that made this). ``_v`` in ``body`` is the tuple of the arguments;
     ``namespace`` holds the names the body uses.
     """

@@ -5,7 +5,6 @@ Code written against ``vllm._custom_ops`` can call these unchanged::
     from pagedkv import vllm_ops as ops
     ops.reshape_and_cache_flash(key, value, key_cache, value_cache, slot_mapping,
                                 kv_cache_dtype, k_scale, v_scale)
-    ops.rms_norm(out, input, weight, epsilon)
 
 There is one function per op of the registry, made from the op's description: vLLM's name,
 argument names and argument order. As in vLLM:
@@ -70,7 +69,7 @@ def _cuda_tensor_among(tensors: tuple) -> Any:
 
 
 def schema(op_name: str) -> str:
-    """vLLM's torch schema of an op, e.g. ``rms_norm(Tensor! out, Tensor input, ...) -> ()``."""
+    """vLLM's torch schema of an op: ``<name>(Tensor! out, Tensor input, ...) -> ()``."""
     op = _OPS[op_name]
     arguments = ", ".join(f"{a['schema_type']} {a['name']}"
                           + (f"={a['default']}" if a.get("default") else "")
