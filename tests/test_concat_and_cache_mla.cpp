@@ -20,10 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "cache_element.h"
 #include "numerics.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/concat_and_cache_mla.h"
 #include "support.h"
+
+using pagedkv::cpu::load_activation;  // one element of f32 / f16 / bf16 as float (exact)
 
 namespace {
 
@@ -41,18 +44,6 @@ float bf16_value(const std::uint8_t* bytes) {
   std::uint16_t bits;
   std::memcpy(&bits, bytes, 2);
   return numerics::bf16_bits_to_float(bits);
-}
-
-float activation_value(const std::uint8_t* element, DType dtype) {
-  if (dtype == DType::f32) {
-    float v;
-    std::memcpy(&v, element, 4);
-    return v;
-  }
-  std::uint16_t bits;
-  std::memcpy(&bits, element, 2);
-  return dtype == DType::f16 ? numerics::half_bits_to_float(bits)
-                             : numerics::bf16_bits_to_float(bits);
 }
 
 // The CPU decode of one fp8_ds_mla entry: 512 latent values (fp8 × tile scale) then 64 RoPE
@@ -131,7 +122,7 @@ TEST_CASE("concat_and_cache_mla CPU: fp8 bytes are the numerics' encoding of x /
     for (int i = 0; i < kEntry; ++i) {
       const std::uint8_t* source = i < kRank ? kv_c.data() + (t * kRank + i) * bytes
                                              : k_pe.data() + (t * kRope + i - kRank) * bytes;
-      mismatches += cache.data()[t * kEntry + i] != encode(activation_value(source, dtype) /
+      mismatches += cache.data()[t * kEntry + i] != encode(load_activation(source, dtype) /
                                                            scale_value);
     }
   }

@@ -21,11 +21,14 @@
 #include <string>
 #include <vector>
 
+#include "cache_element.h"
 #include "numerics.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/concat_and_cache_mla.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 #include "support.h"
+
+using pagedkv::cpu::load_activation;  // one element of f32 / f16 / bf16 as float (exact)
 
 namespace {
 
@@ -43,19 +46,6 @@ Buffer int32s(const std::vector<std::int32_t>& values) {
   Buffer buffer(Memory::host, std::max<std::size_t>(values.size(), 1) * 4);
   if (!values.empty()) std::memcpy(buffer.data(), values.data(), values.size() * 4);
   return buffer;
-}
-
-// The value of one row element of `dtype`, as float (exact).
-float element_value(const std::uint8_t* element, DType dtype) {
-  if (dtype == DType::f32) {
-    float v;
-    std::memcpy(&v, element, 4);
-    return v;
-  }
-  std::uint16_t bits;
-  std::memcpy(&bits, element, 2);
-  return dtype == DType::f16 ? numerics::half_bits_to_float(bits)
-                             : numerics::bf16_bits_to_float(bits);
 }
 
 // A float rounded into `dtype`'s bits (an independent formulation of the row's rounding).
@@ -290,8 +280,8 @@ TEST_CASE("gather_and_maybe_dequant_cache round trip: fp8 gives back the fp8 dec
       // 2^-3 for E5M2, plus the subnormal step).
       const std::uint8_t* source = i < 512 ? latent.data() + (k * 512 + i) * bytes
                                            : rope.data() + (k * 64 + i - 512) * bytes;
-      const float x = element_value(source, dtype);
-      const float got = element_value(row_of(g, k) + i * bytes, dtype);
+      const float x = load_activation(source, dtype);
+      const float got = load_activation(row_of(g, k) + i * bytes, dtype);
       const float bound = std::fabs(x) * (e5m2 ? 0.13f : 0.07f) + scale * (e5m2 ? 1e-4f : 2e-3f);
       off_the_input += !(std::fabs(got - x) <= bound);
     }
@@ -325,8 +315,8 @@ TEST_CASE(
       mismatches += std::memcmp(row_of(g, k) + 2 * i, bits.data(), 2) != 0;
       // The latent value within E4M3's rounding of the input (relative 2^-4, plus the
       // subnormal step of its tile).
-      const float x = element_value(latent.data() + (k * 512 + i) * 2, DType::bf16);
-      const float got = element_value(row_of(g, k) + 2 * i, DType::bf16);
+      const float x = load_activation(latent.data() + (k * 512 + i) * 2, DType::bf16);
+      const float got = load_activation(row_of(g, k) + 2 * i, DType::bf16);
       off_the_input += !(std::fabs(got - x) <= std::fabs(x) * 0.07f + tile_scale * 2e-3f);
     }
     // RoPE: the bf16 bits of the input, unchanged.

@@ -18,11 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "cache_element.h"
 #include "numerics.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/rotary_embedding.h"
 #include "pagedkv/registry.h"
 #include "support.h"
+
+using pagedkv::cpu::load_activation;  // one element of f32 / f16 / bf16 as float (exact)
 
 namespace {
 
@@ -134,18 +137,6 @@ Problem make_problem(const ProblemSpec& spec) {
   return p;
 }
 
-float load_value(const std::uint8_t* at, DType dtype) {
-  if (dtype == DType::f32) {
-    float v;
-    std::memcpy(&v, at, 4);
-    return v;
-  }
-  std::uint16_t bits;
-  std::memcpy(&bits, at, 2);
-  return dtype == DType::f16 ? numerics::half_bits_to_float(bits)
-                             : numerics::bf16_bits_to_float(bits);
-}
-
 void store_value(std::uint8_t* at, DType dtype, float value) {
   if (dtype == DType::f32) {
     std::memcpy(at, &value, 4);
@@ -171,10 +162,10 @@ Buffer rotated_by_coordinates(const Problem& p) {
       for (std::int64_t i = 0; i < half; ++i) {
         const std::int64_t first = s.rope_dim_offset + (s.is_neox ? i : 2 * i);
         const std::int64_t second = s.rope_dim_offset + (s.is_neox ? half + i : 2 * i + 1);
-        const float x = load_value(head + first * b, s.dtype);
-        const float y = load_value(head + second * b, s.dtype);
-        const float c = load_value(row + i * cb, s.cache_dtype);
-        const float sine = load_value(row + (half + i) * cb, s.cache_dtype);
+        const float x = load_activation(head + first * b, s.dtype);
+        const float y = load_activation(head + second * b, s.dtype);
+        const float c = load_activation(row + i * cb, s.cache_dtype);
+        const float sine = load_activation(row + (half + i) * cb, s.cache_dtype);
         const float sn = s.inverse ? -sine : sine;
         // One product and one FMA per value, as §3.3's x c - y s and y c + x s with the FMA
         // where the kernels put it (an FMA's addend is never contracted further).
@@ -333,7 +324,7 @@ TEST_CASE("rotary_embedding CPU: an f32 cos_sin_cache of 16-bit values gives the
   Problem wide = make_problem(spec);
   const std::int64_t n = spec.max_position * spec.rot_dim;
   for (std::int64_t i = 0; i < n; ++i) {
-    const float v = load_value(narrow.cos_sin.data() + 2 * i, spec.dtype);
+    const float v = load_activation(narrow.cos_sin.data() + 2 * i, spec.dtype);
     std::memcpy(wide.cos_sin.data() + 4 * i, &v, 4);
   }
   const Buffer a = run_copy(Impl::cpu, narrow);
