@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "harness.h"
+#include "pagedkv/act_and_mul.h"
 #include "pagedkv/buffers.h"
 #include "pagedkv/dtype.h"
 #include "pagedkv/op.h"
-#include "pagedkv/act_and_mul.h"
 #include "pagedkv/registry.h"
 #include "pagedkv/tensor_view.h"
 
@@ -65,7 +65,7 @@ Agreement compare_act_and_mul_output(const Buffer& output, const Buffer& referen
 /// reference's), out [tokens, d] per buffer set.
 /// \tparam Op SiluAndMul, GeluAndMul or GeluTanhAndMul.
 template <class Op>
-class ActAndMulCase final : public OpCase {
+class ActAndMulCase final : public PlannedCase<Op> {
  public:
   /// \brief Draws the host input of buffer set 0 and allocates the CPU reference's out.
   /// \param point the W10 point.
@@ -81,14 +81,6 @@ class ActAndMulCase final : public OpCase {
   // input read once (2 d per row), out written once (d per row).
   std::int64_t bytes_moved() const override { return 3 * shape_.out_bytes(); }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(inputs_.size() > 0 ? inputs_.size() : 1);
-  }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  /// \cond INTERNAL
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
-  /// \endcond
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -100,28 +92,21 @@ class ActAndMulCase final : public OpCase {
       }
       outs_.emplace_back(Memory::device, static_cast<std::size_t>(shape_.out_bytes()));
       outs_.back().fill(kPoisonByte);
-      calls_.add({out_view(outs_.back(), Device::cuda), in_view(inputs_.back(), Device::cuda)});
+      this->calls_.add(
+          {out_view(outs_.back(), Device::cuda), in_view(inputs_.back(), Device::cuda)});
     }
   }
 
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
-  }
   void reset_outputs() override { outs_.at(0).fill(kPoisonByte); }
   Agreement compare_outputs() override {
     return compare_act_and_mul_output(outs_.at(0), reference_, input_host_, shape_,
                                       Op::ulp_bound(shape_.dtype));
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
-
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  typename Op::Args cpu_call() {
+  typename Op::Args cpu_call() override {
     return {out_view(reference_, Device::cpu), in_view(input_host_, Device::cpu)};
   }
   Buffer draw(int set) const {
@@ -144,7 +129,6 @@ class ActAndMulCase final : public OpCase {
   Buffer reference_;            // the CPU reference's out
   std::vector<Buffer> inputs_;  // one per buffer set, on the device
   std::vector<Buffer> outs_;    // one per buffer set, on the device
-  PlannedCalls<Op> calls_;      // one validated call per buffer set
 };
 
 }  // namespace pagedkv::entries

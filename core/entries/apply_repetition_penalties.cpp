@@ -88,7 +88,7 @@ Buffer draw_penalties(const PenaltyShape& shape, std::uint64_t seed) {
   return buffer;
 }
 
-class PenaltyCase final : public OpCase {
+class PenaltyCase final : public PlannedCase<ApplyRepetitionPenalties> {
   struct Set {
     Buffer logits, prompt, output, penalties;
   };
@@ -107,16 +107,6 @@ class PenaltyCase final : public OpCase {
     return 2 * static_cast<std::int64_t>(logit_bytes()) + 2 * shape_.cells() + 4 * shape_.num_seqs;
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
-  }
-
-  void run_cpu() override { run<ApplyRepetitionPenalties>(Impl::cpu, cpu_call()); }
-  /// \cond INTERNAL
-  std::vector<ArgValue> cpu_arguments() override {
-    return values_of<ApplyRepetitionPenalties>(cpu_call());
-  }
-  /// \endcond
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -133,18 +123,11 @@ class PenaltyCase final : public OpCase {
     }
   }
 
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
-  }
   // logits is read and overwritten: back to the drawn values.
   void reset_outputs() override { device_.at(0).logits.copy_from(host_.logits); }
   Agreement compare_outputs() override {
     return compare_with_reference(device_.at(0).logits, reference_.data(), DType::f32);
   }
-
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
 
  private:
   std::size_t logit_bytes() const {
@@ -166,7 +149,7 @@ class PenaltyCase final : public OpCase {
   }
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists). In place: every call starts from the drawn logits.
-  ApplyRepetitionPenalties::Args cpu_call() {
+  ApplyRepetitionPenalties::Args cpu_call() override {
     reference_.copy_from(host_.logits);
     return args_of(host_, reference_, Device::cpu);
   }
@@ -184,7 +167,6 @@ class PenaltyCase final : public OpCase {
   Set host_;                 // set 0's drawn inputs
   Buffer reference_;         // the CPU reference's logits
   std::vector<Set> device_;  // one per buffer set
-  PlannedCalls<ApplyRepetitionPenalties> calls_;
 };
 
 std::unique_ptr<OpCase> make_case(const WorkloadPoint& point, std::uint64_t seed) {

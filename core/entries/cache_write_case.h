@@ -155,7 +155,7 @@ std::vector<WorkloadPoint> cache_write_points(const std::vector<std::string>& va
 /// implementation, so that launch(), the timed call, only runs a plan.
 /// \tparam Glue the op's glue (above).
 template <class Glue>
-class CacheWriteCase final : public OpCase, public LibraryBaseline {
+class CacheWriteCase final : public PlannedCase<typename Glue::Op>, public LibraryBaseline {
   using Op = typename Glue::Op;
 
  public:
@@ -176,14 +176,6 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
 
   std::int64_t bytes_moved() const override { return shape_.bytes_moved(); }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
-  }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  /// \cond INTERNAL
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
-  /// \endcond
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -199,15 +191,11 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
                                  : copy_token_inputs(shape_, make_token_inputs(shape_, seed_, set),
                                                      Memory::device));
       const TokenInputs& in = device_.back();
-      calls_.add({in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype, k_scale_.view,
-                  v_scale_.view});
+      this->calls_.add({in.key, in.value, kc, vc, in.slot_mapping, shape_.kv_cache_dtype,
+                        k_scale_.view, v_scale_.view});
       // Validation (with its synchronizing slot-range check) happens here, once per set and
       // implementation, never inside the timed region.
     }
-  }
-
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { device_caches_.fill(kPoisonByte); }
@@ -223,14 +211,10 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
     return glue_.library_scatters(shape_, in, device_caches_);
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  typename Op::Args cpu_call() {
+  typename Op::Args cpu_call() override {
     return typename Op::Args{host_.key,
                              host_.value,
                              key_cache(host_caches_, Device::cpu),
@@ -258,7 +242,6 @@ class CacheWriteCase final : public OpCase, public LibraryBaseline {
   std::vector<TokenInputs> device_;  // one per buffer set
   Buffer device_caches_;             // shared by all sets
   ScaleTensor k_scale_, v_scale_;
-  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 }  // namespace pagedkv::entries

@@ -20,7 +20,7 @@ namespace {
 
 // The OpCase of one W2 point: buffer sets of inputs (set 0 is the CPU reference's), one device
 // cache shared by all sets, plans validated once per set and implementation.
-class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
+class ConcatAndCacheMlaCase final : public PlannedCase<ConcatAndCacheMla>, public LibraryBaseline {
   using Op = ConcatAndCacheMla;
 
  public:
@@ -35,12 +35,6 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
 
   std::int64_t bytes_moved() const override { return shape_.write_bytes(); }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
-  }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -56,10 +50,6 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
       calls_.add({in.kv_c, in.k_pe, cache, in.slot_mapping, shape_.kv_cache_dtype, scale_.view});
       // Validation (with its synchronizing slot-range check) happens here, never when timed.
     }
-  }
-
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { device_cache_.fill(kPoisonByte); }
@@ -97,14 +87,10 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
     return {latent, rope};
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  Op::Args cpu_call() {
+  Op::Args cpu_call() override {
     return Op::Args{host_.kv_c,
                     host_.k_pe,
                     mla_cache_view(shape_, host_cache_, Device::cpu),
@@ -120,7 +106,6 @@ class ConcatAndCacheMlaCase final : public OpCase, public LibraryBaseline {
   std::vector<MlaInputs> device_;  // one per buffer set
   Buffer device_cache_;            // shared by all sets
   ScaleTensor scale_;
-  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

@@ -83,7 +83,7 @@ void add(Agreement& total, const Agreement& part) {
   total.bytes_compared += part.bytes_compared;
 }
 
-class RopeFusedCase final : public OpCase {
+class RopeFusedCase final : public PlannedCase<ConcatAndCacheMlaRopeFused> {
   using Op = ConcatAndCacheMlaRopeFused;
 
  public:
@@ -110,12 +110,6 @@ class RopeFusedCase final : public OpCase {
     return shape_.write_bytes() + shape_.num_tokens * per_token;
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
-  }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -129,10 +123,6 @@ class RopeFusedCase final : public OpCase {
                             : copy_inputs(shape_, make_inputs(shape_, seed_, set), Memory::device));
       calls_.add(args_of(device_.back(), cache, scale_.view));
     }
-  }
-
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override {
@@ -152,14 +142,10 @@ class RopeFusedCase final : public OpCase {
     return total;
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  Op::Args cpu_call() {
+  Op::Args cpu_call() override {
     // The op rotates in place: start again from the pristine inputs every time.
     // (copy_from: zero tokens leave empty buffers, whose null pointers memcpy must not see.)
     host_.queries.copy_from(pristine_.queries);
@@ -189,7 +175,6 @@ class RopeFusedCase final : public OpCase {
   std::vector<FusedInputs> device_;
   Buffer device_cache_;
   ScaleTensor scale_;
-  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

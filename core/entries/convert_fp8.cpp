@@ -28,7 +28,7 @@ constexpr std::int64_t kElementsPerBlock = kSlotsPerBlock * kKvHeads * kHeadSize
 // The scale of a cache whose values reach 4 (fill_random draws |x| < 4): amax / 448.
 constexpr float kScale = 4.f / 448.f;
 
-class ConvertFp8Case final : public OpCase {
+class ConvertFp8Case final : public PlannedCase<ConvertFp8> {
  public:
   ConvertFp8Case(const WorkloadPoint& point, std::uint64_t seed)
       : num_blocks_(point.size), seed_(seed) {
@@ -52,10 +52,6 @@ class ConvertFp8Case final : public OpCase {
     return elements() * (input_bytes() + output_bytes());
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override { return static_cast<int>(sets_.size() > 0 ? sets_.size() : 1); }
-
-  void run_cpu() override { run<ConvertFp8>(Impl::cpu, cpu_call()); }
-  std::vector<ArgValue> cpu_arguments() override { return values_of<ConvertFp8>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -74,10 +70,6 @@ class ConvertFp8Case final : public OpCase {
     }
   }
 
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
-  }
-
   void reset_outputs() override { sets_.at(0).output.fill(kPoisonByte); }
 
   Agreement compare_outputs() override {
@@ -85,14 +77,10 @@ class ConvertFp8Case final : public OpCase {
                                   quantize_ ? DType::f8_e4m3 : DType::bf16);
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  ConvertFp8::Args cpu_call() {
+  ConvertFp8::Args cpu_call() override {
     return ConvertFp8::Args{output_view(reference_, Device::cpu),
                             input_view(host_input_, Device::cpu), kScale, "fp8_e4m3"};
   }
@@ -127,10 +115,9 @@ class ConvertFp8Case final : public OpCase {
   std::int64_t num_blocks_;
   std::uint64_t seed_;
   bool quantize_ = true;
-  Buffer host_input_;               // set 0's input, on the host
-  Buffer reference_;                // the CPU reference's output
-  std::vector<Set> sets_;           // one per buffer set, on the device
-  PlannedCalls<ConvertFp8> calls_;  // one validated call per buffer set
+  Buffer host_input_;      // set 0's input, on the host
+  Buffer reference_;       // the CPU reference's output
+  std::vector<Set> sets_;  // one per buffer set, on the device
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

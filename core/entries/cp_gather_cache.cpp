@@ -127,7 +127,7 @@ Buffer buffer_of(const std::vector<std::int32_t>& values, Memory memory) {
 
 // The OpCase of one W3 point. Each buffer set has its own cache and dst (so that rotating
 // through them keeps the gathered entries out of L2); the index tensors are shared.
-class CpGatherCacheCase final : public OpCase {
+class CpGatherCacheCase final : public PlannedCase<CpGatherCache> {
   using Op = CpGatherCache;
 
  public:
@@ -148,10 +148,6 @@ class CpGatherCacheCase final : public OpCase {
     return 2 * shape_.num_tokens * shape_.entry_bytes() + index_bytes;
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override { return static_cast<int>(sets_.size() > 0 ? sets_.size() : 1); }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -171,24 +167,16 @@ class CpGatherCacheCase final : public OpCase {
     }
   }
 
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
-  }
-
   void reset_outputs() override { sets_.at(0).dst.fill(kPoisonByte); }
 
   Agreement compare_outputs() override {
     return compare_with_reference(sets_.at(0).dst, reference_.data(), shape_.dtype());
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  Op::Args cpu_call() {
+  Op::Args cpu_call() override {
     return args_for(host_cache_, reference_, host_table_, host_cu_, host_starts_, Device::cpu);
   }
   struct Set {
@@ -231,7 +219,6 @@ class CpGatherCacheCase final : public OpCase {
   Buffer reference_;                           // the CPU reference's dst
   Buffer table_, cu_, starts_;                 // the index tensors, on the device
   std::vector<Set> sets_;                      // one per buffer set, on the device
-  PlannedCalls<Op> calls_;                     // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

@@ -21,7 +21,7 @@ namespace {
 // The OpCase of one W5 gather point: one cache and one output buffer, buffer sets of block
 // tables (each set gathers other random blocks, so that a rotation through the sets reads
 // beyond L2), plans validated once per set and implementation.
-class CpGatherIndexerKQuantCacheCase final : public OpCase {
+class CpGatherIndexerKQuantCacheCase final : public PlannedCase<CpGatherIndexerKQuantCache> {
   using Op = CpGatherIndexerKQuantCache;
 
  public:
@@ -37,12 +37,6 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
 
   std::int64_t bytes_moved() const override { return shape_.gather_bytes(); }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_indices_.size() > 0 ? device_indices_.size() : 1);
-  }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -59,24 +53,18 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
     }
   }
 
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
-  }
-
   void reset_outputs() override { device_output_.fill(kPoisonByte); }
 
   Agreement compare_outputs() override {
     return compare_with_reference(device_output_, host_output_.data(), DType::u8);
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  Op::Args cpu_call() { return args_for(host_cache_, host_output_, host_indices_, Device::cpu); }
+  Op::Args cpu_call() override {
+    return args_for(host_cache_, host_output_, host_indices_, Device::cpu);
+  }
   std::int64_t output_bytes() const { return shape_.num_tokens * kW5SlotBytes; }
 
   Op::Args args_for(const Buffer& cache, const Buffer& output, const IndexerGatherIndices& indices,
@@ -97,8 +85,7 @@ class CpGatherIndexerKQuantCacheCase final : public OpCase {
   Buffer host_output_;                                // the CPU reference's dst_k then dst_scale
   std::vector<IndexerGatherIndices> device_indices_;  // one per buffer set
   Buffer device_cache_;
-  Buffer device_output_;    // shared by all sets
-  PlannedCalls<Op> calls_;  // one validated call per buffer set
+  Buffer device_output_;  // shared by all sets
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

@@ -19,7 +19,7 @@ namespace {
 
 // The OpCase of one W3 point: buffer sets of inputs (set 0 is the CPU reference's), one device
 // workspace shared by all sets, plans validated once per set and implementation.
-class GatherAndMaybeDequantCacheCase final : public OpCase {
+class GatherAndMaybeDequantCacheCase final : public PlannedCase<GatherAndMaybeDequantCache> {
   using Op = GatherAndMaybeDequantCache;
 
  public:
@@ -39,12 +39,6 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
            4 * (host_.batch + 1) + 4 * host_.used_blocks;
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
-  }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -62,24 +56,16 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
     }
   }
 
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
-  }
-
   void reset_outputs() override { device_dst_.fill(kPoisonByte); }
 
   Agreement compare_outputs() override {
     return compare_with_reference(device_dst_, host_dst_.data(), DType::bf16);
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  Op::Args cpu_call() { return args_of(host_, host_dst_, host_scale_, Device::cpu); }
+  Op::Args cpu_call() override { return args_of(host_, host_dst_, host_scale_, Device::cpu); }
   std::int64_t dst_bytes() const { return shape_.total_tokens * kMlaGatherRow * 2; }
 
   // The op's arguments over one set of inputs and a [total_tokens, 576] bf16 workspace.
@@ -106,7 +92,6 @@ class GatherAndMaybeDequantCacheCase final : public OpCase {
   std::vector<GatherInputs> device_;  // one per buffer set
   Buffer device_dst_;                 // shared by all sets
   ScaleTensor scale_;
-  PlannedCalls<Op> calls_;  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

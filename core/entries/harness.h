@@ -133,10 +133,42 @@ class PlannedCalls {
   /// \param set the buffer set.
   /// \return its arguments.
   const typename Op::Args& args(int set) const { return args_.at(static_cast<std::size_t>(set)); }
+  /// \brief Number of calls added (buffer sets prepared).
+  /// \return the count.
+  int count() const { return static_cast<int>(args_.size()); }
 
  private:
   std::vector<typename Op::Args> args_;  // one per buffer set
   std::vector<typename Op::Plan> naive_plans_, optimized_plans_;
+};
+
+/// \brief What every registry case does the same way once it has its calls: the CPU reference
+/// runs on cpu_call(), and the device calls in `calls_` (one per buffer set, added by the
+/// case's prepare_device()) are counted, launched, run checked and handed out. A case writes
+/// only what is its own: its inputs, its byte model, cpu_call(), prepare_device() and the
+/// comparison.
+/// \tparam Op the op struct.
+template <class Op>
+class PlannedCase : public OpCase {
+ public:
+  int buffer_sets() const override { return calls_.count() > 0 ? calls_.count() : 1; }
+  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
+  /// \cond INTERNAL
+  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
+  /// \endcond
+  void launch(Impl impl, int set, cudaStream_t stream) override {
+    calls_.launch(impl, set, stream);
+  }
+
+ protected:
+  /// \brief The CPU reference's call on the host inputs (what run_cpu() runs and
+  /// cpu_arguments() hands to the fuzzer).
+  /// \return the call's arguments.
+  virtual typename Op::Args cpu_call() = 0;
+  void run_checked(Impl impl) override { calls_.run_checked(impl); }
+  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
+
+  PlannedCalls<Op> calls_;  ///< one validated call per buffer set
 };
 
 }  // namespace pagedkv::entries

@@ -18,7 +18,7 @@ namespace {
 
 // The OpCase of one W5 write point: buffer sets of inputs (set 0 is the CPU reference's), one
 // device cache shared by all sets, plans validated once per set and implementation.
-class IndexerKQuantAndCacheCase final : public OpCase {
+class IndexerKQuantAndCacheCase final : public PlannedCase<IndexerKQuantAndCache> {
   using Op = IndexerKQuantAndCache;
 
  public:
@@ -32,12 +32,6 @@ class IndexerKQuantAndCacheCase final : public OpCase {
 
   std::int64_t bytes_moved() const override { return shape_.write_bytes(); }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
-  }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -54,24 +48,16 @@ class IndexerKQuantAndCacheCase final : public OpCase {
     }
   }
 
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
-  }
-
   void reset_outputs() override { device_cache_.fill(kPoisonByte); }
 
   Agreement compare_outputs() override {
     return compare_with_reference(device_cache_, host_cache_.data(), DType::u8);
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  Op::Args cpu_call() {
+  Op::Args cpu_call() override {
     return args_for(host_, indexer_cache_view(shape_.num_blocks, host_cache_, Device::cpu));
   }
   Op::Args args_for(const IndexerWriteInputs& in, const TensorView& cache) const {
@@ -84,7 +70,6 @@ class IndexerKQuantAndCacheCase final : public OpCase {
   Buffer host_cache_;                       // the CPU reference's output
   std::vector<IndexerWriteInputs> device_;  // one per buffer set
   Buffer device_cache_;                     // shared by all sets
-  PlannedCalls<Op> calls_;                  // one validated call per buffer set
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {

@@ -94,7 +94,7 @@ Agreement compare_norm_output(const Buffer& output, const void* reference, const
 /// judges exactly one run against one run of the CPU reference.
 /// \tparam Op RmsNorm or FusedAddRmsNorm.
 template <class Op>
-class NormCase final : public OpCase {
+class NormCase final : public PlannedCase<Op> {
   static constexpr bool kFused = std::is_same_v<Op, FusedAddRmsNorm>;
   static_assert(kFused || std::is_same_v<Op, RmsNorm>, "NormCase runs RmsNorm or FusedAddRmsNorm");
   // Seeds of the two drawn tensors of a set, so that input and residual differ.
@@ -129,14 +129,6 @@ class NormCase final : public OpCase {
     return (kFused ? 4 : 2) * shape_.tensor_bytes() + shape_.weight_bytes();
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
-  }
-
-  void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  /// \cond INTERNAL
-  std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
-  /// \endcond
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -157,18 +149,14 @@ class NormCase final : public OpCase {
       device_.push_back(std::move(s));
       const Set& in = device_.back();
       if constexpr (kFused) {
-        calls_.add(
+        this->calls_.add(
             {rows(in.input, Device::cuda), rows(in.second, Device::cuda), weight, shape_.epsilon});
       } else {
-        calls_.add(
+        this->calls_.add(
             {rows(in.second, Device::cuda), rows(in.input, Device::cuda), weight, shape_.epsilon});
       }
       // Validation happens here, once per set and implementation, never inside the timed region.
     }
-  }
-
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override {
@@ -200,14 +188,10 @@ class NormCase final : public OpCase {
     }
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  typename Op::Args cpu_call() {
+  typename Op::Args cpu_call() override {
     const TensorView weight = weight_view(weight_host_, Device::cpu);
     if constexpr (kFused) {
       // The op works in place: start every run from the drawn inputs, so that running it again
@@ -240,7 +224,6 @@ class NormCase final : public OpCase {
   Set reference_;            // the CPU reference's outputs (rms_norm: second = out; input empty)
   Buffer weight_;            // on the device, shared by all sets
   std::vector<Set> device_;  // one per buffer set
-  PlannedCalls<Op> calls_;   // one validated call per buffer set
 };
 
 }  // namespace pagedkv::entries

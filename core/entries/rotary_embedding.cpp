@@ -29,13 +29,13 @@ namespace {
 // One W11 point.
 struct RotaryShape {
   std::int64_t num_tokens = 0;
-  std::int64_t num_heads = 32;     // query heads
-  std::int64_t num_kv_heads = 8;   // key (and value) heads
-  std::int64_t head_size = 128;    // = rot_dim: the whole head turns
-  std::int64_t max_position = 0;   // rows of cos_sin_cache
-  double base = 5e5;               // Llama-3's rope_theta
-  DType dtype = DType::bf16;       // query and key
-  DType cache_dtype = DType::bf16; // cos_sin_cache
+  std::int64_t num_heads = 32;      // query heads
+  std::int64_t num_kv_heads = 8;    // key (and value) heads
+  std::int64_t head_size = 128;     // = rot_dim: the whole head turns
+  std::int64_t max_position = 0;    // rows of cos_sin_cache
+  double base = 5e5;                // Llama-3's rope_theta
+  DType dtype = DType::bf16;        // query and key
+  DType cache_dtype = DType::bf16;  // cos_sin_cache
 
   std::int64_t row_elements() const { return (num_heads + 2 * num_kv_heads) * head_size; }
   std::int64_t qkv_bytes() const { return num_tokens * row_elements() * dtype_size(dtype); }
@@ -101,7 +101,7 @@ Buffer build_cos_sin_cache(const RotaryShape& shape) {
   return cache;
 }
 
-class RotaryCase final : public OpCase {
+class RotaryCase final : public PlannedCase<RotaryEmbedding> {
   struct Set {
     Buffer qkv, positions, cos_sin_cache;
   };
@@ -128,14 +128,6 @@ class RotaryCase final : public OpCase {
            distinct_rows_ * shape_.head_size * dtype_size(shape_.cache_dtype);
   }
   CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-  int buffer_sets() const override {
-    return static_cast<int>(device_.size() > 0 ? device_.size() : 1);
-  }
-
-  void run_cpu() override { run<RotaryEmbedding>(Impl::cpu, cpu_call()); }
-  /// \cond INTERNAL
-  std::vector<ArgValue> cpu_arguments() override { return values_of<RotaryEmbedding>(cpu_call()); }
-  /// \endcond
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -151,18 +143,11 @@ class RotaryCase final : public OpCase {
     }
   }
 
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
-  }
   // query and key are read and overwritten: back to the drawn activation.
   void reset_outputs() override { device_.at(0).qkv.copy_from(host_.qkv); }
   Agreement compare_outputs() override {
     return compare_with_reference(device_.at(0).qkv, reference_.data(), shape_.dtype);
   }
-
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
 
  private:
   std::size_t qkv_bytes() const {
@@ -173,8 +158,8 @@ class RotaryCase final : public OpCase {
     Set s;
     s.qkv = Buffer(Memory::host, qkv_bytes());
     fill_random(s.qkv.data(), shape_.dtype, shape_.num_tokens * shape_.row_elements(), seed);
-    s.positions = Buffer(Memory::host,
-                         static_cast<std::size_t>(std::max<std::int64_t>(shape_.num_tokens, 1) * 8));
+    s.positions = Buffer(
+        Memory::host, static_cast<std::size_t>(std::max<std::int64_t>(shape_.num_tokens, 1) * 8));
     Random random{seed ^ 0x905Eull};
     for (std::int64_t t = 0; t < shape_.num_tokens; ++t) {
       const std::int64_t position = random.below(shape_.max_position);
@@ -185,7 +170,7 @@ class RotaryCase final : public OpCase {
   }
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists). In place: every call starts from the drawn activation.
-  RotaryEmbedding::Args cpu_call() {
+  RotaryEmbedding::Args cpu_call() override {
     reference_.copy_from(host_.qkv);
     return args_of(host_, reference_, Device::cpu);
   }
@@ -197,10 +182,10 @@ class RotaryCase final : public OpCase {
     std::uint8_t* key_start = qkv.data() + shape_.num_heads * d * dtype_size(shape_.dtype);
     RotaryEmbedding::Args args;
     args.positions = TensorView::contiguous(s.positions.data(), DType::i64, {t}, device);
-    args.query = TensorView::strided(qkv.data(), shape_.dtype, {t, shape_.num_heads * d},
-                                     {row, 1}, device);
-    args.key = TensorView::strided(key_start, shape_.dtype, {t, shape_.num_kv_heads * d},
-                                   {row, 1}, device);
+    args.query =
+        TensorView::strided(qkv.data(), shape_.dtype, {t, shape_.num_heads * d}, {row, 1}, device);
+    args.key = TensorView::strided(key_start, shape_.dtype, {t, shape_.num_kv_heads * d}, {row, 1},
+                                   device);
     args.head_size = d;
     args.cos_sin_cache = TensorView::contiguous(s.cos_sin_cache.data(), shape_.cache_dtype,
                                                 {shape_.max_position, d}, device);
@@ -212,11 +197,10 @@ class RotaryCase final : public OpCase {
 
   RotaryShape shape_;
   std::uint64_t seed_;
-  Set host_;                 // set 0's drawn inputs
-  Buffer reference_;         // the CPU reference's qkv
+  Set host_;          // set 0's drawn inputs
+  Buffer reference_;  // the CPU reference's qkv
   std::int64_t distinct_rows_ = 0;
   std::vector<Set> device_;  // one per buffer set
-  PlannedCalls<RotaryEmbedding> calls_;
 };
 
 std::unique_ptr<OpCase> make_case(const WorkloadPoint& point, std::uint64_t seed) {

@@ -47,7 +47,7 @@ Mapping make_mapping(std::int64_t num_pairs, std::int64_t pool_blocks, std::uint
   return mapping;
 }
 
-class SwapBlocksCase final : public OpCase, public LibraryBaseline {
+class SwapBlocksCase final : public PlannedCase<SwapBlocks>, public LibraryBaseline {
  public:
   SwapBlocksCase(const WorkloadPoint& point, std::uint64_t seed)
       : num_pairs_(point.size),
@@ -78,10 +78,6 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
     return kind_ == CopyKind::device_to_device ? 2 * payload : payload;
   }
   CopyKind copy_kind() const override { return kind_; }
-  int buffer_sets() const override { return static_cast<int>(mappings_.size()); }
-
-  void run_cpu() override { run<SwapBlocks>(Impl::cpu, cpu_call()); }
-  std::vector<ArgValue> cpu_arguments() override { return values_of<SwapBlocks>(cpu_call()); }
 
   void prepare_device(std::int64_t l2_bytes) override {
     const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
@@ -100,10 +96,6 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
       calls_.add({src_view_, dst_view_, kBlockBytes, mapping.view});
       device_pairs_.push_back(copy_to(Memory::device, mapping.pairs));
     }
-  }
-
-  void launch(Impl impl, int set, cudaStream_t stream) override {
-    calls_.launch(impl, set, stream);
   }
 
   void reset_outputs() override { dst_.fill(kPoisonByte); }
@@ -128,14 +120,10 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
     return {blocks};
   }
 
- protected:
-  void run_checked(Impl impl) override { calls_.run_checked(impl); }
-  std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
-
  private:
   // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
   // lists).
-  SwapBlocks::Args cpu_call() {
+  SwapBlocks::Args cpu_call() override {
     return SwapBlocks::Args{pool_view(host_src_, Device::cpu), pool_view(host_dst_, Device::cpu),
                             kBlockBytes, mappings_[0].view};
   }
@@ -154,7 +142,6 @@ class SwapBlocksCase final : public OpCase, public LibraryBaseline {
   std::vector<Mapping> mappings_;  // one per buffer set, on the host
   Buffer src_, dst_;               // pinned or device pools, shared by all sets
   TensorView src_view_, dst_view_;
-  PlannedCalls<SwapBlocks> calls_;    // one validated call per buffer set
   std::vector<Buffer> device_pairs_;  // the mappings on the device, for the library row
 };
 
