@@ -151,11 +151,11 @@ class PlannedCalls {
 template <class Op>
 class PlannedCase : public OpCase {
  public:
+  /// \cond INTERNAL
+  // OpCase's members, done the one way every case does them (documented there).
   int buffer_sets() const override { return calls_.count() > 0 ? calls_.count() : 1; }
   void run_cpu() override { run<Op>(Impl::cpu, cpu_call()); }
-  /// \cond INTERNAL
   std::vector<ArgValue> cpu_arguments() override { return values_of<Op>(cpu_call()); }
-  /// \endcond
   void launch(Impl impl, int set, cudaStream_t stream) override {
     calls_.launch(impl, set, stream);
   }
@@ -167,6 +167,7 @@ class PlannedCase : public OpCase {
   virtual typename Op::Args cpu_call() = 0;
   void run_checked(Impl impl) override { calls_.run_checked(impl); }
   std::vector<ArgValue> device_call(int set) override { return calls_.values(set); }
+  /// \endcond
 
   PlannedCalls<Op> calls_;  ///< one validated call per buffer set
 };
