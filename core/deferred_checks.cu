@@ -202,8 +202,11 @@ constexpr unsigned long long kNoCandidate = ~0ull;
 
 // (phase, major, minor) → a key: phase in the top 4 bits, major (a sequence or token index,
 // below 2^31) in the next 31, minor (a column or sub-rule) in the last 29.
-__host__ __device__ unsigned long long candidate_key(int phase, std::int64_t major, std::int64_t minor) {
-  const auto clamp = [](std::int64_t v, std::int64_t top) { return v < 0 ? 0 : (v > top ? top : v); };
+__host__ __device__ unsigned long long candidate_key(int phase, std::int64_t major,
+                                                     std::int64_t minor) {
+  const auto clamp = [](std::int64_t v, std::int64_t top) {
+    return v < 0 ? 0 : (v > top ? top : v);
+  };
   return (static_cast<unsigned long long>(phase) << 60) |
          (static_cast<unsigned long long>(clamp(major, (1ll << 31) - 1)) << 29) |
          static_cast<unsigned long long>(clamp(minor, (1ll << 29) - 1));
@@ -251,12 +254,14 @@ struct Candidate {
   FaultRule rule = FaultRule::none;
   DeviceFault details{};
 
-  __host__ __device__ void consider(const checks::SequenceCheck& check, FaultRule broken, std::int64_t major,
-                           std::int64_t minor, std::int64_t position, std::int64_t value,
-                           std::int64_t limit, std::int64_t context0 = 0,
-                           std::int64_t context1 = 0, std::int64_t context2 = 0,
-                           std::uint64_t argument = 0) {
-    const unsigned long long candidate = candidate_key(phase_of(check.wording, broken), major, minor);
+  // Keeps the fault of `broken` at (major, minor) of the visit if it comes before the one kept.
+  __host__ __device__ void consider(const checks::SequenceCheck& check, FaultRule broken,
+                                    std::int64_t major, std::int64_t minor, std::int64_t position,
+                                    std::int64_t value, std::int64_t limit,
+                                    std::int64_t context0 = 0, std::int64_t context1 = 0,
+                                    std::int64_t context2 = 0, std::uint64_t argument = 0) {
+    const unsigned long long candidate =
+        candidate_key(phase_of(check.wording, broken), major, minor);
     if (candidate >= key) return;
     key = candidate;
     rule = broken;

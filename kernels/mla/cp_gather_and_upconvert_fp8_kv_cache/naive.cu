@@ -38,7 +38,8 @@ template <KvCacheDtype kFormat>
 __global__ void upconvert_kernel(const std::uint8_t* src_cache, __nv_bfloat16* dst,
                                  const std::int32_t* seq_lens, const std::int32_t* workspace_starts,
                                  mla::DeviceCacheLookup lookup,
-                                 CpGatherAndUpconvertFp8KvCachePlan plan, const DeviceFault* fault) {
+                                 CpGatherAndUpconvertFp8KvCachePlan plan,
+                                 const DeviceFault* fault) {
   if (call_rejected(fault)) return;  // a deferred check rejected the call
   const std::int64_t row_end = mla::requests_end(plan.row_end, plan.row_end_on_device, seq_lens,
                                                  workspace_starts, plan.batch);
