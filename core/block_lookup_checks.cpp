@@ -58,11 +58,8 @@ void cumulative_lengths(const std::vector<std::int64_t>& cu_seq_lens, const char
   }
 }
 
-void blocks_in_cache(const TensorView& block_table, const std::vector<std::int64_t>& lengths,
-                     const std::vector<std::int64_t>& starts, std::int64_t block_size,
-                     std::int64_t num_blocks) {
+void block_table_shape(const TensorView& block_table, std::int64_t batch) {
   const char* name = "block_table";
-  const auto batch = static_cast<std::int64_t>(lengths.size());
   ndim_is(block_table, name, 2);
   dtype_is(block_table, name, DType::i32);
   non_negative_layout(block_table, name);
@@ -70,6 +67,14 @@ void blocks_in_cache(const TensorView& block_table, const std::vector<std::int64
                 ": expected packed columns (stride(1) = 1), got ", block_table.describe());
   PAGEDKV_CHECK(block_table.size(0) >= batch, name, ": expected at least ", batch,
                 " rows (one per sequence), got ", block_table.describe());
+}
+
+void blocks_in_cache(const TensorView& block_table, const std::vector<std::int64_t>& lengths,
+                     const std::vector<std::int64_t>& starts, std::int64_t block_size,
+                     std::int64_t num_blocks) {
+  const char* name = "block_table";
+  const auto batch = static_cast<std::int64_t>(lengths.size());
+  block_table_shape(block_table, batch);
   if (batch == 0) return;
   // The columns each sequence needs, and the rows' span in memory (what is copied).
   std::int64_t columns_needed = 0;

@@ -5,7 +5,9 @@
 ///
 /// The index tensors are small next to the data they address (4 bytes per token and per block
 /// against 576 to 1152 bytes per entry), so on the GPU they are copied to the host in one
-/// `cudaMemcpy` each (which synchronizes) and checked with plain loops.
+/// `cudaMemcpy` each (which synchronizes) and checked with plain loops. A call that defers its
+/// errors checks the same rules on the device instead (checks::enqueue_sequence_check in
+/// pagedkv/deferred_checks.h), worded alike.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +54,13 @@ std::vector<std::int64_t> read_i32(const TensorView& tensor, std::int64_t count)
 /// \param cu_seq_lens the values, batch + 1 of them.
 /// \param name the argument name.
 void cumulative_lengths(const std::vector<std::int64_t>& cu_seq_lens, const char* name);
+
+/// \brief block_table is a 2-D i32 `[>= batch, max_blocks]` tensor, rows of any pitch, columns
+/// packed: what blocks_in_cache() checks before it reads the values, and all that is checked
+/// on the host when the values are checked on the device (a deferred call).
+/// \param block_table the table.
+/// \param batch sequences (rows needed).
+void block_table_shape(const TensorView& block_table, std::int64_t batch);
 
 /// \brief block_table is a 2-D i32 `[>= batch, max_blocks]` tensor, rows of any pitch, columns
 /// packed, and for every sequence b that gathers `lengths[b]` tokens starting at position

@@ -21,7 +21,9 @@
 #include <vector>
 
 #include "block_lookup_checks.h"
+#include "sequence_checks.h"
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/concat_and_cache_mla.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
@@ -61,34 +63,61 @@ CpGatherAndUpconvertFp8KvCache::Plan CpGatherAndUpconvertFp8KvCache::validate(co
   checks::not_null(src_cache, "src_cache");
   checks::not_null(dst, "dst");
 
-  // 4. The values: lengths >= 0, each request's rows after the previous one's, inside dst.
-  const std::vector<std::int64_t> lengths = checks::read_i32(args.seq_lens, batch);
-  const std::vector<std::int64_t> starts = checks::read_i32(args.workspace_starts, batch);
-  std::int64_t tokens = 0, previous_end = 0;
-  for (std::int64_t r = 0; r < batch; ++r) {
-    const std::int64_t length = lengths[static_cast<std::size_t>(r)];
-    const std::int64_t start = starts[static_cast<std::size_t>(r)];
-    PAGEDKV_CHECK(length >= 0, "seq_lens[", r, "] = ", length, ": expected a length >= 0");
-    PAGEDKV_CHECK(start >= previous_end, "workspace_starts[", r, "] = ", start,
-                  ": expected at least ", previous_end, " (requests in order, their rows not ",
-                  "overlapping: the previous request ends there)");
-    PAGEDKV_CHECK(start + length <= dst.size(0), "workspace_starts[", r, "] + seq_lens[", r,
-                  "] = ", start + length, ": expected at most dst.size(0) = ", dst.size(0));
-    previous_end = start + length;
-    tokens += length;
-  }
-
-  // 5. Every block a gathered token needs: a column of block_table, a block of the cache.
+  // 4-5. The values. Deferred (a capture, vllm_ops): one check kernel on the call's stream
+  //    finds the first broken rule of those below, in their order, and the plan knows only
+  //    dst's rows; the kernels read the last request's end on the device
+  //    (pagedkv/deferred_checks.h). The table's shape is still checked here.
   const std::int64_t block_size = src_cache.size(1);
-  PAGEDKV_CHECK(tokens == 0 || block_size >= 1, "src_cache: expected block_size = size(1) >= 1, ",
-                "got shape ", src_cache.shape_string());
-  checks::blocks_in_cache(args.block_table, lengths, {}, std::max<std::int64_t>(block_size, 1),
-                          src_cache.size(0));
+  const CheckScope* scope = CheckScope::current();
+  const bool deferred = scope != nullptr && scope->deferred && device == Device::cuda;
+  std::int64_t tokens = 0, previous_end = 0;
+  if (deferred) {
+    checks::block_table_shape(args.block_table, batch);
+    if (batch > 0) checks::not_null(args.block_table, "block_table");
+    checks::SequenceCheck check;
+    check.wording = SequenceWording::block_lookup;
+    check.seq_lens = static_cast<const std::int32_t*>(args.seq_lens.data);
+    check.workspace_starts = static_cast<const std::int32_t*>(args.workspace_starts.data);
+    check.block_table = static_cast<const std::int32_t*>(args.block_table.data);
+    check.table_stride = args.block_table.stride(0);
+    check.table_width = args.block_table.size(1);
+    check.batch = batch;
+    check.block_size = block_size;
+    check.num_blocks = src_cache.size(0);
+    check.row_limit[0] = dst.size(0);
+    check.row_argument[0] = checks::argument_name("workspace_starts");
+    checks::name_sequence_arguments(check, "block_table");
+    if (batch > 0) checks::enqueue_sequence_check(*scope, check);
+    tokens = previous_end = batch == 0 ? 0 : dst.size(0);  // bounds
+  } else {
+    // 4. The values: lengths >= 0, each request's rows after the previous one's, inside dst.
+    const std::vector<std::int64_t> lengths = checks::read_i32(args.seq_lens, batch);
+    const std::vector<std::int64_t> starts = checks::read_i32(args.workspace_starts, batch);
+    for (std::int64_t r = 0; r < batch; ++r) {
+      const std::int64_t length = lengths[static_cast<std::size_t>(r)];
+      const std::int64_t start = starts[static_cast<std::size_t>(r)];
+      PAGEDKV_CHECK(length >= 0, "seq_lens[", r, "] = ", length, ": expected a length >= 0");
+      PAGEDKV_CHECK(start >= previous_end, "workspace_starts[", r, "] = ", start,
+                    ": expected at least ", previous_end, " (requests in order, their rows not ",
+                    "overlapping: the previous request ends there)");
+      PAGEDKV_CHECK(start + length <= dst.size(0), "workspace_starts[", r, "] + seq_lens[", r,
+                    "] = ", start + length, ": expected at most dst.size(0) = ", dst.size(0));
+      previous_end = start + length;
+      tokens += length;
+    }
+
+    // 5. Every block a gathered token needs: a column of block_table, a block of the cache.
+    PAGEDKV_CHECK(tokens == 0 || block_size >= 1, "src_cache: expected block_size = size(1) >= 1, ",
+                  "got shape ", src_cache.shape_string());
+    checks::blocks_in_cache(args.block_table, lengths, {}, std::max<std::int64_t>(block_size, 1),
+                            src_cache.size(0));
+  }
 
   CpGatherAndUpconvertFp8KvCachePlan plan;
   plan.batch = batch;
   plan.tokens = tokens;
   plan.row_end = previous_end;
+  plan.row_end_on_device = deferred;
   plan.block_size = block_size;
   plan.num_blocks = src_cache.size(0);
   plan.block_stride = src_cache.stride(0);

@@ -24,6 +24,7 @@
 #include <limits>
 
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "sequence_checks.h"
 
@@ -128,18 +129,44 @@ CpGatherCache::Plan CpGatherCache::validate(const Args& args, Impl impl) {
   if (has_seq_starts) checks::not_null(seq_starts, "seq_starts");
 
   // 7. The sequences: counts from 0 and never decreasing, starts >= 0, every position inside
-  //    the block table and every block id used inside the cache. Reads cu_seq_lens, seq_starts
-  //    and the used block ids (on the GPU: small copies, one kernel, a synchronization).
-  const checks::GatheredSequences sequences = checks::gathered_sequences(
-      block_table, cu_seq_lens, seq_starts, batch_size, src_cache.size(1), src_cache.size(0));
-  PAGEDKV_CHECK(sequences.num_tokens <= dst.size(0), "dst: cu_seq_lens[batch_size] = ",
-                sequences.num_tokens, " rows are gathered, but dst has ", dst.size(0), " (",
-                dst.describe(), ")");
+  //    the block table and every block id used inside the cache, cu_seq_lens[batch_size] rows
+  //    inside dst. Synchronous: reads cu_seq_lens, seq_starts and the used block ids (on the
+  //    GPU: small copies, one kernel, a synchronization). Deferred (a capture, vllm_ops): one
+  //    check kernel on the call's stream, and the plan knows only dst's rows; the kernels read
+  //    the true count, cu_seq_lens[batch_size], on the device (pagedkv/deferred_checks.h).
+  const CheckScope* scope = CheckScope::current();
+  const bool deferred = scope != nullptr && scope->deferred && device == Device::cuda;
+  std::int64_t num_tokens = 0;
+  if (deferred) {
+    checks::SequenceCheck check;
+    check.wording = SequenceWording::gathered_sequences;
+    check.cu_seq_lens = static_cast<const std::int32_t*>(cu_seq_lens.data);
+    check.seq_starts = has_seq_starts ? static_cast<const std::int32_t*>(seq_starts.data) : nullptr;
+    check.block_table = static_cast<const std::int32_t*>(block_table.data);
+    check.table_stride = block_table.stride(0);
+    check.table_width = block_table.size(1);
+    check.batch = batch_size;
+    check.block_size = src_cache.size(1);
+    check.num_blocks = src_cache.size(0);
+    check.row_limit[0] = dst.size(0);
+    check.row_argument[0] = checks::argument_name("dst");
+    checks::name_sequence_arguments(check, has_seq_starts ? "seq_starts" : "cu_seq_lens");
+    checks::enqueue_sequence_check(*scope, check);
+    num_tokens = batch_size == 0 ? 0 : dst.size(0);  // a bound: cu_seq_lens[0] must be 0
+  } else {
+    const checks::GatheredSequences sequences = checks::gathered_sequences(
+        block_table, cu_seq_lens, seq_starts, batch_size, src_cache.size(1), src_cache.size(0));
+    PAGEDKV_CHECK(sequences.num_tokens <= dst.size(0), "dst: cu_seq_lens[batch_size] = ",
+                  sequences.num_tokens, " rows are gathered, but dst has ", dst.size(0), " (",
+                  dst.describe(), ")");
+    num_tokens = sequences.num_tokens;
+  }
 
   const std::int64_t element = src_cache.element_size();
   CpGatherCachePlan plan;
   plan.batch_size = batch_size;
-  plan.num_tokens = sequences.num_tokens;
+  plan.num_tokens = num_tokens;
+  plan.num_tokens_on_device = deferred;
   plan.block_size = src_cache.size(1);
   plan.num_blocks = src_cache.size(0);
   plan.entry_bytes = entry_elements * element;

@@ -21,13 +21,16 @@
 // through uninitialized shared memory).
 #include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "block_lookup_checks.h"
 #include "indexer_checks.h"
+#include "sequence_checks.h"
 #include "pagedkv/checks.h"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 
 namespace pagedkv {
@@ -112,44 +115,70 @@ CpGatherIndexerKQuantCache::Plan CpGatherIndexerKQuantCache::validate(const Args
   checks::not_null(cu_seq_lens, "cu_seq_lens");
 
   // 7. The sequences: cu_seq_lens from 0, never decreasing, within dst_k and dst_scale; every
-  //    block id a sequence uses inside the table and the cache. This reads cu_seq_lens and the
-  //    block table (on the GPU one copy each and a synchronization).
-  const std::vector<std::int32_t> cu = checks::copy_i32(cu_seq_lens.data, device, batch_size + 1);
-  PAGEDKV_CHECK(cu[0] == 0, "cu_seq_lens[0]: expected 0, got ", cu[0]);
-  for (std::int64_t b = 0; b < batch_size; ++b) {
-    PAGEDKV_CHECK(cu[b + 1] >= cu[b], "cu_seq_lens: expected non-decreasing values, got ",
-                  "cu_seq_lens[", b, "] = ", cu[b], " > cu_seq_lens[", b + 1, "] = ", cu[b + 1]);
-  }
-  const std::int64_t gathered = cu[batch_size];
-  PAGEDKV_CHECK(gathered <= dst_k.size(0), "dst_k: cu_seq_lens[-1] = ", gathered,
-                " tokens to gather, but dst_k has ", dst_k.size(0), " rows");
-  PAGEDKV_CHECK(gathered <= dst_scale.size(0), "dst_scale: cu_seq_lens[-1] = ", gathered,
-                " tokens to gather, but dst_scale has ", dst_scale.size(0), " rows");
+  //    block id a sequence uses inside the table and the cache. Synchronous: reads cu_seq_lens
+  //    and the block table (on the GPU one copy each and a synchronization). Deferred (a
+  //    capture, vllm_ops): one check kernel on the call's stream finds the first broken rule,
+  //    in this order, and the plan knows only the destinations' rows; the kernels read
+  //    cu_seq_lens[batch] on the device (pagedkv/deferred_checks.h).
   const std::int64_t block_size = kv_cache.size(1);
   const std::int64_t num_blocks = kv_cache.size(0);
   const std::int64_t max_blocks = block_table.size(1);
-  const std::int64_t table_span = batch_size == 0 || max_blocks == 0
-                                      ? 0
-                                      : (batch_size - 1) * block_table.stride(0) + max_blocks;
-  const std::vector<std::int32_t> table = checks::copy_i32(block_table.data, device, table_span);
-  for (std::int64_t b = 0; b < batch_size; ++b) {
-    const std::int64_t length = cu[b + 1] - cu[b];
-    PAGEDKV_CHECK(length == 0 || block_size > 0, "kv_cache: block_size = size(1) is 0, but ",
-                  "sequence ", b, " has ", length, " tokens to gather");
-    const std::int64_t used = length == 0 ? 0 : (length + block_size - 1) / block_size;
-    PAGEDKV_CHECK(used <= max_blocks, "block_table: sequence ", b, " has ", length, " tokens, ",
-                  used, " blocks of ", block_size, ", but block_table has ", max_blocks,
-                  " columns");
-    for (std::int64_t j = 0; j < used; ++j) {
-      const std::int32_t id = table[static_cast<std::size_t>(b * block_table.stride(0) + j)];
-      PAGEDKV_CHECK(id >= 0 && id < num_blocks, "block_table[", b, ", ", j, "] = ", id,
-                    ": expected a block id in [0, ", num_blocks, ") (kv_cache.size(0))");
+  const CheckScope* scope = CheckScope::current();
+  const bool deferred = scope != nullptr && scope->deferred && device == Device::cuda;
+  std::int64_t gathered = 0;
+  if (deferred) {
+    checks::SequenceCheck check;
+    check.wording = SequenceWording::indexer_gather;
+    check.cu_seq_lens = static_cast<const std::int32_t*>(cu_seq_lens.data);
+    check.block_table = static_cast<const std::int32_t*>(block_table.data);
+    check.table_stride = block_table.stride(0);
+    check.table_width = max_blocks;
+    check.batch = batch_size;
+    check.block_size = block_size;
+    check.num_blocks = num_blocks;
+    check.row_limit[0] = dst_k.size(0);
+    check.row_limit[1] = dst_scale.size(0);
+    check.row_argument[0] = checks::argument_name("dst_k");
+    check.row_argument[1] = checks::argument_name("dst_scale");
+    checks::name_sequence_arguments(check, "block_table");
+    checks::enqueue_sequence_check(*scope, check);
+    gathered = batch_size == 0 ? 0 : std::min(dst_k.size(0), dst_scale.size(0));  // a bound
+  } else {
+    const std::vector<std::int32_t> cu = checks::copy_i32(cu_seq_lens.data, device, batch_size + 1);
+    PAGEDKV_CHECK(cu[0] == 0, "cu_seq_lens[0]: expected 0, got ", cu[0]);
+    for (std::int64_t b = 0; b < batch_size; ++b) {
+      PAGEDKV_CHECK(cu[b + 1] >= cu[b], "cu_seq_lens: expected non-decreasing values, got ",
+                    "cu_seq_lens[", b, "] = ", cu[b], " > cu_seq_lens[", b + 1, "] = ", cu[b + 1]);
+    }
+    gathered = cu[batch_size];
+    PAGEDKV_CHECK(gathered <= dst_k.size(0), "dst_k: cu_seq_lens[-1] = ", gathered,
+                  " tokens to gather, but dst_k has ", dst_k.size(0), " rows");
+    PAGEDKV_CHECK(gathered <= dst_scale.size(0), "dst_scale: cu_seq_lens[-1] = ", gathered,
+                  " tokens to gather, but dst_scale has ", dst_scale.size(0), " rows");
+    const std::int64_t table_span = batch_size == 0 || max_blocks == 0
+                                        ? 0
+                                        : (batch_size - 1) * block_table.stride(0) + max_blocks;
+    const std::vector<std::int32_t> table = checks::copy_i32(block_table.data, device, table_span);
+    for (std::int64_t b = 0; b < batch_size; ++b) {
+      const std::int64_t length = cu[b + 1] - cu[b];
+      PAGEDKV_CHECK(length == 0 || block_size > 0, "kv_cache: block_size = size(1) is 0, but ",
+                    "sequence ", b, " has ", length, " tokens to gather");
+      const std::int64_t used = length == 0 ? 0 : (length + block_size - 1) / block_size;
+      PAGEDKV_CHECK(used <= max_blocks, "block_table: sequence ", b, " has ", length, " tokens, ",
+                    used, " blocks of ", block_size, ", but block_table has ", max_blocks,
+                    " columns");
+      for (std::int64_t j = 0; j < used; ++j) {
+        const std::int32_t id = table[static_cast<std::size_t>(b * block_table.stride(0) + j)];
+        PAGEDKV_CHECK(id >= 0 && id < num_blocks, "block_table[", b, ", ", j, "] = ", id,
+                      ": expected a block id in [0, ", num_blocks, ") (kv_cache.size(0))");
+      }
     }
   }
 
   CpGatherIndexerKQuantCachePlan plan;
   plan.num_tokens = dst_k.size(0);
   plan.gathered_tokens = gathered;
+  plan.gathered_on_device = deferred;
   plan.batch_size = batch_size;
   plan.head_dim = head_dim;
   plan.tiles_per_token = tiles;

@@ -10,6 +10,9 @@
 // - The check kernel claims the record with an atomicCAS on `rule`, so the first fault found
 //   is kept whole; it writes the details before the rule (with a system-wide fence between
 //   them for the host mirror), so a host that sees a rule sees its details.
+// - The gathers' sequence check (enqueue_sequence_check) is one CTA that visits every rule of
+//   the synchronous check and records the first broken one in that check's order, so that one
+//   bad value gives the message the synchronous check would give.
 // - Clearing needs the device to be idle (a guarded kernel queued after the faulting check must
 //   still see the fault), so only a report outside a capture clears, after
 //   cudaDeviceSynchronize, with an asynchronous memset on a private non-blocking stream.
@@ -111,55 +114,49 @@ std::atomic<ErrorMode>& mode_setting() {
 thread_local const CheckScope* t_scope = nullptr;
 thread_local bool t_prefer_deferred = false;
 
-// The message of a fault, in the words of the synchronous check of the same rule.
-std::string describe(const DeviceFault& fault) {
-  const char* op = reinterpret_cast<const char*>(fault.op);
-  const char* argument = reinterpret_cast<const char*>(fault.argument);
-  std::string rule;
-  if (fault.rule == static_cast<std::uint32_t>(FaultRule::slot_range)) {
-    rule = detail::concat(argument, "[", fault.position, "] = ", fault.value,
-                          ": expected a slot below num_blocks × block_size = ", fault.num_blocks,
-                          " × ", fault.block_size, " = ", fault.limit,
-                          " (negative slots mark padding)");
-  } else {
-    rule =
-        detail::concat(argument, "[", fault.position, "] = ", fault.value,
-                       ": expected a position in [0, ", fault.limit, ") (cos_sin_cache.size(0))");
-  }
-  return detail::concat(rule, " [deferred: found on the device by a check of ", op,
-                        "; that call and every later guarded pagedkv call on the device wrote "
-                        "nothing until this report]");
-}
-
 // --- the check kernels ----------------------------------------------------------------------
 
 // Writes the details of a fault into one copy of the record (the rule comes last).
-__device__ void write_details(volatile DeviceFault* copy, std::int64_t position, std::int64_t value,
-                              std::int64_t limit, std::int64_t num_blocks, std::int64_t block_size,
-                              std::uint64_t op, std::uint64_t argument) {
-  copy->position = position;
-  copy->value = value;
-  copy->limit = limit;
-  copy->num_blocks = num_blocks;
-  copy->block_size = block_size;
-  copy->op = op;
-  copy->argument = argument;
+__device__ void write_details(volatile DeviceFault* copy, const DeviceFault& details) {
+  copy->position = details.position;
+  copy->value = details.value;
+  copy->limit = details.limit;
+  copy->num_blocks = details.num_blocks;
+  copy->block_size = details.block_size;
+  copy->op = details.op;
+  copy->argument = details.argument;
+  for (int i = 0; i < 3; ++i) copy->context[i] = details.context[i];
+  copy->wording = details.wording;
 }
 
 // Claims the record for this fault (the first one wins) and fills both copies.
 __device__ void record_fault(DeviceFault* fault, DeviceFault* mirror, FaultRule rule,
-                             std::int64_t position, std::int64_t value, std::int64_t limit,
-                             std::int64_t num_blocks, std::int64_t block_size, std::uint64_t op,
-                             std::uint64_t argument) {
+                             const DeviceFault& details) {
   // The claim word (`reserved`) decides who writes; `rule` is set last, so that whoever sees
   // it (a guarded kernel, the host) sees the details too.
   if (atomicCAS(&fault->reserved, 0u, 1u) != 0u) return;
-  write_details(fault, position, value, limit, num_blocks, block_size, op, argument);
-  write_details(mirror, position, value, limit, num_blocks, block_size, op, argument);
+  write_details(fault, details);
+  write_details(mirror, details);
   __threadfence_system();
   static_cast<volatile DeviceFault*>(mirror)->reserved = 1u;
   static_cast<volatile DeviceFault*>(mirror)->rule = static_cast<std::uint32_t>(rule);
   atomicExch(&fault->rule, static_cast<std::uint32_t>(rule));
+}
+
+// The details of a slot or position fault.
+__device__ DeviceFault index_details(std::int64_t position, std::int64_t value,
+                                     std::int64_t limit, std::int64_t num_blocks,
+                                     std::int64_t block_size, std::uint64_t op,
+                                     std::uint64_t argument) {
+  DeviceFault details{};
+  details.position = position;
+  details.value = value;
+  details.limit = limit;
+  details.num_blocks = num_blocks;
+  details.block_size = block_size;
+  details.op = op;
+  details.argument = argument;
+  return details;
 }
 
 __global__ void check_slots(const std::int64_t* slots, std::int64_t count, std::int64_t num_blocks,
@@ -170,8 +167,8 @@ __global__ void check_slots(const std::int64_t* slots, std::int64_t count, std::
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const std::int64_t slot = slots[i];
     if (slot >= limit) {
-      record_fault(fault, mirror, FaultRule::slot_range, i, slot, limit, num_blocks, block_size, op,
-                   argument);
+      record_fault(fault, mirror, FaultRule::slot_range,
+                   index_details(i, slot, limit, num_blocks, block_size, op, argument));
     }
   }
 }
@@ -183,9 +180,227 @@ __global__ void check_positions(const std::int64_t* positions, std::int64_t coun
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     const std::int64_t position = positions[i];
     if (position < 0 || position >= max_position) {
-      record_fault(fault, mirror, FaultRule::position_range, i, position, max_position, 0, 0, op,
-                   argument);
+      record_fault(fault, mirror, FaultRule::position_range,
+                   index_details(i, position, max_position, 0, 0, op, argument));
     }
+  }
+}
+
+// --- the sequence check of the gathers ----------------------------------------------------
+//
+// The synchronous checks visit the rules in an order (cu_seq_lens first, then the starts, the
+// block table's columns, the block ids, the totals) and report the first broken one. When one
+// value is broken, later rules see garbage (a decreasing cu_seq_lens makes the next sequence
+// longer than the table): the first fault is the one that names the real mistake. So every
+// candidate fault gets a key that sorts like the synchronous visit, (phase, index, sub-index),
+// each thread keeps its smallest, and one CTA-wide minimum picks the fault to record. One CTA
+// is enough: the index tensors hold a few numbers per sequence and one id per block of each
+// sequence (a 64-K-token batch in blocks of 64 is 1 K ids), read once.
+
+constexpr int kSequenceThreads = 512;
+constexpr unsigned long long kNoCandidate = ~0ull;
+
+// (phase, major, minor) → a key: phase in the top 4 bits, major (a sequence or token index,
+// below 2^31) in the next 31, minor (a column or sub-rule) in the last 29.
+__host__ __device__ unsigned long long candidate_key(int phase, std::int64_t major,
+                                                     std::int64_t minor) {
+  const auto clamp = [](std::int64_t v, std::int64_t top) {
+    return v < 0 ? 0 : (v > top ? top : v);
+  };
+  return (static_cast<unsigned long long>(phase) << 60) |
+         (static_cast<unsigned long long>(clamp(major, (1ll << 31) - 1)) << 29) |
+         static_cast<unsigned long long>(clamp(minor, (1ll << 29) - 1));
+}
+
+// The phase of a rule in the synchronous visit of each wording (see the contracts: cp_gather_cache
+// through sequence_checks.cu, the MLA gathers through block_lookup_checks.cpp, the indexer
+// gather in its own contract).
+__host__ __device__ int phase_of(SequenceWording wording, FaultRule rule) {
+  switch (wording) {
+    case SequenceWording::gathered_sequences:  // cu[0]; order; starts and columns; ids; dst rows
+      switch (rule) {
+        case FaultRule::sequence_start: return 0;
+        case FaultRule::sequence_order: return 1;
+        case FaultRule::negative_start:
+        case FaultRule::column_range: return 2;
+        case FaultRule::block_range: return 3;
+        default: return 4;
+      }
+    case SequenceWording::block_lookup:  // cu or requests; owners; starts; columns; ids
+      switch (rule) {
+        case FaultRule::sequence_start: return 0;
+        case FaultRule::sequence_order:
+        case FaultRule::negative_length:
+        case FaultRule::request_order:
+        case FaultRule::rows_exceeded: return 1;
+        case FaultRule::token_owner: return 2;
+        case FaultRule::negative_start: return 3;
+        case FaultRule::column_range: return 4;
+        default: return 5;
+      }
+    default:  // indexer_gather: cu[0]; order; dst rows; per sequence its columns, then its ids
+      switch (rule) {
+        case FaultRule::sequence_start: return 0;
+        case FaultRule::sequence_order: return 1;
+        case FaultRule::rows_exceeded: return 2;
+        default: return 3;
+      }
+  }
+}
+
+// One thread's smallest candidate so far.
+struct Candidate {
+  unsigned long long key = kNoCandidate;
+  FaultRule rule = FaultRule::none;
+  DeviceFault details{};
+
+  // Keeps the fault of `broken` at (major, minor) of the visit if it comes before the one kept.
+  __host__ __device__ void consider(const checks::SequenceCheck& check, FaultRule broken,
+                                    std::int64_t major, std::int64_t minor, std::int64_t position,
+                                    std::int64_t value, std::int64_t limit,
+                                    std::int64_t context0 = 0, std::int64_t context1 = 0,
+                                    std::int64_t context2 = 0, std::uint64_t argument = 0) {
+    const unsigned long long candidate =
+        candidate_key(phase_of(check.wording, broken), major, minor);
+    if (candidate >= key) return;
+    key = candidate;
+    rule = broken;
+    details = DeviceFault{};
+    details.position = position;
+    details.value = value;
+    details.limit = limit;
+    details.num_blocks = check.num_blocks;
+    details.block_size = check.block_size;
+    details.argument =
+        argument != 0 ? argument : check.argument[static_cast<std::uint32_t>(broken)];
+    details.context[0] = context0;
+    details.context[1] = context1;
+    details.context[2] = context2;
+    details.wording = static_cast<std::uint32_t>(check.wording);
+  }
+};
+
+// Thread `thread` of `threads` visits its share of every rule and keeps its first candidate
+// in `mine`. The check kernel runs it on 512 threads; the host (find_sequence_fault) on one.
+__host__ __device__ void visit_sequences(const checks::SequenceCheck& check, int thread,
+                                         int threads, Candidate& mine) {
+  const std::int64_t batch = check.batch;
+  const std::int32_t* cu = check.cu_seq_lens;
+
+  // 1. The values: cu_seq_lens from 0 and never decreasing (or the requests in order), starts
+  //    and lengths >= 0, the totals inside the destinations.
+  if (cu != nullptr) {
+    if (thread == 0 && cu[0] != 0) {
+      mine.consider(check, FaultRule::sequence_start, 0, 0, 0, cu[0], 0);
+    }
+    for (std::int64_t b = thread; b < batch; b += threads) {
+      if (cu[b + 1] < cu[b]) {
+        mine.consider(check, FaultRule::sequence_order, b + 1, 0, b + 1, cu[b + 1], 0, cu[b]);
+      }
+      if (check.seq_starts != nullptr && check.seq_starts[b] < 0) {
+        mine.consider(check, FaultRule::negative_start, b, 0, b, check.seq_starts[b], 0);
+      }
+    }
+    for (int d = 0; d < 2; ++d) {
+      if (thread == 0 && check.row_limit[d] >= 0 && cu[batch] > check.row_limit[d]) {
+        mine.consider(check, FaultRule::rows_exceeded, 0, d, batch, cu[batch], check.row_limit[d],
+                      0, 0, 0, check.row_argument[d]);
+      }
+    }
+  } else {
+    const std::int32_t* lengths = check.seq_lens;
+    const std::int32_t* starts = check.workspace_starts;
+    for (std::int64_t r = thread; r < batch; r += threads) {
+      const std::int64_t length = lengths[r], start = starts[r];
+      const std::int64_t previous_end =
+          r == 0 ? 0 : static_cast<std::int64_t>(starts[r - 1]) + lengths[r - 1];
+      if (length < 0) mine.consider(check, FaultRule::negative_length, r, 0, r, length, 0);
+      if (start < previous_end) {
+        mine.consider(check, FaultRule::request_order, r, 1, r, start, previous_end);
+      }
+      if (check.row_limit[0] >= 0 && start + length > check.row_limit[0]) {
+        mine.consider(check, FaultRule::rows_exceeded, r, 2, r, start + length,
+                      check.row_limit[0], 0, 0, 0, check.row_argument[0]);
+      }
+    }
+  }
+
+  // 2. Each gathered token owned by the sequence token_to_seq names (below the cut).
+  std::int64_t cut = -1;  // tokens gathered when the op cuts the sequences
+  if (cu != nullptr && check.token_limit >= 0) {
+    cut = cu[batch] < check.token_limit ? cu[batch] : check.token_limit;
+  }
+  if (check.token_to_seq != nullptr && batch > 0) {
+    for (std::int64_t k = thread; k < cut; k += threads) {
+      std::int64_t low = 0, high = batch - 1;  // the first b with cu[b + 1] > k
+      while (low < high) {
+        const std::int64_t middle = (low + high) / 2;
+        if (cu[middle + 1] > k) {
+          high = middle;
+        } else {
+          low = middle + 1;
+        }
+      }
+      if (check.token_to_seq[k] != low) {
+        mine.consider(check, FaultRule::token_owner, k, 0, k, check.token_to_seq[k], 0, low,
+                      cu[low], cu[low + 1]);
+      }
+    }
+  }
+
+  // 3. The lookups, a warp per sequence: its positions inside block_table's columns, and the
+  //    block id of every column it uses inside the cache. Only columns below the table's width
+  //    are read, whatever the values are.
+  const bool indexer = check.wording == SequenceWording::indexer_gather;
+  const int lanes = threads < 32 ? threads : 32;  // threads per sequence
+  const int lane = thread % lanes;
+  for (std::int64_t b = thread / lanes; b < batch; b += threads / lanes) {
+    std::int64_t tokens = 0;
+    if (cu == nullptr) {
+      tokens = check.seq_lens[b];
+    } else if (cut >= 0) {  // only the part below the cut
+      const std::int64_t end = cu[b + 1] < cut ? cu[b + 1] : cut;
+      tokens = end - cu[b];
+    } else {
+      tokens = cu[b + 1] - cu[b];
+    }
+    const std::int64_t start = check.seq_starts != nullptr ? check.seq_starts[b] : 0;
+    if (tokens <= 0 || start < 0) continue;
+    if (check.block_size <= 0) {  // a cache without slots: no token has a place
+      if (lane == 0) {
+        mine.consider(check, FaultRule::column_range, b, 0, b, start, check.table_width, tokens);
+      }
+      continue;
+    }
+    const std::int64_t last_column = (start + tokens - 1) / check.block_size;
+    if (last_column >= check.table_width && lane == 0) {
+      mine.consider(check, FaultRule::column_range, b, 1, b, start, check.table_width, tokens);
+    }
+    const std::int64_t end = last_column < check.table_width ? last_column : check.table_width - 1;
+    for (std::int64_t column = start / check.block_size + lane; column <= end; column += lanes) {
+      const std::int32_t id = check.block_table[b * check.table_stride + column];
+      if (id < 0 || id >= check.num_blocks) {
+        mine.consider(check, FaultRule::block_range, b, indexer ? 2 + column : column, b, id,
+                      check.num_blocks, column);
+      }
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kSequenceThreads)
+    check_sequences(checks::SequenceCheck check, DeviceFault* fault, DeviceFault* mirror,
+                    std::uint64_t op) {
+  __shared__ unsigned long long first;
+  if (threadIdx.x == 0) first = kNoCandidate;
+  __syncthreads();
+  Candidate mine;
+  visit_sequences(check, static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), mine);
+  // The first candidate of the whole CTA is recorded (keys are unique: one thread has it).
+  atomicMin(&first, mine.key);
+  __syncthreads();
+  if (mine.key != kNoCandidate && mine.key == first) {
+    mine.details.op = op;
+    record_fault(fault, mirror, mine.rule, mine.details);
   }
 }
 
@@ -193,6 +408,7 @@ void load_check_kernels() {
   cudaFuncAttributes attributes{};
   PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_slots));
   PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_positions));
+  PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_sequences));
 }
 
 // One thread per index up to a few waves; a grid-stride loop beyond (these kernels read 8
@@ -204,6 +420,133 @@ dim3 check_grid(std::int64_t count, int threads) {
 }
 
 }  // namespace
+
+namespace {
+
+// A sequence fault in the words of the synchronous check of its op (the wording).
+std::string describe_sequence_fault(const DeviceFault& fault, FaultRule rule) {
+  const auto wording = static_cast<SequenceWording>(fault.wording);
+  const char* argument = reinterpret_cast<const char*>(fault.argument);
+  const std::int64_t i = fault.position, v = fault.value, limit = fault.limit;
+  const std::int64_t* context = fault.context;
+  const bool sequences = wording == SequenceWording::gathered_sequences;
+  const bool indexer = wording == SequenceWording::indexer_gather;
+  switch (rule) {
+    case FaultRule::sequence_start:
+      if (sequences) {
+        return detail::concat("cu_seq_lens: cu_seq_lens[0] must be 0 (dst rows are counted from "
+                              "row 0), got ", v);
+      }
+      if (indexer) return detail::concat("cu_seq_lens[0]: expected 0, got ", v);
+      return detail::concat("cu_seq_lens[0]: expected 0 (the first sequence starts at workspace "
+                            "row 0), got ", v);
+    case FaultRule::sequence_order:
+      if (sequences) {
+        return detail::concat("cu_seq_lens: must never decrease, got cu_seq_lens[", i, "] = ", v,
+                              " after cu_seq_lens[", i - 1, "] = ", context[0]);
+      }
+      if (indexer) {
+        return detail::concat("cu_seq_lens: expected non-decreasing values, got cu_seq_lens[",
+                              i - 1, "] = ", context[0], " > cu_seq_lens[", i, "] = ", v);
+      }
+      return detail::concat("cu_seq_lens[", i, "] = ", v,
+                            ": expected a running sum of lengths, at least cu_seq_lens[", i - 1,
+                            "] = ", context[0]);
+    case FaultRule::negative_start:
+      if (sequences) {
+        return detail::concat("seq_starts: seq_starts[", i, "] must be >= 0, got ", v);
+      }
+      return detail::concat("seq_starts[", i, "] = ", v, ": expected a position >= 0");
+    case FaultRule::negative_length:
+      return detail::concat("seq_lens[", i, "] = ", v, ": expected a length >= 0");
+    case FaultRule::request_order:
+      return detail::concat("workspace_starts[", i, "] = ", v, ": expected at least ", limit,
+                            " (requests in order, their rows not overlapping: the previous "
+                            "request ends there)");
+    case FaultRule::token_owner:
+      return detail::concat("token_to_seq[", i, "] = ", v, ": expected ", context[0],
+                            ", the sequence cu_seq_lens gives token ", i, " (cu_seq_lens[",
+                            context[0], "] = ", context[1], " <= ", i, " < cu_seq_lens[",
+                            context[0] + 1, "] = ", context[2], ")");
+    case FaultRule::rows_exceeded:
+      if (sequences) {
+        return detail::concat(argument, ": cu_seq_lens[batch_size] = ", v,
+                              " rows are gathered, but ", argument, " has ", limit);
+      }
+      if (indexer) {
+        return detail::concat(argument, ": cu_seq_lens[-1] = ", v, " tokens to gather, but ",
+                              argument, " has ", limit, " rows");
+      }
+      return detail::concat("workspace_starts[", i, "] + seq_lens[", i, "] = ", v,
+                            ": expected at most dst.size(0) = ", limit);
+    case FaultRule::column_range: {
+      const std::int64_t start = v, tokens = context[0], width = limit;
+      const std::int64_t block_size = fault.block_size;
+      if (block_size <= 0) {
+        if (indexer) {
+          return detail::concat("kv_cache: block_size = size(1) is 0, but sequence ", i,
+                                " has ", tokens, " tokens to gather");
+        }
+        return detail::concat("src_cache: expected block_size = size(1) >= 1, got 0 (sequence ",
+                              i, " gathers ", tokens, " tokens)");
+      }
+      const std::int64_t last_position = start + tokens - 1;
+      const std::int64_t last_column = last_position / block_size;
+      if (sequences) {
+        return detail::concat(argument, ": sequence ", i, " gathers positions ", start, "..",
+                              last_position, " (seq_starts[", i, "] = ", start, ", ", tokens,
+                              " tokens), up to column ", last_column, " of block_table, which has ",
+                              width, " columns of ", block_size, " slots");
+      }
+      if (indexer) {
+        return detail::concat("block_table: sequence ", i, " has ", tokens, " tokens, ",
+                              last_column + 1, " blocks of ", block_size,
+                              ", but block_table has ", width, " columns");
+      }
+      return detail::concat("block_table: sequence ", i, " needs column ", last_column,
+                            " (positions ", start, " to ", last_position, ", block_size ",
+                            block_size, "), but block_table has ", width, " columns");
+    }
+    default: {  // block_range
+      const std::int64_t column = context[0];
+      if (sequences) {
+        return detail::concat("block_table: block_table[", i, ", ", column, "] = ", v,
+                              " is used by sequence ", i,
+                              " but is not a block of src_cache (expected 0 <= id < ", limit, ")");
+      }
+      if (indexer) {
+        return detail::concat("block_table[", i, ", ", column, "] = ", v,
+                              ": expected a block id in [0, ", limit, ") (kv_cache.size(0))");
+      }
+      return detail::concat("block_table[", i, ", ", column, "] = ", v,
+                            ": expected a block of the cache, 0 <= block < num_blocks = ", limit);
+    }
+  }
+}
+
+}  // namespace
+
+std::string describe_fault(const DeviceFault& fault) {
+  const char* op = reinterpret_cast<const char*>(fault.op);
+  const char* argument = reinterpret_cast<const char*>(fault.argument);
+  const auto rule = static_cast<FaultRule>(fault.rule);
+  std::string message;
+  if (rule == FaultRule::slot_range) {
+    message = detail::concat(argument, "[", fault.position, "] = ", fault.value,
+                             ": expected a slot below num_blocks × block_size = ",
+                             fault.num_blocks, " × ", fault.block_size, " = ", fault.limit,
+                             " (negative slots mark padding)");
+  } else if (rule == FaultRule::position_range) {
+    message = detail::concat(argument, "[", fault.position, "] = ", fault.value,
+                             ": expected a position in [0, ", fault.limit,
+                             ") (cos_sin_cache.size(0))");
+  } else {
+    message = describe_sequence_fault(fault, rule);
+  }
+  return detail::concat(message, " [deferred: found on the device by a check of ", op,
+                        "; that call and every later guarded pagedkv call on the device wrote "
+                        "nothing until this report]");
+}
 
 std::string_view error_mode_name(ErrorMode mode) {
   switch (mode) {
@@ -239,7 +582,7 @@ void raise_pending_fault(bool may_synchronize) {
     PAGEDKV_CUDA_CHECK(cudaStreamSynchronize(state->clear_stream));
     std::memset(state->mirror, 0, sizeof(DeviceFault));
   }
-  throw InvalidArgument(describe(fault));
+  throw InvalidArgument(describe_fault(fault));
 }
 
 void check_errors() {
@@ -282,9 +625,11 @@ PreferDeferredErrors::~PreferDeferredErrors() { t_prefer_deferred = outer_; }
 cudaStream_t synchronous_check_stream(const char* argument) {
   const CheckScope* scope = CheckScope::current();
   if (scope == nullptr) return nullptr;
+  // Every check of a capturing call defers, so no op comes here inside a capture; should one
+  // ever do, it says so instead of breaking the capture.
   PAGEDKV_CHECK(!scope->capturing, scope->op, ": checks the values of ", argument,
-                " on the host, which a CUDA graph capture forbids: run this op outside the "
-                "capture (it is not capturable yet)");
+                " on the host, which a CUDA graph capture forbids (a check that should have "
+                "deferred: a pagedkv bug)");
   return scope->stream;
 }
 
@@ -311,6 +656,22 @@ void enqueue_position_check(const CheckScope& scope, const void* positions, std:
       static_cast<const std::int64_t*>(positions), count, max_position, state.device,
       state.mirror_view, reinterpret_cast<std::uint64_t>(scope.op),
       reinterpret_cast<std::uint64_t>("positions"));
+  PAGEDKV_CUDA_CHECK_LAUNCH();
+}
+
+DeviceFault find_sequence_fault(const SequenceCheck& check, const char* op) {
+  Candidate mine;
+  visit_sequences(check, 0, 1, mine);  // one thread visits everything: its first is the first
+  DeviceFault fault = mine.details;
+  fault.rule = static_cast<std::uint32_t>(mine.rule);
+  fault.op = reinterpret_cast<std::uint64_t>(op);
+  return fault;
+}
+
+void enqueue_sequence_check(const CheckScope& scope, const SequenceCheck& check) {
+  DeviceState& state = state_of(current_device());
+  check_sequences<<<1, kSequenceThreads, 0, scope.stream>>>(
+      check, state.device, state.mirror_view, reinterpret_cast<std::uint64_t>(scope.op));
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 

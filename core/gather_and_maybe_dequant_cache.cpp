@@ -27,7 +27,9 @@
 
 #include "block_lookup_checks.h"
 #include "mla_checks.h"
+#include "sequence_checks.h"
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/concat_and_cache_mla.h"
 
@@ -102,44 +104,73 @@ GatherAndMaybeDequantCache::Plan GatherAndMaybeDequantCache::validate(const Args
   checks::not_null(src_cache, "src_cache");
   checks::not_null(dst, "dst");
 
-  // 7. The index values (read back to the host): cu_seq_lens a running sum from 0, each
-  //    gathered token owned by the sequence token_to_seq names, seq_starts >= 0.
-  const std::vector<std::int64_t> cu = checks::read_i32(args.cu_seq_lens, batch + 1);
-  checks::cumulative_lengths(cu, "cu_seq_lens");
-  const std::int64_t rows = std::min(num_tokens, cu[static_cast<std::size_t>(batch)]);
-  const std::vector<std::int64_t> token_seq = checks::read_i32(args.token_to_seq, rows);
-  std::int64_t owner = 0;  // the sequence that holds row k: advances with k
-  for (std::int64_t k = 0; k < rows; ++k) {
-    while (cu[static_cast<std::size_t>(owner + 1)] <= k) ++owner;
-    PAGEDKV_CHECK(token_seq[static_cast<std::size_t>(k)] == owner, "token_to_seq[", k,
-                  "] = ", token_seq[static_cast<std::size_t>(k)], ": expected ", owner,
-                  ", the sequence cu_seq_lens gives token ", k, " (cu_seq_lens[", owner,
-                  "] = ", cu[static_cast<std::size_t>(owner)], " <= ", k, " < cu_seq_lens[",
-                  owner + 1, "] = ", cu[static_cast<std::size_t>(owner + 1)], ")");
-  }
-  std::vector<std::int64_t> starts;
-  if (has_seq_starts) {
-    starts = checks::read_i32(args.seq_starts, batch);
-    for (std::int64_t b = 0; b < batch; ++b) {
-      PAGEDKV_CHECK(starts[static_cast<std::size_t>(b)] >= 0, "seq_starts[", b,
-                    "] = ", starts[static_cast<std::size_t>(b)], ": expected a position >= 0");
-    }
-  }
-
-  // 8. Every block a gathered token needs: a column of block_table, a block of the cache.
+  // 7-8. The index values. Deferred (a capture, vllm_ops): one check kernel on the call's
+  //    stream finds the first broken rule of those below, in their order, and the plan knows
+  //    only num_tokens; the kernels read cu_seq_lens[batch] on the device
+  //    (pagedkv/deferred_checks.h). The table's shape is still checked here.
   const std::int64_t block_size = src_cache.size(1);
-  PAGEDKV_CHECK(rows == 0 || block_size >= 1, "src_cache: expected block_size = size(1) >= 1, ",
-                "got shape ", src_cache.shape_string());
-  std::vector<std::int64_t> lengths(static_cast<std::size_t>(batch));
-  for (std::int64_t b = 0; b < batch; ++b) {  // only the part of each sequence below `rows`
-    const std::int64_t end = std::min(cu[static_cast<std::size_t>(b + 1)], rows);
-    lengths[static_cast<std::size_t>(b)] = std::max<std::int64_t>(0, end - cu[b]);
+  const CheckScope* scope = CheckScope::current();
+  const bool deferred = scope != nullptr && scope->deferred && device == Device::cuda;
+  std::int64_t rows = 0;
+  if (deferred) {
+    checks::block_table_shape(args.block_table, batch);
+    if (batch > 0) checks::not_null(args.block_table, "block_table");
+    checks::SequenceCheck check;
+    check.wording = SequenceWording::block_lookup;
+    check.cu_seq_lens = static_cast<const std::int32_t*>(args.cu_seq_lens.data);
+    check.seq_starts =
+        has_seq_starts ? static_cast<const std::int32_t*>(args.seq_starts.data) : nullptr;
+    check.token_to_seq = static_cast<const std::int32_t*>(args.token_to_seq.data);
+    check.block_table = static_cast<const std::int32_t*>(args.block_table.data);
+    check.table_stride = args.block_table.stride(0);
+    check.table_width = args.block_table.size(1);
+    check.batch = batch;
+    check.block_size = block_size;
+    check.num_blocks = src_cache.size(0);
+    check.token_limit = num_tokens;
+    checks::name_sequence_arguments(check, "block_table");
+    checks::enqueue_sequence_check(*scope, check);
+    rows = batch == 0 ? 0 : num_tokens;  // a bound: cu_seq_lens[0] must be 0
+  } else {
+    // 7. The index values (read back to the host): cu_seq_lens a running sum from 0, each
+    //    gathered token owned by the sequence token_to_seq names, seq_starts >= 0.
+    const std::vector<std::int64_t> cu = checks::read_i32(args.cu_seq_lens, batch + 1);
+    checks::cumulative_lengths(cu, "cu_seq_lens");
+    rows = std::min(num_tokens, cu[static_cast<std::size_t>(batch)]);
+    const std::vector<std::int64_t> token_seq = checks::read_i32(args.token_to_seq, rows);
+    std::int64_t owner = 0;  // the sequence that holds row k: advances with k
+    for (std::int64_t k = 0; k < rows; ++k) {
+      while (cu[static_cast<std::size_t>(owner + 1)] <= k) ++owner;
+      PAGEDKV_CHECK(token_seq[static_cast<std::size_t>(k)] == owner, "token_to_seq[", k,
+                    "] = ", token_seq[static_cast<std::size_t>(k)], ": expected ", owner,
+                    ", the sequence cu_seq_lens gives token ", k, " (cu_seq_lens[", owner,
+                    "] = ", cu[static_cast<std::size_t>(owner)], " <= ", k, " < cu_seq_lens[",
+                    owner + 1, "] = ", cu[static_cast<std::size_t>(owner + 1)], ")");
+    }
+    std::vector<std::int64_t> starts;
+    if (has_seq_starts) {
+      starts = checks::read_i32(args.seq_starts, batch);
+      for (std::int64_t b = 0; b < batch; ++b) {
+        PAGEDKV_CHECK(starts[static_cast<std::size_t>(b)] >= 0, "seq_starts[", b,
+                      "] = ", starts[static_cast<std::size_t>(b)], ": expected a position >= 0");
+      }
+    }
+
+    // 8. Every block a gathered token needs: a column of block_table, a block of the cache.
+    PAGEDKV_CHECK(rows == 0 || block_size >= 1, "src_cache: expected block_size = size(1) >= 1, ",
+                  "got shape ", src_cache.shape_string());
+    std::vector<std::int64_t> lengths(static_cast<std::size_t>(batch));
+    for (std::int64_t b = 0; b < batch; ++b) {  // only the part of each sequence below `rows`
+      const std::int64_t end = std::min(cu[static_cast<std::size_t>(b + 1)], rows);
+      lengths[static_cast<std::size_t>(b)] = std::max<std::int64_t>(0, end - cu[b]);
+    }
+    checks::blocks_in_cache(args.block_table, lengths, starts,
+                            std::max<std::int64_t>(block_size, 1), src_cache.size(0));
   }
-  checks::blocks_in_cache(args.block_table, lengths, starts, std::max<std::int64_t>(block_size, 1),
-                          src_cache.size(0));
 
   GatherAndMaybeDequantCachePlan plan;
   plan.rows = rows;
+  plan.rows_on_device = deferred;
   plan.batch = batch;
   plan.block_size = block_size;
   plan.num_blocks = src_cache.size(0);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/tensor_view.h"
 
 namespace pagedkv::checks {
@@ -38,5 +39,32 @@ struct GatheredSequences {
 GatheredSequences gathered_sequences(const TensorView& block_table, const TensorView& cu_seq_lens,
                                      const TensorView& seq_starts, std::int64_t batch_size,
                                      std::int64_t block_size, std::int64_t num_blocks);
+
+/// \brief An argument's name as the fault record stores it (the address of a string with
+/// static storage).
+/// \param name the name.
+/// \return the address, as an integer.
+inline std::uint64_t argument_name(const char* name) {
+  return reinterpret_cast<std::uint64_t>(name);
+}
+
+/// \brief Names the arguments of a deferred sequence check's rules as the gathers call them:
+/// cu_seq_lens, seq_starts, seq_lens, workspace_starts, token_to_seq and block_table, and
+/// `column_argument` for the column rule (the row destinations are the op's to name).
+/// \param check the check to fill.
+/// \param column_argument what a sequence past the block table's columns names.
+inline void name_sequence_arguments(SequenceCheck& check, const char* column_argument) {
+  const auto name = [&](FaultRule rule, const char* argument) {
+    check.argument[static_cast<std::uint32_t>(rule)] = argument_name(argument);
+  };
+  name(FaultRule::sequence_start, "cu_seq_lens");
+  name(FaultRule::sequence_order, "cu_seq_lens");
+  name(FaultRule::negative_start, "seq_starts");
+  name(FaultRule::negative_length, "seq_lens");
+  name(FaultRule::request_order, "workspace_starts");
+  name(FaultRule::token_owner, "token_to_seq");
+  name(FaultRule::column_range, column_argument);
+  name(FaultRule::block_range, "block_table");
+}
 
 }  // namespace pagedkv::checks

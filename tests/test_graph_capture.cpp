@@ -10,7 +10,8 @@
 // - streams: two different ops on two non-blocking streams at once give the bytes of two
 //   sequential runs; and no op finishes later because the legacy default stream is busy.
 // - deferred errors: a bad slot_mapping / positions value is found on the device, nothing is
-//   written, and the error is raised later, naming the op and the argument.
+//   written, and the error is raised later, naming the op and the argument (the gathers'
+//   sequence rules: tests/test_gather_deferred.cpp).
 // Only the error-mode API and the CPU side run without a GPU.
 #include <catch2/catch.hpp>
 
@@ -136,7 +137,6 @@ TEST_CASE("graph capture: every registered op, captured and replayed, writes wha
           "[gpu][graph]") {
   PAGEDKV_REQUIRE_GPU();
   Stream stream(cudaStreamDefault);  // blocking: legacy-stream work would join the capture
-  std::vector<std::string> not_capturable;
   for (std::size_t i = 0; i < op_registry().size(); ++i) {
     PlacedOp placed;
     if (!placed_op(i, placed)) continue;
@@ -162,11 +162,6 @@ TEST_CASE("graph capture: every registered op, captured and replayed, writes wha
     cudaGetLastError();
     if (!error.empty()) {
       if (graph != nullptr) cudaGraphDestroy(graph);
-      // The gathers still read their sequence tensors on the host: they say so.
-      if (error.find("not capturable yet") != std::string::npos) {
-        not_capturable.push_back(op.name);
-        continue;
-      }
       FAIL_CHECK(op.name << " failed inside a capture: " << error);
       continue;
     }
@@ -182,9 +177,6 @@ TEST_CASE("graph capture: every registered op, captured and replayed, writes wha
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
   }
-  std::string list;
-  for (const std::string& name : not_capturable) list += (list.empty() ? "" : ", ") + name;
-  if (!list.empty()) WARN("not capturable yet (host-side sequence checks): " << list);
   CHECK_NOTHROW(check_errors());
 }
 

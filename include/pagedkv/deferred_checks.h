@@ -15,6 +15,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace pagedkv {
@@ -32,6 +33,31 @@ enum class FaultRule : std::uint32_t {
   none = 0,
   slot_range = 1,      ///< a slot >= num_blocks × block_size
   position_range = 2,  ///< a position < 0 or >= the rows of cos_sin_cache
+  // The gathers' sequences (checks::enqueue_sequence_check); `position` is the element's index.
+  sequence_start = 3,   ///< cu_seq_lens[0] != 0 (value)
+  sequence_order = 4,   ///< cu_seq_lens[position] = value below cu_seq_lens[position - 1] =
+                        ///< context[0]
+  negative_start = 5,   ///< seq_starts[position] = value < 0
+  negative_length = 6,  ///< seq_lens[position] = value < 0
+  request_order = 7,    ///< workspace_starts[position] = value below limit, the previous
+                        ///< request's end
+  token_owner = 8,      ///< token_to_seq[position] = value, but cu_seq_lens gives sequence
+                        ///< context[0] (cu_seq_lens[context[0]] = context[1] <= position <
+                        ///< cu_seq_lens[context[0] + 1] = context[2])
+  rows_exceeded = 9,    ///< value rows gathered (or request `position`'s end), the
+                        ///< destination has limit
+  column_range = 10,    ///< sequence `position` starts at value and gathers context[0] tokens,
+                        ///< past block_table's limit columns of block_size slots (or
+                        ///< block_size is 0)
+  block_range = 11,     ///< block_table[position, context[0]] = value, not in [0, limit)
+};
+
+/// \brief Whose synchronous messages a sequence fault is worded like: the gathers' contracts
+/// word the same rule differently (DeviceFault::wording).
+enum class SequenceWording : std::uint32_t {
+  gathered_sequences = 0,  ///< core/sequence_checks.cu (cp_gather_cache)
+  block_lookup = 1,        ///< core/block_lookup_checks.cpp and the two MLA gathers' contracts
+  indexer_gather = 2,      ///< cp_gather_indexer_k_quant_cache's contract
 };
 
 /// \brief The device's fault record: written by a check kernel that found a bad index, read
@@ -46,7 +72,16 @@ struct DeviceFault {
   std::int64_t block_size;  ///< slot_range: slots per block
   std::uint64_t op;         ///< the op's name (a `const char*` with static storage)
   std::uint64_t argument;   ///< the argument's name (a `const char*` with static storage)
+  std::int64_t context[3];  ///< neighbouring values the message names (see FaultRule)
+  std::uint32_t wording;    ///< sequence rules: whose messages (SequenceWording)
+  std::uint32_t padding;    ///< (0)
 };
+
+/// \brief The message of a fault, in the words of the synchronous check of the same rule,
+/// marked as deferred and naming the op that found it: what check_errors() throws.
+/// \param fault a record whose rule is not FaultRule::none.
+/// \return the message.
+std::string describe_fault(const DeviceFault& fault);
 
 /// \brief "automatic", "synchronous" or "deferred".
 /// \param mode the mode.
@@ -154,6 +189,53 @@ void enqueue_slot_check(const CheckScope& scope, const void* slot_mapping, std::
 /// \param max_position rows of cos_sin_cache.
 void enqueue_position_check(const CheckScope& scope, const void* positions, std::int64_t count,
                             std::int64_t max_position);
+
+/// \brief What a deferred check of a gather's sequences reads, and the bounds it checks them
+/// against: the rules of the synchronous checks of the op, in their order (FaultRule 3 to 11).
+/// Sequence b holds the tokens cu_seq_lens[b] .. cu_seq_lens[b + 1] - 1 (or, with seq_lens,
+/// seq_lens[b] tokens at workspace row workspace_starts[b]) and gathers the positions
+/// seq_starts[b] .. of its row of block_table. Null pointers mark what the op does not have.
+struct SequenceCheck {
+  SequenceWording wording = SequenceWording::gathered_sequences;  ///< whose messages
+  const std::int32_t* cu_seq_lens = nullptr;       ///< [batch + 1], or nullptr (seq_lens)
+  const std::int32_t* seq_lens = nullptr;          ///< [batch] tokens per request, or nullptr
+  const std::int32_t* workspace_starts = nullptr;  ///< [batch] with seq_lens
+  const std::int32_t* seq_starts = nullptr;        ///< [batch] first positions, or nullptr (0)
+  const std::int32_t* token_to_seq = nullptr;      ///< [>= token_limit], or nullptr
+  const std::int32_t* block_table = nullptr;       ///< [>= batch, table_width] i32
+  std::int64_t table_stride = 0;                   ///< block_table.stride(0)
+  std::int64_t table_width = 0;                    ///< block_table.size(1)
+  std::int64_t batch = 0;                          ///< sequences
+  std::int64_t block_size = 0;                     ///< slots per cache block (0: a cache of none)
+  std::int64_t num_blocks = 0;                     ///< blocks in the cache
+  /// Only tokens below this are gathered (gather_and_maybe_dequant_cache's num_tokens): the
+  /// sequences are cut there; -1 for no cut.
+  std::int64_t token_limit = -1;
+  /// Rows of the destinations the total (cu_seq_lens[batch], or each request's end) must fit;
+  /// -1 where the op has no such rule or no second destination.
+  std::int64_t row_limit[2] = {-1, -1};
+  /// The argument rows_exceeded names for each destination (`const char*` with static
+  /// storage, cast).
+  std::uint64_t row_argument[2] = {};
+  /// The argument each other rule names in its message, by FaultRule value (`const char*`
+  /// with static storage, cast; 0 where the op lacks the rule).
+  std::uint64_t argument[12] = {};
+};
+
+/// \brief The deferred sequence check run on the host, over host memory (the pointers of
+/// `check` address the host): the same code as the check kernel, one thread visiting every
+/// rule, for tests of its rules and wording without a GPU.
+/// \param check what to read and the bounds.
+/// \param op the op's name (static storage), for the message.
+/// \return the fault the check kernel would record; rule FaultRule::none when every rule holds.
+DeviceFault find_sequence_fault(const SequenceCheck& check, const char* op);
+
+/// \brief Deferred sequence check of a gather: queues one kernel (a single CTA: the index
+/// tensors are small) that finds the first broken rule in the order the synchronous check
+/// visits them, and records it in the fault record.
+/// \param scope the open scope (deferred).
+/// \param check what to read and the bounds.
+void enqueue_sequence_check(const CheckScope& scope, const SequenceCheck& check);
 
 }  // namespace checks
 

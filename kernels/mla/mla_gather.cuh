@@ -41,6 +41,18 @@ struct DeviceCacheLookup {
   }
 };
 
+/// \brief The rows a gather writes: the plan's count, or, for a deferred call (whose host never
+/// read the index tensors, so the plan holds only a bound), the smaller of that bound and the
+/// total the device holds. One load that every thread of a warp shares.
+/// \param rows the plan's rows (the bound when `total` is given).
+/// \param total where the true total lives (cu_seq_lens[batch]), or nullptr.
+/// \return the rows to write.
+__device__ __forceinline__ std::int64_t rows_to_write(std::int64_t rows,
+                                                      const std::int32_t* total) {
+  if (total == nullptr) return rows;
+  return *total < rows ? static_cast<std::int64_t>(*total) : rows;
+}
+
 /// \brief Token-major lookup: workspace row `row` is token `row - cu_seq_lens[b]` of sequence
 /// b = token_to_seq[row], at position seq_starts[b] + that in the sequence's blocks.
 /// \param token_to_seq [>= rows] the sequence of each row.
@@ -81,6 +93,25 @@ __device__ __forceinline__ std::int64_t request_of_row(const std::int32_t* seq_l
     }
   }
   return low < batch && workspace_starts[low] <= row ? low : -1;
+}
+
+/// \brief The end of the requests' rows: the plan's row_end, or, for a deferred call (whose
+/// plan holds only a bound), the smaller of that bound and workspace_starts[batch - 1] +
+/// seq_lens[batch - 1] read here (two loads every thread of a warp shares).
+/// \param row_end the plan's row_end (the bound when `on_device`).
+/// \param on_device whether the true end must be read.
+/// \param seq_lens [batch] tokens per request.
+/// \param workspace_starts [batch] first row per request.
+/// \param batch requests, >= 1.
+/// \return the rows to walk.
+__device__ __forceinline__ std::int64_t requests_end(std::int64_t row_end, bool on_device,
+                                                     const std::int32_t* seq_lens,
+                                                     const std::int32_t* workspace_starts,
+                                                     std::int64_t batch) {
+  if (!on_device) return row_end;
+  const std::int64_t end =
+      static_cast<std::int64_t>(workspace_starts[batch - 1]) + seq_lens[batch - 1];
+  return end < row_end ? end : row_end;
 }
 
 /// \brief Element `i` of a 576-element entry as a row element: the element itself for kAuto,

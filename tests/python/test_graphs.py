@@ -14,11 +14,6 @@ import registry_calls  # noqa: E402
 
 OPS = registry_calls.op_names()
 
-# Ops whose checks still read sequence tensors on the host: rejected inside a capture with a
-# message that says so (their value checks are not on the device yet).
-NOT_CAPTURABLE = {"gather_and_maybe_dequant_cache", "cp_gather_cache",
-                  "cp_gather_and_upconvert_fp8_kv_cache", "cp_gather_indexer_k_quant_cache"}
-
 
 def cuda_call(name: str) -> list:
     """A valid CUDA call of ``name``; arguments the op wants on the host (swap_blocks's
@@ -60,11 +55,6 @@ def test_captured_call_replays_like_an_eager_call(name):
     captured = cuda_call(name)
     initial = [t.clone() for t in tensors_of(captured)]
     graph = torch.cuda.CUDAGraph()
-    if name in NOT_CAPTURABLE:
-        with pytest.raises(ValueError, match="not capturable yet"):
-            with torch.cuda.graph(graph):
-                getattr(vllm_ops, name)(*captured)
-        return
     with torch.cuda.graph(graph):
         getattr(vllm_ops, name)(*captured)
     torch.cuda.synchronize()
@@ -76,7 +66,7 @@ def test_captured_call_replays_like_an_eager_call(name):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("name", [n for n in OPS if n not in NOT_CAPTURABLE])
+@pytest.mark.parametrize("name", OPS)
 def test_call_on_a_side_stream_honours_it(name):
     expected = cuda_call(name)
     getattr(vllm_ops, name)(*expected)
@@ -144,3 +134,33 @@ def test_synchronous_mode_raises_at_once_with_the_usual_message():
         pagedkv.set_error_mode("automatic")
     torch.cuda.synchronize()
     assert same_bytes(values, before)
+
+
+# One sequence rule of each gather, broken after the capture: (argument, element 0's new
+# value, what the message says).
+GATHER_BREAKS = {
+    "cp_gather_cache": ("cu_seq_lens", 1, r"cu_seq_lens\[0\]"),
+    "gather_and_maybe_dequant_cache": ("cu_seq_lens", 1, r"cu_seq_lens\[0\]"),
+    "cp_gather_indexer_k_quant_cache": ("cu_seq_lens", 1, r"cu_seq_lens\[0\]"),
+    "cp_gather_and_upconvert_fp8_kv_cache": ("seq_lens", -1, r"seq_lens\[0\] = -1"),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", sorted(GATHER_BREAKS))
+def test_broken_sequence_in_a_graph_writes_nothing_and_is_reported_later(name):
+    argument, value, message = GATHER_BREAKS[name]
+    values = cuda_call(name)
+    position = [a["name"] for a in next(op for op in pagedkv.ops()
+                                        if op["name"] == name)["arguments"]].index(argument)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        getattr(vllm_ops, name)(*values)
+    values[position][0] = value  # broken after the capture: checked at replay time
+    before = [t.clone() for t in tensors_of(values)]
+    graph.replay()
+    torch.cuda.synchronize()
+    assert same_bytes(values, before)
+    with pytest.raises(ValueError, match=message + ".*deferred.*" + name):
+        pagedkv.check_errors()
+    pagedkv.check_errors()  # reported once

@@ -32,9 +32,10 @@ namespace pagedkv {
 /// bf16 elements.
 struct CpGatherAndUpconvertFp8KvCachePlan {
   std::int64_t batch = 0;   ///< batch_size: requests
-  std::int64_t tokens = 0;  ///< sum of seq_lens: rows written
+  std::int64_t tokens = 0;  ///< sum of seq_lens: rows written (when row_end_on_device, a bound)
   /// End of the last request's rows, workspace_starts[batch - 1] + seq_lens[batch - 1] (0 for
-  /// no request): the optimized kernel walks rows [0, row_end).
+  /// no request): the kernels walk rows [0, row_end). When row_end_on_device, a bound
+  /// (dst.size(0)).
   std::int64_t row_end = 0;
   std::int64_t block_size = 0;          ///< src_cache.size(1)
   std::int64_t num_blocks = 0;          ///< src_cache.size(0)
@@ -44,6 +45,9 @@ struct CpGatherAndUpconvertFp8KvCachePlan {
   std::int64_t block_table_stride = 0;  ///< block_table.stride(0)
   /// How the latent bytes read: kFp8E4m3, or kFp8E5m2 for an f8_e5m2 cache.
   KvCacheDtype latent_format = KvCacheDtype::kFp8E4m3;
+  /// The call deferred its checks, so the host never read seq_lens and workspace_starts: the
+  /// kernels read the last request's end on the device (and walk at most row_end rows).
+  bool row_end_on_device = false;
 };
 
 /// \brief cp_gather_and_upconvert_fp8_kv_cache: the op's arguments, its contract and its three
@@ -97,6 +101,11 @@ struct CpGatherAndUpconvertFp8KvCache {
   /// seq_lens, workspace_starts and the used part of block_table back to the host (on the GPU
   /// one small copy each, which synchronizes). Zero requests, or requests of zero tokens, is a
   /// valid call that writes nothing.
+  ///
+  /// A call that defers its errors (inside a CUDA-graph capture, through pagedkv.vllm_ops, or
+  /// with PAGEDKV_ERRORS=deferred) reads nothing on the host: one check kernel on the call's
+  /// stream checks the same rules, the kernels write nothing when one is broken, and the error
+  /// is raised later in the same words (pagedkv/deferred_checks.h).
   ///
   /// Beyond upstream's checks (int32 indices, a u8 / f8 cache, a bf16 576-wide workspace) it
   /// rejects what upstream silently gets wrong: an entry that is not 656 bytes, negative

@@ -28,7 +28,9 @@ namespace pagedkv {
 /// dst are in bytes; the block table's stride is in its i32 elements.
 struct CpGatherCachePlan {
   std::int64_t batch_size = 0;          ///< sequences gathered (the batch_size argument)
-  std::int64_t num_tokens = 0;          ///< cu_seq_lens[batch_size]: dst rows written
+  /// cu_seq_lens[batch_size]: dst rows written; when num_tokens_on_device, only a bound
+  /// (dst.size(0), or 0 for no sequence).
+  std::int64_t num_tokens = 0;
   std::int64_t block_size = 0;          ///< src_cache.size(1): slots per block
   std::int64_t num_blocks = 0;          ///< src_cache.size(0)
   std::int64_t entry_bytes = 0;         ///< bytes of one entry (product of the entry dims)
@@ -37,6 +39,9 @@ struct CpGatherCachePlan {
   std::int64_t dst_row_stride = 0;      ///< bytes between two rows of dst
   std::int64_t block_table_stride = 0;  ///< block_table.stride(0), in i32 elements
   bool has_seq_starts = false;          ///< seq_starts was given
+  /// The call deferred its checks, so the host never read cu_seq_lens: the kernels read
+  /// the true count, cu_seq_lens[batch_size], on the device (at most num_tokens).
+  bool num_tokens_on_device = false;
 };
 
 /// \brief cp_gather_cache: the op's arguments, its contract and its three implementations.
@@ -93,6 +98,11 @@ struct CpGatherCache {
   /// cu_seq_lens and seq_starts (on the GPU two small copies to the host) and every block id the
   /// gather will use (on the GPU one small kernel and a synchronization). Zero sequences, or
   /// sequences of zero tokens, are a valid call that writes nothing.
+  ///
+  /// A call that defers its errors (inside a CUDA-graph capture, through pagedkv.vllm_ops, or
+  /// with PAGEDKV_ERRORS=deferred) reads nothing on the host: one check kernel on the call's
+  /// stream checks the same rules, the kernels write nothing when one is broken, and the error
+  /// is raised later in the same words (pagedkv/deferred_checks.h).
   ///
   /// Upstream (vLLM) checks the i32 dtypes of block_table, cu_seq_lens and seq_starts, the
   /// devices and src_cache.dtype == dst.dtype, and rejects element widths other than 1, 2 and

@@ -31,7 +31,9 @@ namespace pagedkv {
 /// except the block table's i32 elements).
 struct CpGatherIndexerKQuantCachePlan {
   std::int64_t num_tokens = 0;          ///< dst_k.size(0): rows of dst_k, gathered or not
-  std::int64_t gathered_tokens = 0;     ///< cu_seq_lens[batch]: rows written (the rest untouched)
+  /// cu_seq_lens[batch]: rows written (the rest untouched); when gathered_on_device, only a
+  /// bound (the rows of dst_k and dst_scale, or 0 for no sequence).
+  std::int64_t gathered_tokens = 0;
   std::int64_t batch_size = 0;          ///< block_table.size(0)
   std::int64_t head_dim = 0;            ///< dst_k.size(1): code bytes per token
   std::int64_t tiles_per_token = 0;     ///< head_dim / 128: scales per token (G)
@@ -41,6 +43,9 @@ struct CpGatherIndexerKQuantCachePlan {
   std::int64_t dst_k_stride = 0;        ///< dst_k.stride(0), bytes
   std::int64_t dst_scale_stride = 0;    ///< dst_scale.stride(0), bytes
   std::int64_t block_table_stride = 0;  ///< block_table.stride(0), i32 elements
+  /// The call deferred its checks, so the host never read cu_seq_lens: the kernels read
+  /// cu_seq_lens[batch] on the device (at most gathered_tokens).
+  bool gathered_on_device = false;
 };
 
 /// \brief cp_gather_indexer_k_quant_cache: the op's arguments, its contract and its three
@@ -93,6 +98,11 @@ struct CpGatherIndexerKQuantCache {
   /// cu_seq_lens and the block_table entries the sequences use (on the GPU: copied to the host,
   /// a synchronization). A batch whose sequences are all empty, or an empty dst_k, is a valid
   /// call that writes nothing.
+  ///
+  /// A call that defers its errors (inside a CUDA-graph capture, through pagedkv.vllm_ops, or
+  /// with PAGEDKV_ERRORS=deferred) reads nothing on the host: one check kernel on the call's
+  /// stream checks the same rules, the kernels write nothing when one is broken, and the error
+  /// is raised later in the same words (pagedkv/deferred_checks.h).
   ///
   /// Upstream checks only that the tensors share a device and that head_dim is divisible by the
   /// quant_block_size it infers from dst_scale. This contract also checks every dtype (i32

@@ -41,7 +41,8 @@ constexpr std::int64_t kMlaGatherRow = 576;
 /// fp8 caches).
 struct GatherAndMaybeDequantCachePlan {
   /// Workspace rows written: min(num_tokens, cu_seq_lens[batch]). Rows from here up to
-  /// num_tokens are padding (not written, token_to_seq not read there).
+  /// num_tokens are padding (not written, token_to_seq not read there). When rows_on_device,
+  /// only a bound (num_tokens, or 0 for no sequence).
   std::int64_t rows = 0;
   std::int64_t batch = 0;               ///< sequences: cu_seq_lens.size(0) - 1
   std::int64_t block_size = 0;          ///< src_cache.size(1): slots per block
@@ -54,6 +55,9 @@ struct GatherAndMaybeDequantCachePlan {
   KvCacheDtype cache_kind = KvCacheDtype::kAuto;  ///< E4M3 for fp8_ds_mla
   bool ds_mla = false;                            ///< the 656-byte entry with four tile scales
   bool has_seq_starts = false;                    ///< seq_starts was given
+  /// The call deferred its checks, so the host never read cu_seq_lens: the kernels write
+  /// min(rows, cu_seq_lens[batch]) rows, read on the device.
+  bool rows_on_device = false;
 };
 
 /// \brief gather_and_maybe_dequant_cache: the op's arguments, its contract and its three
@@ -128,6 +132,11 @@ struct GatherAndMaybeDequantCache {
   /// cu_seq_lens gives it, and that every block a gathered token needs is a column of
   /// block_table and a block of the cache. Zero sequences or zero tokens is a valid call that
   /// writes nothing.
+  ///
+  /// A call that defers its errors (inside a CUDA-graph capture, through pagedkv.vllm_ops, or
+  /// with PAGEDKV_ERRORS=deferred) reads nothing on the host: one check kernel on the call's
+  /// stream checks the same rules, the kernels write nothing when one is broken, and the error
+  /// is raised later in the same words (pagedkv/deferred_checks.h).
   ///
   /// Beyond upstream's checks (int32 indices, a 576-wide workspace, one device) it rejects what
   /// upstream silently gets wrong: an i64 token_to_seq (upstream reads int32 whatever it is),

@@ -9,6 +9,19 @@
 
 namespace pagedkv::kernels::cp_gather {
 
+/// \brief The dst rows the call writes: the plan's count, or, when the plan only bounds it (a
+/// deferred call, whose host never read cu_seq_lens), cu_seq_lens[batch_size] read here, one
+/// load that every thread of a warp shares. A rejected call has returned before this.
+/// \param plan the validated plan.
+/// \param cu_seq_lens [batch_size + 1] cumulative token counts.
+/// \return the rows to write.
+__device__ __forceinline__ std::int64_t rows_to_write(const CpGatherCachePlan& plan,
+                                                      const std::int32_t* cu_seq_lens) {
+  if (!plan.num_tokens_on_device) return plan.num_tokens;
+  const std::int64_t total = cu_seq_lens[plan.batch_size];
+  return total < plan.num_tokens ? total : plan.num_tokens;
+}
+
 /// \brief The sequence b whose rows contain `row`: cu_seq_lens[b] <= row < cu_seq_lens[b + 1].
 ///
 /// A binary search for the last b with cu_seq_lens[b] <= row: empty sequences (equal

@@ -7,11 +7,14 @@
 // path is bit-exact for every dtype and every entry width.
 // Correct for every layout the contract accepts, and obvious. Not fast: one byte per access,
 // a binary search, a block-table load and 64-bit divisions for every byte.
+// A deferred call (its sequences checked on the device) sizes the grid by dst's rows, not by
+// the rows gathered, which only the device knows: idle threads return after one load.
 // Not yet measured on a GPU.
 #include <algorithm>
 #include <cstdint>
 
 #include "cache_read/cp_gather_cache/cp_gather_cache.cuh"
+#include "common/fault.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/cp_gather_cache.h"
 
@@ -27,11 +30,14 @@ constexpr int kThreadsPerBlock = 256;
 /// \param cu_seq_lens [batch_size + 1] i32.
 /// \param seq_starts [batch_size] i32, or nullptr.
 /// \param plan sizes and strides from CpGatherCache::validate().
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 __global__ void cp_gather_cache_kernel(const std::uint8_t* src_cache, std::uint8_t* dst,
                                        const std::int32_t* block_table,
                                        const std::int32_t* cu_seq_lens,
-                                       const std::int32_t* seq_starts, CpGatherCachePlan plan) {
-  const std::int64_t total = plan.num_tokens * plan.entry_bytes;
+                                       const std::int32_t* seq_starts, CpGatherCachePlan plan,
+                                       const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
+  const std::int64_t total = cp_gather::rows_to_write(plan, cu_seq_lens) * plan.entry_bytes;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
        i < total; i += step) {
@@ -67,7 +73,7 @@ void CpGatherCache::naive(const Plan& plan, const Args& args, cudaStream_t strea
       static_cast<const std::int32_t*>(args.block_table.data),
       static_cast<const std::int32_t*>(args.cu_seq_lens.data),
       plan.has_seq_starts ? static_cast<const std::int32_t*>(args.seq_starts.data) : nullptr,
-      plan);
+      plan, device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 

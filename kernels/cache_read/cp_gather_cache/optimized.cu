@@ -28,12 +28,17 @@
 //   O6 streaming cache hints (__ldcs / __stcs, evict-first): every entry byte is read once and
 //      written once, so they should not push the block table and cu_seq_lens out of L1/L2.
 //   O7 grid sized to the device (SMs × 4 CTAs of 256 threads), grid-stride over the runs.
+// A deferred call (a capture, vllm_ops) checks its sequences on the device, so the host knows
+// only dst's rows: the grid is sized by them (at most one wave, O7) and each thread reads the
+// true count, cu_seq_lens[batch_size], once. A synchronous call's plan holds the count and
+// skips that load; both read the fault record once (common/fault.cuh).
 // Not yet measured on a GPU.
 #include <algorithm>
 #include <cstdint>
 
 #include "cache_read/cp_gather_cache/cp_gather_cache.cuh"
 #include "common/device.cuh"
+#include "common/fault.cuh"
 #include "common/vec.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/cp_gather_cache.h"
@@ -89,18 +94,22 @@ struct Word<1> {
 /// \param cu_seq_lens [batch_size + 1] i32.
 /// \param seq_starts [batch_size] i32, or nullptr.
 /// \param plan sizes and strides from CpGatherCache::validate().
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 template <int kBytes>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     cp_gather_cache_kernel(const std::uint8_t* __restrict__ src_cache,
                            std::uint8_t* __restrict__ dst,
                            const std::int32_t* __restrict__ block_table,
                            const std::int32_t* __restrict__ cu_seq_lens,
-                           const std::int32_t* __restrict__ seq_starts, CpGatherCachePlan plan) {
+                           const std::int32_t* __restrict__ seq_starts, CpGatherCachePlan plan,
+                           const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
   using W = typename Word<kBytes>::type;
   constexpr unsigned kFullWarp = 0xFFFFFFFFu;
   const int lane = static_cast<int>(threadIdx.x % 32);
   const std::int64_t words = plan.entry_bytes / kBytes;
-  const std::int64_t num_runs = (plan.num_tokens + kRowsPerRun - 1) / kRowsPerRun;
+  const std::int64_t num_tokens = cp_gather::rows_to_write(plan, cu_seq_lens);
+  const std::int64_t num_runs = (num_tokens + kRowsPerRun - 1) / kRowsPerRun;
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * kWarpsPerCta;
   // O1 + O7: grid-stride over runs; `run` is the same for the whole warp, so are the branches
   // below, and the shuffles see all 32 lanes.
@@ -108,7 +117,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
        run < num_runs; run += warps) {
     const std::int64_t first_row = run * kRowsPerRun;
     const int rows = static_cast<int>(std::min<std::int64_t>(kRowsPerRun,
-                                                             plan.num_tokens - first_row));
+                                                             num_tokens - first_row));
     // O3: lane r locates row first_row + r.
     std::int64_t source = 0;       // byte offset of the row's entry in src_cache
     std::int64_t destination = 0;  // byte offset of the row in dst
@@ -176,7 +185,7 @@ void launch_with(const CpGatherCachePlan& plan, const CpGatherCache::Args& args,
       static_cast<const std::int32_t*>(args.block_table.data),
       static_cast<const std::int32_t*>(args.cu_seq_lens.data),
       plan.has_seq_starts ? static_cast<const std::int32_t*>(args.seq_starts.data) : nullptr,
-      plan);
+      plan, device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 

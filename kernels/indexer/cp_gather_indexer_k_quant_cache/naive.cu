@@ -1,9 +1,12 @@
 // cp_gather_indexer_k_quant_cache, naive CUDA version: the CPU reference's loop in CUDA
 // clothing. One thread per output row below cu_seq_lens[-1]: it finds its sequence with a
 // linear scan of cu_seq_lens, looks its block up in the block table and copies the slot's code
-// bytes and scale bytes one byte at a time. Rows past cu_seq_lens[-1] get no thread.
+// bytes and scale bytes one byte at a time. Rows past cu_seq_lens[-1] get no thread (a
+// deferred call, whose host never read cu_seq_lens, sizes the grid by the destinations' rows:
+// the threads past cu_seq_lens[-1] return after reading it).
 #include <cstdint>
 
+#include "common/fault.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 
@@ -19,14 +22,18 @@ constexpr int kThreadsPerBlock = 128;
 /// \param block_table [batch, max_blocks] i32, rows plan.block_table_stride apart.
 /// \param cu_seq_lens [batch + 1] i32.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 __global__ void cp_gather_indexer_k_quant_cache_kernel(const std::uint8_t* __restrict__ kv_cache,
                                                        std::uint8_t* __restrict__ dst_k,
                                                        std::uint8_t* __restrict__ dst_scale,
                                                        const std::int32_t* __restrict__ block_table,
                                                        const std::int32_t* __restrict__ cu_seq_lens,
-                                                       CpGatherIndexerKQuantCachePlan plan) {
+                                                       CpGatherIndexerKQuantCachePlan plan,
+                                                       const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (row >= plan.gathered_tokens) return;
+  if (plan.gathered_on_device && row >= cu_seq_lens[plan.batch_size]) return;
   std::int64_t b = 0;  // the sequence whose rows cu_seq_lens[b] .. cu_seq_lens[b + 1] - 1 hold row
   while (cu_seq_lens[b + 1] <= row) ++b;
   const std::int64_t position = row - cu_seq_lens[b];
@@ -56,7 +63,7 @@ void CpGatherIndexerKQuantCache::naive(const Plan& plan, const Args& args, cudaS
       static_cast<const std::uint8_t*>(args.kv_cache.data),
       static_cast<std::uint8_t*>(args.dst_k.data), static_cast<std::uint8_t*>(args.dst_scale.data),
       static_cast<const std::int32_t*>(args.block_table.data),
-      static_cast<const std::int32_t*>(args.cu_seq_lens.data), plan);
+      static_cast<const std::int32_t*>(args.cu_seq_lens.data), plan, device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 

@@ -13,12 +13,15 @@
 //      broadcast transaction, not eight.
 //   G5 only rows below cu_seq_lens[-1] are visited: the plan carries that count (validation read
 //      it), so rows past it are never touched and no thread looks for a sequence it lacks
-//      (upstream reads an unwritten shared-memory slot for them).
+//      (upstream reads an unwritten shared-memory slot for them). A deferred call's host never
+//      read it: its plan holds the destinations' rows, which size the grid, and each thread
+//      reads cu_seq_lens[-1] once (one load shared by the warp).
 //   G6 a layout no 16-byte vector fits (misaligned cache blocks or dst_k rows) falls back to
 //      the naive kernel.
 #include <algorithm>
 #include <cstdint>
 
+#include "common/fault.cuh"
 #include "common/vec.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
@@ -60,12 +63,20 @@ __device__ __forceinline__ std::int64_t sequence_of(const std::int32_t* __restri
 /// \param block_table [batch, max_blocks] i32, rows plan.block_table_stride apart.
 /// \param cu_seq_lens [batch + 1] i32.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 __global__ void __launch_bounds__(kThreadsPerBlock) cp_gather_indexer_k_quant_cache_kernel(
     const std::uint8_t* __restrict__ kv_cache, std::uint8_t* __restrict__ dst_k,
     std::uint8_t* __restrict__ dst_scale, const std::int32_t* __restrict__ block_table,
-    const std::int32_t* __restrict__ cu_seq_lens, CpGatherIndexerKQuantCachePlan plan) {
+    const std::int32_t* __restrict__ cu_seq_lens, CpGatherIndexerKQuantCachePlan plan,
+    const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
   const int lane_in_tile = static_cast<int>(threadIdx.x) % kLanesPerTile;
-  const std::int64_t units = plan.gathered_tokens * plan.tiles_per_token;  // trick G5
+  std::int64_t gathered = plan.gathered_tokens;  // trick G5
+  if (plan.gathered_on_device) {
+    const std::int64_t total = cu_seq_lens[plan.batch_size];
+    gathered = total < gathered ? total : gathered;
+  }
+  const std::int64_t units = gathered * plan.tiles_per_token;
   for (std::int64_t unit = static_cast<std::int64_t>(blockIdx.x) * kTilesPerBlock +
                            static_cast<std::int64_t>(threadIdx.x) / kLanesPerTile;
        unit < units; unit += static_cast<std::int64_t>(gridDim.x) * kTilesPerBlock) {
@@ -124,7 +135,7 @@ void CpGatherIndexerKQuantCache::optimized(const Plan& plan, const Args& args,
       static_cast<const std::uint8_t*>(args.kv_cache.data),
       static_cast<std::uint8_t*>(args.dst_k.data), static_cast<std::uint8_t*>(args.dst_scale.data),
       static_cast<const std::int32_t*>(args.block_table.data),
-      static_cast<const std::int32_t*>(args.cu_seq_lens.data), plan);
+      static_cast<const std::int32_t*>(args.cu_seq_lens.data), plan, device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 

@@ -6,12 +6,15 @@
 // requests' row ranges; a row in a gap is left alone), looks up the entry and decodes one
 // element (load_ds_mla_element(), shared with gather_and_maybe_dequant_cache). Correct for
 // every layout the contract accepts (byte accesses only), and obvious. Not fast: a search and
-// a lookup per element, one element per access. Not yet measured on a GPU.
+// a lookup per element, one element per access. A deferred call sizes the grid by dst's rows
+// (the host never read the requests) and each thread reads the last request's end once.
+// Not yet measured on a GPU.
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cstdint>
 
+#include "common/fault.cuh"
 #include "mla/mla_gather.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
@@ -30,12 +33,17 @@ constexpr int kThreadsPerBlock = 256;
 /// \param workspace_starts [batch] i32.
 /// \param lookup the block lookup.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 template <KvCacheDtype kFormat>
 __global__ void upconvert_kernel(const std::uint8_t* src_cache, __nv_bfloat16* dst,
                                  const std::int32_t* seq_lens, const std::int32_t* workspace_starts,
                                  mla::DeviceCacheLookup lookup,
-                                 CpGatherAndUpconvertFp8KvCachePlan plan) {
-  const std::int64_t total = plan.row_end * kMlaGatherRow;
+                                 CpGatherAndUpconvertFp8KvCachePlan plan,
+                                 const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
+  const std::int64_t row_end = mla::requests_end(plan.row_end, plan.row_end_on_device, seq_lens,
+                                                 workspace_starts, plan.batch);
+  const std::int64_t total = row_end * kMlaGatherRow;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += step) {
@@ -70,7 +78,8 @@ void CpGatherAndUpconvertFp8KvCache::naive(const Plan& plan, const Args& args,
             static_cast<const std::uint8_t*>(args.src_cache.data),
             static_cast<__nv_bfloat16*>(args.dst.data),
             static_cast<const std::int32_t*>(args.seq_lens.data),
-            static_cast<const std::int32_t*>(args.workspace_starts.data), lookup, plan);
+            static_cast<const std::int32_t*>(args.workspace_starts.data), lookup, plan,
+            device_fault());
     PAGEDKV_CUDA_CHECK_LAUNCH();
   };
   if (plan.latent_format == KvCacheDtype::kFp8E5m2) {

@@ -20,12 +20,17 @@
 //      gather_and_maybe_dequant_cache).
 //   U4 two fp8 values per conversion instruction (dequantize_pair).
 //   U5 a layout that is not 16-byte aligned falls back to the naive kernel.
+// A deferred call (a capture, vllm_ops) checks the requests on the device, so the host knows
+// only dst's rows: the grid is sized by them and each thread reads the last request's end
+// once (two loads shared by the warp). A synchronous call's plan holds the end and skips
+// them. Both read the fault record once (common/fault.cuh).
 // The full story: chapter "Reading the cache back".
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <cstdint>
 
+#include "common/fault.cuh"
 #include "common/vec.cuh"
 #include "mla/mla_gather.cuh"
 #include "pagedkv/cuda_runtime.h"
@@ -51,20 +56,25 @@ constexpr unsigned kFullWarp = 0xFFFFFFFFu;
 /// \param workspace_starts [batch] i32.
 /// \param lookup the block lookup.
 /// \param plan sizes and strides.
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 template <KvCacheDtype kFormat>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     upconvert_kernel(const std::uint8_t* __restrict__ src_cache, __nv_bfloat16* __restrict__ dst,
                      const std::int32_t* __restrict__ seq_lens,
                      const std::int32_t* __restrict__ workspace_starts,
-                     mla::DeviceCacheLookup lookup, CpGatherAndUpconvertFp8KvCachePlan plan) {
+                     mla::DeviceCacheLookup lookup, CpGatherAndUpconvertFp8KvCachePlan plan,
+                     const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
+  const std::int64_t row_end = mla::requests_end(plan.row_end, plan.row_end_on_device, seq_lens,
+                                                 workspace_starts, plan.batch);
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   for (std::int64_t group = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
-       group * kRowsPerWarp < plan.row_end;
+       group * kRowsPerWarp < row_end;
        group += static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock) {
     const std::int64_t first_row = group * kRowsPerWarp;
     std::int64_t my_entry = -1;  // trick U2: lane j resolves row first_row + j
-    if (lane < kRowsPerWarp && first_row + lane < plan.row_end) {
+    if (lane < kRowsPerWarp && first_row + lane < row_end) {
       const std::int64_t row = first_row + lane;
       const std::int64_t request = mla::request_of_row(seq_lens, workspace_starts, plan.batch, row);
       if (request >= 0) my_entry = lookup.entry_offset(request, row - workspace_starts[request]);
@@ -107,7 +117,8 @@ void CpGatherAndUpconvertFp8KvCache::optimized(const Plan& plan, const Args& arg
         static_cast<const std::uint8_t*>(args.src_cache.data),
         static_cast<__nv_bfloat16*>(args.dst.data),
         static_cast<const std::int32_t*>(args.seq_lens.data),
-        static_cast<const std::int32_t*>(args.workspace_starts.data), lookup, plan);
+        static_cast<const std::int32_t*>(args.workspace_starts.data), lookup, plan,
+        device_fault());
     PAGEDKV_CUDA_CHECK_LAUNCH();
   };
   if (plan.latent_format == KvCacheDtype::kFp8E5m2) {

@@ -7,6 +7,8 @@
 // load_ds_mla_element(), shared with cp_gather_and_upconvert_fp8_kv_cache). Correct for every
 // layout the contract accepts (byte and element accesses only), and obvious. Not fast: four
 // dependent index loads and two 64-bit divisions per element, one element per access.
+// A deferred call sizes the grid by num_tokens (the host never read cu_seq_lens) and each
+// thread reads the true count, cu_seq_lens[batch], once.
 // Not yet measured on a GPU.
 #include <cuda_bf16.h>
 
@@ -15,6 +17,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "mla/mla_gather.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
@@ -44,14 +47,18 @@ inline mla::DeviceCacheLookup lookup_of(const GatherAndMaybeDequantCachePlan& pl
 /// \param seq_starts [batch] i32, or nullptr.
 /// \param lookup the block lookup.
 /// \param scale [1]; read only for fp8.
-/// \param rows workspace rows to write.
+/// \param rows workspace rows to write (a bound when `total_rows` is given).
+/// \param total_rows cu_seq_lens[batch] for a deferred call, else nullptr.
 /// \param dst_stride elements between two rows.
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 template <typename Row, KvCacheDtype kKind>
 __global__ void gather_kernel(const typename CacheElement<Row, kKind>::type* src_cache, Row* dst,
                               const std::int32_t* token_to_seq, const std::int32_t* cu_seq_lens,
                               const std::int32_t* seq_starts, mla::DeviceCacheLookup lookup,
-                              const float* scale, std::int64_t rows, std::int64_t dst_stride) {
-  const std::int64_t total = rows * kMlaGatherRow;
+                              const float* scale, std::int64_t rows, const std::int32_t* total_rows,
+                              std::int64_t dst_stride, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
+  const std::int64_t total = mla::rows_to_write(rows, total_rows) * kMlaGatherRow;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += step) {
@@ -72,14 +79,18 @@ __global__ void gather_kernel(const typename CacheElement<Row, kKind>::type* src
 /// \param cu_seq_lens [batch + 1] i32.
 /// \param seq_starts [batch] i32, or nullptr.
 /// \param lookup the block lookup.
-/// \param rows workspace rows to write.
+/// \param rows workspace rows to write (a bound when `total_rows` is given).
+/// \param total_rows cu_seq_lens[batch] for a deferred call, else nullptr.
 /// \param dst_stride elements between two rows.
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 __global__ void gather_ds_mla_kernel(const std::uint8_t* src_cache, __nv_bfloat16* dst,
                                      const std::int32_t* token_to_seq,
                                      const std::int32_t* cu_seq_lens,
                                      const std::int32_t* seq_starts, mla::DeviceCacheLookup lookup,
-                                     std::int64_t rows, std::int64_t dst_stride) {
-  const std::int64_t total = rows * kMlaGatherRow;
+                                     std::int64_t rows, const std::int32_t* total_rows,
+                                     std::int64_t dst_stride, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
+  const std::int64_t total = mla::rows_to_write(rows, total_rows) * kMlaGatherRow;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += step) {
@@ -114,11 +125,12 @@ void GatherAndMaybeDequantCache::naive(const Plan& plan, const Args& args, cudaS
   const mla::DeviceCacheLookup lookup =
       gather_naive::lookup_of(plan, static_cast<const std::int32_t*>(args.block_table.data));
   const unsigned blocks = gather_naive::blocks_for(plan.rows * kMlaGatherRow);
+  const std::int32_t* total_rows = plan.rows_on_device ? cu_seq_lens + plan.batch : nullptr;
   if (plan.ds_mla) {
     gather_naive::gather_ds_mla_kernel<<<blocks, gather_naive::kThreadsPerBlock, 0, stream>>>(
         static_cast<const std::uint8_t*>(args.src_cache.data),
         static_cast<__nv_bfloat16*>(args.dst.data), token_to_seq, cu_seq_lens, seq_starts, lookup,
-        plan.rows, plan.dst_stride);
+        plan.rows, total_rows, plan.dst_stride, device_fault());
     PAGEDKV_CUDA_CHECK_LAUNCH();
     return;
   }
@@ -133,7 +145,7 @@ void GatherAndMaybeDequantCache::naive(const Plan& plan, const Args& args, cudaS
                 static_cast<const Cache*>(args.src_cache.data), static_cast<Row*>(args.dst.data),
                 token_to_seq, cu_seq_lens, seq_starts, lookup,
                 fp8 ? static_cast<const float*>(args.scale.data) : nullptr, plan.rows,
-                plan.dst_stride);
+                total_rows, plan.dst_stride, device_fault());
         PAGEDKV_CUDA_CHECK_LAUNCH();
       });
 }

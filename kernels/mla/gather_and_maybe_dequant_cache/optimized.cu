@@ -23,6 +23,10 @@
 //      also move the 128 RoPE bytes, 16 each.
 //   G7 a layout no vector fits falls back: scalar accesses in the same warp-per-row kernel
 //      ("auto", fp8), the naive kernel (fp8_ds_mla).
+// A deferred call (a capture, vllm_ops) checks its index tensors on the device, so the host
+// knows only num_tokens: the grid is sized by it and each thread reads the true count,
+// cu_seq_lens[batch], once (one shared load per warp). A synchronous call's plan holds the
+// count and passes no pointer. Both read the fault record once (common/fault.cuh).
 // The full story: chapter "Reading the cache back".
 #include <cuda_bf16.h>
 
@@ -32,6 +36,7 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "common/fault.cuh"
 #include "common/vec.cuh"
 #include "mla/mla_gather.cuh"
 #include "pagedkv/cuda_runtime.h"
@@ -80,15 +85,21 @@ __device__ __forceinline__ std::int64_t group_lookup(const std::int32_t* token_t
 /// \param seq_starts [batch] i32, or nullptr.
 /// \param lookup the block lookup.
 /// \param scale [1]; read only for fp8.
-/// \param rows workspace rows to write.
+/// \param rows workspace rows to write (a bound when `total_rows` is given).
+/// \param total_rows cu_seq_lens[batch] for a deferred call, else nullptr.
 /// \param dst_stride elements between two rows.
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 template <typename Row, KvCacheDtype kKind, int kVec>
 __global__ void __launch_bounds__(kThreadsPerBlock)
     gather_kernel(const typename CacheElement<Row, kKind>::type* __restrict__ src_cache,
                   Row* __restrict__ dst, const std::int32_t* __restrict__ token_to_seq,
                   const std::int32_t* __restrict__ cu_seq_lens,
                   const std::int32_t* __restrict__ seq_starts, mla::DeviceCacheLookup lookup,
-                  const float* __restrict__ scale, std::int64_t rows, std::int64_t dst_stride) {
+                  const float* __restrict__ scale, std::int64_t rows,
+                  const std::int32_t* __restrict__ total_rows, std::int64_t dst_stride,
+                  const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
+  rows = mla::rows_to_write(rows, total_rows);
   using Cache = typename CacheElement<Row, kKind>::type;
   constexpr int kVectors = static_cast<int>(kMlaGatherRow) / kVec;  // 72 for bf16, 144 for f32
   constexpr int kPerLane = (kVectors + 31) / 32;
@@ -148,15 +159,20 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
 /// \param cu_seq_lens [batch + 1] i32.
 /// \param seq_starts [batch] i32, or nullptr.
 /// \param lookup the block lookup.
-/// \param rows workspace rows to write.
+/// \param rows workspace rows to write (a bound when `total_rows` is given).
+/// \param total_rows cu_seq_lens[batch] for a deferred call, else nullptr.
 /// \param dst_stride elements between two rows.
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 __global__ void __launch_bounds__(kThreadsPerBlock)
     gather_ds_mla_kernel(const std::uint8_t* __restrict__ src_cache,
                          __nv_bfloat16* __restrict__ dst,
                          const std::int32_t* __restrict__ token_to_seq,
                          const std::int32_t* __restrict__ cu_seq_lens,
                          const std::int32_t* __restrict__ seq_starts, mla::DeviceCacheLookup lookup,
-                         std::int64_t rows, std::int64_t dst_stride) {
+                         std::int64_t rows, const std::int32_t* __restrict__ total_rows,
+                         std::int64_t dst_stride, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
+  rows = mla::rows_to_write(rows, total_rows);
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   for (std::int64_t group = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
@@ -230,6 +246,7 @@ void GatherAndMaybeDequantCache::optimized(const Plan& plan, const Args& args,
                                       plan.block_table_stride, plan.block_size, plan.block_stride,
                                       plan.entry_stride};
   const unsigned blocks = blocks_for(plan.rows);
+  const std::int32_t* total_rows = plan.rows_on_device ? cu_seq_lens + plan.batch : nullptr;
   if (plan.ds_mla) {
     if (!ds_mla_vectors_fit(plan, args)) {
       naive(plan, args, stream);  // trick G7: a misaligned layout gets the scalar kernel
@@ -238,7 +255,7 @@ void GatherAndMaybeDequantCache::optimized(const Plan& plan, const Args& args,
     gather_ds_mla_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(
         static_cast<const std::uint8_t*>(args.src_cache.data),
         static_cast<__nv_bfloat16*>(args.dst.data), token_to_seq, cu_seq_lens, seq_starts, lookup,
-        plan.rows, plan.dst_stride);
+        plan.rows, total_rows, plan.dst_stride, device_fault());
     PAGEDKV_CUDA_CHECK_LAUNCH();
     return;
   }
@@ -255,7 +272,7 @@ void GatherAndMaybeDequantCache::optimized(const Plan& plan, const Args& args,
               static_cast<const Cache*>(args.src_cache.data), static_cast<Row*>(args.dst.data),
               token_to_seq, cu_seq_lens, seq_starts, lookup,
               fp8 ? static_cast<const float*>(args.scale.data) : nullptr, plan.rows,
-              plan.dst_stride);
+              total_rows, plan.dst_stride, device_fault());
           PAGEDKV_CUDA_CHECK_LAUNCH();
         };
         if (vectors_fit(plan, args, kVec, static_cast<int>(sizeof(Cache)))) {
