@@ -29,7 +29,9 @@ int exponent_for(float amax) {
   const std::uint32_t mantissa = bits & 0x007FFFFFu;                   // m
   // 448 = 1.75 × 2^8: its mantissa field is 0.75 × 2^23 = 0x600000.
   constexpr std::uint32_t kMantissaOf448 = 0x00600000u;
-  // +inf (E = 255, m = 0) gives 120, as the largest finite bf16 (E = 254, m > 0x600000).
+  // +inf (a block with an infinite element): upstream's log2 and ceil give +inf and its code
+  // clamps to 255; e = 128 is that code.
+  if (biased_exponent == 0xFF) return 128;
   return biased_exponent - 135 + (mantissa > kMantissaOf448 ? 1 : 0);
 }
 
@@ -38,6 +40,9 @@ std::uint8_t code_of(int exponent) {
 }
 
 float inverse_scale(int exponent) {
+  // e = 128 (an infinite amax): upstream divides by an infinite scale, x / inf, which is
+  // x × 0 (0 for finite x, NaN for an infinite one).
+  if (exponent >= 128) return 0.f;
   // 2^-e has the biased exponent 127 - e and a zero mantissa.
   return float_of(static_cast<std::uint32_t>(127 - exponent) << 23);
 }

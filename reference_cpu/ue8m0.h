@@ -18,9 +18,9 @@ namespace pagedkv::ue8m0 {
 /// the mantissa is at most 1.75's (m <= 0x600000) and in (1, 8/7) above it, so e is E - 135
 /// or E - 134. No log2, no division: a float log2 returns a wrong integer for some exact powers
 /// of two (the chapter shows one), and this rule is the same integer test on the CPU and GPU.
-/// \param amax a positive normal fp32 (callers apply the 1e-4 floor first) or +inf (then
-/// e = 120, the largest finite amax's exponent).
-/// \return the exponent, in [-22, 120] for amax in [1e-4, +inf].
+/// \param amax a positive normal fp32 (callers apply the 1e-4 floor first) or +inf.
+/// \return the exponent: in [-22, 120] for a finite amax of at least 1e-4 (120 for bf16's
+/// largest value); 128 for +inf, whose code is 255 as upstream's clamped +inf exponent.
 int exponent_for(float amax);
 
 /// \brief The UE8M0 code of exponent e: e + 127, clamped to [0, 255] (the clamp never binds
@@ -30,9 +30,10 @@ int exponent_for(float amax);
 std::uint8_t code_of(int exponent);
 
 /// \brief 2^-e as an fp32 (e in [-22, 120], so a normal number): elements are multiplied by
-/// it, which is exact and equals the division by the scale 2^e.
+/// it, which is exact and equals the division by the scale 2^e. For e = 128 (an infinite
+/// amax) it is 0: x × 0 equals upstream's x / inf (0, or NaN for the infinite element).
 /// \param exponent the block's exponent.
-/// \return 2^-exponent.
+/// \return 2^-exponent, or 0 for 128.
 float inverse_scale(int exponent);
 
 /// \brief The scale a stored code stands for, 2^(code - 127), as fp32: a normal number for

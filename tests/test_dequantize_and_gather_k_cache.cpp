@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -37,10 +38,13 @@ Buffer int32s(const std::vector<std::int32_t>& values) {
 
 // The bf16 bits of one dequantized element: code × 2^(exponent code - 127), in double (exact),
 // then rounded to bf16 by the CPU numerics (through fp32: exact for every product that is not
-// below fp32's subnormals, which a 4-bit code times 2^-127 never is).
+// below fp32's subnormals, which a 4-bit code times 2^-127 never is). Upstream computes the
+// scale in fp32, where code 255's 2^128 is +inf: 0 × inf is NaN there.
 std::uint16_t expected_element(std::uint8_t code, std::uint8_t exponent_code) {
   const double value = static_cast<double>(numerics::fp8_e4m3_to_float(code));
-  const double scaled = std::ldexp(value, static_cast<int>(exponent_code) - 127);
+  const double scale = exponent_code == 255 ? std::numeric_limits<double>::infinity()
+                                            : std::ldexp(1.0, static_cast<int>(exponent_code) - 127);
+  const double scaled = value * scale;
   return numerics::float_to_bf16_bits(static_cast<float>(scaled));
 }
 
@@ -248,6 +252,7 @@ TEST_CASE("dequantize_and_gather_k_cache CPU: the header's worked example",
   ProblemSpec spec;
   spec.seq_lens = {100};
   spec.offset = 4;
+  spec.extra_rows = 60;  // room for 40 rows whatever gather length the problem drew
   HostProblem p = make_problem(spec);
   std::int32_t forty = 40;
   std::memcpy(p.gather_lens.data(), &forty, 4);

@@ -34,8 +34,10 @@ constexpr std::int64_t kDim = 512, kNope = 448, kRecord = 576, kScaleRecord = 8;
 // An independent formulation of the op, for the CPU tests.
 
 // ceil(log2(max(amax, 1e-4) / 448)) by search: the smallest e with 448 × 2^e >= the floored
-// amax. Every product is exact in double, so the comparison is exact.
+// amax. Every product is exact in double, so the comparison is exact. An infinite amax gets
+// 128: upstream's infinite exponent, clamped to the code 255.
 int reference_exponent(float amax) {
+  if (std::isinf(amax)) return 128;
   const double floored = std::max(static_cast<double>(amax), static_cast<double>(1e-4f));
   int e = -200;
   while (std::ldexp(448.0, e) < floored) ++e;
@@ -70,7 +72,8 @@ void expected_cache(std::uint8_t* cache, const std::uint8_t* k, std::int64_t k_p
         if (!std::isnan(v)) amax = std::max(amax, static_cast<double>(std::fabs(v)));
       }
       const int e = reference_exponent(static_cast<float>(amax));
-      const float scale = std::ldexp(1.f, e);
+      // The scale upstream divides by: 2^e, or +inf for an infinite amax.
+      const float scale = e == 128 ? std::numeric_limits<float>::infinity() : std::ldexp(1.f, e);
       for (int i = 0; i < 64; ++i)
         record[64 * j + i] = numerics::float_to_fp8_e4m3(bf16_value(key, 64 * j + i) / scale);
       scales[j] = static_cast<std::uint8_t>(e + 127);
@@ -246,7 +249,7 @@ TEST_CASE("quantize_and_insert_k_cache CPU: the exponent is exact for every posi
   // Every positive finite bf16 and +inf, against the search in double.
   for (std::uint32_t bits = 0x0001; bits <= 0x7F80; ++bits) {
     const float amax = numerics::bf16_bits_to_float(static_cast<std::uint16_t>(bits));
-    const int expected = reference_exponent(std::min(amax, std::numeric_limits<float>::max()));
+    const int expected = reference_exponent(amax);
     INFO("amax bits 0x" << std::hex << bits);
     REQUIRE(ue8m0::exponent_for(std::max(amax, 1e-4f)) == expected);
   }
@@ -256,6 +259,9 @@ TEST_CASE("quantize_and_insert_k_cache CPU: the exponent is exact for every posi
   CHECK(ue8m0::code_of(ue8m0::exponent_for(1e-4f)) == 105);
   CHECK(ue8m0::exponent_for(numerics::bf16_bits_to_float(0x7F7F)) == 120);
   CHECK(ue8m0::code_of(120) == 247);
+  // An infinite amax: code 255, and elements multiplied by 0 (x / inf, as upstream).
+  CHECK(ue8m0::code_of(ue8m0::exponent_for(std::numeric_limits<float>::infinity())) == 255);
+  CHECK(ue8m0::inverse_scale(128) == 0.f);
 }
 
 TEST_CASE("quantize_and_insert_k_cache CPU: ties amax = 448 × 2^k and one bf16 step either side",

@@ -15,23 +15,27 @@ namespace pagedkv::kernels::dsv4 {
 /// × 2^(E - 135), and the first factor exceeds 1 exactly when the mantissa m exceeds 1.75's
 /// (0x600000). An integer test, where upstream's `ceil(log2(·))` relies on an approximate
 /// log2 returning an exact integer at the powers of two.
-/// \param amax the block's largest |element| (fmaxf over the block: NaN ignored; +inf gives 120).
-/// \return the exponent, in [-22, 120].
+/// \param amax the block's largest |element| (fmaxf over the block: NaN ignored).
+/// \return the exponent, in [-22, 120] for a finite amax; 128 (code 255) for +inf, upstream's
+/// clamped infinite exponent.
 __device__ __forceinline__ int block_exponent(float amax) {
   const std::uint32_t bits = __float_as_uint(fmaxf(amax, kDsv4AmaxFloor));
   const int biased_exponent = static_cast<int>(bits >> 23);  // the sign bit is 0
+  if (biased_exponent == 0xFF) return 128;                   // +inf
   return biased_exponent - 135 + ((bits & 0x007FFFFFu) > 0x00600000u ? 1 : 0);
 }
 
 /// \brief 2^-e as an fp32 (a normal number for e in [-22, 120]): x × 2^-e is exact and equals
-/// upstream's x / 2^e.
+/// upstream's x / 2^e. For e = 128 it is 0: x × 0 equals upstream's x / inf.
 /// \param exponent the block's exponent.
-/// \return 2^-exponent.
+/// \return 2^-exponent, or 0 for 128.
 __device__ __forceinline__ float inverse_scale(int exponent) {
+  if (exponent >= 128) return 0.f;
   return __uint_as_float(static_cast<std::uint32_t>(127 - exponent) << 23);
 }
 
-/// \brief The UE8M0 code e + 127 (in [105, 247] for block_exponent()'s range, so no clamp).
+/// \brief The UE8M0 code e + 127 (in [105, 247] for a finite amax, 255 for an infinite one:
+/// no clamp needed).
 /// \param exponent the block's exponent.
 /// \return the code byte.
 __device__ __forceinline__ std::uint32_t exponent_code(int exponent) {
