@@ -76,7 +76,14 @@ DequantizeAndGatherKCache::Plan DequantizeAndGatherKCache::validate(const Args& 
   PAGEDKV_CHECK(args.offset >= 0, "offset: expected the first row to write, >= 0, got ",
                 args.offset);
 
-  // 6. The lengths: 0 <= gather_len <= seq_len, and offset + gather_len rows fit out. This reads
+  // 6. Memory behind every tensor that has elements.
+  checks::not_null(out, "out");
+  checks::not_null(k_cache, "k_cache");
+  checks::not_null(seq_lens, "seq_lens");
+  if (has_gather_lens) checks::not_null(gather_lens, "gather_lens");
+  checks::not_null(block_table, "block_table");
+
+  // 7. The lengths: 0 <= gather_len <= seq_len, and offset + gather_len rows fit out. This reads
   //    seq_lens and gather_lens (on the GPU one copy each and a synchronization).
   const std::vector<std::int64_t> lengths = checks::read_i32(seq_lens, num_requests);
   const std::vector<std::int64_t> gathers =
@@ -98,15 +105,9 @@ DequantizeAndGatherKCache::Plan DequantizeAndGatherKCache::validate(const Args& 
     plan.total_gathered += gathers[i];
   }
 
-  // 7. Every block id the gathered positions use: a column of the table, a page of the cache
+  // 8. Every block id the gathered positions use: a column of the table, a page of the cache
   //    (reads those block_table entries: on the GPU one copy and a synchronization).
   checks::blocks_in_cache(block_table, gathers, starts, args.block_size, pages.num_blocks);
-
-  // 8. Memory behind every tensor that is read or written.
-  if (plan.total_gathered > 0) {
-    checks::not_null(out, "out");
-    checks::not_null(k_cache, "k_cache");
-  }
 
   plan.num_requests = num_requests;
   plan.block_size = args.block_size;

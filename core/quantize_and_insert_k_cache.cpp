@@ -62,8 +62,8 @@ QuantizeAndInsertKCache::Plan QuantizeAndInsertKCache::validate(const Args& args
   PAGEDKV_CHECK(k.size(0) >= num_tokens, "k.size(0): expected at least ", num_tokens,
                 " rows (slot_mapping.size(0), one key per slot), got ", k.size(0));
 
-  // 6. Memory behind every tensor that is read or written.
-  if (num_tokens > 0) checks::not_null(k, "k");
+  // 6. Memory behind every tensor that has elements.
+  checks::not_null(k, "k");
   checks::not_null(k_cache, "k_cache");
   checks::not_null(slot_mapping, "slot_mapping");
 
