@@ -377,7 +377,7 @@ LABELS = {
                     "head_dim = 128，每 128 个编码一个缩放因子；数字是从块开头算起的字节数",
         "v4_page": "fp8_ds_mla K 缓存的一个页，block_size = {b}：先是数据记录，再是缩放记录，最后是填充"
                    "（共 {stride} 字节）",
-        "v4_record": "token {p}\n576 B",
+        "v4_record": "token {p}\n576 字节",
         "v4_scales": "缩放\n记录",
         "v4_pad": "填充",
         "v4_zoom": "token {p} 的数据记录，第 {first} 到 {last} 字节：7 个量化块，各 64 个 E4M3 编码，"
