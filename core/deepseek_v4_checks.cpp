@@ -23,14 +23,14 @@ Dsv4Pages dsv4_pages(const TensorView& k_cache, const char* name, std::int64_t b
   non_negative_layout(k_cache, name);
   PAGEDKV_CHECK(k_cache.dtype == DType::u8, name,
                 ": the pages hold bytes (fp8 codes, bf16 bits and exponents), expected dtype u8, "
-                "got ", dtype_name(k_cache.dtype));
+                "got ",
+                dtype_name(k_cache.dtype));
   packed_from(k_cache, name, 1);
   if (k_cache.ndim == 3) {
     PAGEDKV_CHECK(k_cache.size(1) == block_size, name, ": size(1) = ", k_cache.size(1),
                   " must equal block_size = ", block_size, " (", k_cache.describe(), ")");
-    PAGEDKV_CHECK(k_cache.size(2) == kDsv4TokenBytes, name, ": size(2) must be ",
-                  kDsv4TokenBytes, " bytes per token (576 data + 8 scale), got ",
-                  k_cache.describe());
+    PAGEDKV_CHECK(k_cache.size(2) == kDsv4TokenBytes, name, ": size(2) must be ", kDsv4TokenBytes,
+                  " bytes per token (576 data + 8 scale), got ", k_cache.describe());
   } else {
     PAGEDKV_CHECK(k_cache.size(1) >= page_bytes, name, ": a page of block_size = ", block_size,
                   " tokens needs block_size × ", kDsv4TokenBytes, " = ", page_bytes,

@@ -94,9 +94,9 @@ DequantizeAndGatherKCache::Plan DequantizeAndGatherKCache::validate(const Args& 
     const auto i = static_cast<std::size_t>(r);
     PAGEDKV_CHECK(lengths[i] >= 0, "seq_lens[", r, "] = ", lengths[i],
                   ": expected a sequence length >= 0");
-    PAGEDKV_CHECK(gathers[i] >= 0 && gathers[i] <= lengths[i], "gather_lens[", r, "] = ",
-                  gathers[i], ": expected 0 <= gather_len <= seq_lens[", r, "] = ", lengths[i],
-                  " (the last tokens of the request)");
+    PAGEDKV_CHECK(gathers[i] >= 0 && gathers[i] <= lengths[i], "gather_lens[", r,
+                  "] = ", gathers[i], ": expected 0 <= gather_len <= seq_lens[", r,
+                  "] = ", lengths[i], " (the last tokens of the request)");
     PAGEDKV_CHECK(gathers[i] == 0 || args.offset + gathers[i] <= out.size(1), "out: request ", r,
                   " writes rows offset = ", args.offset, " to ", args.offset + gathers[i] - 1,
                   ", but out.size(1) = ", out.size(1));

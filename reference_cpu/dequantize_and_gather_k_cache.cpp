@@ -21,7 +21,7 @@ namespace pagedkv {
 
 void DequantizeAndGatherKCache::cpu(const Plan& plan, const Args& args) {
   auto* out = static_cast<std::uint16_t*>(args.out.data);  // [>= R, max_tokens, 512] bf16 bits
-  const auto* k_cache = static_cast<const std::uint8_t*>(args.k_cache.data);  // pages, u8
+  const auto* k_cache = static_cast<const std::uint8_t*>(args.k_cache.data);          // pages, u8
   const auto* seq_lens = static_cast<const std::int32_t*>(args.seq_lens.data);        // [R]
   const auto* gather_lens = static_cast<const std::int32_t*>(args.gather_lens.data);  // [R]
   const auto* block_table = static_cast<const std::int32_t*>(args.block_table.data);  // [R, nb]

@@ -42,8 +42,9 @@ Buffer int32s(const std::vector<std::int32_t>& values) {
 // scale in fp32, where code 255's 2^128 is +inf: 0 × inf is NaN there.
 std::uint16_t expected_element(std::uint8_t code, std::uint8_t exponent_code) {
   const double value = static_cast<double>(numerics::fp8_e4m3_to_float(code));
-  const double scale = exponent_code == 255 ? std::numeric_limits<double>::infinity()
-                                            : std::ldexp(1.0, static_cast<int>(exponent_code) - 127);
+  const double scale = exponent_code == 255
+                           ? std::numeric_limits<double>::infinity()
+                           : std::ldexp(1.0, static_cast<int>(exponent_code) - 127);
   const double scaled = value * scale;
   return numerics::float_to_bf16_bits(static_cast<float>(scaled));
 }
@@ -56,12 +57,12 @@ struct ProblemSpec {
   std::vector<std::int32_t> seq_lens = {300, 1, 129, 0, 64};
   bool with_gather_lens = true;  // else every seq_len is gathered
   std::int64_t offset = 3;
-  std::int64_t extra_rows = 5;   // rows of out past the longest gather (left untouched)
-  bool three_d = false;          // the cache as [num_blocks, B, 584]
-  bool padded_pages = true;      // page stride rounded up to a multiple of 576
-  bool wide_table = false;       // block_table a column slice of a wider table
-  bool wide_out = false;         // out rows with a pitch of 512 + 64 elements
-  bool misaligned = false;       // cache and out 8 bytes past an aligned address
+  std::int64_t extra_rows = 5;  // rows of out past the longest gather (left untouched)
+  bool three_d = false;         // the cache as [num_blocks, B, 584]
+  bool padded_pages = true;     // page stride rounded up to a multiple of 576
+  bool wide_table = false;      // block_table a column slice of a wider table
+  bool wide_out = false;        // out rows with a pitch of 512 + 64 elements
+  bool misaligned = false;      // cache and out 8 bytes past an aligned address
   std::uint64_t seed = 1;
 
   std::string describe() const {
@@ -109,14 +110,17 @@ HostProblem make_problem(const ProblemSpec& spec) {
     for (std::int64_t c = 0; c < p.table_pitch; ++c) {
       auto& entry = p.table_values[static_cast<std::size_t>(r * p.table_pitch + c)];
       // Columns before the gathered tail may be stale (upstream reads only the tail).
-      if (c < first_used) entry = (c % 2) ? -1 : 1 << 30;
-      else if (c < columns) entry = ids[static_cast<std::size_t>(r * columns + c)];
-      else entry = -5;  // the columns of the wider table past the slice
+      if (c < first_used)
+        entry = (c % 2) ? -1 : 1 << 30;
+      else if (c < columns)
+        entry = ids[static_cast<std::size_t>(r * columns + c)];
+      else
+        entry = -5;  // the columns of the wider table past the slice
     }
   }
   p.table = int32s(p.table_values);
-  p.args.block_table = TensorView::strided(p.table.data(), DType::i32, {R, columns},
-                                           {p.table_pitch, 1});
+  p.args.block_table =
+      TensorView::strided(p.table.data(), DType::i32, {R, columns}, {p.table_pitch, 1});
   p.seq_lens = int32s(p.lens);
   p.args.seq_lens = TensorView::contiguous(p.seq_lens.data(), DType::i32, {R});
   p.gather_lens = int32s(p.gathers);
@@ -136,11 +140,11 @@ HostProblem make_problem(const ProblemSpec& spec) {
         p.cache.data()[shift + page * p.page_stride + B * kRecord + t * 8 + j] =
             static_cast<std::uint8_t>(j == 7 ? 0 : 105 + rng() % 56);
   std::uint8_t* cache = p.cache.data() + shift;
-  p.args.k_cache = spec.three_d ? TensorView::strided(cache, DType::u8, {p.num_blocks, B, 584},
-                                                      {p.page_stride, 584, 1})
-                                : TensorView::strided(cache, DType::u8,
-                                                      {p.num_blocks, p.page_stride},
-                                                      {p.page_stride, 1});
+  p.args.k_cache =
+      spec.three_d
+          ? TensorView::strided(cache, DType::u8, {p.num_blocks, B, 584}, {p.page_stride, 584, 1})
+          : TensorView::strided(cache, DType::u8, {p.num_blocks, p.page_stride},
+                                {p.page_stride, 1});
 
   p.out_rows = spec.offset + max_gather + spec.extra_rows;
   p.out_pitch = kDim + (spec.wide_out ? 64 : 0);
@@ -163,12 +167,12 @@ Buffer expected_of(const ProblemSpec& spec, const HostProblem& p) {
     const std::int64_t start = p.lens[r] - p.gathers[r];
     for (std::int64_t i = 0; i < p.gathers[r]; ++i) {
       const std::int64_t pos = start + i;
-      const std::int64_t page =
-          p.table_values[r * static_cast<std::size_t>(p.table_pitch) + static_cast<std::size_t>(pos / B)];
+      const std::int64_t page = p.table_values[r * static_cast<std::size_t>(p.table_pitch) +
+                                               static_cast<std::size_t>(pos / B)];
       const std::uint8_t* record = cache + page * p.page_stride + (pos % B) * kRecord;
       const std::uint8_t* scales = cache + page * p.page_stride + B * kRecord + (pos % B) * 8;
-      std::uint8_t* row = out + ((static_cast<std::int64_t>(r) * p.out_rows + spec.offset + i) *
-                                 p.out_pitch) * 2;
+      std::uint8_t* row =
+          out + ((static_cast<std::int64_t>(r) * p.out_rows + spec.offset + i) * p.out_pitch) * 2;
       for (std::int64_t d = 0; d < kNope; ++d) {
         const std::uint16_t bits = expected_element(record[d], scales[d / 64]);
         std::memcpy(row + 2 * d, &bits, 2);
@@ -223,7 +227,8 @@ TEST_CASE("dequantize_and_gather_k_cache CPU: every code × every exponent code"
   for (std::int64_t t = 0; t < B; ++t) {
     for (std::int64_t d = 0; d < kRecord; ++d)
       cache.data()[t * kRecord + d] = static_cast<std::uint8_t>(d + t);
-    for (int j = 0; j < 8; ++j) cache.data()[B * kRecord + t * 8 + j] = static_cast<std::uint8_t>(t);
+    for (int j = 0; j < 8; ++j)
+      cache.data()[B * kRecord + t * 8 + j] = static_cast<std::uint8_t>(t);
   }
   Buffer table = int32s({0});
   Buffer lens = int32s({static_cast<std::int32_t>(B)});
@@ -349,7 +354,7 @@ struct ValidCall {
   static constexpr std::int64_t kPage = kBlockSize * 584;
   static constexpr std::int64_t kOutBytes = kRequests * kRows * kDim * 2;
 
-  Buffer cache_data{Memory::host, kBlocks * kPage};
+  Buffer cache_data{Memory::host, kBlocks* kPage};
   Buffer out_data = poisoned(kOutBytes);
   Buffer seq_data = int32s({6, 3});
   Buffer gather_data = int32s({5, 3});
@@ -369,8 +374,8 @@ struct ValidCall {
   ValidCall() { test::fill_random(cache_data.data(), DType::u8, kBlocks * kPage, 3); }
 
   void call() const {
-    run<DequantizeAndGatherKCache>(impl, {out, k_cache, seq_lens, gather_lens, block_table,
-                                          block_size, offset, use_fnuz});
+    run<DequantizeAndGatherKCache>(
+        impl, {out, k_cache, seq_lens, gather_lens, block_table, block_size, offset, use_fnuz});
   }
 
   bool nothing_written() const {
@@ -446,8 +451,14 @@ TEST_CASE("dequantize_and_gather_k_cache rejects block ids past the cache and ba
 TEST_CASE("dequantize_and_gather_k_cache rejects wrong dtypes and shapes",
           "[dequantize_and_gather_k_cache]") {
   ValidCall call;
-  SECTION("out f32") { call.out.dtype = DType::f32; CHECK_REJECTED(call, "out"); }
-  SECTION("out f16") { call.out.dtype = DType::f16; CHECK_REJECTED(call, "out"); }
+  SECTION("out f32") {
+    call.out.dtype = DType::f32;
+    CHECK_REJECTED(call, "out");
+  }
+  SECTION("out f16") {
+    call.out.dtype = DType::f16;
+    CHECK_REJECTED(call, "out");
+  }
   SECTION("out width 576") {
     call.out = TensorView::contiguous(call.out_data.data(), DType::bf16, {2, 7, 576});
     CHECK_REJECTED(call, "out");
@@ -457,13 +468,11 @@ TEST_CASE("dequantize_and_gather_k_cache rejects wrong dtypes and shapes",
     CHECK_REJECTED(call, "out");
   }
   SECTION("out elements not packed") {
-    call.out = TensorView::strided(call.out_data.data(), DType::bf16, {2, 2, 512},
-                                   {2048, 1024, 2});
+    call.out = TensorView::strided(call.out_data.data(), DType::bf16, {2, 2, 512}, {2048, 1024, 2});
     CHECK_REJECTED(call, "out");
   }
   SECTION("out rows overlap") {
-    call.out = TensorView::strided(call.out_data.data(), DType::bf16, {2, 8, 512},
-                                   {4096, 256, 1});
+    call.out = TensorView::strided(call.out_data.data(), DType::bf16, {2, 8, 512}, {4096, 256, 1});
     CHECK_REJECTED(call, "out");
   }
   SECTION("out with fewer slabs than requests") {
@@ -488,8 +497,7 @@ TEST_CASE("dequantize_and_gather_k_cache rejects wrong dtypes and shapes",
     CHECK_REJECTED(call, "block_table");
   }
   SECTION("block_table columns not packed") {
-    call.block_table =
-        TensorView::strided(call.table_data.data(), DType::i32, {2, 2}, {1, 2});
+    call.block_table = TensorView::strided(call.table_data.data(), DType::i32, {2, 2}, {1, 2});
     CHECK_REJECTED(call, "block_table");
   }
   SECTION("cache not u8") {
@@ -513,9 +521,18 @@ TEST_CASE("dequantize_and_gather_k_cache rejects wrong dtypes and shapes",
 TEST_CASE("dequantize_and_gather_k_cache rejects a tensor on the wrong device",
           "[dequantize_and_gather_k_cache]") {
   ValidCall call;
-  SECTION("out") { call.out.device = Device::cuda; CHECK_REJECTED(call, "out"); }
-  SECTION("k_cache") { call.k_cache.device = Device::cuda; CHECK_REJECTED(call, "k_cache"); }
-  SECTION("seq_lens") { call.seq_lens.device = Device::cuda; CHECK_REJECTED(call, "seq_lens"); }
+  SECTION("out") {
+    call.out.device = Device::cuda;
+    CHECK_REJECTED(call, "out");
+  }
+  SECTION("k_cache") {
+    call.k_cache.device = Device::cuda;
+    CHECK_REJECTED(call, "k_cache");
+  }
+  SECTION("seq_lens") {
+    call.seq_lens.device = Device::cuda;
+    CHECK_REJECTED(call, "seq_lens");
+  }
   SECTION("gather_lens") {
     call.gather_lens.device = Device::cuda;
     CHECK_REJECTED(call, "gather_lens");
@@ -602,9 +619,9 @@ TEST_CASE("dequantize_and_gather_k_cache GPU: batch shapes, long requests and ma
           "[dequantize_and_gather_k_cache][gpu]") {
   PAGEDKV_REQUIRE_GPU();
   ProblemSpec spec;
-  spec.seq_lens = GENERATE(std::vector<std::int32_t>{1}, std::vector<std::int32_t>{70000},
-                           std::vector<std::int32_t>{9000, 1, 0, 20000},
-                           std::vector<std::int32_t>(300, 37));
+  spec.seq_lens =
+      GENERATE(std::vector<std::int32_t>{1}, std::vector<std::int32_t>{70000},
+               std::vector<std::int32_t>{9000, 1, 0, 20000}, std::vector<std::int32_t>(300, 37));
   spec.with_gather_lens = GENERATE(false, true);
   spec.extra_rows = 1;
   check_three_way(spec);
@@ -624,7 +641,8 @@ TEST_CASE("dequantize_and_gather_k_cache GPU: every code × every exponent code"
   for (std::int64_t page = 0; page < p.num_blocks; ++page) {
     std::uint8_t* base = p.cache.data() + page * p.page_stride;
     for (std::int64_t t = 0; t < 256; ++t) {
-      for (std::int64_t d = 0; d < kNope; ++d) base[t * kRecord + d] = static_cast<std::uint8_t>(d + t);
+      for (std::int64_t d = 0; d < kNope; ++d)
+        base[t * kRecord + d] = static_cast<std::uint8_t>(d + t);
       for (int j = 0; j < 8; ++j) base[256 * kRecord + t * 8 + j] = static_cast<std::uint8_t>(t);
     }
   }
@@ -636,9 +654,10 @@ TEST_CASE("dequantize_and_gather_k_cache GPU: every code × every exponent code"
   }
 }
 
-TEST_CASE("dequantize_and_gather_k_cache GPU: a block id past the cache is refused, nothing "
-          "written",
-          "[dequantize_and_gather_k_cache][gpu]") {
+TEST_CASE(
+    "dequantize_and_gather_k_cache GPU: a block id past the cache is refused, nothing "
+    "written",
+    "[dequantize_and_gather_k_cache][gpu]") {
   PAGEDKV_REQUIRE_GPU();
   ProblemSpec spec;
   spec.with_gather_lens = false;

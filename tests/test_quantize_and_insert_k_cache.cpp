@@ -169,11 +169,10 @@ HostProblem make_problem(const ProblemSpec& spec) {
   const std::int64_t num_blocks = (T + B - 1) / B + 2;
   p.cache = poisoned(static_cast<std::size_t>(num_blocks * p.page_stride + shift));
   std::uint8_t* cache = p.cache.data() + shift;
-  p.args.k_cache = spec.three_d
-                       ? TensorView::strided(cache, DType::u8, {num_blocks, B, 584},
-                                             {p.page_stride, 584, 1})
-                       : TensorView::strided(cache, DType::u8, {num_blocks, p.page_stride},
-                                             {p.page_stride, 1});
+  p.args.k_cache =
+      spec.three_d
+          ? TensorView::strided(cache, DType::u8, {num_blocks, B, 584}, {p.page_stride, 584, 1})
+          : TensorView::strided(cache, DType::u8, {num_blocks, p.page_stride}, {p.page_stride, 1});
   p.slot_values =
       draw_slots(T, num_blocks * B, spec.contiguous_slots, spec.padding, spec.seed * 7919 + 17);
   p.slots = int64s(p.slot_values);
@@ -276,7 +275,7 @@ TEST_CASE("quantize_and_insert_k_cache CPU: ties amax = 448 × 2^k and one bf16 
     const int at = std::max(k, -22), up = std::max(k + 1, -22), down = std::max(k, -22);
     INFO("k = " << k);
     std::vector<float> key(kDim, 0.f);
-    key[3] = tie;        // block 0
+    key[3] = tie;           // block 0
     key[64 + 10] = -above;  // block 1 (the sign does not matter)
     key[128 + 0] = below;   // block 2
     const OneToken token = insert_one(key);
@@ -292,9 +291,9 @@ TEST_CASE("quantize_and_insert_k_cache CPU: ties amax = 448 × 2^k and one bf16 
 TEST_CASE("quantize_and_insert_k_cache CPU: all-zero blocks and tiny constants",
           "[quantize_and_insert_k_cache]") {
   std::vector<float> key(kDim, 0.f);
-  for (int i = 64; i < 128; ++i) key[i] = 3e-5f;            // under the floor: e = -22
+  for (int i = 64; i < 128; ++i) key[i] = 3e-5f;                        // under the floor: e = -22
   for (int i = 128; i < 192; ++i) key[i] = (i % 2) ? -1e-30f : 1e-30f;  // flushes to ±0
-  for (int i = 448; i < 512; ++i) key[i] = 1.f + i;         // RoPE: copied as bf16
+  for (int i = 448; i < 512; ++i) key[i] = 1.f + i;                     // RoPE: copied as bf16
   const OneToken token = insert_one(key);
   for (int j = 0; j < 7; ++j) CHECK(token.scales[j] == 105);  // the floor: e = -22
   for (int i = 0; i < 64; ++i) CHECK(token.record[i] == 0x00);
@@ -334,7 +333,8 @@ TEST_CASE("quantize_and_insert_k_cache CPU: the header's worked example, byte by
   const Buffer fresh = poisoned(pages * stride);
   for (std::int64_t byte = 0; byte < pages * stride; ++byte) {
     const std::int64_t in_page = byte - 3 * stride;
-    const bool written = (in_page >= 4608 && in_page < 5184) || (in_page >= 36928 && in_page < 36936);
+    const bool written =
+        (in_page >= 4608 && in_page < 5184) || (in_page >= 36928 && in_page < 36936);
     if (!written && cache.data()[byte] != fresh.data()[byte]) {
       FAIL("byte " << byte << " changed");
     }
@@ -359,7 +359,7 @@ struct ValidCall {
   static constexpr std::int64_t kPage = kBlockSize * 584;
   static constexpr std::int64_t kCacheBytes = kBlocks * kPage + 4096;
 
-  Buffer k_data{Memory::host, kTokens * kDim * 4 + 4096};
+  Buffer k_data{Memory::host, kTokens* kDim * 4 + 4096};
   Buffer cache_data = poisoned(kCacheBytes);
   Buffer slot_data = int64s({0, 5, -1, 11});
   Buffer slot32_data{Memory::host, 16};
@@ -375,8 +375,7 @@ struct ValidCall {
   ValidCall() { test::fill_random(k_data.data(), DType::bf16, kTokens * kDim, 1); }
 
   void call() const {
-    run<QuantizeAndInsertKCache>(impl,
-                                 {k, k_cache, slot_mapping, block_size, is_ue8m0, use_fnuz});
+    run<QuantizeAndInsertKCache>(impl, {k, k_cache, slot_mapping, block_size, is_ue8m0, use_fnuz});
   }
 
   bool nothing_written() const {
@@ -416,9 +415,7 @@ TEST_CASE("quantize_and_insert_k_cache rejects k that is not [>= T, 512] bf16 wi
   SECTION("width 576") {
     call.k = TensorView::contiguous(call.k_data.data(), DType::bf16, {4, 576});
   }
-  SECTION("3-D") {
-    call.k = TensorView::contiguous(call.k_data.data(), DType::bf16, {4, 1, 512});
-  }
+  SECTION("3-D") { call.k = TensorView::contiguous(call.k_data.data(), DType::bf16, {4, 1, 512}); }
   SECTION("elements not packed") {
     call.k = TensorView::strided(call.k_data.data(), DType::bf16, {4, 512}, {1024, 2});
   }
@@ -499,8 +496,14 @@ TEST_CASE("quantize_and_insert_k_cache rejects an int32 or strided slot_mapping"
 TEST_CASE("quantize_and_insert_k_cache rejects a tensor on the wrong device",
           "[quantize_and_insert_k_cache]") {
   ValidCall call;
-  SECTION("k") { call.k.device = Device::cuda; CHECK_REJECTED(call, "k"); }
-  SECTION("k_cache") { call.k_cache.device = Device::cuda; CHECK_REJECTED(call, "k_cache"); }
+  SECTION("k") {
+    call.k.device = Device::cuda;
+    CHECK_REJECTED(call, "k");
+  }
+  SECTION("k_cache") {
+    call.k_cache.device = Device::cuda;
+    CHECK_REJECTED(call, "k_cache");
+  }
   SECTION("slot_mapping") {
     call.slot_mapping.device = Device::cuda;
     CHECK_REJECTED(call, "slot_mapping");

@@ -26,10 +26,9 @@ void set_gather_views(const Dsv4GatherShape& shape, Dsv4GatherIndices& indices, 
   auto* lengths = reinterpret_cast<std::int32_t*>(indices.lengths.data());
   indices.seq_lens = TensorView::contiguous(lengths, DType::i32, {requests}, device);
   // "1 request" gathers whole sequences: gather_lens is None, as in upstream's compressed call.
-  indices.gather_lens = shape.prefix == 0
-                            ? TensorView{}
-                            : TensorView::contiguous(lengths + requests, DType::i32, {requests},
-                                                     device);
+  indices.gather_lens = shape.prefix == 0 ? TensorView{}
+                                          : TensorView::contiguous(lengths + requests, DType::i32,
+                                                                   {requests}, device);
 }
 
 }  // namespace
@@ -45,8 +44,9 @@ Dsv4InsertShape dsv4_insert_shape(const WorkloadPoint& point) {
   shape.num_tokens = point.size;
   if (point.num_blocks > 0) shape.num_blocks = point.num_blocks;
   shape.contiguous_slots = point.slots == "contiguous";
-  PAGEDKV_CHECK(shape.num_tokens <= shape.num_blocks * kW4BlockSize, "W4 insert: ",
-                shape.num_tokens, " tokens do not fit a cache of ", shape.num_blocks, " pages");
+  PAGEDKV_CHECK(shape.num_tokens <= shape.num_blocks * kW4BlockSize,
+                "W4 insert: ", shape.num_tokens, " tokens do not fit a cache of ", shape.num_blocks,
+                " pages");
   return shape;
 }
 
@@ -65,8 +65,7 @@ Dsv4InsertInputs make_dsv4_insert_inputs(const Dsv4InsertShape& shape, std::uint
                                          int set) {
   const std::uint64_t s = set_seed(seed, set);
   Dsv4InsertInputs inputs;
-  inputs.keys =
-      Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * kDsv4HeadDim * 2));
+  inputs.keys = Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * kDsv4HeadDim * 2));
   Random random{s};
   fill_random(random, inputs.keys.data(), DType::bf16, shape.num_tokens * kDsv4HeadDim);
   const std::vector<std::int64_t> slots = draw_slots(
@@ -199,7 +198,8 @@ void fill_dsv4_cache(Buffer& cache, std::int64_t num_blocks, std::uint64_t seed)
     std::uint8_t* scales = cache.data() + page * kW4PageStride + kW4BlockSize * kDsv4TokenDataBytes;
     for (std::int64_t token = 0; token < kW4BlockSize; ++token) {
       for (std::int64_t j = 0; j < kDsv4QuantBlocks; ++j)
-        scales[token * kDsv4TokenScaleBytes + j] = static_cast<std::uint8_t>(105 + random.below(36));
+        scales[token * kDsv4TokenScaleBytes + j] =
+            static_cast<std::uint8_t>(105 + random.below(36));
       scales[token * kDsv4TokenScaleBytes + kDsv4QuantBlocks] = 0;
     }
   }

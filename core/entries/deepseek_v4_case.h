@@ -63,10 +63,10 @@ std::vector<WorkloadPoint> dsv4_insert_points(bool quick);
 
 /// \brief One buffer set of insert inputs.
 struct Dsv4InsertInputs {
-  Buffer keys;             ///< [T, 512] bf16
-  Buffer slot_buffer;      ///< [T] i64
-  TensorView k;            ///< view of keys
-  TensorView slot_mapping; ///< view of slot_buffer
+  Buffer keys;              ///< [T, 512] bf16
+  Buffer slot_buffer;       ///< [T] i64
+  TensorView k;             ///< view of keys
+  TensorView slot_mapping;  ///< view of slot_buffer
 };
 
 /// \brief Random keys and slots for buffer set `set`, in host memory.
@@ -74,8 +74,7 @@ struct Dsv4InsertInputs {
 /// \param seed the case's seed.
 /// \param set the buffer set.
 /// \return the inputs.
-Dsv4InsertInputs make_dsv4_insert_inputs(const Dsv4InsertShape& shape, std::uint64_t seed,
-                                         int set);
+Dsv4InsertInputs make_dsv4_insert_inputs(const Dsv4InsertShape& shape, std::uint64_t seed, int set);
 
 /// \brief A copy of insert inputs in `memory`.
 /// \param shape the point.
@@ -94,7 +93,7 @@ TensorView dsv4_cache_view(std::int64_t num_blocks, const Buffer& cache, Device 
 
 /// \brief A W4 gather point: dequantize_and_gather_k_cache.
 struct Dsv4GatherShape {
-  std::int64_t num_tokens = 0;  ///< tokens gathered, all requests together (the point's size)
+  std::int64_t num_tokens = 0;    ///< tokens gathered, all requests together (the point's size)
   std::int64_t num_requests = 1;  ///< 1 or 4
   std::int64_t prefix = 0;        ///< tokens before each request's gathered tail (0 or 100)
 
@@ -128,11 +127,11 @@ std::vector<WorkloadPoint> dsv4_gather_points(bool quick);
 
 /// \brief One buffer set of gather index tensors.
 struct Dsv4GatherIndices {
-  Buffer table;             ///< [R, max_blocks] i32
-  Buffer lengths;           ///< seq_lens [R] i32, then gather_lens [R] i32
-  TensorView block_table;   ///< view of table
-  TensorView seq_lens;      ///< view of the first half of lengths
-  TensorView gather_lens;   ///< view of the second half (absent for "1 request")
+  Buffer table;            ///< [R, max_blocks] i32
+  Buffer lengths;          ///< seq_lens [R] i32, then gather_lens [R] i32
+  TensorView block_table;  ///< view of table
+  TensorView seq_lens;     ///< view of the first half of lengths
+  TensorView gather_lens;  ///< view of the second half (absent for "1 request")
 };
 
 /// \brief Random block tables (distinct pages, dealt to the requests) for buffer set `set`.

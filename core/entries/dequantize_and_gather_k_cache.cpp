@@ -46,8 +46,8 @@ class DequantizeAndGatherKCacheCase final : public PlannedCase<DequantizeAndGath
     for (int set = 0; set < sets; ++set) {
       device_indices_.push_back(
           set == 0 ? copy_dsv4_gather_indices(shape_, host_indices_, Memory::device)
-                   : copy_dsv4_gather_indices(
-                         shape_, make_dsv4_gather_indices(shape_, seed_, set), Memory::device));
+                   : copy_dsv4_gather_indices(shape_, make_dsv4_gather_indices(shape_, seed_, set),
+                                              Memory::device));
       calls_.add(args_for(device_cache_, device_output_, device_indices_.back(), Device::cuda));
       // Validation (it reads the lengths and the block table back) happens here, never timed.
     }

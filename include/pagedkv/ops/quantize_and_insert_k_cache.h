@@ -77,12 +77,12 @@ struct QuantizeAndInsertKCache {
   struct Args {
     /// \name Arguments (documented in QuantizeAndInsertKCache::arguments)
     /// @{
-    TensorView k;                 ///< see QuantizeAndInsertKCache::arguments()
-    TensorView k_cache;           ///< see QuantizeAndInsertKCache::arguments()
-    TensorView slot_mapping;      ///< see QuantizeAndInsertKCache::arguments()
+    TensorView k;                  ///< see QuantizeAndInsertKCache::arguments()
+    TensorView k_cache;            ///< see QuantizeAndInsertKCache::arguments()
+    TensorView slot_mapping;       ///< see QuantizeAndInsertKCache::arguments()
     std::int64_t block_size = 64;  ///< see QuantizeAndInsertKCache::arguments()
-    bool is_ue8m0 = true;         ///< see QuantizeAndInsertKCache::arguments()
-    bool use_fnuz = false;        ///< see QuantizeAndInsertKCache::arguments()
+    bool is_ue8m0 = true;          ///< see QuantizeAndInsertKCache::arguments()
+    bool use_fnuz = false;         ///< see QuantizeAndInsertKCache::arguments()
     /// @}
   };
 

@@ -27,10 +27,12 @@ constexpr std::int64_t kPartsPerRow = kDsv4QuantBlocks + 1;
 /// \param gather_lens [R], or nullptr (then every seq_len is gathered).
 /// \param block_table [>= R, max_blocks], rows plan.block_table_stride apart.
 /// \param plan sizes and strides.
-__global__ void dequantize_and_gather_k_cache_kernel(
-    __nv_bfloat16* __restrict__ out, const std::uint8_t* __restrict__ k_cache,
-    const std::int32_t* __restrict__ seq_lens, const std::int32_t* __restrict__ gather_lens,
-    const std::int32_t* __restrict__ block_table, DequantizeAndGatherKCachePlan plan) {
+__global__ void dequantize_and_gather_k_cache_kernel(__nv_bfloat16* __restrict__ out,
+                                                     const std::uint8_t* __restrict__ k_cache,
+                                                     const std::int32_t* __restrict__ seq_lens,
+                                                     const std::int32_t* __restrict__ gather_lens,
+                                                     const std::int32_t* __restrict__ block_table,
+                                                     DequantizeAndGatherKCachePlan plan) {
   const std::int64_t index = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (index >= plan.num_requests * plan.max_gather * kPartsPerRow) return;
   const std::int64_t part = index % kPartsPerRow;

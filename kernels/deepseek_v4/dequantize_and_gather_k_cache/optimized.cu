@@ -59,8 +59,7 @@ constexpr std::int64_t kMaxRequestsPerLaunch = 65535;
 /// \param codes the fp8 bytes, element 0 in the lowest byte.
 /// \param scale 2^(code - 127) of their quant block.
 /// \return the bf16 values.
-__device__ __forceinline__ AlignedVector<__nv_bfloat162, 4> decode_chunk(uint2 codes,
-                                                                         float scale) {
+__device__ __forceinline__ AlignedVector<__nv_bfloat162, 4> decode_chunk(uint2 codes, float scale) {
   AlignedVector<__nv_bfloat162, 4> values;
   const std::uint32_t words[2] = {codes.x, codes.y};
 #pragma unroll
@@ -81,14 +80,11 @@ __device__ __forceinline__ AlignedVector<__nv_bfloat162, 4> decode_chunk(uint2 c
 /// \param block_table [>= R, max_blocks], rows plan.block_table_stride apart.
 /// \param plan sizes and strides.
 /// \param first_request the request of blockIdx.y = 0 (launches of 65535 requests at most).
-__global__ void __launch_bounds__(kThreadsPerBlock)
-    dequantize_and_gather_k_cache_kernel(__nv_bfloat16* __restrict__ out,
-                                         const std::uint8_t* __restrict__ k_cache,
-                                         const std::int32_t* __restrict__ seq_lens,
-                                         const std::int32_t* __restrict__ gather_lens,
-                                         const std::int32_t* __restrict__ block_table,
-                                         DequantizeAndGatherKCachePlan plan,
-                                         std::int64_t first_request) {
+__global__ void __launch_bounds__(kThreadsPerBlock) dequantize_and_gather_k_cache_kernel(
+    __nv_bfloat16* __restrict__ out, const std::uint8_t* __restrict__ k_cache,
+    const std::int32_t* __restrict__ seq_lens, const std::int32_t* __restrict__ gather_lens,
+    const std::int32_t* __restrict__ block_table, DequantizeAndGatherKCachePlan plan,
+    std::int64_t first_request) {
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const std::int64_t request = first_request + blockIdx.y;
   // Trick G5: the request's lengths, one broadcast load each.
@@ -157,8 +153,7 @@ inline bool vectors_fit(const DequantizeAndGatherKCachePlan& plan,
 
 namespace pagedkv {
 
-void DequantizeAndGatherKCache::optimized(const Plan& plan, const Args& args,
-                                          cudaStream_t stream) {
+void DequantizeAndGatherKCache::optimized(const Plan& plan, const Args& args, cudaStream_t stream) {
   using namespace pagedkv::kernels;
   using namespace pagedkv::kernels::dsv4_gather_optimized;
   if (plan.total_gathered == 0) return;  // nothing to gather, and no empty grid
@@ -171,8 +166,7 @@ void DequantizeAndGatherKCache::optimized(const Plan& plan, const Args& args,
     // Trick G1: workers per request, so that the grid covers about kGridRows rows at once.
     const std::int64_t rows_per_request =
         std::max<std::int64_t>(1, std::min(plan.max_gather, kGridRows / requests));
-    const dim3 grid(static_cast<unsigned>((rows_per_request + kWarpsPerBlock - 1) /
-                                          kWarpsPerBlock),
+    const dim3 grid(static_cast<unsigned>((rows_per_request + kWarpsPerBlock - 1) / kWarpsPerBlock),
                     static_cast<unsigned>(requests));
     dequantize_and_gather_k_cache_kernel<<<grid, kThreadsPerBlock, 0, stream>>>(
         static_cast<__nv_bfloat16*>(args.out.data),

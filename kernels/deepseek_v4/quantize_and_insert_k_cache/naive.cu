@@ -34,8 +34,7 @@ __global__ void quantize_and_insert_k_cache_kernel(const __nv_bfloat16* __restri
                                                    QuantizeAndInsertKCachePlan plan,
                                                    const DeviceFault* fault) {
   if (call_rejected(fault)) return;  // a deferred index check rejected the call
-  const std::int64_t part_index =
-      static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t part_index = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (part_index >= plan.num_tokens * kPartsPerToken) return;
   const std::int64_t token = part_index / kPartsPerToken;
   const std::int64_t part = part_index % kPartsPerToken;
@@ -63,8 +62,8 @@ __global__ void quantize_and_insert_k_cache_kernel(const __nv_bfloat16* __restri
   for (int i = 0; i < kDsv4QuantBlock; ++i) {
     // x × 2^-e exactly (upstream divides by 2^e: the same number), then E4M3, nearest even,
     // saturating.
-    data[part * kDsv4QuantBlock + i] = static_cast<std::uint8_t>(__nv_cvt_float_to_fp8(
-        __bfloat162float(values[i]) * inverse, __NV_SATFINITE, __NV_E4M3));
+    data[part * kDsv4QuantBlock + i] = static_cast<std::uint8_t>(
+        __nv_cvt_float_to_fp8(__bfloat162float(values[i]) * inverse, __NV_SATFINITE, __NV_E4M3));
   }
   scales[part] = static_cast<std::uint8_t>(dsv4::exponent_code(exponent));
 }

@@ -66,10 +66,10 @@ __device__ __forceinline__ uint2 encode_chunk(const AlignedVector<__nv_bfloat16,
     for (int pair = 0; pair < 2; ++pair) {
       const int e = 4 * w + 2 * pair;
       // Trick I4: two codes per conversion, bit-identical to two single conversions.
-      const __nv_fp8x2_storage_t codes = __nv_cvt_float2_to_fp8x2(
-          make_float2(__bfloat162float(values.elements[e]) * inverse,
-                      __bfloat162float(values.elements[e + 1]) * inverse),
-          __NV_SATFINITE, __NV_E4M3);
+      const __nv_fp8x2_storage_t codes =
+          __nv_cvt_float2_to_fp8x2(make_float2(__bfloat162float(values.elements[e]) * inverse,
+                                               __bfloat162float(values.elements[e + 1]) * inverse),
+                                   __NV_SATFINITE, __NV_E4M3);
       word |= static_cast<std::uint32_t>(codes) << (16 * pair);
     }
     words[w] = word;
@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     const AlignedVector<__nv_bfloat16, 8> first = load_vector<8>(key + 8 * lane);
     const AlignedVector<__nv_bfloat16, 8> second = load_vector<8>(key + 256 + 8 * lane);
     const std::int64_t slot = slot_mapping[token];  // one address: a broadcast
-    if (slot < 0) continue;  // padding token (the whole warp skips together)
+    if (slot < 0) continue;                         // padding token (the whole warp skips together)
 
     // Trick I3: both blocks' amax over their 8-lane groups.
     float first_amax = chunk_amax(first);
@@ -137,9 +137,9 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
       *reinterpret_cast<uint2*>(data + 256 + 8 * lane) =
           encode_chunk(second, dsv4::inverse_scale(second_exponent));
     } else {
-      store_vector<8>(reinterpret_cast<__nv_bfloat16*>(data + kDsv4NopeDim) +
-                          8 * (lane - kFirstRopeLane),
-                      second);
+      store_vector<8>(
+          reinterpret_cast<__nv_bfloat16*>(data + kDsv4NopeDim) + 8 * (lane - kFirstRopeLane),
+          second);
     }
 
     // Trick I5: lane 8j holds block j's exponent (j < 4 from the first chunks, 4..6 from the
@@ -193,8 +193,7 @@ void QuantizeAndInsertKCache::optimized(const Plan& plan, const Args& args, cuda
     naive(plan, args, stream);  // trick I6: a misaligned layout gets the scalar kernel
     return;
   }
-  quantize_and_insert_k_cache_kernel<<<blocks_for(plan.num_tokens), kThreadsPerBlock, 0,
-                                       stream>>>(
+  quantize_and_insert_k_cache_kernel<<<blocks_for(plan.num_tokens), kThreadsPerBlock, 0, stream>>>(
       static_cast<const __nv_bfloat16*>(args.k.data), static_cast<std::uint8_t*>(args.k_cache.data),
       static_cast<const std::int64_t*>(args.slot_mapping.data), plan, device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
