@@ -206,3 +206,16 @@ def test_cuda_matches_cpu():
         pagedkv.check_errors()
         assert torch.equal(cache.cpu(), cpu_cache)
         assert torch.equal(out.cpu().view(torch.int16), cpu_out.view(torch.int16))
+
+
+@pytest.mark.cuda
+def test_cuda_bad_slot_is_a_deferred_error_and_writes_nothing():
+    import torch
+
+    k = torch.randn(4, 512, dtype=torch.bfloat16, device="cuda")
+    cache = torch.full((2, 37440), cases.POISON, dtype=torch.uint8, device="cuda")
+    slots = torch.tensor([0, 5, 2 * 64, 7], dtype=torch.int64, device="cuda")  # 128: past 2 pages
+    deepseek_v4.quantize_and_insert_k_cache(k, cache, slots)  # vLLM's ops never synchronize
+    with pytest.raises(ValueError, match="slot_mapping"):
+        pagedkv.check_errors()
+    assert (cache.cpu() == cases.POISON).all()
