@@ -74,6 +74,8 @@ CODE_VIEWS = {
     "chapters/silu_and_mul.html": {"compare": 1, "annotated": 1},
     "chapters/apply_repetition_penalties.html": {"compare": 1, "annotated": 1},
     "chapters/rotary_embedding.html": {"compare": 1, "annotated": 1},
+    "chapters/quantize_and_insert_k_cache.html": {"compare": 1, "annotated": 1},
+    "chapters/dequantize_and_gather_k_cache.html": {"compare": 1, "annotated": 1},
 }
 LISTING_LINE = re.compile(r"^L-[0-9]+$")
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")

@@ -89,6 +89,8 @@ TEST_CASE("registry: names are unique and find_op finds each", "[registry]") {
   CHECK(names.count("cp_gather_cache") == 1);
   CHECK(names.count("gather_and_maybe_dequant_cache") == 1);
   CHECK(names.count("cp_gather_and_upconvert_fp8_kv_cache") == 1);
+  CHECK(names.count("quantize_and_insert_k_cache") == 1);
+  CHECK(names.count("dequantize_and_gather_k_cache") == 1);
 }
 
 TEST_CASE("registry: find_op rejects an unknown name and lists the known ones", "[registry]") {
@@ -163,6 +165,18 @@ TEST_CASE("registry: the standard workloads have the sizes and variants of the R
   for (const auto& p : indexer_write) CHECK(p.workload == "W5");
   for (const auto& p : indexer_gather) CHECK(p.workload == "W5");
 
+  // W4: DeepSeek V4's K cache, 1 to 262144 tokens.
+  const std::set<std::int64_t> w4_sizes{1, 16, 256, 4096, 16384, 65536, 262144};
+  const auto dsv4_insert = all_points(pagedkv::find_op("quantize_and_insert_k_cache"), false);
+  CHECK(sizes_of(dsv4_insert) == w4_sizes);
+  CHECK(variants_of(dsv4_insert) == std::set<std::string>{"block 64"});
+  CHECK(dsv4_insert.size() == 2 * 7);  // {random, contiguous} × sizes
+  const auto dsv4_gather = all_points(pagedkv::find_op("dequantize_and_gather_k_cache"), false);
+  CHECK(sizes_of(dsv4_gather) == w4_sizes);
+  CHECK(variants_of(dsv4_gather) == std::set<std::string>{"1 request", "4 requests"});
+  for (const auto& p : dsv4_insert) CHECK(p.workload == "W4");
+  for (const auto& p : dsv4_gather) CHECK(p.workload == "W4");
+
   // Quick points: variants of the full run (the cache ops and swap_blocks keep all of them),
   // small sizes only.
   for (const OpEntry& op : pagedkv::op_registry()) {
@@ -216,6 +230,16 @@ TEST_CASE("registry: byte models count each input and output byte once", "[regis
   // tokens, cu_seq_lens [2].
   CHECK(bytes("cp_gather_indexer_k_quant_cache", "1 request", "W5", 256) ==
         256 * 2 * 132 + 4 * 4 + 4 * 2);
+  // One DeepSeek V4 key: 512 bf16 read (1024 B), a 576-byte record and an 8-byte scale record
+  // written, one 8-byte slot read.
+  CHECK(bytes("quantize_and_insert_k_cache", "block 64", "W4", 16) == 16 * (1024 + 584 + 8));
+  // 256 tokens of one request: 584 bytes read and 1024 written each, 4 page ids, seq_lens [1].
+  CHECK(bytes("dequantize_and_gather_k_cache", "1 request", "W4", 256) ==
+        256 * (584 + 1024) + 4 * 4 + 4);
+  // 4 requests of 25, 51, 76 and 104 tokens after a prefix of 100: pages touched 1, 2, 2 and 3,
+  // seq_lens and gather_lens [4] each.
+  CHECK(bytes("dequantize_and_gather_k_cache", "4 requests", "W4", 256) ==
+        256 * (584 + 1024) + 4 * 8 + 8 * 4);
 }
 
 TEST_CASE("registry: Agreement applies the op's rule", "[registry]") {

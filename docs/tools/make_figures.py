@@ -193,6 +193,21 @@ LABELS = {
         "idx_note": "block_size = 4 here (DeepSeek-V3.2 uses 64: 8192 code bytes, then 256 scale "
                     "bytes); head_dim = 128, one scale per 128 codes; numbers count bytes from the "
                     "start of the block",
+        # dsv4_page.png
+        "v4_page": "one page of the fp8_ds_mla K cache, block_size = {b}: the data records, then "
+                   "the scale records, then padding ({stride} bytes in all)",
+        "v4_record": "token {p}\n576 B",
+        "v4_scales": "scale\nrecords",
+        "v4_pad": "padding",
+        "v4_zoom": "token {p}'s data record, bytes {first} to {last}: 7 quant blocks of 64 E4M3 "
+                   "codes, then the 64 RoPE dims as bf16",
+        "v4_block": "block {j}\n64 codes",
+        "v4_rope": "RoPE: 64 bf16\n(128 B)",
+        "v4_scale_zoom": "token {p}'s scale record, bytes {first} to {last}:\nbyte j is the "
+                         "UE8M0 code e + 127 of quant block j;\nbyte 7 is a pad byte, always 0",
+            "v4_note": "block_size = 4 here; DeepSeek V4's SWA cache uses 64: 64 × 584 = 37,376 bytes, "
+                   "padded to a page stride of 37,440.\nNumbers count bytes from the start of the "
+                   "page",
         # value_pieces.png
         "token": "token",
         "slot": "slot",
@@ -360,6 +375,19 @@ LABELS = {
                       "dst_scale[t] = 第 {scale} 到 {scale} + 3 字节",
         "idx_note": "此处 block_size = 4（DeepSeek-V3.2 为 64：8192 字节编码，随后 256 字节缩放因子）；"
                     "head_dim = 128，每 128 个编码一个缩放因子；数字是从块开头算起的字节数",
+        "v4_page": "fp8_ds_mla K 缓存的一个页，block_size = {b}：先是数据记录，再是缩放记录，最后是填充"
+                   "（共 {stride} 字节）",
+        "v4_record": "token {p}\n576 字节",
+        "v4_scales": "缩放\n记录",
+        "v4_pad": "填充",
+        "v4_zoom": "token {p} 的数据记录，第 {first} 到 {last} 字节：7 个量化块，各 64 个 E4M3 编码，"
+                   "随后是 64 个 RoPE 维度（bf16）",
+        "v4_block": "块 {j}\n64 个编码",
+        "v4_rope": "RoPE：64 个 bf16\n（128 B）",
+        "v4_scale_zoom": "token {p} 的缩放记录，第 {first} 到 {last} 字节：\n第 j 字节是量化块 j 的 "
+                         "UE8M0 编码 e + 127；\n第 7 字节是填充字节，恒为 0",
+        "v4_note": "此处 block_size = 4；DeepSeek V4 的 SWA 缓存为 64：64 × 584 = 37,376 字节，"
+                   "填充到 37,440 字节的页步长。\n数字是从页开头算起的字节数",
         "layer_hidden": "本步各 token 的隐藏状态",
         "layer_cache": "分页 KV 缓存",
         "layer_cache_write": "写入 K、V",
@@ -1426,6 +1454,104 @@ def draw_indexer_cache(path, lang="en"):
     finish(fig, ax, path, (-0.2, 13.6), (-1.1, 6.3))
 
 
+# DeepSeek V4's fp8_ds_mla K cache page (chapters/deepseek_v4.md): the data records of all tokens,
+# then their scale records, then padding up to the page stride. Drawn for a page of 4 tokens so
+# that the bytes are legible; one token's record and scale record are drawn again, enlarged.
+DSV4_DRAW_BLOCK = 4
+DSV4_RECORD = 576          # 448 E4M3 codes + 64 bf16
+DSV4_SCALE_RECORD = 8      # 7 UE8M0 codes + a pad byte
+DSV4_PICKED = 2            # the token whose bytes are enlarged
+
+
+def dsv4_page_stride(block_size):
+    """The page stride upstream's allocator uses: block_size × 584 rounded up to a multiple of
+    576 (37,440 for 64 tokens)."""
+    return -(-block_size * (DSV4_RECORD + DSV4_SCALE_RECORD) // DSV4_RECORD) * DSV4_RECORD
+
+
+def dsv4_page_parts(block_size=DSV4_DRAW_BLOCK):
+    """(first byte, size, kind, token) of every part of one page, as quantize_and_insert_k_cache
+    writes it: token p's data record at p × 576, its scale record at block_size × 576 + 8 p, then
+    the padding up to the stride."""
+    parts = [(p * DSV4_RECORD, DSV4_RECORD, "record", p) for p in range(block_size)]
+    scale_area = block_size * DSV4_RECORD
+    parts += [(scale_area + p * DSV4_SCALE_RECORD, DSV4_SCALE_RECORD, "scales", p)
+              for p in range(block_size)]
+    end = scale_area + block_size * DSV4_SCALE_RECORD
+    parts.append((end, dsv4_page_stride(block_size) - end, "padding", None))
+    return parts
+
+
+def draw_dsv4_page(path, lang="en"):
+    """One fp8_ds_mla page as a byte bar, and token DSV4_PICKED's data record (7 quant blocks of
+    64 codes, then the RoPE bf16) and scale record (7 exponent codes and a pad byte) enlarged."""
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(10.5, 4.8))
+    stride = dsv4_page_stride(DSV4_DRAW_BLOCK)
+    scale = 12.0 / stride
+    y_page = 4.2
+    ax.text(0.0, y_page + 1.05, words["v4_page"].format(b=DSV4_DRAW_BLOCK, stride=stride),
+            fontsize=8.5)
+    for first, size, kind, p in dsv4_page_parts():
+        if kind == "record":
+            face = skew_color(p)
+            cell(ax, first * scale, y_page, size * scale, 0.8, face,
+                 words["v4_record"].format(p=p), text_color_for(face), fontsize=7)
+        elif kind == "scales":
+            cell(ax, first * scale, y_page, size * scale, 0.8, tint(skew_color(p), 0.35), "",
+                 lw=0.5)
+        else:
+            cell(ax, first * scale, y_page, size * scale, 0.8, "#eeeeee", words["v4_pad"],
+                 fontsize=6.5, hatch="..")
+    scale_area = DSV4_DRAW_BLOCK * DSV4_RECORD
+    ax.annotate(words["v4_scales"], xy=((scale_area + 16) * scale, y_page + 0.8),
+                xytext=((scale_area + 16) * scale, y_page + 1.55), fontsize=7, ha="center",
+                arrowprops=dict(arrowstyle="-", color=EDGE, lw=0.8))
+    for first in [p * DSV4_RECORD for p in range(DSV4_DRAW_BLOCK)] + [stride]:
+        ax.text(first * scale, y_page - 0.12, str(first), ha="center", va="top", fontsize=6.5)
+    ax.text(scale_area * scale, y_page - 0.12, str(scale_area), ha="right", va="top",
+            fontsize=6.5)
+
+    # Token DSV4_PICKED's data record, enlarged: 7 blocks of 64 codes, then 128 bytes of bf16.
+    p = DSV4_PICKED
+    face = skew_color(p)
+    zoom_width = 8.4
+    zoom = zoom_width / DSV4_RECORD
+    y_zoom = 2.0
+    record_first = p * DSV4_RECORD
+    ax.text(0.0, y_zoom + 1.0, words["v4_zoom"].format(p=p, first=record_first,
+                                                       last=record_first + DSV4_RECORD - 1),
+            fontsize=8)
+    for j in range(7):
+        cell(ax, 64 * j * zoom, y_zoom, 64 * zoom, 0.8, tint(face, 0.15 + 0.08 * (j % 2)),
+             words["v4_block"].format(j=j), "black", fontsize=6)
+    cell(ax, 448 * zoom, y_zoom, 128 * zoom, 0.8, tint(face, 0.6), words["v4_rope"], "black",
+         fontsize=6)
+    for byte in (0, 64, 128, 192, 256, 320, 384, 448, 576):
+        ax.text(byte * zoom, y_zoom - 0.1, str(record_first + byte), ha="center", va="top",
+                fontsize=5.5)
+    arrow(ax, (record_first * scale, y_page), (0.0, y_zoom + 0.8), color=face, lw=0.9)
+    arrow(ax, ((record_first + DSV4_RECORD) * scale, y_page), (zoom_width, y_zoom + 0.8),
+          color=face, lw=0.9)
+
+    # Its scale record, enlarged, to the right: 7 codes and the pad byte.
+    y_scale = 0.2
+    byte_w = 0.42
+    x_scale = 12.0 - 8 * byte_w
+    scale_first = scale_area + p * DSV4_SCALE_RECORD
+    for j in range(8):
+        label = str(j) if j < 7 else "0"
+        cell(ax, x_scale + j * byte_w, y_scale, byte_w, 0.8,
+             tint(face, 0.35) if j < 7 else "#eeeeee", label, "black", fontsize=6.5)
+    ax.text(x_scale - 0.2, y_scale + 0.4, words["v4_scale_zoom"].format(
+        p=p, first=scale_first, last=scale_first + DSV4_SCALE_RECORD - 1), fontsize=7.5,
+        ha="right", va="center")
+    arrow(ax, ((scale_first + 4) * scale, y_page), (x_scale + 4 * byte_w, y_scale + 0.8),
+          color=face, lw=0.9)
+    ax.text(0.0, -0.45, words["v4_note"], fontsize=7.5, style=note_style(lang), va="top")
+    finish(fig, ax, path, (-0.3, 12.5), (-1.2, 5.9))
+
+
 # The model ops chapter: where rotary_embedding, silu_and_mul and apply_repetition_penalties sit
 # in one decoder layer, relative to the cache write and attention (chapters/model_ops.md).
 LAYER_CHAPTER = "#ffb74d"  # the ops of the chapter
@@ -1574,6 +1700,7 @@ FIGURES = {
     "indexer_cache.png": draw_indexer_cache,
     "model_ops_layer.png": draw_model_ops_layer,
     "rope_pairs.png": draw_rope_pairs,
+    "dsv4_page.png": draw_dsv4_page,
 }
 
 
@@ -1586,7 +1713,7 @@ TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "con
              "gather_and_maybe_dequant_cache", "cp_gather_and_upconvert_fp8_kv_cache",
              "indexer_k_quant_and_cache", "cp_gather_indexer_k_quant_cache", "silu_and_mul",
              "gelu_and_mul", "gelu_tanh_and_mul", "apply_repetition_penalties",
-             "rotary_embedding"]
+             "rotary_embedding", "quantize_and_insert_k_cache", "dequantize_and_gather_k_cache"]
 # Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
 # value that changes from run to run is a code span or a number (which need no translation).
 NO_RESULTS = (":::{note}\n"

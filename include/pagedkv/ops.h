@@ -12,11 +12,13 @@
 #include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
 #include "pagedkv/ops/cp_gather_cache.h"
 #include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
+#include "pagedkv/ops/dequantize_and_gather_k_cache.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 #include "pagedkv/ops/gelu_and_mul.h"
 #include "pagedkv/ops/gelu_tanh_and_mul.h"
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
+#include "pagedkv/ops/quantize_and_insert_k_cache.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
 #include "pagedkv/ops/rms_norm.h"
@@ -36,6 +38,7 @@ using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm
                       ConcatAndCacheMla, ConcatAndCacheMlaRopeFused, ConvertFp8, CpGatherCache,
                       GatherAndMaybeDequantCache, CpGatherAndUpconvertFp8KvCache,
                       IndexerKQuantAndCache, CpGatherIndexerKQuantCache, RotaryEmbedding,
-                      SiluAndMul, GeluAndMul, GeluTanhAndMul, ApplyRepetitionPenalties>;
+                      SiluAndMul, GeluAndMul, GeluTanhAndMul, ApplyRepetitionPenalties,
+                      QuantizeAndInsertKCache, DequantizeAndGatherKCache>;
 
 }  // namespace pagedkv

@@ -5,6 +5,7 @@ Modules:
     pagedkv.naive      the naive CUDA kernels (CUDA tensors through DLPack: PyTorch, CuPy)
     pagedkv.optimized  the optimized CUDA kernels (same arguments, same bytes)
     pagedkv.vllm_ops   vLLM's ``_custom_ops`` signatures on torch tensors (imports torch lazily)
+    pagedkv.deepseek_v4  DeepSeek V4's cache utilities with vLLM's signatures (torch tensors)
     pagedkv.bf16       bfloat16 as raw uint16 bits for NumPy
 
 The three implementation modules have the same functions with the same signatures: one per op

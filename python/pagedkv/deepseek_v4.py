@@ -1,0 +1,29 @@
+"""DeepSeek V4's cache utilities, on torch tensors, computed by pagedkv.
+
+vLLM writes these in Python and Triton (``vllm/models/deepseek_v4/common/ops/cache_utils.py``),
+not as ``_custom_ops``; the functions here have their names, argument names, order and
+defaults, so code written against that module can call them unchanged::
+
+    from pagedkv import deepseek_v4
+    deepseek_v4.quantize_and_insert_k_cache(k, k_cache, slot_mapping, block_size=64)
+    deepseek_v4.dequantize_and_gather_k_cache(out, k_cache, seq_lens, gather_lens,
+                                              block_table, block_size, offset)
+
+The cache is the ``fp8_ds_mla`` page format: ``torch.uint8`` pages, ``[num_blocks,
+block_stride]`` or the view ``[num_blocks, block_size, 584]``. CUDA tensors go to
+pagedkv.optimized on the current torch stream, CPU tensors to the CPU reference. As in
+``pagedkv.vllm_ops`` (which has the same functions), every argument is validated first and a
+bad call raises ``ValueError`` naming the argument, with nothing written. ``is_ue8m0=False``
+and ``use_fnuz=True`` are refused: UE8M0 exponents over OCP E4M3 codes are the only format.
+
+This module is a plain list of functions, one per DeepSeek V4 op of the registry.
+"""
+
+from __future__ import annotations
+
+from .vllm_ops import dequantize_and_gather_k_cache, quantize_and_insert_k_cache
+
+__all__ = [
+    "dequantize_and_gather_k_cache",
+    "quantize_and_insert_k_cache",
+]
