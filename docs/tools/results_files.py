@@ -20,11 +20,14 @@ _CACHE: dict[tuple[Path, float], dict] = {}
 
 
 def committed_results(root: Path) -> list[Path]:
-    """results/*.json known to git (all of them when git cannot tell, e.g. in an export)."""
+    """results/*.json known to git (all of them when git cannot tell, e.g. in an export).
+
+    Only files directly in results/: a run waiting for its second machine start lies in
+    results/pending/ and feeds no page until it is confirmed (results/README.md)."""
     try:
         out = subprocess.run(["git", "ls-files", "--", "results/*.json"], cwd=root, check=True,
                              capture_output=True, text=True).stdout.split()
-        return [root / p for p in out if (root / p).is_file()]
+        return [root / p for p in out if p.count("/") == 1 and (root / p).is_file()]
     except (OSError, subprocess.CalledProcessError):
         return sorted((root / "results").glob("*.json"))
 

@@ -42,14 +42,16 @@ DeviceCall place(const CallSpec& spec, std::uint64_t seed, const std::set<std::s
   d.values = d.host.values;
   for (std::size_t i = 0; i < spec.args.size(); ++i) {
     const int b = d.host.buffer_of[i];
-    if (!spec.args[i].is_tensor || spec.args[i].tensor.absent || kept_on_host.count(i) ||
-        (b >= 0 && host_buffers.count(b)))
+    if (!spec.args[i].is_tensor || kept_on_host.count(i) || (b >= 0 && host_buffers.count(b)))
       continue;
-    // A tensor with no elements has no buffer (b < 0), but it is still a device tensor: left
-    // tagged "cpu", the device run rejected every zero-token call (found on the first GPU run).
+    // A tensor without memory is still a device tensor: one with no elements (no buffer, b < 0)
+    // and one without data (`absent`: a zero-token slot_mapping is an empty vector, whose data
+    // pointer is null). Left tagged "cpu", the device run rejected every zero-token call (found
+    // on the first two GPU runs: the first fix tagged only the b < 0 case, and zero-token
+    // tensors are `absent`).
     TensorView view = std::get<TensorView>(d.values[i]);
     view.device = Device::cuda;
-    if (b < 0) {
+    if (b < 0 || spec.args[i].tensor.absent) {
       d.values[i] = view;
       continue;
     }
