@@ -1,7 +1,7 @@
 // pagedkv — the side-by-side comparison tool.
 //
 //   pagedkv list [--json]
-//   pagedkv compare <op>...|--all [--workload W1|W5|W6|W7|W9] [--quick] [--size N] [--variant V]
+//   pagedkv compare <op>...|--all [--workload W1|W4|W5|W6|W7|W9] [--quick] [--size N] [--variant V]
 //                   [--slots random|contiguous] [--json FILE] [--seed N] [--commit SHA]
 //                   [--repeats N]
 //
@@ -51,7 +51,7 @@ constexpr const char* kUsage = R"(usage:
       workloads, checks agreement with the CPU reference (bit-exact ops: bit for bit;
       reductions: norm-wise relative error within the tolerance) and prints one table.
 options:
-  --workload W     only this workload (W1, W2, W3, W5, W6, W7, W9)
+  --workload W     only this workload (W1, W2, W3, W4, W5, W6, W7, W9)
   --quick          small sizes only (the default without a GPU, unless --size is given)
   --size N         only points of N tokens / blocks
   --variant V      only this variant (e.g. "NHD bf16", "fp8_e4m3", "H2D", "hidden 4096 bf16")

@@ -22,7 +22,6 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <string_view>
 
 #include "pagedkv/impl.h"
 #include "pagedkv/op.h"
@@ -143,14 +142,6 @@ struct BuildFlashinferMixedSparseIndices {
         "its SWA slots, then its compressed slots, -1 where none");
     arg(&Args::sparse_topk_lens, "sparse_topk_lens", ArgKind::output,
         "[Td + Tp] i32, contiguous: window_size + the compressed entries in use");
-  }
-
-  /// \brief The defaults of upstream's keyword arguments.
-  /// \param argument an argument's name.
-  /// \return its default as Python writes it, or nullptr.
-  static const char* default_value(std::string_view argument) {
-    if (argument == "decode_compressed_indices_are_local") return "False";
-    return nullptr;
   }
 
   /// \brief What validate() derives from the arguments.
