@@ -61,7 +61,7 @@ struct RowContext {
   bool translate;           ///< decode: translate the local indices (valid token)
 };
 
-/// \brief Row `request` of the compressed table, limited to the request's compressed tokens.
+/// \brief The compressed table's row of the row's request (no row when it has none).
 __device__ __forceinline__ sparse_index::TableRow compressed_row(
     const Pointers& p, const BuildFlashinferMixedSparseIndicesPlan& plan, const RowContext& row) {
   const std::int64_t r = row.request < plan.num_requests ? row.request : -1;
