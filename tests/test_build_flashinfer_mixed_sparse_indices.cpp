@@ -10,11 +10,14 @@
 #include <cstdint>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pagedkv/error.h"
 #include "pagedkv/ops/build_flashinfer_mixed_sparse_indices.h"
+#include "pagedkv/registry.h"
 #include "sparse_index_support.h"
 
 namespace {
@@ -421,6 +424,22 @@ TEST_CASE("build_flashinfer_mixed_sparse_indices with zero tokens is a no-op",
   Call c(b);
   CHECK_NOTHROW(c.call());
   CHECK(c.nothing_written());
+}
+
+TEST_CASE("build_flashinfer_mixed_sparse_indices: the W4 workload has the sizes of the design "
+          "and its byte model",
+          "[build_flashinfer_mixed_sparse_indices][cpu]") {
+  const OpEntry& op = find_op("build_flashinfer_mixed_sparse_indices");
+  std::set<std::pair<std::string, std::int64_t>> points;
+  for (const WorkloadPoint& p : op.points("W4", false)) points.insert({p.variant, p.size});
+  CHECK(points == std::set<std::pair<std::string, std::int64_t>>{
+                      {"decode", 1}, {"decode", 8}, {"decode", 64}, {"decode", 512},
+                      {"prefill", 1024}, {"prefill", 8192}});
+  // One decode token: a row of 128 + 2048 columns and a length written, its 128 SWA slots and
+  // 2048 local indices read, its validity byte and its request id.
+  const auto one = op.make_case(op.points("W4", true).at(0), 7);
+  CHECK(one->bytes_moved() == 2176 * 4 + 4 + (128 + 2048) * 4 + 1 + 4);
+  CHECK_NOTHROW(one->run_cpu());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "pagedkv/error.h"
 #include "pagedkv/ops/combine_topk_swa_indices.h"
+#include "pagedkv/registry.h"
 #include "sparse_index_support.h"
 
 namespace {
@@ -355,6 +357,27 @@ TEST_CASE("combine_topk_swa_indices with zero tokens is a no-op", "[combine_topk
   Call c(b);
   CHECK_NOTHROW(c.call());
   CHECK(c.nothing_written());
+}
+
+TEST_CASE("combine_topk_swa_indices: the W4 workload has the sizes of the design and its byte "
+          "model",
+          "[combine_topk_swa_indices][cpu]") {
+  const OpEntry& op = find_op("combine_topk_swa_indices");
+  std::set<std::int64_t> sizes;
+  for (const WorkloadPoint& p : op.points("W4", false)) {
+    sizes.insert(p.size);
+    CHECK(p.variant == "prefill");
+  }
+  CHECK(sizes == std::set<std::int64_t>{1024, 8192});
+  // 64 query tokens of one request: rows of 2176 columns and a length written per token, at
+  // most topk entries read per token, 12 bytes per request and the extra query_start_loc word.
+  const auto point = op.points("W4", true).at(0);
+  REQUIRE(point.size == 64);
+  const auto c = op.make_case(point, 7);
+  const std::int64_t written = 64 * 2176 * 4 + 64 * 4;
+  CHECK(c->bytes_moved() >= written + 12 + 4);
+  CHECK(c->bytes_moved() <= written + 64 * 2048 * 4 + 12 + 4);
+  CHECK_NOTHROW(c->run_cpu());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,13 +7,14 @@
 // element for element.
 #include <algorithm>
 #include <cstdint>
-#include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "pagedkv/error.h"
 #include "pagedkv/ops/compute_global_topk_indices_and_lens.h"
+#include "pagedkv/registry.h"
 #include "sparse_index_support.h"
 
 namespace {
@@ -260,6 +261,24 @@ TEST_CASE("compute_global_topk_indices_and_lens with zero tokens is a no-op",
   Call c(0, 4, {}, {}, 1, 1, {3}, 64, {});
   CHECK_NOTHROW(c.call());
   CHECK(c.nothing_written());
+}
+
+TEST_CASE("compute_global_topk_indices_and_lens: the W4 workload has the sizes of the design "
+          "and its byte model",
+          "[compute_global_topk_indices_and_lens][cpu]") {
+  const OpEntry& op = find_op("compute_global_topk_indices_and_lens");
+  std::set<std::int64_t> sizes;
+  for (const WorkloadPoint& p : op.points("W4", false)) {
+    sizes.insert(p.size);
+    CHECK(p.variant == "decode");
+    CHECK(p.size_unit == "tokens");
+  }
+  CHECK(sizes == std::set<std::int64_t>{1, 8, 64, 512});
+  // One decode token, topk 2048: 2048 × 4 bytes read, 2048 × 4 written, a 4-byte length, a
+  // 4-byte request id and a 1-byte mask.
+  const auto one = op.make_case(op.points("W4", true).at(0), 7);
+  CHECK(one->bytes_moved() == 2048 * 4 + 2048 * 4 + 4 + 4 + 1);
+  CHECK_NOTHROW(one->run_cpu());
 }
 
 // ---------------------------------------------------------------------------------------------
