@@ -451,7 +451,7 @@ TEST_CASE("build_flashinfer_mixed_sparse_indices GPU: ratios, decode forms, wind
   PAGEDKV_REQUIRE_GPU();
   const std::int64_t ratio = GENERATE(1, 4, 128);
   const bool local = GENERATE(true, false);
-  const std::int64_t W = GENERATE(4, 8, 128);
+  const std::int64_t W = GENERATE(2, 4, 8, 128);  // 2: the 4-byte path with packed rows
   const std::int64_t topk = GENERATE(0, 5, 300);
   const std::int64_t Td = GENERATE(0, 1, 33);
   const std::int64_t pitch = GENERATE(-1, 1001);
