@@ -176,8 +176,10 @@ TEST_CASE("compute_global_topk_indices_and_lens CPU: the hardened rule (an entry
   CHECK(c.row(1) == std::vector<std::int32_t>{12, 13, 14});
   CHECK(c.row(2) == std::vector<std::int32_t>{-1, -1, -1});  // request 7 of 1
   CHECK(c.len(2) == 0);
+  Call good_one(1, 2, {5, 1}, {0}, 1, 2, good_table, 4, {true});
+  const Op::Plan plan_one = Op::validate(good_one.args, Impl::cpu);
   Call negative(1, 2, {5, 1}, {0}, 1, 2, {3, -1}, 4, {true});
-  Op::cpu(plan, negative.args);
+  Op::cpu(plan_one, negative.args);
   CHECK(negative.row(0) == std::vector<std::int32_t>{13, -1});  // 5 lies in block -1
   CHECK(negative.len(0) == 1);
 }
