@@ -76,6 +76,9 @@ CODE_VIEWS = {
     "chapters/rotary_embedding.html": {"compare": 1, "annotated": 1},
     "chapters/quantize_and_insert_k_cache.html": {"compare": 1, "annotated": 1},
     "chapters/dequantize_and_gather_k_cache.html": {"compare": 1, "annotated": 1},
+    "chapters/compute_global_topk_indices_and_lens.html": {"compare": 1, "annotated": 1},
+    "chapters/combine_topk_swa_indices.html": {"compare": 1, "annotated": 1},
+    "chapters/build_flashinfer_mixed_sparse_indices.html": {"compare": 1, "annotated": 1},
 }
 LISTING_LINE = re.compile(r"^L-[0-9]+$")
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")

@@ -267,6 +267,17 @@ LABELS = {
                        "of 4), head_size = 8; the grey elements stay as they are",
         "rope_note": "one head of head_size = 8 elements; one colour = one pair, turned by the "
                      "cosine and sine of its colour; schematic",
+        "sparse_local": "topk_indices[t]: the decode token's local top-k, positions in its "
+                        "request's compressed sequence (-1: empty)",
+        "sparse_table": "block_table[req]: the request's compressed-K blocks, block_size = {b} "
+                        "compressed tokens each",
+        "sparse_global": "global_topk_indices[t]: slot = block × {b} + local % {b}, packed to "
+                         "the left; topk_lens[t] = {n}",
+        "sparse_mixed": "sparse_indices[t] for FlashInfer: the window's {w} SWA slots first, "
+                        "then each local index's slot in its own column; length {w} + {n}",
+        "sparse_column": "column {c}",
+        "sparse_note": "one decode token of one request, topk = {k}; one colour = one block of "
+                       "the request; schematic",
     },
     "zh_CN": {
         "list_sep": "、",
@@ -409,6 +420,15 @@ LABELS = {
         "rope_offset": "部分旋转，NeoX：rope_dim_offset = 2，rot_dim = 4（缓存行有 4 个值），"
                        "head_size = 8；灰色元素保持不变",
         "rope_note": "一个 head_size = 8 的注意力头；同一颜色 = 同一对元素，按同色的余弦和正弦旋转；示意图",
+        "sparse_local": "topk_indices[t]：该解码 token 的局部 top-k，即它在所属请求压缩序列中的位置"
+                        "（-1：空）",
+        "sparse_table": "block_table[req]：该请求的压缩 K 缓存块，每块 block_size = {b} 个压缩 token",
+        "sparse_global": "global_topk_indices[t]：槽位 = 块 × {b} + local % {b}，向左紧排；"
+                         "topk_lens[t] = {n}",
+        "sparse_mixed": "FlashInfer 用的 sparse_indices[t]：先是窗口的 {w} 个 SWA 槽位，"
+                        "再是每个局部下标的槽位，各留在自己的列；长度 {w} + {n}",
+        "sparse_column": "第 {c} 列",
+        "sparse_note": "一个请求的一个解码 token，topk = {k}；同一颜色 = 请求的同一个块；示意图",
     },
 }
 # The English layout titles, by layout name (kept under their old name for other scripts).
@@ -1680,6 +1700,93 @@ def draw_rope_pairs(path, lang="en"):
     finish(fig, ax, path, (-0.2, 11.5), (-1.1, 7.2))
 
 
+# The DeepSeek V4 index pages: one decode token's row from local top-k indices to global
+# slots (chapters/deepseek_v4_indices.md). The slots come from the rule of the CPU reference
+# (reference_cpu/compute_global_topk_indices_and_lens.cpp): block_table[req, l / B] × B + l % B,
+# packed to the left.
+SPARSE_BLOCK = 4
+SPARSE_TABLE = [12, 3, 40]
+SPARSE_LOCAL = [5, 0, -1, 9, 2, -1, 7, -1]
+SPARSE_WINDOW = 4
+SPARSE_WINDOW_SLOTS = [157, 158, 159, 160]  # the last 4 positions, precomputed (schematic)
+
+
+def sparse_global_row(local, table=SPARSE_TABLE, block=SPARSE_BLOCK):
+    """(global row, [(input column, output column)]) of one token: each non-negative local index
+    l becomes table[l // block] * block + l % block, packed to the left, then -1."""
+    row, moves = [], []
+    for i, l in enumerate(local):
+        if l >= 0:
+            moves.append((i, len(row)))
+            row.append(table[l // block] * block + l % block)
+    return row + [-1] * (len(local) - len(row)), moves
+
+
+def draw_sparse_index_row(path, lang="en"):
+    """One decode token: its local top-k row, the request's block table, the packed global row,
+    and the FlashInfer row (window slots first)."""
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(9.6, 6.4))
+    w, h = 0.95, 0.6
+    mono = FONTS[lang]["mono"]
+    k = len(SPARSE_LOCAL)
+    glob, moves = sparse_global_row(SPARSE_LOCAL)
+    count = len(moves)
+
+    def face_of(local):
+        return UNTOUCHED if local < 0 else TOKEN_COLORS[local // SPARSE_BLOCK]
+
+    # The local row (top).
+    y_local = 6.0
+    ax.text(0.0, y_local + h + 0.25, words["sparse_local"], fontsize=8)
+    for i, l in enumerate(SPARSE_LOCAL):
+        cell(ax, i * w, y_local, w, h, face_of(l), str(l), text_color_for(face_of(l)), fontsize=8)
+        ax.texts[-1].set_family(mono)
+    # The block table of the request (middle), one column per block.
+    y_table = 3.9
+    ax.text(0.0, y_table + h + 0.25, words["sparse_table"].format(b=SPARSE_BLOCK), fontsize=8)
+    tw = 1.9
+    for c, block in enumerate(SPARSE_TABLE):
+        face = TOKEN_COLORS[c]
+        cell(ax, c * tw, y_table, tw, h, face, str(block), text_color_for(face), fontsize=8)
+        ax.text((c + 0.5) * tw, y_table - 0.12, words["sparse_column"].format(c=c), ha="center",
+                va="top", fontsize=6.5)
+    for i, l in enumerate(SPARSE_LOCAL):
+        if l >= 0:
+            c = l // SPARSE_BLOCK
+            arrow(ax, ((i + 0.5) * w, y_local), ((c + 0.5) * tw, y_table + h),
+                  color=TOKEN_COLORS[c], lw=0.9)
+    # The global row (below the table).
+    y_global = 1.8
+    ax.text(0.0, y_global + h + 0.25,
+            words["sparse_global"].format(b=SPARSE_BLOCK, n=count), fontsize=8)
+    for o, g in enumerate(glob):
+        src = next((SPARSE_LOCAL[i] for i, out in moves if out == o), -1)
+        cell(ax, o * w, y_global, w, h, face_of(src), str(g), text_color_for(face_of(src)),
+             fontsize=8)
+        ax.texts[-1].set_family(mono)
+    for i, o in moves:
+        c = SPARSE_LOCAL[i] // SPARSE_BLOCK
+        arrow(ax, ((c + 0.5) * tw, y_table), ((o + 0.5) * w, y_global + h),
+              color=TOKEN_COLORS[c], lw=0.9, rad=0.1)
+    # The FlashInfer row: the window's SWA slots, then the compressed columns.
+    y_mixed = 0.0
+    ax.text(0.0, y_mixed + h + 0.25,
+            words["sparse_mixed"].format(w=SPARSE_WINDOW, n=count), fontsize=8)
+    for o, slot in enumerate(SPARSE_WINDOW_SLOTS):
+        cell(ax, o * w, y_mixed, w, h, tint(EDGE, 0.75), str(slot), "black", fontsize=8)
+        ax.texts[-1].set_family(mono)
+    # Each local index's slot stays in its own column (build_flashinfer_mixed_sparse_indices
+    # does not pack).
+    for o, l in enumerate(SPARSE_LOCAL):
+        slot = SPARSE_TABLE[l // SPARSE_BLOCK] * SPARSE_BLOCK + l % SPARSE_BLOCK if l >= 0 else -1
+        cell(ax, (SPARSE_WINDOW + o) * w, y_mixed, w, h, face_of(l), str(slot),
+             text_color_for(face_of(l)), fontsize=8)
+        ax.texts[-1].set_family(mono)
+    ax.text(0.0, -0.75, words["sparse_note"].format(k=k), fontsize=7.5, style=note_style(lang))
+    finish(fig, ax, path, (-0.2, (SPARSE_WINDOW + k) * w + 0.2), (-1.1, 7.3))
+
+
 FIGURES = {
     "paged_cache.png": draw_paged_cache,
     "slot_mapping.png": draw_slot_mapping,
@@ -1701,6 +1808,7 @@ FIGURES = {
     "model_ops_layer.png": draw_model_ops_layer,
     "rope_pairs.png": draw_rope_pairs,
     "dsv4_page.png": draw_dsv4_page,
+    "sparse_index_row.png": draw_sparse_index_row,
 }
 
 
@@ -1713,7 +1821,9 @@ TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "con
              "gather_and_maybe_dequant_cache", "cp_gather_and_upconvert_fp8_kv_cache",
              "indexer_k_quant_and_cache", "cp_gather_indexer_k_quant_cache", "silu_and_mul",
              "gelu_and_mul", "gelu_tanh_and_mul", "apply_repetition_penalties",
-             "rotary_embedding", "quantize_and_insert_k_cache", "dequantize_and_gather_k_cache"]
+             "rotary_embedding", "quantize_and_insert_k_cache", "dequantize_and_gather_k_cache",
+             "compute_global_topk_indices_and_lens",
+             "combine_topk_swa_indices", "build_flashinfer_mixed_sparse_indices"]
 # Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
 # value that changes from run to run is a code span or a number (which need no translation).
 NO_RESULTS = (":::{note}\n"

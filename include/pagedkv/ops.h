@@ -6,6 +6,9 @@
 #pragma once
 
 #include "pagedkv/ops/apply_repetition_penalties.h"
+#include "pagedkv/ops/build_flashinfer_mixed_sparse_indices.h"
+#include "pagedkv/ops/combine_topk_swa_indices.h"
+#include "pagedkv/ops/compute_global_topk_indices_and_lens.h"
 #include "pagedkv/ops/concat_and_cache_mla.h"
 #include "pagedkv/ops/concat_and_cache_mla_rope_fused.h"
 #include "pagedkv/ops/convert_fp8.h"
@@ -39,6 +42,8 @@ using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm
                       GatherAndMaybeDequantCache, CpGatherAndUpconvertFp8KvCache,
                       IndexerKQuantAndCache, CpGatherIndexerKQuantCache, RotaryEmbedding,
                       SiluAndMul, GeluAndMul, GeluTanhAndMul, ApplyRepetitionPenalties,
-                      QuantizeAndInsertKCache, DequantizeAndGatherKCache>;
+                      QuantizeAndInsertKCache, DequantizeAndGatherKCache,
+                      ComputeGlobalTopkIndicesAndLens, CombineTopkSwaIndices,
+                      BuildFlashinferMixedSparseIndices>;
 
 }  // namespace pagedkv
