@@ -16,14 +16,24 @@ pagedkv.optimized on the current torch stream, CPU tensors to the CPU reference.
 bad call raises ``ValueError`` naming the argument, with nothing written. ``is_ue8m0=False``
 and ``use_fnuz=True`` are refused: UE8M0 exponents over OCP E4M3 codes are the only format.
 
+The three sparse-attention index builders (``compute_global_topk_indices_and_lens``,
+``combine_topk_swa_indices``, ``build_flashinfer_mixed_sparse_indices``) are here too, from
+``pagedkv.deepseek_v4_indices``, which allocates their outputs as upstream does and also takes
+NumPy arrays.
+
 This module is a plain list of functions, one per DeepSeek V4 op of the registry.
 """
 
 from __future__ import annotations
 
+from .deepseek_v4_indices import (build_flashinfer_mixed_sparse_indices, combine_topk_swa_indices,
+                                  compute_global_topk_indices_and_lens)
 from .vllm_ops import dequantize_and_gather_k_cache, quantize_and_insert_k_cache
 
 __all__ = [
+    "build_flashinfer_mixed_sparse_indices",
+    "combine_topk_swa_indices",
+    "compute_global_topk_indices_and_lens",
     "dequantize_and_gather_k_cache",
     "quantize_and_insert_k_cache",
 ]
