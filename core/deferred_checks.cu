@@ -214,7 +214,8 @@ __host__ __device__ unsigned long long candidate_key(int phase, std::int64_t maj
 
 // The phase of a rule in the synchronous visit of each wording (see the contracts: cp_gather_cache
 // through sequence_checks.cu, the MLA gathers through block_lookup_checks.cpp, the indexer
-// gather in its own contract).
+// gather in its own contract, dequantize_and_gather_k_cache in its own contract, then
+// block_lookup_checks.cpp).
 __host__ __device__ int phase_of(SequenceWording wording, FaultRule rule) {
   switch (wording) {
     case SequenceWording::gathered_sequences:  // cu[0]; order; starts and columns; ids; dst rows
@@ -227,11 +228,13 @@ __host__ __device__ int phase_of(SequenceWording wording, FaultRule rule) {
         default: return 4;
       }
     case SequenceWording::block_lookup:  // cu or requests; owners; starts; columns; ids
+    case SequenceWording::dsv4_gather:   // requests (length, gather, rows); columns; ids
       switch (rule) {
         case FaultRule::sequence_start: return 0;
         case FaultRule::sequence_order:
         case FaultRule::negative_length:
         case FaultRule::request_order:
+        case FaultRule::gather_length:
         case FaultRule::rows_exceeded: return 1;
         case FaultRule::token_owner: return 2;
         case FaultRule::negative_start: return 3;
@@ -307,6 +310,21 @@ __host__ __device__ void visit_sequences(const checks::SequenceCheck& check, int
                       0, 0, 0, check.row_argument[d]);
       }
     }
+  } else if (check.wording == SequenceWording::dsv4_gather) {
+    // Per request, as the contract's loop: its length, its gather length, its rows.
+    for (std::int64_t r = thread; r < batch; r += threads) {
+      const std::int64_t length = check.seq_lens[r];
+      const std::int64_t gather = check.gather_lens != nullptr ? check.gather_lens[r] : length;
+      if (length < 0) mine.consider(check, FaultRule::negative_length, r, 0, r, length, 0);
+      if (gather < 0 || gather > length) {
+        mine.consider(check, FaultRule::gather_length, r, 1, r, gather, length);
+      }
+      if (gather != 0 && check.row_limit[0] >= 0 &&
+          check.row_offset + gather > check.row_limit[0]) {
+        mine.consider(check, FaultRule::rows_exceeded, r, 2, r, gather, check.row_limit[0],
+                      check.row_offset, 0, 0, check.row_argument[0]);
+      }
+    }
   } else {
     const std::int32_t* lengths = check.seq_lens;
     const std::int32_t* starts = check.workspace_starts;
@@ -354,9 +372,14 @@ __host__ __device__ void visit_sequences(const checks::SequenceCheck& check, int
   const bool indexer = check.wording == SequenceWording::indexer_gather;
   const int lanes = threads < 32 ? threads : 32;  // threads per sequence
   const int lane = thread % lanes;
+  const bool last_tokens = check.wording == SequenceWording::dsv4_gather;
   for (std::int64_t b = thread / lanes; b < batch; b += threads / lanes) {
     std::int64_t tokens = 0;
-    if (cu == nullptr) {
+    std::int64_t start = check.seq_starts != nullptr ? check.seq_starts[b] : 0;
+    if (last_tokens) {  // the last gather_lens[b] of seq_lens[b] positions
+      tokens = check.gather_lens != nullptr ? check.gather_lens[b] : check.seq_lens[b];
+      start = check.seq_lens[b] - tokens;
+    } else if (cu == nullptr) {
       tokens = check.seq_lens[b];
     } else if (cut >= 0) {  // only the part below the cut
       const std::int64_t end = cu[b + 1] < cut ? cu[b + 1] : cut;
@@ -364,7 +387,6 @@ __host__ __device__ void visit_sequences(const checks::SequenceCheck& check, int
     } else {
       tokens = cu[b + 1] - cu[b];
     }
-    const std::int64_t start = check.seq_starts != nullptr ? check.seq_starts[b] : 0;
     if (tokens <= 0 || start < 0) continue;
     if (check.block_size <= 0) {  // a cache without slots: no token has a place
       if (lane == 0) {
@@ -431,6 +453,7 @@ std::string describe_sequence_fault(const DeviceFault& fault, FaultRule rule) {
   const std::int64_t* context = fault.context;
   const bool sequences = wording == SequenceWording::gathered_sequences;
   const bool indexer = wording == SequenceWording::indexer_gather;
+  const bool dsv4 = wording == SequenceWording::dsv4_gather;
   switch (rule) {
     case FaultRule::sequence_start:
       if (sequences) {
@@ -458,7 +481,13 @@ std::string describe_sequence_fault(const DeviceFault& fault, FaultRule rule) {
       }
       return detail::concat("seq_starts[", i, "] = ", v, ": expected a position >= 0");
     case FaultRule::negative_length:
+      if (dsv4) {
+        return detail::concat("seq_lens[", i, "] = ", v, ": expected a sequence length >= 0");
+      }
       return detail::concat("seq_lens[", i, "] = ", v, ": expected a length >= 0");
+    case FaultRule::gather_length:
+      return detail::concat("gather_lens[", i, "] = ", v, ": expected 0 <= gather_len <= seq_lens[",
+                            i, "] = ", limit, " (the last tokens of the request)");
     case FaultRule::request_order:
       return detail::concat("workspace_starts[", i, "] = ", v, ": expected at least ", limit,
                             " (requests in order, their rows not overlapping: the previous "
@@ -476,6 +505,11 @@ std::string describe_sequence_fault(const DeviceFault& fault, FaultRule rule) {
       if (indexer) {
         return detail::concat(argument, ": cu_seq_lens[-1] = ", v, " tokens to gather, but ",
                               argument, " has ", limit, " rows");
+      }
+      if (dsv4) {
+        return detail::concat(argument, ": request ", i, " writes rows offset = ", context[0],
+                              " to ", context[0] + v - 1, ", but ", argument, ".size(1) = ",
+                              limit);
       }
       return detail::concat("workspace_starts[", i, "] + seq_lens[", i, "] = ", v,
                             ": expected at most dst.size(0) = ", limit);

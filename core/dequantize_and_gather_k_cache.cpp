@@ -17,6 +17,12 @@
 //   - use_fnuz = True (pagedkv implements the OCP E4M3 pages only);
 // and the block table's rows are read at their stride(0) (upstream steps rows by size(1), so a
 // column slice of a wider table is misread).
+//
+// A call that defers its errors (a CUDA-graph capture, pagedkv.vllm_ops, PAGEDKV_ERRORS=deferred)
+// reads none of seq_lens, gather_lens and block_table on the host: rules 7 and 8 are one check
+// kernel on its stream (checks::enqueue_sequence_check, worded as the messages below), and the
+// plan bounds each request's rows by out.size(1) - offset; the kernels read the true lengths on
+// the device, as they always do, and write nothing when the check rejected the call.
 #include "pagedkv/ops/dequantize_and_gather_k_cache.h"
 
 #include <algorithm>
@@ -26,7 +32,9 @@
 #include "block_lookup_checks.h"
 #include "deepseek_v4_checks.h"
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
+#include "sequence_checks.h"
 
 namespace pagedkv {
 
@@ -83,31 +91,60 @@ DequantizeAndGatherKCache::Plan DequantizeAndGatherKCache::validate(const Args& 
   if (has_gather_lens) checks::not_null(gather_lens, "gather_lens");
   checks::not_null(block_table, "block_table");
 
-  // 7. The lengths: 0 <= gather_len <= seq_len, and offset + gather_len rows fit out. This reads
-  //    seq_lens and gather_lens (on the GPU one copy each and a synchronization).
-  const std::vector<std::int64_t> lengths = checks::read_i32(seq_lens, num_requests);
-  const std::vector<std::int64_t> gathers =
-      has_gather_lens ? checks::read_i32(gather_lens, num_requests) : lengths;
-  std::vector<std::int64_t> starts(static_cast<std::size_t>(num_requests));
+  // 7. The lengths: 0 <= gather_len <= seq_len, and offset + gather_len rows fit out.
+  // 8. Every block id the gathered positions use: a column of the table, a page of the cache.
+  //    Synchronous: reads seq_lens, gather_lens and those block_table entries (on the GPU one
+  //    copy each and a synchronization). Deferred (a capture, vllm_ops): one check kernel on
+  //    the call's stream finds the first broken rule of these, in their order, and the plan
+  //    knows only a bound of each request's rows, out.size(1) - offset; the kernels read the
+  //    lengths on the device (pagedkv/deferred_checks.h). The table's shape is still checked
+  //    here.
+  const CheckScope* scope = CheckScope::current();
+  const bool deferred = scope != nullptr && scope->deferred && device == Device::cuda;
   Plan plan;
-  for (std::int64_t r = 0; r < num_requests; ++r) {
-    const auto i = static_cast<std::size_t>(r);
-    PAGEDKV_CHECK(lengths[i] >= 0, "seq_lens[", r, "] = ", lengths[i],
-                  ": expected a sequence length >= 0");
-    PAGEDKV_CHECK(gathers[i] >= 0 && gathers[i] <= lengths[i], "gather_lens[", r,
-                  "] = ", gathers[i], ": expected 0 <= gather_len <= seq_lens[", r,
-                  "] = ", lengths[i], " (the last tokens of the request)");
-    PAGEDKV_CHECK(gathers[i] == 0 || args.offset + gathers[i] <= out.size(1), "out: request ", r,
-                  " writes rows offset = ", args.offset, " to ", args.offset + gathers[i] - 1,
-                  ", but out.size(1) = ", out.size(1));
-    starts[i] = lengths[i] - gathers[i];
-    plan.max_gather = std::max(plan.max_gather, gathers[i]);
-    plan.total_gathered += gathers[i];
+  if (deferred) {
+    checks::block_table_shape(block_table, num_requests);
+    checks::SequenceCheck check;
+    check.wording = SequenceWording::dsv4_gather;
+    check.seq_lens = static_cast<const std::int32_t*>(seq_lens.data);
+    check.gather_lens =
+        has_gather_lens ? static_cast<const std::int32_t*>(gather_lens.data) : nullptr;
+    check.block_table = static_cast<const std::int32_t*>(block_table.data);
+    check.table_stride = block_table.stride(0);
+    check.table_width = block_table.size(1);
+    check.batch = num_requests;
+    check.block_size = args.block_size;
+    check.num_blocks = pages.num_blocks;
+    check.row_limit[0] = out.size(1);
+    check.row_offset = args.offset;
+    check.row_argument[0] = checks::argument_name("out");
+    checks::name_sequence_arguments(check, "block_table");
+    if (num_requests > 0) checks::enqueue_sequence_check(*scope, check);
+    // Bounds: a request that gathers a token writes rows offset .. out.size(1) - 1 at most.
+    plan.max_gather = num_requests == 0 ? 0 : std::max<std::int64_t>(0, out.size(1) - args.offset);
+    plan.total_gathered = num_requests * plan.max_gather;
+    plan.gathered_on_device = true;
+  } else {
+    const std::vector<std::int64_t> lengths = checks::read_i32(seq_lens, num_requests);
+    const std::vector<std::int64_t> gathers =
+        has_gather_lens ? checks::read_i32(gather_lens, num_requests) : lengths;
+    std::vector<std::int64_t> starts(static_cast<std::size_t>(num_requests));
+    for (std::int64_t r = 0; r < num_requests; ++r) {
+      const auto i = static_cast<std::size_t>(r);
+      PAGEDKV_CHECK(lengths[i] >= 0, "seq_lens[", r, "] = ", lengths[i],
+                    ": expected a sequence length >= 0");
+      PAGEDKV_CHECK(gathers[i] >= 0 && gathers[i] <= lengths[i], "gather_lens[", r,
+                    "] = ", gathers[i], ": expected 0 <= gather_len <= seq_lens[", r,
+                    "] = ", lengths[i], " (the last tokens of the request)");
+      PAGEDKV_CHECK(gathers[i] == 0 || args.offset + gathers[i] <= out.size(1), "out: request ", r,
+                    " writes rows offset = ", args.offset, " to ", args.offset + gathers[i] - 1,
+                    ", but out.size(1) = ", out.size(1));
+      starts[i] = lengths[i] - gathers[i];
+      plan.max_gather = std::max(plan.max_gather, gathers[i]);
+      plan.total_gathered += gathers[i];
+    }
+    checks::blocks_in_cache(block_table, gathers, starts, args.block_size, pages.num_blocks);
   }
-
-  // 8. Every block id the gathered positions use: a column of the table, a page of the cache
-  //    (reads those block_table entries: on the GPU one copy and a synchronization).
-  checks::blocks_in_cache(block_table, gathers, starts, args.block_size, pages.num_blocks);
 
   plan.num_requests = num_requests;
   plan.block_size = args.block_size;

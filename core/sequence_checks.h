@@ -49,8 +49,9 @@ inline std::uint64_t argument_name(const char* name) {
 }
 
 /// \brief Names the arguments of a deferred sequence check's rules as the gathers call them:
-/// cu_seq_lens, seq_starts, seq_lens, workspace_starts, token_to_seq and block_table, and
-/// `column_argument` for the column rule (the row destinations are the op's to name).
+/// cu_seq_lens, seq_starts, seq_lens, gather_lens, workspace_starts, token_to_seq and
+/// block_table, and `column_argument` for the column rule (the row destinations are the op's
+/// to name).
 /// \param check the check to fill.
 /// \param column_argument what a sequence past the block table's columns names.
 inline void name_sequence_arguments(SequenceCheck& check, const char* column_argument) {
@@ -61,6 +62,7 @@ inline void name_sequence_arguments(SequenceCheck& check, const char* column_arg
   name(FaultRule::sequence_order, "cu_seq_lens");
   name(FaultRule::negative_start, "seq_starts");
   name(FaultRule::negative_length, "seq_lens");
+  name(FaultRule::gather_length, "gather_lens");
   name(FaultRule::request_order, "workspace_starts");
   name(FaultRule::token_owner, "token_to_seq");
   name(FaultRule::column_range, column_argument);

@@ -1,6 +1,7 @@
-// The four gathers' sequence rules checked on the device (deferred errors, CUDA-graph capture).
+// The gathers' sequence rules checked on the device (deferred errors, CUDA-graph capture): the
+// four of chapter "Reading the cache back" and DeepSeek V4's dequantize_and_gather_k_cache.
 //
-// One small batch serves all four ops (two sequences of 3 and 5 tokens in blocks of 4, a block
+// One small batch serves all five ops (two sequences of 3 and 5 tokens in blocks of 4, a block
 // table of 3 columns), and each rule is broken alone, by one index value:
 // - on the CPU, the deferred check's own code (checks::find_sequence_fault, what the check
 //   kernel runs) finds the broken rule, and its message (describe_fault) words it as the
@@ -21,6 +22,7 @@
 #include "pagedkv/ops/cp_gather_and_upconvert_fp8_kv_cache.h"
 #include "pagedkv/ops/cp_gather_cache.h"
 #include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
+#include "pagedkv/ops/dequantize_and_gather_k_cache.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 #include "support.h"
 
@@ -32,6 +34,8 @@ using Catch::Matchers::Contains;
 // ---------------------------------------------------------------------------------------------
 // The batch: sequence 0 gathers positions 1..3 (column 0), sequence 1 positions 2..6 (columns
 // 0 and 1); without seq_starts, positions 0..2 and 0..4. Six cache blocks of 4 slots.
+// dequantize_and_gather_k_cache gathers the last gather_lens of seq_lens positions: 1..2
+// (column 0) and 1..4 (columns 0 and 1).
 
 constexpr std::int64_t kBlockSize = 4;
 constexpr std::int64_t kNumBlocks = 6;
@@ -47,12 +51,14 @@ struct Indices {
   std::vector<std::int32_t> token_to_seq = {0, 0, 0, 1, 1, 1, 1, 1};
   std::vector<std::int32_t> seq_lens = {3, 5};
   std::vector<std::int32_t> workspace_starts = {0, 3};
+  std::vector<std::int32_t> gather_lens = {2, 4};
 };
 
 using IndexVector = std::vector<std::int32_t> Indices::*;
 constexpr IndexVector kAllIndices[] = {&Indices::cu_seq_lens,  &Indices::seq_starts,
                                        &Indices::block_table,  &Indices::token_to_seq,
-                                       &Indices::seq_lens,     &Indices::workspace_starts};
+                                       &Indices::seq_lens,     &Indices::workspace_starts,
+                                       &Indices::gather_lens};
 
 // One rule broken by one value.
 struct Mutation {
@@ -67,6 +73,7 @@ struct Mutation {
 // Where the index tensors live for one call (host vectors, or device copies of them).
 struct IndexViews {
   TensorView cu_seq_lens, seq_starts, block_table, token_to_seq, seq_lens, workspace_starts;
+  TensorView gather_lens;
 };
 
 IndexViews views_of(const Indices& indices, const std::vector<void*>& data, Device device) {
@@ -82,6 +89,7 @@ IndexViews views_of(const Indices& indices, const std::vector<void*>& data, Devi
   views.token_to_seq = vector(3);
   views.seq_lens = vector(4);
   views.workspace_starts = vector(5);
+  views.gather_lens = vector(6);
   return views;
 }
 
@@ -108,6 +116,7 @@ checks::SequenceCheck check_base(SequenceWording wording, const Indices& indices
   name(FaultRule::sequence_order, "cu_seq_lens");
   name(FaultRule::negative_start, "seq_starts");
   name(FaultRule::negative_length, "seq_lens");
+  name(FaultRule::gather_length, "gather_lens");
   name(FaultRule::request_order, "workspace_starts");
   name(FaultRule::token_owner, "token_to_seq");
   name(FaultRule::column_range, "block_table");
@@ -296,6 +305,53 @@ struct IndexerGatherCase {
   }
 };
 
+struct Dsv4GatherCase {
+  using Op = DequantizeAndGatherKCache;
+  static constexpr std::int64_t kOutRows = 5;  // per request: offset 1, then up to 4 rows
+  static constexpr std::int64_t kOffset = 1;
+  static constexpr std::int64_t kPageBytes = kBlockSize * kDsv4TokenBytes;
+  bool gather_lens_given = true;  // false: gather_lens is None (every seq_len is gathered)
+  std::size_t cache_bytes() const { return kNumBlocks * kPageBytes; }
+  std::size_t dst_bytes() const { return kBatch * kOutRows * kDsv4HeadDim * 2; }
+  Op::Args args(const IndexViews& ix, void* cache, void* dst, Device device) const {
+    Op::Args args;
+    args.out = TensorView::contiguous(dst, DType::bf16, {kBatch, kOutRows, kDsv4HeadDim}, device);
+    args.k_cache = TensorView::contiguous(cache, DType::u8, {kNumBlocks, kPageBytes}, device);
+    args.seq_lens = ix.seq_lens;
+    if (gather_lens_given) args.gather_lens = ix.gather_lens;
+    args.block_table = ix.block_table;
+    args.block_size = kBlockSize;
+    args.offset = kOffset;
+    return args;
+  }
+  checks::SequenceCheck check(const Indices& indices) const {
+    checks::SequenceCheck check = check_base(SequenceWording::dsv4_gather, indices);
+    check.seq_lens = indices.seq_lens.data();
+    check.gather_lens = gather_lens_given ? indices.gather_lens.data() : nullptr;
+    check.row_limit[0] = kOutRows;
+    check.row_offset = kOffset;
+    check.row_argument[0] = name_of("out");
+    return check;
+  }
+  static std::vector<Mutation> mutations() {
+    return {
+        {"a negative seq_len", &Indices::seq_lens, 0, -1, FaultRule::negative_length,
+         "seq_lens"},
+        {"a gather longer than its request", &Indices::gather_lens, 1, 6,
+         FaultRule::gather_length, "gather_lens"},
+        {"a negative gather_len", &Indices::gather_lens, 0, -1, FaultRule::gather_length,
+         "gather_lens"},
+        {"more rows than out has", &Indices::gather_lens, 1, 5, FaultRule::rows_exceeded, "out"},
+        {"a request past the block table", &Indices::seq_lens, 1, 13, FaultRule::column_range,
+         "block_table"},
+        {"a block id past the cache", &Indices::block_table, 4, 6, FaultRule::block_range,
+         "block_table"},
+        {"a negative block id", &Indices::block_table, 3, -1, FaultRule::block_range,
+         "block_table"},
+    };
+  }
+};
+
 // The message of the synchronous check of the CPU reference for `indices`, or "" when the call
 // passes.
 template <class Case>
@@ -353,6 +409,50 @@ TEST_CASE("deferred sequence checks find the rule the synchronous check breaks, 
   check_wording_on_cpu<GatherDequantCase>();
   check_wording_on_cpu<UpconvertCase>();
   check_wording_on_cpu<IndexerGatherCase>();
+  check_wording_on_cpu<Dsv4GatherCase>();
+}
+
+TEST_CASE("deferred sequence checks: dequantize_and_gather_k_cache without gather_lens",
+          "[deferred][sequences]") {
+  // gather_lens None: every request gathers its whole seq_len, positions 0 .. seq_len - 1.
+  Dsv4GatherCase c;
+  c.gather_lens_given = false;
+  const char* op = DequantizeAndGatherKCache::name;
+  const auto with_lengths = [](std::vector<std::int32_t> lengths) {
+    Indices indices;
+    indices.seq_lens = std::move(lengths);
+    return indices;
+  };
+  Indices valid = with_lengths({3, 4});  // rows 1..3 and 1..4 of out
+  CHECK(synchronous_message(c, valid).empty());
+  CHECK(checks::find_sequence_fault(c.check(valid), op).rule == 0);
+  const struct {
+    std::vector<std::int32_t> lengths;
+    FaultRule rule;
+  } broken[] = {
+      {{-1, 4}, FaultRule::negative_length},  // not a gather_lens fault: seq_lens names it
+      {{3, 5}, FaultRule::rows_exceeded},     // rows 1..5 of 5
+      {{0, 0}, FaultRule::none},              // nothing gathered
+  };
+  for (const auto& b : broken) {
+    Indices indices = with_lengths(b.lengths);
+    INFO("seq_lens = {" << b.lengths[0] << ", " << b.lengths[1] << "}");
+    const std::string synchronous = synchronous_message(c, indices);
+    const DeviceFault fault = checks::find_sequence_fault(c.check(indices), op);
+    CHECK(fault.rule == static_cast<std::uint32_t>(b.rule));
+    if (b.rule == FaultRule::none) {
+      CHECK(synchronous.empty());
+    } else {
+      CHECK(without_note(describe_fault(fault)) == synchronous);
+    }
+  }
+  // A gather longer than out's rows, whose block ids are also past the cache: the rows rule
+  // comes first in the synchronous order, and so it does on the device.
+  Indices both = with_lengths({3, 9});
+  both.block_table = {5, 0, 0, 2, 77, 77};
+  const DeviceFault fault = checks::find_sequence_fault(c.check(both), op);
+  CHECK(fault.rule == static_cast<std::uint32_t>(FaultRule::rows_exceeded));
+  CHECK(without_note(describe_fault(fault)) == synchronous_message(c, both));
 }
 
 TEST_CASE("deferred sequence checks: the first broken rule in the synchronous order wins",
@@ -568,4 +668,12 @@ TEST_CASE("cp_gather_indexer_k_quant_cache GPU: captured, a broken sequence rule
   PAGEDKV_REQUIRE_GPU();
   check_capture_and_replay<IndexerGatherCase>(Impl::naive);
   check_capture_and_replay<IndexerGatherCase>(Impl::optimized);
+}
+
+TEST_CASE("dequantize_and_gather_k_cache GPU: captured, a broken length or block rule found at "
+          "replay writes nothing",
+          "[gpu][deferred][graph][dequantize_and_gather_k_cache]") {
+  PAGEDKV_REQUIRE_GPU();
+  check_capture_and_replay<Dsv4GatherCase>(Impl::naive);
+  check_capture_and_replay<Dsv4GatherCase>(Impl::optimized);
 }

@@ -50,6 +50,8 @@ enum class FaultRule : std::uint32_t {
                         ///< past block_table's limit columns of block_size slots (or
                         ///< block_size is 0)
   block_range = 11,     ///< block_table[position, context[0]] = value, not in [0, limit)
+  gather_length = 12,   ///< gather_lens[position] = value, not in [0, limit], the request's
+                        ///< seq_lens[position]
 };
 
 /// \brief Whose synchronous messages a sequence fault is worded like: the gathers' contracts
@@ -58,6 +60,8 @@ enum class SequenceWording : std::uint32_t {
   gathered_sequences = 0,  ///< core/sequence_checks.cu (cp_gather_cache)
   block_lookup = 1,        ///< core/block_lookup_checks.cpp and the two MLA gathers' contracts
   indexer_gather = 2,      ///< cp_gather_indexer_k_quant_cache's contract
+  dsv4_gather = 3,         ///< dequantize_and_gather_k_cache's contract (its block lookups
+                           ///< worded as block_lookup)
 };
 
 /// \brief The device's fault record: written by a check kernel that found a bad index, read
@@ -191,15 +195,19 @@ void enqueue_position_check(const CheckScope& scope, const void* positions, std:
                             std::int64_t max_position);
 
 /// \brief What a deferred check of a gather's sequences reads, and the bounds it checks them
-/// against: the rules of the synchronous checks of the op, in their order (FaultRule 3 to 11).
+/// against: the rules of the synchronous checks of the op, in their order (FaultRule 3 to 12).
 /// Sequence b holds the tokens cu_seq_lens[b] .. cu_seq_lens[b + 1] - 1 (or, with seq_lens,
 /// seq_lens[b] tokens at workspace row workspace_starts[b]) and gathers the positions
-/// seq_starts[b] .. of its row of block_table. Null pointers mark what the op does not have.
+/// seq_starts[b] .. of its row of block_table. With the wording SequenceWording::dsv4_gather,
+/// request b instead gathers the last gather_lens[b] of its seq_lens[b] positions (all of them
+/// without gather_lens) into rows row_offset .. of its own slab of the destination, whose
+/// row_limit[0] rows they must fit. Null pointers mark what the op does not have.
 struct SequenceCheck {
   SequenceWording wording = SequenceWording::gathered_sequences;  ///< whose messages
   const std::int32_t* cu_seq_lens = nullptr;       ///< [batch + 1], or nullptr (seq_lens)
   const std::int32_t* seq_lens = nullptr;          ///< [batch] tokens per request, or nullptr
   const std::int32_t* workspace_starts = nullptr;  ///< [batch] with seq_lens
+  const std::int32_t* gather_lens = nullptr;       ///< [batch] with seq_lens (dsv4_gather)
   const std::int32_t* seq_starts = nullptr;        ///< [batch] first positions, or nullptr (0)
   const std::int32_t* token_to_seq = nullptr;      ///< [>= token_limit], or nullptr
   const std::int32_t* block_table = nullptr;       ///< [>= batch, table_width] i32
@@ -214,12 +222,14 @@ struct SequenceCheck {
   /// Rows of the destinations the total (cu_seq_lens[batch], or each request's end) must fit;
   /// -1 where the op has no such rule or no second destination.
   std::int64_t row_limit[2] = {-1, -1};
+  /// dsv4_gather: the first row of its slab each request writes (the offset argument).
+  std::int64_t row_offset = 0;
   /// The argument rows_exceeded names for each destination (`const char*` with static
   /// storage, cast).
   std::uint64_t row_argument[2] = {};
   /// The argument each other rule names in its message, by FaultRule value (`const char*`
   /// with static storage, cast; 0 where the op lacks the rule).
-  std::uint64_t argument[12] = {};
+  std::uint64_t argument[13] = {};
 };
 
 /// \brief The deferred sequence check run on the host, over host memory (the pointers of

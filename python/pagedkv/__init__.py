@@ -17,11 +17,12 @@ message, which names the argument, the expected and the actual value; nothing ha
 then. A failing CUDA call raises ``pagedkv.CudaError`` (a ``RuntimeError``).
 
 The values of device index tensors (slot_mapping, positions, and the gathers' cu_seq_lens,
-seq_starts, token_to_seq, seq_lens, workspace_starts and block_table) are checked either before
-the launch, by reading them back (synchronous errors, the default of pagedkv.naive/optimized), or
-by a small kernel on the call's stream whose fault makes the op's kernels write nothing, raised
-later by the next call or by ``check_errors()`` (deferred errors: pagedkv.vllm_ops, and every
-call inside a CUDA graph capture). ``set_error_mode()`` chooses for all calls.
+seq_starts, token_to_seq, seq_lens, gather_lens, workspace_starts and block_table) are checked
+either before the launch, by reading them back (synchronous errors, the default of
+pagedkv.naive/optimized), or by a small kernel on the call's stream whose fault makes the op's
+kernels write nothing, raised later by the next call or by ``check_errors()`` (deferred errors:
+pagedkv.vllm_ops, and every call inside a CUDA graph capture). ``set_error_mode()`` chooses for all
+calls.
 """
 
 from __future__ import annotations

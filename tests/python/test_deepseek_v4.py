@@ -219,3 +219,20 @@ def test_cuda_bad_slot_is_a_deferred_error_and_writes_nothing():
     with pytest.raises(ValueError, match="slot_mapping"):
         pagedkv.check_errors()
     assert (cache.cpu() == cases.POISON).all()
+
+
+@pytest.mark.cuda
+def test_cuda_bad_block_id_is_a_deferred_error_and_gathers_nothing():
+    import torch
+
+    cache = torch.zeros(2, 37440, dtype=torch.uint8, device="cuda")
+    out = torch.full((2, 8, 512), 7, dtype=torch.bfloat16, device="cuda")
+    seq_lens = torch.tensor([10, 70], dtype=torch.int32, device="cuda")
+    gather_lens = torch.tensor([4, 6], dtype=torch.int32, device="cuda")
+    table = torch.tensor([[0, 1], [1, 2]], dtype=torch.int32, device="cuda")  # 2: past 2 pages
+    # Request 1 gathers positions 64..69: column 1, block 2. vLLM's ops never synchronize.
+    deepseek_v4.dequantize_and_gather_k_cache(out, cache, seq_lens, gather_lens, table, 64, 2)
+    with pytest.raises(ValueError, match=r"block_table\[1, 1\] = 2: expected a block of the "
+                                         r"cache.*deferred.*dequantize_and_gather_k_cache"):
+        pagedkv.check_errors()
+    assert (out.cpu().float() == 7).all()

@@ -143,6 +143,7 @@ GATHER_BREAKS = {
     "gather_and_maybe_dequant_cache": ("cu_seq_lens", 1, r"cu_seq_lens\[0\]"),
     "cp_gather_indexer_k_quant_cache": ("cu_seq_lens", 1, r"cu_seq_lens\[0\]"),
     "cp_gather_and_upconvert_fp8_kv_cache": ("seq_lens", -1, r"seq_lens\[0\] = -1"),
+    "dequantize_and_gather_k_cache": ("seq_lens", -1, r"seq_lens\[0\] = -1: expected a sequence"),
 }
 
 

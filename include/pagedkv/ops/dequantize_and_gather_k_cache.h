@@ -30,9 +30,13 @@ namespace pagedkv {
 /// DequantizeAndGatherKCache::validate(). Strides are in elements of their tensor (bytes for
 /// the cache).
 struct DequantizeAndGatherKCachePlan {
-  std::int64_t num_requests = 0;        ///< seq_lens.size(0): R
-  std::int64_t max_gather = 0;          ///< the largest gather length of a request
-  std::int64_t total_gathered = 0;      ///< the sum of the gather lengths: rows written
+  std::int64_t num_requests = 0;  ///< seq_lens.size(0): R
+  /// The largest gather length of a request; when gathered_on_device, a bound
+  /// (out.size(1) - offset, or 0 for no request).
+  std::int64_t max_gather = 0;
+  /// The sum of the gather lengths: rows written; when gathered_on_device, a bound
+  /// (R × max_gather).
+  std::int64_t total_gathered = 0;
   std::int64_t block_size = 0;          ///< B: tokens per page
   std::int64_t num_blocks = 0;          ///< k_cache.size(0): pages
   std::int64_t block_stride = 0;        ///< k_cache.stride(0): bytes between two pages
@@ -43,6 +47,10 @@ struct DequantizeAndGatherKCachePlan {
   std::int64_t out_token_stride = 0;    ///< out.stride(1): elements between two rows
   std::int64_t offset = 0;              ///< the first row written in each request
   bool has_gather_lens = false;         ///< gather_lens given (else every seq_len is gathered)
+  /// The call deferred its checks, so the host never read seq_lens and gather_lens: the
+  /// kernels take each request's rows from them on the device (as always) and walk at most
+  /// max_gather rows per request.
+  bool gathered_on_device = false;
 };
 
 /// \brief dequantize_and_gather_k_cache: the op's arguments, its contract and its three
@@ -110,6 +118,11 @@ struct DequantizeAndGatherKCache {
   /// argument, the expected and the actual value) before anything is written. It reads
   /// seq_lens, gather_lens and the block_table entries the gather uses (on the GPU: copied to
   /// the host, a synchronization). A call that gathers no token writes nothing.
+  ///
+  /// A call that defers its errors (inside a CUDA-graph capture, through pagedkv.vllm_ops or
+  /// pagedkv.deepseek_v4, or with PAGEDKV_ERRORS=deferred) reads nothing on the host: one check
+  /// kernel on the call's stream checks the same rules, the kernels write nothing when one is
+  /// broken, and the error is raised later in the same words (pagedkv/deferred_checks.h).
   ///
   /// This is upstream's bounds-hardened gather (the revision that masks every out-of-range
   /// read) turned into refusals: where that kernel silently skips a token whose block column is

@@ -3,12 +3,17 @@
 // are the 7 quant blocks (the thread reads the exponent code and dequantizes 64 codes one byte
 // at a time), part 7 copies the 64 RoPE dims as raw bf16. Threads past their request's
 // gather length return. The memory accesses are as narrow as they come.
+// A deferred call (its lengths and block ids checked on the device) sizes the grid by the
+// plan's bound, out.size(1) - offset rows per request, not by the largest gather length, which
+// only the device knows: the threads past their request's gather length return as above. Every
+// thread reads the fault record first (common/fault.cuh).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
 #include <cstdint>
 
+#include "common/fault.cuh"
 #include "deepseek_v4/ue8m0.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/dequantize_and_gather_k_cache.h"
@@ -26,13 +31,16 @@ constexpr std::int64_t kPartsPerRow = kDsv4QuantBlocks + 1;
 /// \param seq_lens [R].
 /// \param gather_lens [R], or nullptr (then every seq_len is gathered).
 /// \param block_table [>= R, max_blocks], rows plan.block_table_stride apart.
-/// \param plan sizes and strides.
+/// \param plan sizes and strides (max_gather a bound when plan.gathered_on_device).
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 __global__ void dequantize_and_gather_k_cache_kernel(__nv_bfloat16* __restrict__ out,
                                                      const std::uint8_t* __restrict__ k_cache,
                                                      const std::int32_t* __restrict__ seq_lens,
                                                      const std::int32_t* __restrict__ gather_lens,
                                                      const std::int32_t* __restrict__ block_table,
-                                                     DequantizeAndGatherKCachePlan plan) {
+                                                     DequantizeAndGatherKCachePlan plan,
+                                                     const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
   const std::int64_t index = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (index >= plan.num_requests * plan.max_gather * kPartsPerRow) return;
   const std::int64_t part = index % kPartsPerRow;
@@ -83,7 +91,7 @@ void DequantizeAndGatherKCache::naive(const Plan& plan, const Args& args, cudaSt
       static_cast<const std::uint8_t*>(args.k_cache.data),
       static_cast<const std::int32_t*>(args.seq_lens.data),
       plan.has_gather_lens ? static_cast<const std::int32_t*>(args.gather_lens.data) : nullptr,
-      static_cast<const std::int32_t*>(args.block_table.data), plan);
+      static_cast<const std::int32_t*>(args.block_table.data), plan, device_fault());
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 

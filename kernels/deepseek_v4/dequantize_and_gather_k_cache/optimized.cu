@@ -21,6 +21,10 @@
 //      (broadcasts), the record's loads issued back to back before any arithmetic.
 //   G6 a layout no vector fits (a page or an out row not 16-byte aligned) falls back to the
 //      naive kernel.
+// A deferred call (a capture, vllm_ops) checks its lengths and block ids on the device, so the
+// host knows only a bound of each request's rows (out.size(1) - offset): G1 sizes the workers
+// by it, and the warps stride up to the gather length they read on the device, as always. Both
+// kinds of call read the fault record once per thread (common/fault.cuh).
 //
 // Expected speed (not yet measured on a GPU): a row moves 584 bytes in and 1024 out, in whole
 // sectors except the 8-byte scale record, which shares its sector with 3 neighbours' when they
@@ -35,6 +39,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/fault.cuh"
 #include "common/vec.cuh"
 #include "deepseek_v4/ue8m0.cuh"
 #include "pagedkv/cuda_runtime.h"
@@ -78,13 +83,15 @@ __device__ __forceinline__ AlignedVector<__nv_bfloat162, 4> decode_chunk(uint2 c
 /// \param seq_lens [R].
 /// \param gather_lens [R], or nullptr (then every seq_len is gathered).
 /// \param block_table [>= R, max_blocks], rows plan.block_table_stride apart.
-/// \param plan sizes and strides.
+/// \param plan sizes and strides (max_gather a bound when plan.gathered_on_device).
 /// \param first_request the request of blockIdx.y = 0 (launches of 65535 requests at most).
+/// \param fault the device's fault record: set by a deferred check, the kernel writes nothing.
 __global__ void __launch_bounds__(kThreadsPerBlock) dequantize_and_gather_k_cache_kernel(
     __nv_bfloat16* __restrict__ out, const std::uint8_t* __restrict__ k_cache,
     const std::int32_t* __restrict__ seq_lens, const std::int32_t* __restrict__ gather_lens,
     const std::int32_t* __restrict__ block_table, DequantizeAndGatherKCachePlan plan,
-    std::int64_t first_request) {
+    std::int64_t first_request, const DeviceFault* fault) {
+  if (call_rejected(fault)) return;  // a deferred check rejected the call
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const std::int64_t request = first_request + blockIdx.y;
   // Trick G5: the request's lengths, one broadcast load each.
@@ -173,7 +180,7 @@ void DequantizeAndGatherKCache::optimized(const Plan& plan, const Args& args, cu
         static_cast<const std::uint8_t*>(args.k_cache.data),
         static_cast<const std::int32_t*>(args.seq_lens.data),
         plan.has_gather_lens ? static_cast<const std::int32_t*>(args.gather_lens.data) : nullptr,
-        static_cast<const std::int32_t*>(args.block_table.data), plan, first);
+        static_cast<const std::int32_t*>(args.block_table.data), plan, first, device_fault());
     PAGEDKV_CUDA_CHECK_LAUNCH();
   }
 }
