@@ -63,6 +63,8 @@ struct ProblemSpec {
   bool wide_table = false;      // block_table a column slice of a wider table
   bool wide_out = false;        // out rows with a pitch of 512 + 64 elements
   bool misaligned = false;      // cache and out 8 bytes past an aligned address
+  bool odd_cache = false;       // the u8 cache 3 bytes past an aligned address (a RoPE bf16 of a
+                                // record then sits at an odd address; found by the GPU fuzzer)
   std::uint64_t seed = 1;
 
   std::string describe() const {
@@ -70,7 +72,8 @@ struct ProblemSpec {
            (with_gather_lens ? ", gather_lens" : ", no gather_lens") +
            " offset=" + std::to_string(offset) + (three_d ? ", 3-D" : ", 2-D") +
            (padded_pages ? ", padded pages" : "") + (wide_table ? ", wide table" : "") +
-           (wide_out ? ", wide out" : "") + (misaligned ? ", misaligned" : "");
+           (wide_out ? ", wide out" : "") + (misaligned ? ", misaligned" : "") +
+           (odd_cache ? ", odd cache" : "");
   }
 };
 
@@ -129,17 +132,20 @@ HostProblem make_problem(const ProblemSpec& spec) {
                            : TensorView{};
 
   const std::int64_t shift = spec.misaligned ? 8 : 0;
+  const std::int64_t cache_shift = spec.odd_cache ? 3 : shift;
   const std::int64_t page_bytes = B * 584;
   p.page_stride = spec.padded_pages ? (page_bytes + kRecord - 1) / kRecord * kRecord : page_bytes;
-  p.cache = Buffer(Memory::host, static_cast<std::size_t>(p.num_blocks * p.page_stride + shift));
-  test::fill_random(p.cache.data(), DType::u8, p.num_blocks * p.page_stride + shift, spec.seed);
+  p.cache =
+      Buffer(Memory::host, static_cast<std::size_t>(p.num_blocks * p.page_stride + cache_shift));
+  test::fill_random(p.cache.data(), DType::u8, p.num_blocks * p.page_stride + cache_shift,
+                    spec.seed);
   // Exponent codes a writer produces (105 .. 160), so that most values are finite.
   for (std::int64_t page = 0; page < p.num_blocks; ++page)
     for (std::int64_t t = 0; t < B; ++t)
       for (int j = 0; j < 8; ++j)
-        p.cache.data()[shift + page * p.page_stride + B * kRecord + t * 8 + j] =
+        p.cache.data()[cache_shift + page * p.page_stride + B * kRecord + t * 8 + j] =
             static_cast<std::uint8_t>(j == 7 ? 0 : 105 + rng() % 56);
-  std::uint8_t* cache = p.cache.data() + shift;
+  std::uint8_t* cache = p.cache.data() + cache_shift;
   p.args.k_cache =
       spec.three_d
           ? TensorView::strided(cache, DType::u8, {p.num_blocks, B, 584}, {p.page_stride, 584, 1})
@@ -160,7 +166,7 @@ HostProblem make_problem(const ProblemSpec& spec) {
 Buffer expected_of(const ProblemSpec& spec, const HostProblem& p) {
   Buffer expected = copy_to(Memory::host, p.out);
   const std::int64_t shift = spec.misaligned ? 8 : 0;
-  const std::uint8_t* cache = p.cache.data() + shift;
+  const std::uint8_t* cache = p.cache.data() + (spec.odd_cache ? 3 : shift);
   std::uint8_t* out = expected.data() + shift;
   const std::int64_t B = spec.block_size;
   for (std::size_t r = 0; r < p.lens.size(); ++r) {
@@ -213,6 +219,7 @@ TEST_CASE("dequantize_and_gather_k_cache CPU: offsets, table and out pitches, un
   spec.wide_out = GENERATE(false, true);
   spec.padded_pages = GENERATE(false, true);
   spec.misaligned = GENERATE(false, true);
+  spec.odd_cache = GENERATE(false, true);
   INFO(spec.describe());
   const HostProblem p = make_problem(spec);
   CHECK(same_bytes(run_cpu(p), expected_of(spec, p), p.out.size()));
@@ -612,6 +619,7 @@ TEST_CASE("dequantize_and_gather_k_cache GPU: layouts (pitches, unpadded pages, 
   spec.wide_out = GENERATE(false, true);
   spec.padded_pages = GENERATE(false, true);
   spec.misaligned = GENERATE(false, true);  // the optimized version falls back to the naive one
+  spec.odd_cache = GENERATE(false, true);   // ... which then reads the RoPE bf16 byte by byte
   check_three_way(spec);
 }
 

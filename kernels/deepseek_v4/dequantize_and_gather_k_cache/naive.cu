@@ -62,8 +62,11 @@ __global__ void dequantize_and_gather_k_cache_kernel(__nv_bfloat16* __restrict__
       out + request * plan.out_request_stride + (plan.offset + row) * plan.out_token_stride;
 
   if (part == kDsv4QuantBlocks) {  // the RoPE dims, bit for bit
-    const auto* rope = reinterpret_cast<const __nv_bfloat16*>(data + kDsv4NopeDim);
-    for (int d = 0; d < kDsv4RopeDim; ++d) out_row[kDsv4NopeDim + d] = rope[d];
+    // Byte by byte: the cache is a u8 tensor that may start at any address, so a record's
+    // bf16 values need not be 2-byte aligned (a bf16 load there faults: found by the fuzzer).
+    const std::uint8_t* rope = data + kDsv4NopeDim;
+    auto* out_rope = reinterpret_cast<std::uint8_t*>(out_row + kDsv4NopeDim);
+    for (int b = 0; b < kDsv4RopeDim * 2; ++b) out_rope[b] = rope[b];
     return;
   }
   const std::uint8_t code =
