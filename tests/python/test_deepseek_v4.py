@@ -111,7 +111,11 @@ def test_deepseek_v4_has_upstreams_signatures():
     assert list(gather) == ["out", "k_cache", "seq_lens", "gather_lens", "block_table",
                             "block_size", "offset", "use_fnuz"]
     assert gather["use_fnuz"].default is False
-    assert deepseek_v4.__all__ == ["dequantize_and_gather_k_cache", "quantize_and_insert_k_cache"]
+    # One function per DeepSeek V4 op: the two cache ops and the three index builders.
+    assert deepseek_v4.__all__ == ["build_flashinfer_mixed_sparse_indices",
+                                   "combine_topk_swa_indices",
+                                   "compute_global_topk_indices_and_lens",
+                                   "dequantize_and_gather_k_cache", "quantize_and_insert_k_cache"]
 
 
 def test_insert_bad_calls_name_the_argument_and_write_nothing():
