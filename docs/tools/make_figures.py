@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import warnings
@@ -1816,14 +1817,15 @@ FIGURES = {
 # Tables from the recorded results
 # ------------------------------------------------------------------------------------------------
 
-TABLE_OPS = ["swap_blocks", "reshape_and_cache_flash", "reshape_and_cache", "concat_and_cache_mla",
-             "concat_and_cache_mla_rope_fused", "convert_fp8", "cp_gather_cache",
-             "gather_and_maybe_dequant_cache", "cp_gather_and_upconvert_fp8_kv_cache",
-             "indexer_k_quant_and_cache", "cp_gather_indexer_k_quant_cache", "silu_and_mul",
-             "gelu_and_mul", "gelu_tanh_and_mul", "apply_repetition_penalties",
-             "rotary_embedding", "quantize_and_insert_k_cache", "dequantize_and_gather_k_cache",
-             "compute_global_topk_indices_and_lens",
-             "combine_topk_swa_indices", "build_flashinfer_mixed_sparse_indices"]
+def table_ops() -> list[str]:
+    """The ops that get a results table: every op of the registry (`$PAGEDKV_BIN list --json`,
+    as for the API pages), except the norms, whose W9 pages draw plots instead (W9_OPS). A new
+    op gets its table without being named here."""
+    import op_table  # the registry reader of the API pages and the op table
+    ops = op_table.read_registry(os.environ.get("PAGEDKV_BIN", ""))
+    return [op["name"] for op in ops if op["name"] not in W9_OPS]
+
+
 # Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
 # value that changes from run to run is a code span or a number (which need no translation).
 NO_RESULTS = (":::{note}\n"
@@ -2261,7 +2263,8 @@ def main(argv=None):
     except MissingFontError as error:
         print(error, file=sys.stderr)
         return 1
-    for op in TABLE_OPS:
+    tables = table_ops()
+    for op in tables:
         # The performance page's plot of the op (docs/tools/generate.py runs first), when drawn.
         plot = args.out / "perf" / f"{op}.png"
         plot_ref = f"/docs/_generated/perf/{op}.png" if plot.is_file() else None
@@ -2269,7 +2272,7 @@ def main(argv=None):
                                             encoding="utf-8")
     headline_path(args.out).write_text(headline_table(args.results), encoding="utf-8")
     print(f"make_figures: {len(FIGURES)} figures in {len(LANGUAGES)} languages, "
-          f"{len(TABLE_OPS) + len(W9_OPS)} tables and {plots} W9 plots in {args.out}")
+          f"{len(tables) + len(W9_OPS)} tables and {plots} W9 plots in {args.out}")
     return 0
 
 
