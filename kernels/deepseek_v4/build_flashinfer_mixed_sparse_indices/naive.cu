@@ -5,30 +5,17 @@
 // time. Every access is 4 bytes, and a warp's threads touch rows W + P entries apart.
 #include <cstdint>
 
+#include "deepseek_v4/build_flashinfer_mixed_sparse_indices/pointers.cuh"
 #include "deepseek_v4/sparse_index.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/build_flashinfer_mixed_sparse_indices.h"
 
 namespace pagedkv::kernels::mixed_sparse_naive {
 
+using mixed_sparse::Pointers;
+
 /// Threads per block.
 constexpr int kThreadsPerBlock = 128;
-
-/// \brief The pointers of one call (device memory); see the op's arguments for the shapes.
-struct Pointers {
-  const std::int32_t* decode_swa;    ///< [Td, W], rows plan.decode_swa_stride apart
-  const std::int32_t* decode_topk;   ///< [Td, Kd], or nullptr
-  const std::int32_t* decode_lens;   ///< [>= Td], or nullptr
-  const bool* decode_valid;          ///< [>= Td], or nullptr
-  const std::int32_t* prefill_topk;  ///< [Tp, Kp]
-  const std::int32_t* qsl;           ///< [R + 1]
-  const std::int32_t* seq_lens;      ///< [R]
-  const std::int32_t* req;           ///< [>= T]
-  const std::int32_t* swa_table;     ///< [swa_rows, swa_width]
-  const std::int32_t* ctable;        ///< [compressed_rows, compressed_width]
-  std::int32_t* out;                 ///< [T, W + P]
-  std::int32_t* lens;                ///< [T]
-};
 
 /// \brief Local index `l` of request `r` as a compressed slot, or -1 (the contract's rule).
 __device__ std::int32_t compressed_slot(const Pointers& p,
@@ -104,21 +91,7 @@ void BuildFlashinferMixedSparseIndices::naive(const Plan& plan, const Args& args
   using namespace pagedkv::kernels::mixed_sparse_naive;
   const std::int64_t T = plan.num_decode + plan.num_prefill;
   if (T == 0) return;  // nothing to write, and no empty grid
-  const Pointers p{
-      static_cast<const std::int32_t*>(args.decode_swa_indices.data),
-      static_cast<const std::int32_t*>(args.decode_compressed_indices.data),
-      plan.has_decode_lens ? static_cast<const std::int32_t*>(args.decode_compressed_topk_lens.data)
-                           : nullptr,
-      plan.has_decode_valid ? static_cast<const bool*>(args.decode_is_valid_token.data) : nullptr,
-      static_cast<const std::int32_t*>(args.prefill_topk_indices.data),
-      static_cast<const std::int32_t*>(args.query_start_loc.data),
-      static_cast<const std::int32_t*>(args.seq_lens.data),
-      static_cast<const std::int32_t*>(args.token_to_req_indices.data),
-      static_cast<const std::int32_t*>(args.swa_block_table.data),
-      static_cast<const std::int32_t*>(plan.same_table ? args.swa_block_table.data
-                                                       : args.compressed_block_table.data),
-      static_cast<std::int32_t*>(args.sparse_indices.data),
-      static_cast<std::int32_t*>(args.sparse_topk_lens.data)};
+  const Pointers p = kernels::mixed_sparse::pointers_of(plan, args);
   const auto blocks = static_cast<unsigned>((T + kThreadsPerBlock - 1) / kThreadsPerBlock);
   mixed_sparse_kernel<<<blocks, kThreadsPerBlock, 0, stream>>>(p, plan);
   PAGEDKV_CUDA_CHECK_LAUNCH();

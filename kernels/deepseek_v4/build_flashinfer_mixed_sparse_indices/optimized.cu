@@ -26,30 +26,17 @@
 //      thread, not a serial walk.
 #include <cstdint>
 
+#include "deepseek_v4/build_flashinfer_mixed_sparse_indices/pointers.cuh"
 #include "deepseek_v4/sparse_index.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/build_flashinfer_mixed_sparse_indices.h"
 
 namespace pagedkv::kernels::mixed_sparse_optimized {
 
+using mixed_sparse::Pointers;
+
 /// Threads per CTA (trick M1).
 constexpr int kThreads = 128;
-
-/// \brief The pointers of one call (device memory); see the op's arguments for the shapes.
-struct Pointers {
-  const std::int32_t* decode_swa;    ///< [Td, W], rows plan.decode_swa_stride apart
-  const std::int32_t* decode_topk;   ///< [Td, Kd], or nullptr
-  const std::int32_t* decode_lens;   ///< [>= Td], or nullptr
-  const bool* decode_valid;          ///< [>= Td], or nullptr
-  const std::int32_t* prefill_topk;  ///< [Tp, Kp]
-  const std::int32_t* qsl;           ///< [R + 1]
-  const std::int32_t* seq_lens;      ///< [R]
-  const std::int32_t* req;           ///< [>= T]
-  const std::int32_t* swa_table;     ///< [swa_rows, swa_width]
-  const std::int32_t* ctable;        ///< [compressed_rows, compressed_width]
-  std::int32_t* out;                 ///< [T, W + P]
-  std::int32_t* lens;                ///< [T]
-};
 
 /// \brief What every column of a row needs (trick M3).
 struct RowContext {
@@ -185,21 +172,7 @@ void BuildFlashinferMixedSparseIndices::optimized(const Plan& plan, const Args& 
   using namespace pagedkv::kernels::mixed_sparse_optimized;
   const std::int64_t T = plan.num_decode + plan.num_prefill;
   if (T == 0) return;  // nothing to write, and no empty grid
-  const Pointers p{
-      static_cast<const std::int32_t*>(args.decode_swa_indices.data),
-      static_cast<const std::int32_t*>(args.decode_compressed_indices.data),
-      plan.has_decode_lens ? static_cast<const std::int32_t*>(args.decode_compressed_topk_lens.data)
-                           : nullptr,
-      plan.has_decode_valid ? static_cast<const bool*>(args.decode_is_valid_token.data) : nullptr,
-      static_cast<const std::int32_t*>(args.prefill_topk_indices.data),
-      static_cast<const std::int32_t*>(args.query_start_loc.data),
-      static_cast<const std::int32_t*>(args.seq_lens.data),
-      static_cast<const std::int32_t*>(args.token_to_req_indices.data),
-      static_cast<const std::int32_t*>(args.swa_block_table.data),
-      static_cast<const std::int32_t*>(plan.same_table ? args.swa_block_table.data
-                                                       : args.compressed_block_table.data),
-      static_cast<std::int32_t*>(args.sparse_indices.data),
-      static_cast<std::int32_t*>(args.sparse_topk_lens.data)};
+  const Pointers p = kernels::mixed_sparse::pointers_of(plan, args);
   mixed_sparse_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(p, plan);
   PAGEDKV_CUDA_CHECK_LAUNCH();
 }
