@@ -64,22 +64,24 @@ SEARCH_TOP = 5
 CHAPTER_PREFIXES = ("chapters/",)
 # zh_CN pages on which no English theme text may show (plus the search page after a search).
 # The chapters' code views: side-by-side views ({compare-sources}) and annotated excerpts
-# ({annotated-source}) each page must show (at least this many).
-CODE_VIEWS = {
-    "chapters/moving_blocks.html": {"compare": 1, "annotated": 1},
-    "chapters/reshape_and_cache_flash.html": {"compare": 1, "annotated": 1},
-    "chapters/reshape_and_cache.html": {"compare": 1, "annotated": 1},
-    "chapters/rms_norm.html": {"compare": 1, "annotated": 2},
-    "chapters/fused_add_rms_norm.html": {"compare": 1, "annotated": 1},
-    "chapters/silu_and_mul.html": {"compare": 1, "annotated": 1},
-    "chapters/apply_repetition_penalties.html": {"compare": 1, "annotated": 1},
-    "chapters/rotary_embedding.html": {"compare": 1, "annotated": 1},
-    "chapters/quantize_and_insert_k_cache.html": {"compare": 1, "annotated": 1},
-    "chapters/dequantize_and_gather_k_cache.html": {"compare": 1, "annotated": 1},
-    "chapters/compute_global_topk_indices_and_lens.html": {"compare": 1, "annotated": 1},
-    "chapters/combine_topk_swa_indices.html": {"compare": 1, "annotated": 1},
-    "chapters/build_flashinfer_mixed_sparse_indices.html": {"compare": 1, "annotated": 1},
-}
+# ({annotated-source}) each page must show, as many as its Markdown source asks for. Taken from
+# chapters/*.md so that a new op page is checked without being listed here.
+STACKED_PAGE = "chapters/moving_blocks.html"  # the no-JavaScript and screenshot checks
+
+
+def code_views() -> dict[str, dict[str, int]]:
+    """Every chapter page with a code view, and how many of each kind its source has."""
+    views = {}
+    for md in sorted((ROOT / "chapters").glob("*.md")):
+        text = md.read_text(encoding="utf-8")
+        wanted = {"compare": len(re.findall(r"^```\{compare-sources\}", text, re.M)),
+                  "annotated": len(re.findall(r"^```\{annotated-source\}", text, re.M))}
+        if wanted["compare"] or wanted["annotated"]:
+            views[f"chapters/{md.stem}.html"] = wanted
+    return views
+
+
+CODE_VIEWS = code_views()
 LISTING_LINE = re.compile(r"^L-[0-9]+$")
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")
 # The notebook page (docs/_ext/pagedkv_notebooks.py): downloads, recorded GPU output, hidden
@@ -376,9 +378,9 @@ def browse(site: Path, pages: list[Path], artefacts: Path, chromium: str) -> lis
                 problems += check_narrow_code_views(narrow_page, where, wanted)
                 problems += [f"{where} at 400 px: {e}" for e in events]
             # Without JavaScript, a narrow screen gets the two columns stacked, and no tabs.
-            problems += check_stacked_without_script(browser, site / lang / next(iter(CODE_VIEWS)),
-                                                     f"{lang}/{next(iter(CODE_VIEWS))}")
-            shot = site / lang / next(iter(CODE_VIEWS))
+            problems += check_stacked_without_script(browser, site / lang / STACKED_PAGE,
+                                                     f"{lang}/{STACKED_PAGE}")
+            shot = site / lang / STACKED_PAGE
             narrow_page.goto(shot.resolve().as_uri(), wait_until="load")
             narrow_page.locator("article .pagedkv-compare").first.scroll_into_view_if_needed()
             narrow_page.screenshot(path=str(artefacts / f"code-{lang}-400.png"))
