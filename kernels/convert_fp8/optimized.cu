@@ -6,7 +6,7 @@
 //      bytes, so one warp instruction covers one contiguous span on both sides. The first version
 //      took 16 elements per step (one 16-byte fp8 vector, two bf16 vectors 32 bytes apart): each
 //      warp-wide bf16 store then half-filled 32 sectors, and fp8 -> bf16 ran at 62 % of a copy on
-//      an H100 (chapter "Writing the cache", section convert_fp8).
+//      an H100 (chapters/convert_fp8.md, Ledger).
 //   C2 two values per conversion instruction: encode_fp8_pair (fp32x2 -> fp8x2) and fp8x2 ->
 //      fp16x2, then fp32x2 -> bf16x2 / fp16x2: the same bytes as one at a time.
 //   C3 rounds of 4 steps per thread (64 bytes of the wide side), all loads issued first.
