@@ -1818,11 +1818,23 @@ FIGURES = {
 # ------------------------------------------------------------------------------------------------
 
 def table_ops() -> list[str]:
-    """The ops that get a results table: every op of the registry (`$PAGEDKV_BIN list --json`,
-    as for the API pages), except the norms, whose W9 pages draw plots instead (W9_OPS). A new
-    op gets its table without being named here."""
-    import op_table  # the registry reader of the API pages and the op table
-    ops = op_table.read_registry(os.environ.get("PAGEDKV_BIN", ""))
+    """The ops that get a results table: every op of the registry, except the norms, whose W9
+    pages draw plots instead (W9_OPS). A new op gets its table without being named here.
+
+    The registry is read as the API pages read it, from `$PAGEDKV_BIN list --json`; where
+    PAGEDKV_BIN is not set (the Python tests call this script directly), from the installed
+    Python package, which holds the same registry (`pagedkv.ops()`)."""
+    if os.environ.get("PAGEDKV_BIN"):
+        import op_table  # the registry reader of the API pages and the op table
+        ops = op_table.read_registry(os.environ["PAGEDKV_BIN"])
+    else:
+        try:
+            import pagedkv
+        except ImportError:
+            raise SystemExit("make_figures: set PAGEDKV_BIN to the comparison tool (see "
+                             "docs/README.md) or install the pagedkv package: the results "
+                             "tables are one per op of the registry") from None
+        ops = pagedkv.ops()
     return [op["name"] for op in ops if op["name"] not in W9_OPS]
 
 

@@ -39,7 +39,7 @@ def test_writes_every_figure_and_table_deterministically(mf, two_runs):
             png = (first / "figures" / file).read_bytes()
             assert png.startswith(b"\x89PNG"), file
             assert png == (second / "figures" / file).read_bytes(), f"{file} differs between runs"
-    for op in mf.TABLE_OPS:
+    for op in mf.table_ops():
         text = mf.table_path(first, op).read_text(encoding="utf-8")
         assert "No recorded results yet" in text
     for op in mf.W9_OPS:
@@ -257,7 +257,7 @@ def test_chapter_includes_resolve(mf, chapter):
         if "_generated" in target:
             name = path.name
             assert name in mf.FIGURES or name in {
-                mf.table_path(Path("."), op).name for op in mf.TABLE_OPS} | {
+                mf.table_path(Path("."), op).name for op in mf.table_ops()} | {
                 mf.w9_table_path(Path("."), op).name for op in mf.W9_OPS}, target
             continue
         assert path.is_file(), f"{chapter.name}: {target} does not exist"
