@@ -2,7 +2,8 @@
 # The one test command: installs what is missing, then runs every check pagedkv has on this
 # machine. Without a GPU the [gpu] tests are reported as skipped; on a GPU machine they run.
 #   1. C++ tests (Catch2 via CTest): CPU tests, [gpu] tests, install + find_package consumer
-#   2. the CPU tests again under AddressSanitizer + UBSan
+#   2. the CPU tests again under AddressSanitizer + UBSan; the library's kernels built for sm_80
+#      too (a compile check: a break on a non-Hopper architecture shows without a GPU)
 #   3. the Python package: pip install, pytest (CUDA tests skip without a GPU)
 #   4. the docs in English and 简体中文 with the translation gate, then the browser check
 #   5. the README's results table is the one the newest results/*.json gives
@@ -38,6 +39,9 @@ cxx_tests() {
   cmake --preset "$preset" >/dev/null && cmake --build --preset "$preset" &&
     ctest --preset "$preset"
 }
+ampere_build() {  # the kernels must also compile for a non-Hopper GPU (sm_80, A100 / RTX 30)
+  cmake --preset sm80 >/dev/null && cmake --build --preset sm80
+}
 asan_tests() {
   cmake --preset asan >/dev/null && cmake --build --preset asan --target pagedkv_tests &&
     ctest --preset asan
@@ -55,6 +59,7 @@ browser() {
 
 step "C++ tests ($preset preset)" cxx_tests
 step "C++ CPU tests under ASan + UBSan" asan_tests
+step "kernels compile for sm_80 (Ampere)" ampere_build
 step "Python package and pytest" python_tests
 step "docs (en, zh_CN, translation gate)" docs
 step "browser check of the built site" browser
