@@ -133,4 +133,43 @@ std::vector<WorkloadPoint> cache_write_points(const std::vector<std::string>& va
   return points;
 }
 
+namespace {
+
+void set_key_slot_views(KeySlotInputs& inputs, std::int64_t num_tokens, std::int64_t head_dim,
+                        Device device) {
+  inputs.k = TensorView::contiguous(inputs.keys.data(), DType::bf16, {num_tokens, head_dim},
+                                    device);
+  inputs.slot_mapping =
+      TensorView::contiguous(inputs.slot_buffer.data(), DType::i64, {num_tokens}, device);
+}
+
+}  // namespace
+
+KeySlotInputs make_key_slot_inputs(std::int64_t num_tokens, std::int64_t head_dim,
+                                   std::int64_t num_blocks, std::int64_t block_size,
+                                   bool contiguous_slots, std::uint64_t key_seed,
+                                   std::uint64_t slot_seed) {
+  KeySlotInputs inputs;
+  inputs.keys = Buffer(Memory::host, static_cast<std::size_t>(num_tokens * head_dim * 2));
+  Random random{key_seed};
+  fill_random(random, inputs.keys.data(), DType::bf16, num_tokens * head_dim);
+  const std::vector<std::int64_t> slots =
+      draw_slots(num_tokens, num_blocks, block_size, contiguous_slots, slot_seed);
+  inputs.slot_buffer = Buffer(Memory::host, slots.size() * sizeof(std::int64_t));
+  // Zero tokens: an empty buffer has no memory, and memcpy must not see its null pointer.
+  if (!slots.empty())
+    std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
+  set_key_slot_views(inputs, num_tokens, head_dim, Device::cpu);
+  return inputs;
+}
+
+KeySlotInputs copy_key_slot_inputs(const KeySlotInputs& inputs, Memory memory) {
+  KeySlotInputs copy;
+  copy.keys = copy_to(memory, inputs.keys);
+  copy.slot_buffer = copy_to(memory, inputs.slot_buffer);
+  set_key_slot_views(copy, inputs.k.size(0), inputs.k.size(1),
+                     memory == Memory::device ? Device::cuda : Device::cpu);
+  return copy;
+}
+
 }  // namespace pagedkv::entries

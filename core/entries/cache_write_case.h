@@ -1,12 +1,14 @@
 /// \file
 /// \brief What the cache-write ops (the legacy and the flash layout) share in the
 /// op registry (core/entries/, not public API): their byte model, agreement and workload texts,
-/// the W1 points and inputs, and the OpCase they all use (CacheWriteCase).
+/// the W1 points and inputs, and the OpCase they all use (CacheWriteCase); and the case of the
+/// ops that quantize one key row per token into one cache by slot (KeySlotWriterCase).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "harness.h"
@@ -242,6 +244,95 @@ class CacheWriteCase final : public PlannedCase<typename Glue::Op>, public Libra
   std::vector<TokenInputs> device_;  // one per buffer set
   Buffer device_caches_;             // shared by all sets
   ScaleTensor k_scale_, v_scale_;
+};
+
+/// \brief bf16 key rows and the slot each goes to: the inputs of an op that writes one key row
+/// per token into one paged cache (indexer_k_quant_and_cache, quantize_and_insert_k_cache).
+struct KeySlotInputs {
+  Buffer keys;              ///< [T, head_dim] bf16
+  Buffer slot_buffer;       ///< [T] i64
+  TensorView k;             ///< view of keys
+  TensorView slot_mapping;  ///< view of slot_buffer
+};
+
+/// \brief Random keys and distinct slots, in host memory.
+/// \param num_tokens T.
+/// \param head_dim elements per key row.
+/// \param num_blocks blocks of the cache the slots lie in.
+/// \param block_size slots per block.
+/// \param contiguous_slots one run of slots from a random block (a prefill), else random ones.
+/// \param key_seed seed of the keys.
+/// \param slot_seed seed of the slots.
+/// \return the inputs.
+KeySlotInputs make_key_slot_inputs(std::int64_t num_tokens, std::int64_t head_dim,
+                                   std::int64_t num_blocks, std::int64_t block_size,
+                                   bool contiguous_slots, std::uint64_t key_seed,
+                                   std::uint64_t slot_seed);
+
+/// \brief The same inputs in `memory`.
+/// \param inputs what make_key_slot_inputs() gave.
+/// \param memory where the copy lives.
+/// \return the copy, its views on the matching device.
+KeySlotInputs copy_key_slot_inputs(const KeySlotInputs& inputs, Memory memory);
+
+/// \brief The OpCase of an op that writes key rows into one paged cache by slot: buffer sets of
+/// inputs (set 0 is the CPU reference's), one device cache shared by all sets, plans validated
+/// once per set and implementation, the whole cache compared byte for byte.
+/// \tparam Op the op struct.
+/// \tparam Spec what differs between such ops, as static members: `Shape shape(point)`,
+/// `KeySlotInputs inputs(shape, seed, set)`, `std::int64_t cache_bytes(shape)`,
+/// `std::int64_t bytes_moved(shape)`, `TensorView cache_view(shape, buffer, device)` and
+/// `Op::Args args(shape, inputs, cache)`.
+template <class Op, class Spec>
+class KeySlotWriterCase final : public PlannedCase<Op> {
+ public:
+  /// \brief The point's host inputs and the CPU reference's poisoned cache.
+  /// \param point the workload point.
+  /// \param seed the run's seed.
+  KeySlotWriterCase(const WorkloadPoint& point, std::uint64_t seed)
+      : shape_(Spec::shape(point)),
+        seed_(seed),
+        host_(Spec::inputs(shape_, seed, 0)),
+        host_cache_(Memory::host, static_cast<std::size_t>(Spec::cache_bytes(shape_))) {
+    host_cache_.fill(kPoisonByte);
+  }
+
+  /// \cond INTERNAL
+  std::int64_t bytes_moved() const override { return Spec::bytes_moved(shape_); }
+  CopyKind copy_kind() const override { return CopyKind::device_to_device; }
+
+  void prepare_device(std::int64_t l2_bytes) override {
+    const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
+    device_cache_ = Buffer(Memory::device, host_cache_.size());
+    device_cache_.fill(kPoisonByte);
+    const TensorView cache = Spec::cache_view(shape_, device_cache_, Device::cuda);
+    for (int set = 0; set < sets; ++set) {
+      device_.push_back(set == 0 ? copy_key_slot_inputs(host_, Memory::device)
+                                 : copy_key_slot_inputs(Spec::inputs(shape_, seed_, set),
+                                                        Memory::device));
+      // Validation (with its synchronizing slot-range check) happens here, never when timed.
+      this->calls_.add(Spec::args(shape_, device_.back(), cache));
+    }
+  }
+
+  void reset_outputs() override { device_cache_.fill(kPoisonByte); }
+
+  Agreement compare_outputs() override {
+    return compare_with_reference(device_cache_, host_cache_.data(), DType::u8);
+  }
+  /// \endcond
+
+ private:
+  typename Op::Args cpu_call() override {
+    return Spec::args(shape_, host_, Spec::cache_view(shape_, host_cache_, Device::cpu));
+  }
+
+  decltype(Spec::shape(std::declval<const WorkloadPoint&>())) shape_;
+  std::uint64_t seed_;
+  KeySlotInputs host_;                 // set 0, the CPU reference's input
+  Buffer host_cache_;                  // the CPU reference's output
+  std::vector<KeySlotInputs> device_;  // one per buffer set
+  Buffer device_cache_;                // shared by all sets
 };
 
 }  // namespace pagedkv::entries

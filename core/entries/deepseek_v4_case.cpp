@@ -12,13 +12,6 @@ namespace pagedkv::entries {
 
 namespace {
 
-void set_insert_views(const Dsv4InsertShape& shape, Dsv4InsertInputs& inputs, Device device) {
-  inputs.k = TensorView::contiguous(inputs.keys.data(), DType::bf16,
-                                    {shape.num_tokens, kDsv4HeadDim}, device);
-  inputs.slot_mapping =
-      TensorView::contiguous(inputs.slot_buffer.data(), DType::i64, {shape.num_tokens}, device);
-}
-
 void set_gather_views(const Dsv4GatherShape& shape, Dsv4GatherIndices& indices, Device device) {
   const std::int64_t requests = shape.num_requests;
   indices.block_table = TensorView::contiguous(indices.table.data(), DType::i32,
@@ -64,27 +57,8 @@ std::vector<WorkloadPoint> dsv4_insert_points(bool quick) {
 Dsv4InsertInputs make_dsv4_insert_inputs(const Dsv4InsertShape& shape, std::uint64_t seed,
                                          int set) {
   const std::uint64_t s = set_seed(seed, set);
-  Dsv4InsertInputs inputs;
-  inputs.keys = Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * kDsv4HeadDim * 2));
-  Random random{s};
-  fill_random(random, inputs.keys.data(), DType::bf16, shape.num_tokens * kDsv4HeadDim);
-  const std::vector<std::int64_t> slots = draw_slots(
-      shape.num_tokens, shape.num_blocks, kW4BlockSize, shape.contiguous_slots, s ^ 0xD5E4ull);
-  inputs.slot_buffer = Buffer(Memory::host, slots.size() * sizeof(std::int64_t));
-  // Zero tokens: an empty buffer has no memory, and memcpy must not see its null pointer.
-  if (!slots.empty())
-    std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
-  set_insert_views(shape, inputs, Device::cpu);
-  return inputs;
-}
-
-Dsv4InsertInputs copy_dsv4_insert_inputs(const Dsv4InsertShape& shape,
-                                         const Dsv4InsertInputs& inputs, Memory memory) {
-  Dsv4InsertInputs copy;
-  copy.keys = copy_to(memory, inputs.keys);
-  copy.slot_buffer = copy_to(memory, inputs.slot_buffer);
-  set_insert_views(shape, copy, memory == Memory::device ? Device::cuda : Device::cpu);
-  return copy;
+  return make_key_slot_inputs(shape.num_tokens, kDsv4HeadDim, shape.num_blocks, kW4BlockSize,
+                              shape.contiguous_slots, s, s ^ 0xD5E4ull);
 }
 
 TensorView dsv4_cache_view(std::int64_t num_blocks, const Buffer& cache, Device device) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cache_write_case.h"
 #include "harness.h"
 #include "pagedkv/buffers.h"
 #include "pagedkv/ops/quantize_and_insert_k_cache.h"
@@ -61,13 +62,8 @@ Dsv4InsertShape dsv4_insert_shape(const WorkloadPoint& point);
 /// \return the points.
 std::vector<WorkloadPoint> dsv4_insert_points(bool quick);
 
-/// \brief One buffer set of insert inputs.
-struct Dsv4InsertInputs {
-  Buffer keys;              ///< [T, 512] bf16
-  Buffer slot_buffer;       ///< [T] i64
-  TensorView k;             ///< view of keys
-  TensorView slot_mapping;  ///< view of slot_buffer
-};
+/// \brief One buffer set of insert inputs: keys [T, 512] bf16 and their slots.
+using Dsv4InsertInputs = KeySlotInputs;
 
 /// \brief Random keys and slots for buffer set `set`, in host memory.
 /// \param shape the point.
@@ -75,14 +71,6 @@ struct Dsv4InsertInputs {
 /// \param set the buffer set.
 /// \return the inputs.
 Dsv4InsertInputs make_dsv4_insert_inputs(const Dsv4InsertShape& shape, std::uint64_t seed, int set);
-
-/// \brief A copy of insert inputs in `memory`.
-/// \param shape the point.
-/// \param inputs the inputs.
-/// \param memory where the copy lives.
-/// \return the copy.
-Dsv4InsertInputs copy_dsv4_insert_inputs(const Dsv4InsertShape& shape,
-                                         const Dsv4InsertInputs& inputs, Memory memory);
 
 /// \brief The W4 cache as the 2-D view `[num_blocks, 37440]` u8.
 /// \param num_blocks pages.

@@ -10,17 +10,6 @@
 
 namespace pagedkv::entries {
 
-namespace {
-
-void set_write_views(const IndexerWriteShape& shape, IndexerWriteInputs& inputs, Device device) {
-  inputs.k = TensorView::contiguous(inputs.keys.data(), DType::bf16, {shape.num_tokens, kW5HeadDim},
-                                    device);
-  inputs.slot_mapping =
-      TensorView::contiguous(inputs.slot_buffer.data(), DType::i64, {shape.num_tokens}, device);
-}
-
-}  // namespace
-
 IndexerWriteShape indexer_write_shape(const WorkloadPoint& point) {
   PAGEDKV_CHECK(point.workload == "W5", "indexer ops run workload W5, got ", point.workload);
   PAGEDKV_CHECK(point.slots == "random" || point.slots == "contiguous",
@@ -51,27 +40,8 @@ std::vector<WorkloadPoint> indexer_write_points(bool quick) {
 IndexerWriteInputs make_indexer_write_inputs(const IndexerWriteShape& shape, std::uint64_t seed,
                                              int set) {
   const std::uint64_t s = set_seed(seed, set);
-  IndexerWriteInputs inputs;
-  inputs.keys = Buffer(Memory::host, static_cast<std::size_t>(shape.num_tokens * kW5HeadDim * 2));
-  Random random{s};
-  fill_random(random, inputs.keys.data(), DType::bf16, shape.num_tokens * kW5HeadDim);
-  const std::vector<std::int64_t> slots = draw_slots(
-      shape.num_tokens, shape.num_blocks, kW5BlockSize, shape.contiguous_slots, s ^ 0x1DE7ull);
-  inputs.slot_buffer = Buffer(Memory::host, slots.size() * sizeof(std::int64_t));
-  // Zero tokens: an empty buffer has no memory, and memcpy must not see its null pointer.
-  if (!slots.empty())
-    std::memcpy(inputs.slot_buffer.data(), slots.data(), inputs.slot_buffer.size());
-  set_write_views(shape, inputs, Device::cpu);
-  return inputs;
-}
-
-IndexerWriteInputs copy_indexer_write_inputs(const IndexerWriteShape& shape,
-                                             const IndexerWriteInputs& inputs, Memory memory) {
-  IndexerWriteInputs copy;
-  copy.keys = copy_to(memory, inputs.keys);
-  copy.slot_buffer = copy_to(memory, inputs.slot_buffer);
-  set_write_views(shape, copy, memory == Memory::device ? Device::cuda : Device::cpu);
-  return copy;
+  return make_key_slot_inputs(shape.num_tokens, kW5HeadDim, shape.num_blocks, kW5BlockSize,
+                              shape.contiguous_slots, s, s ^ 0x1DE7ull);
 }
 
 TensorView indexer_cache_view(std::int64_t num_blocks, const Buffer& cache, Device device) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cache_write_case.h"
 #include "harness.h"
 #include "pagedkv/buffers.h"
 #include "pagedkv/registry.h"
@@ -64,12 +65,7 @@ IndexerWriteShape indexer_write_shape(const WorkloadPoint& point);
 std::vector<WorkloadPoint> indexer_write_points(bool quick);
 
 /// \brief One buffer set of an indexer write.
-struct IndexerWriteInputs {
-  Buffer keys;              ///< [num_tokens, 128] bf16
-  Buffer slot_buffer;       ///< [num_tokens] i64
-  TensorView k;             ///< [num_tokens, 128] bf16, contiguous
-  TensorView slot_mapping;  ///< [num_tokens] i64
-};
+using IndexerWriteInputs = KeySlotInputs;
 
 /// \brief Random host inputs of one buffer set.
 /// \param shape the point's shape.
@@ -78,14 +74,6 @@ struct IndexerWriteInputs {
 /// \return the inputs, in host memory.
 IndexerWriteInputs make_indexer_write_inputs(const IndexerWriteShape& shape, std::uint64_t seed,
                                              int set);
-
-/// \brief A copy of inputs in another kind of memory, with its views.
-/// \param shape the point's shape.
-/// \param inputs the inputs to copy.
-/// \param memory where the copy lives.
-/// \return the copy.
-IndexerWriteInputs copy_indexer_write_inputs(const IndexerWriteShape& shape,
-                                             const IndexerWriteInputs& inputs, Memory memory);
 
 /// \brief The cache view `[num_blocks, 64, 132]` u8 over `cache`.
 /// \param num_blocks blocks in the cache.

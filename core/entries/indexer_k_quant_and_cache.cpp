@@ -16,60 +16,22 @@ namespace pagedkv::entries {
 
 namespace {
 
-// The OpCase of one W5 write point: buffer sets of inputs (set 0 is the CPU reference's), one
-// device cache shared by all sets, plans validated once per set and implementation.
-class IndexerKQuantAndCacheCase final : public PlannedCase<IndexerKQuantAndCache> {
-  using Op = IndexerKQuantAndCache;
-
- public:
-  IndexerKQuantAndCacheCase(const WorkloadPoint& point, std::uint64_t seed)
-      : shape_(indexer_write_shape(point)),
-        seed_(seed),
-        host_(make_indexer_write_inputs(shape_, seed, 0)),
-        host_cache_(Memory::host, static_cast<std::size_t>(shape_.cache_bytes())) {
-    host_cache_.fill(kPoisonByte);
+// What a W5 write point adds to the shared slot-writer case (cache_write_case.h).
+struct IndexerWriteSpec {
+  static IndexerWriteShape shape(const WorkloadPoint& point) { return indexer_write_shape(point); }
+  static KeySlotInputs inputs(const IndexerWriteShape& shape, std::uint64_t seed, int set) {
+    return make_indexer_write_inputs(shape, seed, set);
   }
-
-  std::int64_t bytes_moved() const override { return shape_.write_bytes(); }
-  CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-
-  void prepare_device(std::int64_t l2_bytes) override {
-    const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
-    device_cache_ = Buffer(Memory::device, host_cache_.size());
-    device_cache_.fill(kPoisonByte);
-    const TensorView cache = indexer_cache_view(shape_.num_blocks, device_cache_, Device::cuda);
-    for (int set = 0; set < sets; ++set) {
-      device_.push_back(
-          set == 0 ? copy_indexer_write_inputs(shape_, host_, Memory::device)
-                   : copy_indexer_write_inputs(
-                         shape_, make_indexer_write_inputs(shape_, seed_, set), Memory::device));
-      calls_.add(args_for(device_.back(), cache));
-      // Validation (with its synchronizing slot-range check) happens here, never when timed.
-    }
+  static std::int64_t cache_bytes(const IndexerWriteShape& shape) { return shape.cache_bytes(); }
+  static std::int64_t bytes_moved(const IndexerWriteShape& shape) { return shape.write_bytes(); }
+  static TensorView cache_view(const IndexerWriteShape& shape, const Buffer& cache,
+                               Device device) {
+    return indexer_cache_view(shape.num_blocks, cache, device);
   }
-
-  void reset_outputs() override { device_cache_.fill(kPoisonByte); }
-
-  Agreement compare_outputs() override {
-    return compare_with_reference(device_cache_, host_cache_.data(), DType::u8);
+  static IndexerKQuantAndCache::Args args(const IndexerWriteShape& shape, const KeySlotInputs& in,
+                                          const TensorView& cache) {
+    return {in.k, cache, in.slot_mapping, kIndexerQuantBlock, shape.ue8m0 ? "ue8m0" : ""};
   }
-
- private:
-  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
-  // lists).
-  Op::Args cpu_call() override {
-    return args_for(host_, indexer_cache_view(shape_.num_blocks, host_cache_, Device::cpu));
-  }
-  Op::Args args_for(const IndexerWriteInputs& in, const TensorView& cache) const {
-    return {in.k, cache, in.slot_mapping, kIndexerQuantBlock, shape_.ue8m0 ? "ue8m0" : ""};
-  }
-
-  IndexerWriteShape shape_;
-  std::uint64_t seed_;
-  IndexerWriteInputs host_;                 // set 0, the CPU reference's input
-  Buffer host_cache_;                       // the CPU reference's output
-  std::vector<IndexerWriteInputs> device_;  // one per buffer set
-  Buffer device_cache_;                     // shared by all sets
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
@@ -78,7 +40,8 @@ std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
 }
 
 std::unique_ptr<OpCase> make_case(const WorkloadPoint& point, std::uint64_t seed) {
-  return std::make_unique<IndexerKQuantAndCacheCase>(point, seed);
+  return std::make_unique<KeySlotWriterCase<IndexerKQuantAndCache, IndexerWriteSpec>>(point,
+                                                                                   seed);
 }
 
 }  // namespace

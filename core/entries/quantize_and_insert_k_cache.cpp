@@ -17,60 +17,21 @@ namespace pagedkv::entries {
 
 namespace {
 
-// The OpCase of one W4 insert point: buffer sets of inputs (set 0 is the CPU reference's), one
-// device cache shared by all sets, plans validated once per set and implementation.
-class QuantizeAndInsertKCacheCase final : public PlannedCase<QuantizeAndInsertKCache> {
-  using Op = QuantizeAndInsertKCache;
-
- public:
-  QuantizeAndInsertKCacheCase(const WorkloadPoint& point, std::uint64_t seed)
-      : shape_(dsv4_insert_shape(point)),
-        seed_(seed),
-        host_(make_dsv4_insert_inputs(shape_, seed, 0)),
-        host_cache_(Memory::host, static_cast<std::size_t>(shape_.cache_bytes())) {
-    host_cache_.fill(kPoisonByte);
+// What a W4 insert point adds to the shared slot-writer case (cache_write_case.h).
+struct Dsv4InsertSpec {
+  static Dsv4InsertShape shape(const WorkloadPoint& point) { return dsv4_insert_shape(point); }
+  static KeySlotInputs inputs(const Dsv4InsertShape& shape, std::uint64_t seed, int set) {
+    return make_dsv4_insert_inputs(shape, seed, set);
   }
-
-  std::int64_t bytes_moved() const override { return shape_.bytes(); }
-  CopyKind copy_kind() const override { return CopyKind::device_to_device; }
-
-  void prepare_device(std::int64_t l2_bytes) override {
-    const int sets = buffer_sets_for(bytes_moved(), l2_bytes);
-    device_cache_ = Buffer(Memory::device, host_cache_.size());
-    device_cache_.fill(kPoisonByte);
-    const TensorView cache = dsv4_cache_view(shape_.num_blocks, device_cache_, Device::cuda);
-    for (int set = 0; set < sets; ++set) {
-      device_.push_back(
-          set == 0 ? copy_dsv4_insert_inputs(shape_, host_, Memory::device)
-                   : copy_dsv4_insert_inputs(shape_, make_dsv4_insert_inputs(shape_, seed_, set),
-                                             Memory::device));
-      calls_.add(args_for(device_.back(), cache));
-      // Validation (with its synchronizing slot-range check) happens here, never when timed.
-    }
+  static std::int64_t cache_bytes(const Dsv4InsertShape& shape) { return shape.cache_bytes(); }
+  static std::int64_t bytes_moved(const Dsv4InsertShape& shape) { return shape.bytes(); }
+  static TensorView cache_view(const Dsv4InsertShape& shape, const Buffer& cache, Device device) {
+    return dsv4_cache_view(shape.num_blocks, cache, device);
   }
-
-  void reset_outputs() override { device_cache_.fill(kPoisonByte); }
-
-  Agreement compare_outputs() override {
-    return compare_with_reference(device_cache_, host_cache_.data(), DType::u8);
-  }
-
- private:
-  // The CPU reference's call on the host inputs (what run_cpu() runs and cpu_arguments()
-  // lists).
-  Op::Args cpu_call() override {
-    return args_for(host_, dsv4_cache_view(shape_.num_blocks, host_cache_, Device::cpu));
-  }
-  Op::Args args_for(const Dsv4InsertInputs& in, const TensorView& cache) const {
+  static QuantizeAndInsertKCache::Args args(const Dsv4InsertShape&, const KeySlotInputs& in,
+                                            const TensorView& cache) {
     return {in.k, cache, in.slot_mapping, kW4BlockSize, true, false};
   }
-
-  Dsv4InsertShape shape_;
-  std::uint64_t seed_;
-  Dsv4InsertInputs host_;                 // set 0, the CPU reference's input
-  Buffer host_cache_;                     // the CPU reference's output
-  std::vector<Dsv4InsertInputs> device_;  // one per buffer set
-  Buffer device_cache_;                   // shared by all sets
 };
 
 std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
@@ -79,7 +40,7 @@ std::vector<WorkloadPoint> points(const std::string& workload, bool quick) {
 }
 
 std::unique_ptr<OpCase> make_case(const WorkloadPoint& point, std::uint64_t seed) {
-  return std::make_unique<QuantizeAndInsertKCacheCase>(point, seed);
+  return std::make_unique<KeySlotWriterCase<QuantizeAndInsertKCache, Dsv4InsertSpec>>(point, seed);
 }
 
 }  // namespace
