@@ -32,7 +32,8 @@ struct FlattenKv {
   /// \brief The pagedkv name (upstream: `invokeFlattenKV_v2`).
   static constexpr const char* name = "flatten_kv";
 
-  /// \brief The arguments, in upstream's order (documented in arguments()).
+  /// \brief The arguments, in upstream's order except that the RoPE parameters, which all
+  /// have defaults, come last (documented in arguments()).
   struct Args {
     /// \name Arguments (documented in FlattenKv::arguments)
     /// @{
@@ -43,6 +44,12 @@ struct FlattenKv {
     TensorView cu_k_len;      ///< see FlattenKv::arguments()
     TensorView cu_block_num;  ///< see FlattenKv::arguments()
     TensorView rope_bases;    ///< see FlattenKv::arguments()
+    std::int64_t block_seq_len = 64;                       ///< see FlattenKv::arguments()
+    std::int64_t max_seq_len = 0;                          ///< see FlattenKv::arguments()
+    std::int64_t quant_policy = 0;                         ///< see FlattenKv::arguments()
+    std::int64_t layer_id = 0;                             ///< see FlattenKv::arguments()
+    std::int64_t cp_rank = 0;                              ///< see FlattenKv::arguments()
+    std::int64_t cp_size = 1;                              ///< see FlattenKv::arguments()
     std::string rope_type = "none";                        ///< see FlattenKv::arguments()
     std::int64_t rope_dim = 0;                             ///< see FlattenKv::arguments()
     double rope_base = 10000.0;                            ///< see FlattenKv::arguments()
@@ -54,12 +61,6 @@ struct FlattenKv {
     double llama3_low_freq_factor = 1.0;                   ///< see FlattenKv::arguments()
     double llama3_high_freq_factor = 4.0;                  ///< see FlattenKv::arguments()
     std::int64_t llama3_original_max_position_embeddings = 8192;  ///< see arguments()
-    std::int64_t block_seq_len = 64;                       ///< see FlattenKv::arguments()
-    std::int64_t layer_id = 0;                             ///< see FlattenKv::arguments()
-    std::int64_t cp_rank = 0;                              ///< see FlattenKv::arguments()
-    std::int64_t cp_size = 1;                              ///< see FlattenKv::arguments()
-    std::int64_t max_seq_len = 0;                          ///< see FlattenKv::arguments()
-    std::int64_t quant_policy = 0;                         ///< see FlattenKv::arguments()
     /// @}
   };
 
@@ -85,24 +86,24 @@ struct FlattenKv {
     arg(&Args::cu_block_num, "cu_block_num", ArgKind::input,
         "[batch + 1] i32, contiguous, non-decreasing from >= 0, cu_block_num[batch] <= "
         "blocks.size(0): enough blocks for each sequence's tokens on this rank");
-    turbomind_rope_arguments<Args>(arg);
+    turbomind_rope_bases_argument<Args>(arg);
     arg(&Args::block_seq_len, "block_seq_len", ArgKind::integer, "tokens per block, in [1, 4096]");
-    arg(&Args::layer_id, "layer_id", ArgKind::integer,
-        "the layer read: its region starts layer_id × layer_size bytes into each block");
-    arg(&Args::cp_rank, "cp_rank", ArgKind::integer, "context parallelism: this rank");
-    arg(&Args::cp_size, "cp_size", ArgKind::integer, "context parallelism: ranks, >= 1");
     arg(&Args::max_seq_len, "max_seq_len", ArgKind::integer,
         "at least every sequence's k_len and at most k_out.size(0): the launch covers this many "
         "tokens per sequence");
     arg(&Args::quant_policy, "quant_policy", ArgKind::integer,
         "the policy the blocks were written with: 0, 8 (int8) or 4 (int4)");
+    arg(&Args::layer_id, "layer_id", ArgKind::integer,
+        "the layer read: its region starts layer_id × layer_size bytes into each block");
+    arg(&Args::cp_rank, "cp_rank", ArgKind::integer, "context parallelism: this rank");
+    arg(&Args::cp_size, "cp_size", ArgKind::integer, "context parallelism: ranks, >= 1");
+    turbomind_rope_arguments<Args>(arg);
   }
 
   /// \brief The Python defaults: no RoPE, layer 0, one rank.
   /// \param argument an argument name.
   /// \return its default as Python writes it, or nullptr.
   static const char* default_value(std::string_view argument) {
-    if (argument == "quant_policy") return "0";
     return turbomind_rope_default(argument);
   }
 

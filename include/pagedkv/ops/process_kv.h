@@ -52,10 +52,16 @@ struct TurbomindKvPlan {
 /// \cond INTERNAL
 // The RoPE arguments both TurboMind ops take, documented once (Args must have these members).
 template <class Args, class Arg>
-void turbomind_rope_arguments(Arg&& arg) {
+void turbomind_rope_bases_argument(Arg&& arg) {
   arg(&Args::rope_bases, "rope_bases", ArgKind::optional_input,
-      "[batch] f32, contiguous: each sequence's RoPE base, for rope_type \"dynamic\" only "
-      "(dynamic NTK: computed when the request is added, see pagedkv.lmdeploy.dynamic_ntk_base)");
+      "[batch] f32, contiguous, or None: each sequence's RoPE base, for rope_type \"dynamic\" "
+      "only (dynamic NTK: computed when the request is added, see "
+      "pagedkv.lmdeploy.dynamic_ntk_base)");
+}
+
+// The RoPE parameters both TurboMind ops take, last (they all have defaults).
+template <class Args, class Arg>
+void turbomind_rope_arguments(Arg&& arg) {
   arg(&Args::rope_type, "rope_type", ArgKind::string,
       "\"none\" (no rotation), \"default\", \"linear\", \"dynamic\", \"yarn\" or \"llama3\": "
       "TurboMind's RoPE types (MRoPE is not implemented); pairs are adjacent (x[d], x[d + 1])");
@@ -82,7 +88,6 @@ void turbomind_rope_arguments(Arg&& arg) {
 
 // Python defaults of the RoPE arguments (no rotation).
 inline const char* turbomind_rope_default(std::string_view argument) {
-  if (argument == "rope_bases") return "None";
   if (argument == "rope_type") return "\"none\"";
   if (argument == "rope_dim") return "0";
   if (argument == "rope_base") return "10000.0";
@@ -106,7 +111,8 @@ struct ProcessKv {
   /// \brief The pagedkv name (upstream: `invokeProcessKV_v2`).
   static constexpr const char* name = "process_kv";
 
-  /// \brief The arguments, in upstream's order (documented in arguments()).
+  /// \brief The arguments, in upstream's order except that the RoPE parameters, which all
+  /// have defaults, come last (documented in arguments()).
   struct Args {
     /// \name Arguments (documented in ProcessKv::arguments)
     /// @{
@@ -121,6 +127,12 @@ struct ProcessKv {
     TensorView cu_block_num;        ///< see ProcessKv::arguments()
     TensorView readonly_block_num;  ///< see ProcessKv::arguments()
     TensorView rope_bases;          ///< see ProcessKv::arguments()
+    std::int64_t block_seq_len = 64;                       ///< see ProcessKv::arguments()
+    std::int64_t max_q_len = 0;                            ///< see ProcessKv::arguments()
+    std::int64_t quant_policy = 0;                         ///< see ProcessKv::arguments()
+    std::int64_t layer_id = 0;                             ///< see ProcessKv::arguments()
+    std::int64_t cp_rank = 0;                              ///< see ProcessKv::arguments()
+    std::int64_t cp_size = 1;                              ///< see ProcessKv::arguments()
     std::string rope_type = "none";                        ///< see ProcessKv::arguments()
     std::int64_t rope_dim = 0;                             ///< see ProcessKv::arguments()
     double rope_base = 10000.0;                            ///< see ProcessKv::arguments()
@@ -132,12 +144,6 @@ struct ProcessKv {
     double llama3_low_freq_factor = 1.0;                   ///< see ProcessKv::arguments()
     double llama3_high_freq_factor = 4.0;                  ///< see ProcessKv::arguments()
     std::int64_t llama3_original_max_position_embeddings = 8192;  ///< see arguments()
-    std::int64_t block_seq_len = 64;                       ///< see ProcessKv::arguments()
-    std::int64_t layer_id = 0;                             ///< see ProcessKv::arguments()
-    std::int64_t cp_rank = 0;                              ///< see ProcessKv::arguments()
-    std::int64_t cp_size = 1;                              ///< see ProcessKv::arguments()
-    std::int64_t max_q_len = 0;                            ///< see ProcessKv::arguments()
-    std::int64_t quant_policy = 0;                         ///< see ProcessKv::arguments()
     /// @}
   };
 
@@ -175,9 +181,15 @@ struct ProcessKv {
     arg(&Args::readonly_block_num, "readonly_block_num", ArgKind::optional_input,
         "[batch] i32, contiguous, >= 0, or None: sequence b's first readonly_block_num[b] "
         "logical blocks are already valid (prefix cache) and are not written");
-    turbomind_rope_arguments<Args>(arg);
+    turbomind_rope_bases_argument<Args>(arg);
     arg(&Args::block_seq_len, "block_seq_len", ArgKind::integer,
         "tokens per block, in [1, 4096] (TurboMind's cache_block_seq_len, 64 by default)");
+    arg(&Args::max_q_len, "max_q_len", ArgKind::integer,
+        "at least every sequence's q_len and at most k.size(0): the launch covers this many "
+        "tokens per sequence");
+    arg(&Args::quant_policy, "quant_policy", ArgKind::integer,
+        "0 (K and V as they are), 8 (int8 codes) or 4 (int4 codes), each token's and head's "
+        "K and V with a [scale, zero] pair in k's dtype");
     arg(&Args::layer_id, "layer_id", ArgKind::integer,
         "the layer written: its region starts layer_id × layer_size bytes into each block and "
         "must end inside it (upstream at HEAD passes this offset in bytes, cache_block_offset)");
@@ -186,21 +198,13 @@ struct ProcessKv {
     arg(&Args::cp_size, "cp_size", ArgKind::integer,
         "context parallelism: ranks, >= 1; position ti is stored by rank ti mod cp_size at "
         "ti / cp_size");
-    arg(&Args::max_q_len, "max_q_len", ArgKind::integer,
-        "at least every sequence's q_len and at most k.size(0): the launch covers this many "
-        "tokens per sequence");
-    arg(&Args::quant_policy, "quant_policy", ArgKind::integer,
-        "0 (K and V as they are), 8 (int8 codes) or 4 (int4 codes), each token's and head's "
-        "K and V with a [scale, zero] pair in k's dtype");
+    turbomind_rope_arguments<Args>(arg);
   }
 
   /// \brief The Python defaults: no RoPE, layer 0, one rank.
   /// \param argument an argument name.
   /// \return its default as Python writes it, or nullptr.
   static const char* default_value(std::string_view argument) {
-    if (argument == "k_bias" || argument == "v_bias" || argument == "readonly_block_num")
-      return "None";
-    if (argument == "quant_policy") return "0";
     return turbomind_rope_default(argument);
   }
 
