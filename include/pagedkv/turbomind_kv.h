@@ -22,6 +22,8 @@
 #include <string_view>
 
 #if defined(__CUDACC__)
+/// \brief `__host__ __device__` and inlined under nvcc, `inline` for the host compiler: the
+/// layout's and the shared arithmetic's functions run on both sides.
 #define PAGEDKV_TM_FN __host__ __device__ __forceinline__
 #else
 #define PAGEDKV_TM_FN inline

@@ -45,14 +45,14 @@ struct KvParams {
   TurbomindKvPlan plan;              ///< the validated plan
   std::uint8_t* pool = nullptr;      ///< kv_cache's first byte
   const std::int64_t* blocks = nullptr;  ///< block byte offsets
-  const std::int32_t* cu_q_len = nullptr;     ///< process_kv only
-  const std::int32_t* cu_k_len = nullptr;
-  const std::int32_t* cu_block_num = nullptr;
-  const std::int32_t* readonly_block_num = nullptr;
-  const void* k = nullptr;           ///< process_kv: input; flatten_kv: k_out
-  const void* v = nullptr;           ///< process_kv: input; flatten_kv: v_out
-  const void* k_bias = nullptr;
-  const void* v_bias = nullptr;
+  const std::int32_t* cu_q_len = nullptr;            ///< [batch + 1], process_kv only
+  const std::int32_t* cu_k_len = nullptr;            ///< [batch + 1]
+  const std::int32_t* cu_block_num = nullptr;        ///< [batch + 1]
+  const std::int32_t* readonly_block_num = nullptr;  ///< [batch] or nullptr
+  const void* k = nullptr;       ///< process_kv: input; flatten_kv: k_out
+  const void* v = nullptr;       ///< process_kv: input; flatten_kv: v_out
+  const void* k_bias = nullptr;  ///< [head_num, head_dim] or nullptr
+  const void* v_bias = nullptr;  ///< [head_num, head_dim] or nullptr
 };
 
 /// \brief The scale factor of sequence b: its own for "dynamic", else the plan's.
