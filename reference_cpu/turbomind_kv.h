@@ -13,8 +13,8 @@
 namespace pagedkv::cpu::turbomind {
 
 /// \brief Byte offsets of one token's K and V codes and parameters in a block, from the block's
-/// first byte: the layer region at layer_offset, then "every head's K rows, then its V rows,
-/// all heads; then every head's K [scale, zero] pairs, then its V pairs".
+/// first byte. The layer region starts at layer_offset; in it come each head's K rows and V
+/// rows, for all heads, then each head's K and V `[scale, zero]` pairs.
 struct TokenPlace {
   std::int64_t k_data = 0;   ///< K codes of (head, row)
   std::int64_t v_data = 0;   ///< V codes

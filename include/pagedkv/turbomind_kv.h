@@ -4,8 +4,9 @@
 /// Shared by process_kv and flatten_kv, their contracts, CPU references and kernels.
 ///
 /// One block holds `block_seq_len` tokens of every layer. Inside it, layer `l` owns the
-/// `layer_size` bytes from `l × layer_size`; a layer region is "all data first, then all quant
-/// parameters" (upstream's `L(H2SDQ + H2S2T)`, `src/turbomind/kernels/attention/block.h`):
+/// `layer_size` bytes from `l × layer_size`. A layer region holds all data first, then all quant
+/// parameters (upstream calls this layout `L(H2SDQ + H2S2T)`, in
+/// `src/turbomind/kernels/attention/block.h`):
 /// - for each KV head h: its K rows (block_seq_len × token_data bytes), then its V rows;
 /// - then, for each head h (quantized caches only): block_seq_len K `[scale, zero]` pairs, then
 ///   block_seq_len V pairs (each pair two values of the activation type, 4 bytes).
