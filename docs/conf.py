@@ -80,7 +80,9 @@ breathe_domain_by_extension = {"h": "cpp", "hpp": "cpp", "cpp": "cpp", "cu": "cp
 breathe_show_include = False
 # The Doxyfile keeps __global__, __device__ and __host__ visible so a reader sees what is a kernel;
 # PAGEDKV_HOST_DEVICE (pagedkv/row_layout.h) is the macro for "__host__ __device__".
-cpp_id_attributes = ["__global__", "__device__", "__host__", "__forceinline__", "PAGEDKV_HOST_DEVICE"]
+# PAGEDKV_TM_FN (pagedkv/turbomind_kv.h) is "__host__ __device__ __forceinline__" or "inline".
+cpp_id_attributes = ["__global__", "__device__", "__host__", "__forceinline__", "PAGEDKV_HOST_DEVICE",
+                     "PAGEDKV_TM_FN"]
 cpp_paren_attributes = ["__launch_bounds__"]
 primary_domain = "cpp"
 highlight_language = "cpp"

@@ -194,6 +194,16 @@ LABELS = {
         "idx_note": "block_size = 4 here (DeepSeek-V3.2 uses 64: 8192 code bytes, then 256 scale "
                     "bytes); head_dim = 128, one scale per 128 codes; numbers count bytes from the "
                     "start of the block",
+        # turbomind_block.png
+        "tm_title": "one layer region of a TurboMind block, {heads} KV heads × {dim}, "
+                    "block_seq_len = {bsl}:\nevery head's K rows, then its V rows; then, when "
+                    "quantized, every head's K and V [scale, zero] pairs",
+        "tm_policy": "quant_policy {policy}\n{bytes} bytes",
+        "tm_data": "h{h} {kv}\n{rows} × {row} B",
+        "tm_params": "[scale, zero]: h0 K, h0 V, h1 K, h1 V\n({size} B each)",
+        "tm_note": "each bar is drawn to its own scale; numbers count bytes from the start of the "
+                   "layer region (layer l starts l × layer_size bytes into the block).\nLlama-3-8B "
+                   "(8 heads × 128, 64 tokens): 262,144 / 135,168 / 69,632 bytes per layer",
         # dsv4_page.png
         "v4_page": "one page of the fp8_ds_mla K cache, block_size = {b}: the data records, then "
                    "the scale records, then padding ({stride} bytes in all)",
@@ -387,6 +397,14 @@ LABELS = {
                       "dst_scale[t] = 第 {scale} 到 {scale} + 3 字节",
         "idx_note": "此处 block_size = 4（DeepSeek-V3.2 为 64：8192 字节编码，随后 256 字节缩放因子）；"
                     "head_dim = 128，每 128 个编码一个缩放因子；数字是从块开头算起的字节数",
+        "tm_title": "TurboMind 块中的一个层区域，{heads} 个 KV 头 × {dim}，block_seq_len = {bsl}：\n"
+                    "先是每个头的 K 行，再是它的 V 行；量化时之后是每个头 K 与 V 的 [scale, zero] 对",
+        "tm_policy": "quant_policy {policy}\n{bytes} 字节",
+        "tm_data": "h{h} {kv}\n{rows} × {row} B",
+        "tm_params": "[scale, zero]：h0 K、h0 V、h1 K、h1 V\n（每段 {size} B）",
+        "tm_note": "每条按各自的比例绘制；数字为从层区域起点算起的字节数（第 l 层从块内 l × layer_size "
+                   "字节处开始）。\nLlama-3-8B（8 个头 × 128，64 个 token）：每层 262,144 / 135,168 / "
+                   "69,632 字节",
         "v4_page": "fp8_ds_mla K 缓存的一个页，block_size = {b}：先是数据记录，再是缩放记录，最后是填充"
                    "（共 {stride} 字节）",
         "v4_record": "token {p}\n576 字节",
@@ -1573,6 +1591,74 @@ def draw_dsv4_page(path, lang="en"):
     finish(fig, ax, path, (-0.3, 12.5), (-1.2, 5.9))
 
 
+# The LMDeploy chapter: one layer region of a TurboMind block for each quant policy, drawn small
+# (2 heads × 64, 4 tokens) so that the parameter area is visible.
+TM_HEADS = 2
+TM_DIM = 64
+TM_BLOCK_SEQ_LEN = 4
+
+
+def turbomind_region_parts(policy, heads=TM_HEADS, dim=TM_DIM, block_seq_len=TM_BLOCK_SEQ_LEN):
+    """(first byte, size, kind, head, "K" or "V") of every part of one layer region, as
+    process_kv writes it (include/pagedkv/turbomind_kv.h): for each head its K rows, then its V
+    rows; then for each head its K [scale, zero] pairs, then its V pairs (quantized only)."""
+    bits = {0: 16, 8: 8, 4: 4}[policy]
+    data = block_seq_len * bits * dim // 8
+    param = 0 if policy == 0 else block_seq_len * 4
+    parts = []
+    for h in range(heads):
+        parts.append((2 * h * data, data, "data", h, "K"))
+        parts.append(((2 * h + 1) * data, data, "data", h, "V"))
+    base = heads * 2 * data
+    for h in range(heads):
+        if param:
+            parts.append((base + 2 * h * param, param, "params", h, "K"))
+            parts.append((base + (2 * h + 1) * param, param, "params", h, "V"))
+    return parts
+
+
+def draw_turbomind_block(path, lang="en"):
+    """One layer region per quant policy (0, 8, 4), each bar to its own scale, parts coloured by
+    head, K dark and V light, the parameter area hatched."""
+    words = LABELS[lang]
+    fig, ax = plt.subplots(figsize=(11.5, 4.4))
+    ax.text(0.0, 4.55, words["tm_title"].format(heads=TM_HEADS, dim=TM_DIM, bsl=TM_BLOCK_SEQ_LEN),
+            fontsize=8.5)
+    width = 10.4
+    for row, policy in enumerate((0, 8, 4)):
+        parts = turbomind_region_parts(policy)
+        total = parts[-1][0] + parts[-1][1]
+        scale = width / total
+        y = 3.2 - 1.45 * row
+        ax.text(-0.15, y + 0.4, words["tm_policy"].format(policy=policy, bytes=total), ha="right",
+                va="center", fontsize=7.5)
+        bits = {0: 16, 8: 8, 4: 4}[policy]
+        for first, size, kind, h, kv in parts:
+            face = skew_color(h)
+            if kv == "V":
+                face = tint(face, 0.45)
+            if kind == "data":
+                label = words["tm_data"].format(h=h, kv=kv, rows=TM_BLOCK_SEQ_LEN,
+                                                row=bits * TM_DIM // 8)
+                cell(ax, first * scale, y, size * scale, 0.8, face, label, text_color_for(face),
+                     fontsize=6.5)
+            else:
+                cell(ax, first * scale, y, size * scale, 0.8, tint(face, 0.3), "", lw=0.5,
+                     hatch="//")
+        params = [part for part in parts if part[2] == "params"]
+        if params:
+            start = params[0][0]
+            ax.annotate(words["tm_params"].format(size=params[0][1]),
+                        xy=((start + total) / 2 * scale, y + 0.8),
+                        xytext=(width + 0.25, y + 0.4), fontsize=6.5, ha="left", va="center",
+                        arrowprops=dict(arrowstyle="-", color=EDGE, lw=0.7))
+        marks = sorted({first for first, _, kind, *_ in parts if kind == "data"} | {total})
+        for first in marks:
+            ax.text(first * scale, y - 0.08, str(first), ha="center", va="top", fontsize=5.5)
+    ax.text(-1.6, -1.15, words["tm_note"], fontsize=7.5, style=note_style(lang), va="top")
+    finish(fig, ax, path, (-1.7, 13.4), (-2.0, 5.2))
+
+
 # The model ops chapter: where rotary_embedding, silu_and_mul and apply_repetition_penalties sit
 # in one decoder layer, relative to the cache write and attention (chapters/model_ops.md).
 LAYER_CHAPTER = "#ffb74d"  # the ops of the chapter
@@ -1809,6 +1895,7 @@ FIGURES = {
     "model_ops_layer.png": draw_model_ops_layer,
     "rope_pairs.png": draw_rope_pairs,
     "dsv4_page.png": draw_dsv4_page,
+    "turbomind_block.png": draw_turbomind_block,
     "sparse_index_row.png": draw_sparse_index_row,
 }
 

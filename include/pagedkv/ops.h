@@ -16,11 +16,13 @@
 #include "pagedkv/ops/cp_gather_cache.h"
 #include "pagedkv/ops/cp_gather_indexer_k_quant_cache.h"
 #include "pagedkv/ops/dequantize_and_gather_k_cache.h"
+#include "pagedkv/ops/flatten_kv.h"
 #include "pagedkv/ops/fused_add_rms_norm.h"
 #include "pagedkv/ops/gather_and_maybe_dequant_cache.h"
 #include "pagedkv/ops/gelu_and_mul.h"
 #include "pagedkv/ops/gelu_tanh_and_mul.h"
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
+#include "pagedkv/ops/process_kv.h"
 #include "pagedkv/ops/quantize_and_insert_k_cache.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
@@ -44,6 +46,6 @@ using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm
                       SiluAndMul, GeluAndMul, GeluTanhAndMul, ApplyRepetitionPenalties,
                       QuantizeAndInsertKCache, DequantizeAndGatherKCache,
                       ComputeGlobalTopkIndicesAndLens, CombineTopkSwaIndices,
-                      BuildFlashinferMixedSparseIndices>;
+                      BuildFlashinferMixedSparseIndices, ProcessKv, FlattenKv>;
 
 }  // namespace pagedkv
