@@ -6,8 +6,8 @@
 /// For token t and head h, with prefix result `p = prefix_output[t, h, :]` over key set A and
 /// `lp = prefix_lse[h, t] = log Σ_{k∈A} exp(score_k)` (suffix: `s`, `ls`, key set B):
 /// \code
-/// M = max(lp, ls);  a = exp(lp − M);  b = exp(ls − M)
-/// output[t, h, :] = p · a / (a + b) + s · b / (a + b)      output_lse[h, t] = log(a + b) + M
+/// M = max(lp, ls);  a = exp(lp - M);  b = exp(ls - M);
+/// output[t, h, :] = p * a / (a + b) + s * b / (a + b);  output_lse[h, t] = log(a + b) + M;
 /// \endcode
 /// which is exactly the attention over A ∪ B and its LSE (chapter "merge_attn_states" says why).
 /// Upstream's CUDA path, reproduced here in float32 and in its order: an infinite LSE of either
@@ -138,9 +138,9 @@ struct MergeAttnStates {
   /// argument, the expected and the actual value) before anything is written. Zero tokens or
   /// zero heads is a valid call that writes nothing.
   ///
-  /// Upstream's checks, kept: D a multiple of the 16-byte pack of the input dtype ("headsize
-  /// must be multiple of pack_size": vLLM's dispatcher sends other head sizes to its Triton
-  /// kernel, which pagedkv does not reproduce), P <= N, fp8 output exactly when output_scale
+  /// Upstream's checks, kept: D a multiple of the 16-byte pack of the input dtype (vLLM's
+  /// dispatcher sends other head sizes to its Triton kernel, which pagedkv does not
+  /// reproduce), P <= N, fp8 output exactly when output_scale
   /// is given, output's dtype that of prefix_output otherwise. Added: every shape (the LSE
   /// tensors [H, N], not the token-major [N, H] FlashAttention returns), the LSE dtype f32,
   /// suffix_output's dtype, packed heads, output elements with memory of their own, and

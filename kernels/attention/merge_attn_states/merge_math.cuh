@@ -120,12 +120,18 @@ struct Operands {
   std::int64_t num_heads;     ///< H
   std::int64_t head_size;     ///< D
   std::int64_t merged_tokens; ///< P: tokens [P, N) copy the suffix
-  std::int64_t prefix_token_stride, prefix_head_stride;  ///< prefix_output's
-  std::int64_t suffix_token_stride, suffix_head_stride;  ///< suffix_output's
-  std::int64_t output_token_stride, output_head_stride;  ///< output's
-  std::int64_t prefix_lse_head_stride, prefix_lse_token_stride;  ///< prefix_lse's
-  std::int64_t suffix_lse_head_stride, suffix_lse_token_stride;  ///< suffix_lse's
-  std::int64_t output_lse_head_stride, output_lse_token_stride;  ///< output_lse's
+  std::int64_t prefix_token_stride;      ///< prefix_output.stride(0)
+  std::int64_t prefix_head_stride;       ///< prefix_output.stride(1)
+  std::int64_t suffix_token_stride;      ///< suffix_output.stride(0)
+  std::int64_t suffix_head_stride;       ///< suffix_output.stride(1)
+  std::int64_t output_token_stride;      ///< output.stride(0)
+  std::int64_t output_head_stride;       ///< output.stride(1)
+  std::int64_t prefix_lse_head_stride;   ///< prefix_lse.stride(0)
+  std::int64_t prefix_lse_token_stride;  ///< prefix_lse.stride(1)
+  std::int64_t suffix_lse_head_stride;   ///< suffix_lse.stride(0)
+  std::int64_t suffix_lse_token_stride;  ///< suffix_lse.stride(1)
+  std::int64_t output_lse_head_stride;   ///< output_lse.stride(0)
+  std::int64_t output_lse_token_stride;  ///< output_lse.stride(1)
 };
 
 /// \brief The operands of a validated call.
