@@ -74,7 +74,8 @@ double ulp_of(DType dtype, double magnitude) {
     case DType::f32: precision = 24, min_exponent = -126, max_exponent = 127; break;
     case DType::f16: precision = 11, min_exponent = -14, max_exponent = 15; break;
     case DType::bf16: precision = 8, min_exponent = -126, max_exponent = 127; break;
-    default: reject("ulp_of: dtype must be f32, f16 or bf16, got ", dtype_name(dtype));
+    case DType::f8_e4m3: precision = 4, min_exponent = -6, max_exponent = 8; break;
+    default: reject("ulp_of: dtype must be f32, f16, bf16 or f8_e4m3, got ", dtype_name(dtype));
   }
   int exponent = min_exponent;  // 2^exponent <= magnitude < 2^(exponent + 1), clamped
   if (std::isfinite(magnitude) && magnitude >= std::ldexp(1.0, min_exponent)) {

@@ -91,6 +91,7 @@ TEST_CASE("registry: names are unique and find_op finds each", "[registry]") {
   CHECK(names.count("cp_gather_and_upconvert_fp8_kv_cache") == 1);
   CHECK(names.count("quantize_and_insert_k_cache") == 1);
   CHECK(names.count("dequantize_and_gather_k_cache") == 1);
+  CHECK(names.count("merge_attn_states") == 1);
 }
 
 TEST_CASE("registry: find_op rejects an unknown name and lists the known ones", "[registry]") {
@@ -177,6 +178,13 @@ TEST_CASE("registry: the standard workloads have the sizes and variants of the R
   for (const auto& p : dsv4_insert) CHECK(p.workload == "W4");
   for (const auto& p : dsv4_gather) CHECK(p.workload == "W4");
 
+  // W12: merges of 16, 32 or 128 heads of 128, 1 to 65536 tokens.
+  const auto merge = all_points(pagedkv::find_op("merge_attn_states"), false);
+  CHECK(sizes_of(merge) == std::set<std::int64_t>{1, 16, 256, 4096, 16384, 65536});
+  CHECK(variants_of(merge) == std::set<std::string>{"heads 16", "heads 32", "heads 128",
+                                                    "heads 128, output_lse"});
+  for (const auto& p : merge) CHECK((p.workload == "W12" && p.size_unit == "tokens"));
+
   // Quick points: variants of the full run (the cache ops and swap_blocks keep all of them),
   // small sizes only.
   for (const OpEntry& op : pagedkv::op_registry()) {
@@ -240,6 +248,12 @@ TEST_CASE("registry: byte models count each input and output byte once", "[regis
   // seq_lens and gather_lens [4] each.
   CHECK(bytes("dequantize_and_gather_k_cache", "4 requests", "W4", 256) ==
         256 * (584 + 1024) + 4 * 8 + 8 * 4);
+  // 16 tokens of 32 heads × 128 bf16: prefix_output, suffix_output read and output written
+  // (3 × 16 × 32 × 256 B), both LSEs read (2 × 16 × 32 × 4 B); the output_lse variant (128
+  // heads) writes one more LSE.
+  CHECK(bytes("merge_attn_states", "heads 32", "W12", 16) == 3 * 16 * 32 * 256 + 2 * 16 * 32 * 4);
+  CHECK(bytes("merge_attn_states", "heads 128, output_lse", "W12", 1) ==
+        3 * 128 * 256 + 3 * 128 * 4);
 }
 
 TEST_CASE("registry: Agreement applies the op's rule", "[registry]") {

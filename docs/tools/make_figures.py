@@ -289,6 +289,19 @@ LABELS = {
         "sparse_column": "column {c}",
         "sparse_note": "one decode token of one request, topk = {k}; one colour = one block of "
                        "the request; schematic",
+        # merge_layout.png
+        "merge_prefix": "prefix_output [N, H, D]: attention over the first key set "
+                        "(one cell = one 16-byte pack)",
+        "merge_suffix": "suffix_output [N, H, D]: attention over the second key set",
+        "merge_prefix_lse": "prefix_lse [H, N], head-major: row h holds head h of every token",
+        "merge_suffix_lse": "suffix_lse [H, N], the same layout",
+        "merge_output": "output [N, H, D]: prefix · a / (a + b) + suffix · b / (a + b), "
+                        "a = exp(lse_p − M), b = exp(lse_s − M), M = max",
+        "merge_lanes": "outlined: what the row of token 1, head 0 reads and writes;\none lane "
+                       "per pack (0 … 3): the first lane reads lse[0, 1] of both LSE tensors and "
+                       "passes the two scales to the others by shuffles",
+        "merge_note": "N = 3 tokens, H = 2 heads, head_size = 4 packs (32 bf16); one colour = one "
+                      "(token, head); schematic",
     },
     "zh_CN": {
         "list_sep": "、",
@@ -448,6 +461,16 @@ LABELS = {
                         "再是每个局部下标的槽位，各留在自己的列；长度 {w} + {n}",
         "sparse_column": "第 {c} 列",
         "sparse_note": "一个请求的一个解码 token，topk = {k}；同一颜色 = 请求的同一个块；示意图",
+        "merge_prefix": "prefix_output [N, H, D]：对第一组键的注意力（一格 = 一个 16 字节的包）",
+        "merge_suffix": "suffix_output [N, H, D]：对第二组键的注意力",
+        "merge_prefix_lse": "prefix_lse [H, N]，头优先：第 h 行存各 token 的头 h",
+        "merge_suffix_lse": "suffix_lse [H, N]，布局相同",
+        "merge_output": "output [N, H, D]：prefix · a / (a + b) + suffix · b / (a + b)，"
+                        "a = exp(lse_p − M)，b = exp(lse_s − M)，M 取两者最大值",
+        "merge_lanes": "粗框：token 1、头 0 这一行读写的数据；\n每个包一条 lane（0 … 3）："
+                       "第一条 lane 读取两个 LSE 张量的 lse[0, 1]，再用 shuffle 把两个比例系数传给其他 lane",
+        "merge_note": "N = 3 个 token，H = 2 个头，head_size = 4 个包（32 个 bf16）；"
+                      "同一颜色 = 同一个（token，头）；示意图",
     },
 }
 # The English layout titles, by layout name (kept under their old name for other scripts).
@@ -1874,6 +1897,83 @@ def draw_sparse_index_row(path, lang="en"):
     finish(fig, ax, path, (-0.2, (SPARSE_WINDOW + k) * w + 0.2), (-1.1, 7.3))
 
 
+# The merge_attn_states page: the [N, H, D] partial outputs, the head-major [H, N] LSEs and
+# which of their elements make one output row (chapters/merge_attn_states.md). The lane mapping
+# is the optimized kernel's (kernels/attention/merge_attn_states/optimized.cu, M1-M3).
+MERGE_TOKENS, MERGE_HEADS, MERGE_PACKS = 3, 2, 4
+MERGE_PICKED = (1, 0)  # (token, head) whose row the arrows follow
+
+
+def merge_row_color(t, h):
+    """One colour per (token, head) row."""
+    return TOKEN_COLORS[t * MERGE_HEADS + h]
+
+
+def draw_merge_layout(path, lang="en"):
+    """prefix_output and suffix_output as memory bars of 16-byte packs, the two head-major LSE
+    tensors, and the output; what one (token, head) row reads is outlined, and arrows lead from
+    its two LSEs to it."""
+    words = LABELS[lang]
+    mono = FONTS[lang]["mono"]
+    fig, ax = plt.subplots(figsize=(9.4, 6.4))
+    w, h, gap = 0.42, 0.42, 0.14
+    group = MERGE_PACKS * w + gap
+    picked = MERGE_PICKED
+
+    def outline(x, y, width):
+        ax.add_patch(Rectangle((x - 0.03, y - 0.03), width + 0.06, h + 0.06, facecolor="none",
+                               edgecolor="black", linewidth=2.0))
+
+    def heads_bar(y, title, title_below=False):
+        ax.text(0.0, y - 0.42 if title_below else y + h + 0.2, title, fontsize=8,
+                va="top" if title_below else "baseline")
+        spots = {}
+        for t in range(MERGE_TOKENS):
+            for j in range(MERGE_HEADS):
+                x0 = (t * MERGE_HEADS + j) * group
+                face = merge_row_color(t, j)
+                for k in range(MERGE_PACKS):
+                    cell(ax, x0 + k * w, y, w, h, face, lw=0.6)
+                ax.text(x0 + MERGE_PACKS * w / 2, y - 0.06, f"t{t} h{j}", ha="center", va="top",
+                        fontsize=6.5, family=mono)
+                spots[(t, j)] = x0
+        outline(spots[picked], y, MERGE_PACKS * w)
+        return spots
+
+    def lse_bar(x_start, y, title):
+        ax.text(x_start, y + h + 0.2, title, fontsize=8)
+        width = 1.5 * w
+        spots = {}
+        for j in range(MERGE_HEADS):
+            for t in range(MERGE_TOKENS):
+                x0 = x_start + (j * MERGE_TOKENS + t) * width + j * gap
+                face = merge_row_color(t, j)
+                cell(ax, x0, y, width, h, face, f"{j},{t}", text_color_for(face), fontsize=6.5)
+                ax.texts[-1].set_family(mono)
+                spots[(t, j)] = (x0 + width / 2, y)
+                if (t, j) == picked:
+                    outline(x0, y, width)
+        return spots
+
+    heads_bar(6.2, words["merge_prefix"])
+    heads_bar(4.9, words["merge_suffix"])
+    prefix_lse = lse_bar(0.0, 3.6, words["merge_prefix_lse"])
+    suffix_lse = lse_bar(6.6, 3.6, words["merge_suffix_lse"])
+    output = heads_bar(1.9, words["merge_output"], title_below=True)
+    x_out = output[picked] + MERGE_PACKS * w / 2
+    for spots, shift, rad in ((prefix_lse, -0.25, 0.15), (suffix_lse, 0.25, -0.15)):
+        x, y = spots[picked]
+        arrow(ax, (x, y - 0.04), (x_out + shift, 1.9 + h + 0.05), color=EDGE, lw=1.0, rad=rad)
+    # The lanes of the picked row: one per pack, lane 0 reads the LSEs.
+    color = merge_row_color(*picked)
+    for k in range(MERGE_PACKS):
+        ax.text(output[picked] + (k + 0.5) * w, 1.9 + h / 2, f"{k}", ha="center", va="center",
+                fontsize=6.5, color=text_color_for(color), family=mono)
+    ax.text(0.0, 1.0, words["merge_lanes"], fontsize=7.5, va="top", linespacing=1.4)
+    ax.text(0.0, -0.05, words["merge_note"], fontsize=7.5, style=note_style(lang))
+    finish(fig, ax, path, (-0.2, MERGE_TOKENS * MERGE_HEADS * group + 0.2), (-0.3, 7.1))
+
+
 FIGURES = {
     "paged_cache.png": draw_paged_cache,
     "slot_mapping.png": draw_slot_mapping,
@@ -1897,6 +1997,7 @@ FIGURES = {
     "dsv4_page.png": draw_dsv4_page,
     "turbomind_block.png": draw_turbomind_block,
     "sparse_index_row.png": draw_sparse_index_row,
+    "merge_layout.png": draw_merge_layout,
 }
 
 

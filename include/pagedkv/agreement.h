@@ -56,10 +56,10 @@ double reduction_tolerance(DType output, std::int64_t reduced_length);
 double relative_error(const void* actual, const void* reference, DType dtype, std::int64_t count);
 
 /// \brief One unit in the last place of `dtype` at `magnitude`: the distance between two
-/// neighbouring numbers of the dtype around it (f32: 2^(e-23), f16: 2^(e-10), bf16: 2^(e-7) for
-/// 2^e <= magnitude < 2^(e+1)); below the smallest normal the subnormal spacing, above the
-/// largest finite number the spacing at the largest finite number.
-/// \param dtype f32, f16 or bf16.
+/// neighbouring numbers of the dtype around it (f32: 2^(e-23), f16: 2^(e-10), bf16: 2^(e-7),
+/// fp8 E4M3: 2^(e-3) for 2^e <= magnitude < 2^(e+1)); below the smallest normal the subnormal
+/// spacing, above the largest finite number the spacing at the largest finite number.
+/// \param dtype f32, f16, bf16 or f8_e4m3 (merge_attn_states' fp8 output).
 /// \param magnitude a non-negative value (infinity allowed).
 /// \return the ulp.
 double ulp_of(DType dtype, double magnitude);
@@ -70,7 +70,7 @@ double ulp_of(DType dtype, double magnitude);
 /// \param actual the element to judge.
 /// \param reference the reference element.
 /// \param magnitude where the ulp is taken (the op says: e.g. |gate × up| for act_and_mul).
-/// \param dtype f32, f16 or bf16.
+/// \param dtype f32, f16, bf16 or f8_e4m3.
 /// \return the distance in ulps.
 double ulp_error(double actual, double reference, double magnitude, DType dtype);
 

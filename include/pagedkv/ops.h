@@ -22,6 +22,7 @@
 #include "pagedkv/ops/gelu_and_mul.h"
 #include "pagedkv/ops/gelu_tanh_and_mul.h"
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
+#include "pagedkv/ops/merge_attn_states.h"
 #include "pagedkv/ops/process_kv.h"
 #include "pagedkv/ops/quantize_and_insert_k_cache.h"
 #include "pagedkv/ops/reshape_and_cache.h"
@@ -46,6 +47,7 @@ using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm
                       SiluAndMul, GeluAndMul, GeluTanhAndMul, ApplyRepetitionPenalties,
                       QuantizeAndInsertKCache, DequantizeAndGatherKCache,
                       ComputeGlobalTopkIndicesAndLens, CombineTopkSwaIndices,
-                      BuildFlashinferMixedSparseIndices, ProcessKv, FlattenKv>;
+                      BuildFlashinferMixedSparseIndices, ProcessKv, FlattenKv,
+                      MergeAttnStates>;
 
 }  // namespace pagedkv

@@ -67,7 +67,7 @@ def convert_arguments(op: dict, values: list) -> list:
         elif kind in TENSOR_KINDS:
             converted.append(scale_arg(value, like))
         elif kind == "int":
-            converted.append(int(value))
+            converted.append(_int_or_none(value, arg))
         elif kind == "float":
             converted.append(float(value))
         elif kind == "bool":
@@ -75,6 +75,19 @@ def convert_arguments(op: dict, values: list) -> list:
         else:
             converted.append(str(value))
     return converted
+
+
+def optional_int(argument: dict) -> bool:
+    """Whether an int argument may be None: vLLM's ``int | None = None`` (e.g.
+    merge_attn_states' prefill_tokens_with_context). The C++ op takes -1 for None."""
+    return argument["kind"] == "int" and argument.get("default", "") == "None"
+
+
+def _int_or_none(value: Any, argument: dict) -> int:
+    """An int argument's value; None (where the argument allows it) becomes -1."""
+    if value is None and optional_int(argument):
+        return -1
+    return int(value)
 
 
 def _default(argument: dict) -> dict:
@@ -144,7 +157,11 @@ def argument_converters(op: dict) -> list:
     by_kind = {"int": lambda v, _: int(v), "float": lambda v, _: float(v),
                "bool": lambda v, _: bool(v), "str": lambda v, _: str(v),
                "optional_input": optional_tensor, "optional_inout": optional_tensor}
-    return [by_kind.get(a["kind"], tensor) for a in arguments]
+    def int_or_none(value: Any, values: tuple) -> int:
+        return -1 if value is None else int(value)
+
+    return [int_or_none if optional_int(a) else by_kind.get(a["kind"], tensor)
+            for a in arguments]
 
 
 def compile_call(op: dict, with_stream: bool, body: str, namespace: dict) -> Callable:

@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 from . import _core
 from ._args import _type_kind, torch_current_stream
-from ._impl import TENSOR_KINDS, argument_converters, compile_call, converted_values_source
+from ._impl import (TENSOR_KINDS, argument_converters, compile_call, converted_values_source,
+                    optional_int)
 
 _OPS = {op["name"]: op for op in _core.ops()}
 
@@ -71,7 +72,8 @@ def _cuda_tensor_among(tensors: tuple) -> Any:
 def schema(op_name: str) -> str:
     """vLLM's torch schema of an op: ``<name>(Tensor! out, Tensor input, ...) -> ()``."""
     op = _OPS[op_name]
-    arguments = ", ".join(f"{a['schema_type']} {a['name']}"
+    # An int that may be None is `int?` in a torch schema (vLLM's `int | None = None`).
+    arguments = ", ".join(f"{a['schema_type']}{'?' if optional_int(a) else ''} {a['name']}"
                           + (f"={a['default']}" if a.get("default") else "")
                           for a in op["arguments"])
     return f"{op_name}({arguments}) -> ()"

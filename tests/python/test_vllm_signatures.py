@@ -48,6 +48,10 @@ VLLM_SIGNATURES = {
     # The newest wrapper (vllm/_custom_ops.py @0002bde) adds rope_dim_offset and inverse.
     "rotary_embedding": ["positions", "query", "key", "head_size", "cos_sin_cache", "is_neox",
                          "rope_dim_offset", "inverse"],
+    # The newest wrapper (vllm/_custom_ops.py @0002bde) adds prefill_tokens_with_context and
+    # output_scale; it passes output_lse second to torch.ops._C.merge_attn_states.
+    "merge_attn_states": ["output", "prefix_output", "prefix_lse", "suffix_output", "suffix_lse",
+                          "output_lse", "prefill_tokens_with_context", "output_scale"],
 }
 
 # vLLM's wrappers' default values (vllm/_custom_ops.py).
@@ -55,6 +59,8 @@ VLLM_DEFAULTS = {
     "cp_gather_cache": {"seq_starts": None},
     "gather_and_maybe_dequant_cache": {"seq_starts": None},
     "rotary_embedding": {"rope_dim_offset": 0, "inverse": False},  # @0002bde
+    "merge_attn_states": {"output_lse": None, "prefill_tokens_with_context": None,
+                          "output_scale": None},  # @0002bde
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -113,6 +119,13 @@ VLLM_SCHEMAS = {
     "rotary_embedding":
         "rotary_embedding(Tensor positions, Tensor! query, Tensor!? key, int head_size, "
         "Tensor cos_sin_cache, bool is_neox, int rope_dim_offset=0, bool inverse=False) -> ()",
+    # vLLM's schema (torch_bindings.cpp @00256d5) puts output_lse second and writes
+    # `int!? prefill_tokens_with_context`; pagedkv registers the Python wrapper's order, with
+    # the types torch's schema parser accepts for `int | None = None`.
+    "merge_attn_states":
+        "merge_attn_states(Tensor! output, Tensor prefix_output, Tensor prefix_lse, "
+        "Tensor suffix_output, Tensor suffix_lse, Tensor!? output_lse=None, "
+        "int? prefill_tokens_with_context=None, Tensor? output_scale=None) -> ()",
 }
 
 
