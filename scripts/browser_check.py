@@ -79,6 +79,8 @@ CODE_VIEWS = {
     "chapters/compute_global_topk_indices_and_lens.html": {"compare": 1, "annotated": 1},
     "chapters/combine_topk_swa_indices.html": {"compare": 1, "annotated": 1},
     "chapters/build_flashinfer_mixed_sparse_indices.html": {"compare": 1, "annotated": 1},
+    "chapters/process_kv.html": {"compare": 1, "annotated": 1},
+    "chapters/flatten_kv.html": {"compare": 1, "annotated": 1},
 }
 LISTING_LINE = re.compile(r"^L-[0-9]+$")
 THEME_TEXT_PAGES = ("docs/index.html", "chapters/moving_blocks.html", "docs/glossary.html")
