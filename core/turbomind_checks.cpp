@@ -337,6 +337,8 @@ void turbomind_batch(const TurbomindBatch& batch, const TensorView& kv_cache,
                   ": expected a running sum of lengths, at least cu_k_len[", b,
                   "] = ", k_len_cu[i]);
     const std::int64_t k_len = k_len_cu[i + 1] - k_len_cu[i];
+    PAGEDKV_CHECK(k_len <= std::int64_t{2147483647}, "cu_k_len: sequence ", b, " has ", k_len,
+                  " tokens; positions are i32, at most 2,147,483,647");
     std::int64_t length = k_len;
     if (writes) {
       PAGEDKV_CHECK(q_len_cu[i + 1] >= q_len_cu[i], "cu_q_len[", b + 1, "] = ", q_len_cu[i + 1],

@@ -26,8 +26,8 @@ void FlattenKv::cpu(const Plan& plan, const Args& args) {
   std::vector<float> key(static_cast<std::size_t>(dim)), value(key.size());
 
   for (std::int64_t b = 0; b < plan.batch; ++b) {
-    const std::int64_t first_row = cu_k[b] - cu_k[0];  // rebased to the first sequence
-    const std::int64_t k_len = cu_k[b + 1] - cu_k[b];
+    const std::int64_t first_row = static_cast<std::int64_t>(cu_k[b]) - cu_k[0];  // rebased to the first sequence
+    const std::int64_t k_len = static_cast<std::int64_t>(cu_k[b + 1]) - cu_k[b];
     for (std::int64_t si = 0; si < k_len; ++si) {
       if (si % plan.cp_size != plan.cp_rank) continue;  // another rank's token
       const std::int64_t local = si / plan.cp_size;

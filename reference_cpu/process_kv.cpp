@@ -34,8 +34,8 @@ void ProcessKv::cpu(const Plan& plan, const Args& args) {
   std::vector<float> key(static_cast<std::size_t>(dim)), value(key.size());
 
   for (std::int64_t b = 0; b < plan.batch; ++b) {
-    const std::int64_t q_len = cu_q[b + 1] - cu_q[b];
-    const std::int64_t k_len = cu_k[b + 1] - cu_k[b];
+    const std::int64_t q_len = static_cast<std::int64_t>(cu_q[b + 1]) - cu_q[b];
+    const std::int64_t k_len = static_cast<std::int64_t>(cu_k[b + 1]) - cu_k[b];
     const std::int64_t history = k_len - q_len;
     const std::int64_t readonly_len =
         readonly != nullptr ? readonly[b] * plan.block_seq_len * plan.cp_size : 0;

@@ -6,7 +6,7 @@ Modules:
     pagedkv.optimized  the optimized CUDA kernels (same arguments, same bytes)
     pagedkv.vllm_ops   vLLM's ``_custom_ops`` signatures on torch tensors (imports torch lazily)
     pagedkv.deepseek_v4  DeepSeek V4's cache utilities with vLLM's signatures (torch tensors)
-    pagedkv.lmdeploy   LMDeploy TurboMind's paged KV: process_kv, flatten_kv, get_cache_block_size
+    pagedkv.lmdeploy   LMDeploy TurboMind's paged KV cache ops and the size of its blocks
     pagedkv.bf16       bfloat16 as raw uint16 bits for NumPy
 
 The three implementation modules have the same functions with the same signatures: one per op

@@ -47,8 +47,8 @@ __global__ void __launch_bounds__(kThreads) flatten_kv_naive(KvParams p) {
   const std::int64_t b = blockIdx.z;
   const int h = static_cast<int>(blockIdx.y);
   const std::int64_t si = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
-  const std::int64_t first_row = p.cu_k_len[b] - p.cu_k_len[0];
-  const std::int64_t k_len = p.cu_k_len[b + 1] - p.cu_k_len[b];
+  const std::int64_t first_row = static_cast<std::int64_t>(p.cu_k_len[b]) - p.cu_k_len[0];
+  const std::int64_t k_len = static_cast<std::int64_t>(p.cu_k_len[b + 1]) - p.cu_k_len[b];
   if (si >= k_len || si % plan.cp_size != plan.cp_rank) return;
   const std::int64_t local = si / plan.cp_size;
   const std::uint8_t* block =

@@ -75,8 +75,8 @@ __global__ void __launch_bounds__(kThreads) flatten_kv_optimized(KvParams p) {
   const std::int64_t b = blockIdx.z;
   const int h = static_cast<int>(blockIdx.y);
   const std::int64_t tile = static_cast<std::int64_t>(blockIdx.x) * kTile;
-  const std::int64_t first_row = p.cu_k_len[b] - p.cu_k_len[0];
-  const std::int64_t k_len = p.cu_k_len[b + 1] - p.cu_k_len[b];
+  const std::int64_t first_row = static_cast<std::int64_t>(p.cu_k_len[b]) - p.cu_k_len[0];
+  const std::int64_t k_len = static_cast<std::int64_t>(p.cu_k_len[b + 1]) - p.cu_k_len[b];
   if (tile >= k_len) return;
   const int d0 = lane * 8;
   const TurbomindRope& rope = plan.rope;

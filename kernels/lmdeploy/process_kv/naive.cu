@@ -49,9 +49,9 @@ __global__ void __launch_bounds__(kThreads) process_kv_naive(KvParams p) {
   const int h = static_cast<int>(blockIdx.y);
   const std::int64_t qi = static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const std::int64_t q_begin = p.cu_q_len[b];
-  const std::int64_t q_len = p.cu_q_len[b + 1] - q_begin;
+  const std::int64_t q_len = static_cast<std::int64_t>(p.cu_q_len[b + 1]) - q_begin;
   if (qi >= q_len) return;
-  const std::int64_t k_len = p.cu_k_len[b + 1] - p.cu_k_len[b];
+  const std::int64_t k_len = static_cast<std::int64_t>(p.cu_k_len[b + 1]) - p.cu_k_len[b];
   const std::int64_t ti = k_len - q_len + qi;
   const std::int64_t readonly_len = p.readonly_block_num != nullptr
                                         ? p.readonly_block_num[b] * plan.block_seq_len * plan.cp_size

@@ -69,9 +69,9 @@ __global__ void __launch_bounds__(kThreads) process_kv_optimized(KvParams p) {
   const int h = static_cast<int>(blockIdx.y);
   const std::int64_t tile = static_cast<std::int64_t>(blockIdx.x) * kTile;
   const std::int64_t q_begin = p.cu_q_len[b];
-  const std::int64_t q_len = p.cu_q_len[b + 1] - q_begin;
+  const std::int64_t q_len = static_cast<std::int64_t>(p.cu_q_len[b + 1]) - q_begin;
   if (tile >= q_len) return;  // the whole CTA: an empty tile
-  const std::int64_t history = p.cu_k_len[b + 1] - p.cu_k_len[b] - q_len;
+  const std::int64_t history = static_cast<std::int64_t>(p.cu_k_len[b + 1]) - p.cu_k_len[b] - q_len;
   const std::int64_t readonly_len =
       p.readonly_block_num != nullptr ? p.readonly_block_num[b] * plan.block_seq_len * plan.cp_size
                                       : 0;
