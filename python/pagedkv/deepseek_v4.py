@@ -21,19 +21,17 @@ The three sparse-attention index builders (``compute_global_topk_indices_and_len
 ``pagedkv.deepseek_v4_indices``, which allocates their outputs as upstream does and also takes
 NumPy arrays.
 
-This module is a plain list of functions, one per DeepSeek V4 op of the registry.
+The list is the registry's: every op whose upstream is vLLM's DeepSeek V4 model code
+(``vllm/models/deepseek_v4/``), so a new op of that file needs no line here.
 """
 
 from __future__ import annotations
 
-from .deepseek_v4_indices import (build_flashinfer_mixed_sparse_indices, combine_topk_swa_indices,
-                                  compute_global_topk_indices_and_lens)
-from .vllm_ops import dequantize_and_gather_k_cache, quantize_and_insert_k_cache
+from . import deepseek_v4_indices, ops, vllm_ops
 
-__all__ = [
-    "build_flashinfer_mixed_sparse_indices",
-    "combine_topk_swa_indices",
-    "compute_global_topk_indices_and_lens",
-    "dequantize_and_gather_k_cache",
-    "quantize_and_insert_k_cache",
-]
+# The index builders come from pagedkv.deepseek_v4_indices (it allocates their outputs as
+# upstream does), the cache ops from pagedkv.vllm_ops (the caller's tensors, vLLM's names).
+__all__ = sorted(op["name"] for op in ops() if "vllm/models/deepseek_v4/" in op["upstream"])
+for _name in __all__:
+    globals()[_name] = getattr(deepseek_v4_indices, _name, None) or getattr(vllm_ops, _name)
+del _name
