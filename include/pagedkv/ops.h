@@ -21,6 +21,8 @@
 #include "pagedkv/ops/gelu_and_mul.h"
 #include "pagedkv/ops/gelu_tanh_and_mul.h"
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
+#include "pagedkv/ops/paged_attention_v1.h"
+#include "pagedkv/ops/paged_attention_v2.h"
 #include "pagedkv/ops/quantize_and_insert_k_cache.h"
 #include "pagedkv/ops/reshape_and_cache.h"
 #include "pagedkv/ops/reshape_and_cache_flash.h"
@@ -44,6 +46,6 @@ using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm
                       SiluAndMul, GeluAndMul, GeluTanhAndMul, ApplyRepetitionPenalties,
                       QuantizeAndInsertKCache, DequantizeAndGatherKCache,
                       ComputeGlobalTopkIndicesAndLens, CombineTopkSwaIndices,
-                      BuildFlashinferMixedSparseIndices>;
+                      BuildFlashinferMixedSparseIndices, PagedAttentionV1, PagedAttentionV2>;
 
 }  // namespace pagedkv

@@ -48,6 +48,18 @@ VLLM_SIGNATURES = {
     # The newest wrapper (vllm/_custom_ops.py @0002bde) adds rope_dim_offset and inverse.
     "rotary_embedding": ["positions", "query", "key", "head_size", "cos_sin_cache", "is_neox",
                          "rope_dim_offset", "inverse"],
+    # vllm/_custom_ops.py @7bcae67 (the last wrappers of the v1/v2 ops).
+    "paged_attention_v1": ["out", "query", "key_cache", "value_cache", "num_kv_heads", "scale",
+                           "block_tables", "seq_lens", "block_size", "max_seq_len",
+                           "alibi_slopes", "kv_cache_dtype", "k_scale", "v_scale", "tp_rank",
+                           "blocksparse_local_blocks", "blocksparse_vert_stride",
+                           "blocksparse_block_size", "blocksparse_head_sliding_step"],
+    "paged_attention_v2": ["out", "exp_sum", "max_logits", "tmp_out", "query", "key_cache",
+                           "value_cache", "num_kv_heads", "scale", "block_tables", "seq_lens",
+                           "block_size", "max_seq_len", "alibi_slopes", "kv_cache_dtype",
+                           "k_scale", "v_scale", "tp_rank", "blocksparse_local_blocks",
+                           "blocksparse_vert_stride", "blocksparse_block_size",
+                           "blocksparse_head_sliding_step"],
 }
 
 # vLLM's wrappers' default values (vllm/_custom_ops.py).
@@ -55,6 +67,12 @@ VLLM_DEFAULTS = {
     "cp_gather_cache": {"seq_starts": None},
     "gather_and_maybe_dequant_cache": {"seq_starts": None},
     "rotary_embedding": {"rope_dim_offset": 0, "inverse": False},  # @0002bde
+    "paged_attention_v1": {"tp_rank": 0, "blocksparse_local_blocks": 0,
+                           "blocksparse_vert_stride": 0, "blocksparse_block_size": 64,
+                           "blocksparse_head_sliding_step": 0},
+    "paged_attention_v2": {"tp_rank": 0, "blocksparse_local_blocks": 0,
+                           "blocksparse_vert_stride": 0, "blocksparse_block_size": 64,
+                           "blocksparse_head_sliding_step": 0},
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
