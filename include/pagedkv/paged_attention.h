@@ -108,7 +108,9 @@ struct PagedAttentionData {
   void* tmp_out = nullptr;      ///< v2: [num_seqs, num_heads, >= max_partitions, D], else null
 };
 
-/// \brief The documentation of the paged attention arguments, written once for v1 and v2.
+/// \cond INTERNAL
+// The documentation of the paged attention arguments, written once for v1 and v2 (the API
+// pages show it in each op's argument table, from the registry).
 namespace paged_attention_docs {
 /// \brief `out`.
 inline constexpr const char* out =
@@ -195,6 +197,7 @@ inline constexpr const char* tmp_out =
     "[num_seqs, num_heads, exp_sum.size(2), head_size], query's dtype, the last dimension "
     "packed: for each partition a sequence has, its output normalized by its own exp sum";
 }  // namespace paged_attention_docs
+/// \endcond
 
 /// \brief The default of an argument in vLLM's wrappers (tp_rank and the blocksparse
 /// arguments), as Python writes it; nullptr for the others.

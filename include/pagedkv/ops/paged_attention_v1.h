@@ -55,7 +55,7 @@ struct PagedAttentionV1 {
   };
 
   /// \brief Each argument's kind and documentation, in order: the one place they are written
-  /// (the texts are shared with paged_attention_v2: pagedkv::paged_attention_docs).
+  /// (the texts are shared with paged_attention_v2).
   /// \tparam Arg a callable taking (member pointer, name, ArgKind, documentation).
   /// \param arg called once per argument.
   template <class Arg>

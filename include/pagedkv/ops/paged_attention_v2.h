@@ -63,7 +63,7 @@ struct PagedAttentionV2 {
   };
 
   /// \brief Each argument's kind and documentation, in order: the one place they are written
-  /// (the texts are shared with paged_attention_v1: pagedkv::paged_attention_docs).
+  /// (the texts are shared with paged_attention_v1).
   /// \tparam Arg a callable taking (member pointer, name, ArgKind, documentation).
   /// \param arg called once per argument.
   template <class Arg>

@@ -29,10 +29,11 @@
 //      maximum and the sum, then over the head's elements.
 // The probabilities are rounded to T per partition, as v2 does; for v1 this differs from
 // upstream's single pass by where they are rounded (within the tolerance's u_T term).
-// Templated on the element types, the block size and the head size's bucket (64, 128, 256:
-// head sizes 32 and 64 run as 64, 80 to 128 as 128, 192 and 256 as 256, the rest predicated
-// off); the fp8 format is a run-time branch. Caches that are not 16-byte aligned fall back to
-// the naive kernel.
+// Templated on the element types (bf16 and f16 queries, their own or fp8 caches), the block
+// size and the head size's bucket (64, 128, 256: head sizes 32 and 64 run as 64, 80 to 128 as
+// 128, 192 and 256 as 256, the rest predicated off): 36 instantiations; the fp8 format is a
+// run-time branch. f32 queries (no model decodes in f32) and caches that are not 16-byte
+// aligned fall back to the naive kernel, which keeps the build short.
 // Not yet measured on a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -178,6 +179,8 @@ __global__ void __launch_bounds__(kThreads, 4)
 
   const std::int64_t items = plan.num_seqs * plan.num_kv_heads * work.head_groups * work.splits;
   for (std::int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+    // A1: one item is (sequence s, kv head g, head group, split): this block reads kv head g
+    // once for the nh query heads of its group.
     const int split = static_cast<int>(item % work.splits);
     const int head_group = static_cast<int>(item / work.splits % work.head_groups);
     const std::int64_t g = item / work.splits / work.head_groups % plan.num_kv_heads;
@@ -657,20 +660,27 @@ void optimized(const PagedAttentionPlan& plan, const PagedAttentionData& data,
   using namespace pagedkv::kernels;
   using namespace pagedkv::kernels::paged_attention_optimized;
   if (plan.num_seqs == 0) return;  // an empty batch: nothing to write
-  if (!vector_loads_allowed(plan, data)) {
-    naive(plan, data, stream);  // a cache the 16-byte loads cannot read: the naive kernel
+  if (plan.dtype == DType::f32 || !vector_loads_allowed(plan, data)) {
+    // f32 queries (not instantiated, to keep the build short) and caches the 16-byte loads
+    // cannot read: the naive kernel.
+    naive(plan, data, stream);
     return;
   }
   const bool fp8 = is_fp8(plan.cache_kind);
   const bool e5m2 = plan.cache_kind == KvCacheDtype::kFp8E5m2;
-  dispatch_activation_and_cache_kind(plan.dtype, KvCacheDtype::kAuto, [&](auto t_tag, auto) {
+  const auto with_type = [&](auto t_tag) {
     using T = typename decltype(t_tag)::type;
     if (fp8) {
       launch_for_sizes<T, std::uint8_t>(plan, data, e5m2, stream);
     } else {
       launch_for_sizes<T, T>(plan, data, e5m2, stream);
     }
-  });
+  };
+  if (plan.dtype == DType::f16) {
+    with_type(TypeTag<__half>{});
+  } else {
+    with_type(TypeTag<__nv_bfloat16>{});
+  }
 }
 
 }  // namespace attention
