@@ -2336,6 +2336,7 @@ def write_w8(out, op, results_dir=RESULTS_DIR):
     has W8 rows with a speed) and writes its snippet. Returns the number of plots drawn."""
     found = newest_results(results_dir, op)
     rows = w8_rows(found[1], op) if found else []
+    out.mkdir(parents=True, exist_ok=True)
     drawn = 0
     for lang in LANGUAGES:
         path = w8_plot_path(out, op, lang)
