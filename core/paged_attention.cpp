@@ -270,7 +270,8 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
                 "upstream does), got ", value_cache.stride(1));
 
   // 5. The scalars.
-  PAGEDKV_CHECK(std::isfinite(args.scale) && std::isfinite(static_cast<float>(args.scale)),
+  PAGEDKV_CHECK(std::isfinite(args.scale) &&
+                    std::fabs(args.scale) <= std::numeric_limits<float>::max(),
                 "scale: expected a finite float, got ", args.scale);
   PAGEDKV_CHECK(args.max_seq_len >= (num_seqs > 0 ? 1 : 0) &&
                     args.max_seq_len <= std::numeric_limits<std::int32_t>::max(),
