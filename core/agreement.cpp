@@ -52,6 +52,13 @@ double reduction_tolerance(DType output, std::int64_t reduced_length) {
   return 2.0 * unit_roundoff(output) + (8.0 * std::sqrt(n) + 8.0) * unit_roundoff(DType::f32);
 }
 
+double attention_tolerance(DType output, std::int64_t context_length, std::int64_t head_size) {
+  const double n = static_cast<double>(context_length > 0 ? context_length : 1);
+  const double d = static_cast<double>(head_size > 0 ? head_size : 1);
+  return 3.0 * unit_roundoff(output) +
+         (8.0 * std::sqrt(n) + 8.0 * std::sqrt(d) + 64.0) * unit_roundoff(DType::f32);
+}
+
 double relative_error(const void* actual, const void* reference, DType dtype, std::int64_t count) {
   const auto* a = static_cast<const std::uint8_t*>(actual);
   const auto* r = static_cast<const std::uint8_t*>(reference);

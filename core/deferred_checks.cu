@@ -26,6 +26,7 @@
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
+#include "attention_checks.h"
 
 namespace pagedkv {
 
@@ -227,11 +228,13 @@ __host__ __device__ int phase_of(SequenceWording wording, FaultRule rule) {
         case FaultRule::block_range: return 3;
         default: return 4;
       }
-    case SequenceWording::block_lookup:  // cu or requests; owners; starts; columns; ids
-    case SequenceWording::dsv4_gather:   // requests (length, gather, rows); columns; ids
+    case SequenceWording::block_lookup:     // cu or requests; owners; starts; columns; ids
+    case SequenceWording::dsv4_gather:      // requests (length, gather, rows); columns; ids
+    case SequenceWording::paged_attention:  // lengths; columns; ids
       switch (rule) {
         case FaultRule::sequence_start: return 0;
         case FaultRule::sequence_order:
+        case FaultRule::length_range:
         case FaultRule::negative_length:
         case FaultRule::request_order:
         case FaultRule::gather_length:
@@ -308,6 +311,14 @@ __host__ __device__ void visit_sequences(const checks::SequenceCheck& check, int
       if (thread == 0 && check.row_limit[d] >= 0 && cu[batch] > check.row_limit[d]) {
         mine.consider(check, FaultRule::rows_exceeded, 0, d, batch, cu[batch], check.row_limit[d],
                       0, 0, 0, check.row_argument[d]);
+      }
+    }
+  } else if (check.wording == SequenceWording::paged_attention) {
+    // Each sequence has 1 to max_length tokens (what the attention kernels may read).
+    for (std::int64_t r = thread; r < batch; r += threads) {
+      const std::int64_t length = check.seq_lens[r];
+      if (length < 1 || length > check.max_length) {
+        mine.consider(check, FaultRule::length_range, r, 0, r, length, check.max_length);
       }
     }
   } else if (check.wording == SequenceWording::dsv4_gather) {
@@ -445,6 +456,21 @@ dim3 check_grid(std::int64_t count, int threads) {
 
 namespace {
 
+// A paged attention fault, in the words of its contract's synchronous checks
+// (core/paged_attention.cpp: length_message(), columns_message(), block_message()).
+std::string describe_attention_fault(const DeviceFault& fault, FaultRule rule) {
+  switch (rule) {
+    case FaultRule::length_range:
+      return checks::attention_length_message(fault.position, fault.value, fault.limit);
+    case FaultRule::column_range:
+      return checks::attention_columns_message(fault.position, fault.context[0], fault.block_size,
+                                               fault.limit);
+    default:
+      return checks::attention_block_message(fault.position, fault.context[0], fault.value,
+                                             fault.limit);
+  }
+}
+
 // A sequence fault in the words of the synchronous check of its op (the wording).
 std::string describe_sequence_fault(const DeviceFault& fault, FaultRule rule) {
   const auto wording = static_cast<SequenceWording>(fault.wording);
@@ -454,6 +480,7 @@ std::string describe_sequence_fault(const DeviceFault& fault, FaultRule rule) {
   const bool sequences = wording == SequenceWording::gathered_sequences;
   const bool indexer = wording == SequenceWording::indexer_gather;
   const bool dsv4 = wording == SequenceWording::dsv4_gather;
+  if (wording == SequenceWording::paged_attention) return describe_attention_fault(fault, rule);
   switch (rule) {
     case FaultRule::sequence_start:
       if (sequences) {

@@ -1,6 +1,6 @@
 // Padding and sentinel invariants of every op that takes slots, block tables or positions,
 // driven by the op registry (no per-op code): a new op with a `slot_mapping`, a `block_table`
-// or `positions` argument is covered when its card is registered.
+// (`block_tables`) or `positions` argument is covered when its card is registered.
 //
 // Upstream's silent failures that these invariants rule out: a -1 padding slot turned into the
 // last slot (Python floor division), slot -1 sent below the cache base (signed division), slot
@@ -379,16 +379,18 @@ void check_every_op(bool gpu) {
       check_unnamed_rows(op, i, gpu, "block_mapping", "src");
       ++ops;
     }
-    if (argument_index(op, "block_table") >= 0) {
+    // The gathers' block_table, paged attention's block_tables (vLLM's names).
+    for (const char* table : {"block_table", "block_tables"}) {
+      if (argument_index(op, table) < 0) continue;
       for (const pagedkv::ArgInfo& arg : op.arguments) {
         if (arg.kind == ArgKind::input && is_cache(arg.name)) {
-          check_unnamed_rows(op, i, gpu, "block_table", arg.name);
+          check_unnamed_rows(op, i, gpu, table, arg.name);
           ++ops;
         }
       }
     }
   }
-  CHECK(ops >= 9);  // 5 slot writers, 4 gathers, swap_blocks, and RoPE positions
+  CHECK(ops >= 13);  // 5 slot writers, 4 gathers, swap_blocks, RoPE positions, paged attention
 }
 
 }  // namespace

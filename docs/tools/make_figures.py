@@ -241,6 +241,13 @@ LABELS = {
         "w9_panel": "hidden size {hidden}",
         "w9_tokens": "tokens (rows)",
         "w9_pct": "% of a size-matched copy (same run)",
+        # results_figures/<op>_W8.png
+        "w8_title": "{op}, workload W8: achieved bandwidth, naive (dashed) and optimized (solid)",
+        "w8_panel": "{dtype} cache",
+        "w8_tokens": "batch × context (tokens)",
+        "w8_gbps": "GB/s under the byte model",
+        "w8_line": "{impl} · context {context}",
+        "w8_roof": "size-matched copy (same run)",
         # three_versions.png (the start page)
         "three_cpu_title": "CPU reference",
         "three_cpu_sub": "plain loops,\none element at a time",
@@ -367,6 +374,12 @@ LABELS = {
         "w9_panel": "隐藏维度 {hidden}",
         "w9_tokens": "token 数（行数）",
         "w9_pct": "占同次运行等量拷贝的 %",
+        "w8_title": "{op}，工作负载 W8：实际带宽，朴素版本（虚线）与优化版本（实线）",
+        "w8_panel": "{dtype} 缓存",
+        "w8_tokens": "批大小 × 上下文（token 数）",
+        "w8_gbps": "按字节模型计的 GB/s",
+        "w8_line": "{impl} · 上下文 {context}",
+        "w8_roof": "等量拷贝（同次运行）",
         "three_cpu_title": "CPU 参考实现",
         "three_cpu_sub": "朴素循环，\n一次一个元素",
         "three_naive_title": "朴素 CUDA 内核",
@@ -2005,25 +2018,34 @@ FIGURES = {
 # Tables from the recorded results
 # ------------------------------------------------------------------------------------------------
 
-def table_ops() -> list[str]:
-    """The ops that get a results table: every op of the registry, except the norms, whose W9
-    pages draw plots instead (W9_OPS). A new op gets its table without being named here.
-
-    The registry is read as the API pages read it, from `$PAGEDKV_BIN list --json`; where
+def registry_ops() -> list[dict]:
+    """The op registry, read as the API pages read it, from `$PAGEDKV_BIN list --json`; where
     PAGEDKV_BIN is not set (the Python tests call this script directly), from the installed
     Python package, which holds the same registry (`pagedkv.ops()`)."""
     if os.environ.get("PAGEDKV_BIN"):
         import op_table  # the registry reader of the API pages and the op table
-        ops = op_table.read_registry(os.environ["PAGEDKV_BIN"])
-    else:
-        try:
-            import pagedkv
-        except ImportError:
-            raise SystemExit("make_figures: set PAGEDKV_BIN to the comparison tool (see "
-                             "docs/README.md) or install the pagedkv package: the results "
-                             "tables are one per op of the registry") from None
-        ops = pagedkv.ops()
-    return [op["name"] for op in ops if op["name"] not in W9_OPS]
+        return op_table.read_registry(os.environ["PAGEDKV_BIN"])
+    try:
+        import pagedkv
+    except ImportError:
+        raise SystemExit("make_figures: set PAGEDKV_BIN to the comparison tool (see "
+                         "docs/README.md) or install the pagedkv package: the results "
+                         "tables are one per op of the registry") from None
+    return pagedkv.ops()
+
+
+def table_ops() -> list[str]:
+    """The ops that get a results table: every op of the registry, except the norms, whose W9
+    pages draw plots instead (W9_OPS), and the ops of workload W8 (paged attention), whose
+    pages draw a roofline instead (w8_ops()). A new op gets its table without being named
+    here."""
+    return [op["name"] for op in registry_ops()
+            if op["name"] not in W9_OPS and W8_WORKLOAD not in op.get("workloads", [])]
+
+
+def w8_ops() -> list[str]:
+    """The ops of workload W8 (paged attention, chapters/attention.md), from the registry."""
+    return [op["name"] for op in registry_ops() if W8_WORKLOAD in op.get("workloads", [])]
 
 
 # Fixed prose only: the snippet becomes messages of the chapter's translation catalog, so every
@@ -2354,6 +2376,180 @@ def write_w9(out, op, results_dir=RESULTS_DIR):
 
 
 # ------------------------------------------------------------------------------------------------
+# Workload W8: paged attention (chapters/attention.md)
+# ------------------------------------------------------------------------------------------------
+
+W8_WORKLOAD = "W8"
+NO_W8_ROWS = (":::{note}\n"
+              "No recorded W8 rows yet. The table and the roofline plot appear here once a GPU "
+              "run of this op on workload W8 has been committed under `results/`.\n"
+              ":::\n")
+W8_IMPL_DASH = {"naive": "--", "optimized": "-"}
+# One colour per context length, in order.
+W8_CONTEXT_COLORS = TOKEN_COLORS
+
+
+def w8_variant(variant):
+    """(dtype, context) of a W8 variant named "<dtype>, context <n>"; (variant, None) for any
+    other name, which still gets its own rows and panel."""
+    text = str(variant)
+    head, sep, tail = text.partition(", context ")
+    if sep and tail.strip().isdigit():
+        return head.strip(), int(tail)
+    return text, None
+
+
+def _w8_batch(row):
+    """The batch size of a W8 row (its "size": sequences)."""
+    value = row.get("size")
+    return None if value is None else int(value)
+
+
+def w8_rows(data, op):
+    """The W8 rows of `op` that have a batch size."""
+    return [r for r in rows_for(data, op)
+            if str(r.get("workload")) == W8_WORKLOAD and _w8_batch(r) is not None]
+
+
+def w8_plot_path(out, op, lang="en"):
+    """Where the W8 roofline of `op` goes in `lang`."""
+    return out / W9_FIGURE_DIR / figure_file(f"{op}_W8.png", lang)
+
+
+def draw_w8_plot(op, rows, path, lang="en"):
+    """The roofline of `op`: achieved GB/s (the byte model: keys and values read once per kv
+    head, query and out) against batch × context, one panel per cache dtype, one colour per
+    context, naive dashed and optimized solid, and as the memory roof the size-matched copy of
+    each point measured in the same run (grey, dotted: GB/s × 100 / % of copy). Returns False
+    (and draws nothing) when no row has a speed."""
+    words = LABELS[lang]
+    points = [r for r in rows if r.get("impl") in W8_IMPL_DASH and _finite(r.get("gbps"))
+              and r.get("gbps") > 0]
+    if not points:
+        return False
+    panels, roofs = {}, {}
+    for r in points:
+        dtype, context = w8_variant(r.get("variant", ""))
+        tokens = _w8_batch(r) * (context or 1)
+        panels.setdefault(dtype, {}).setdefault((r["impl"], context), []).append(
+            (tokens, float(r["gbps"])))
+        pct = r.get("pct_of_copy")
+        if r["impl"] == "optimized" and _finite(pct) and pct > 0:
+            roofs.setdefault(dtype, {}).setdefault(context, []).append(
+                (tokens, float(r["gbps"]) * 100.0 / float(pct)))
+    order = sorted(panels, key=lambda d: (W9_DTYPE_ORDER.get(d, 5), d))
+    contexts = sorted({c for lines in panels.values() for _, c in lines if c is not None})
+    fig, axes = plt.subplots(1, len(order), figsize=(4.6 * len(order), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, dtype in zip(axes.flat, order):
+        for i, context in enumerate(sorted(roofs.get(dtype, {}), key=lambda c: c or 0)):
+            xy = sorted(roofs[dtype][context])
+            ax.plot([x for x, _ in xy], [y for _, y in xy], ":", color="0.55", marker="x",
+                    markersize=3, linewidth=1.0, label=words["w8_roof"] if i == 0 else None)
+        lines = panels[dtype]
+        for impl, context in sorted(lines, key=lambda k: (k[1] or 0, k[0] != "naive")):
+            xy = sorted(lines[(impl, context)])
+            color = (W8_CONTEXT_COLORS[contexts.index(context) % len(W8_CONTEXT_COLORS)]
+                     if context in contexts else EDGE)
+            ax.plot([x for x, _ in xy], [y for _, y in xy], W8_IMPL_DASH[impl], color=color,
+                    marker="o", markersize=3, linewidth=1.3,
+                    label=words["w8_line"].format(impl=impl, context=context))
+        ax.set_xscale("log", base=2)
+        ax.set_title(words["w8_panel"].format(dtype=dtype), fontsize=9)
+        ax.set_xlabel(words["w8_tokens"])
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel(words["w8_gbps"])
+    fig.suptitle(words["w8_title"].format(op=op), fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+def w8_table(op, results_dir=RESULTS_DIR, plot=None):
+    """MyST Markdown for the W8 rows of `op` in the newest results file that has them: the run,
+    then one row per (variant, batch) with the naive and optimized times, the optimized
+    version's GB/s and % of copy, the speed-up, each version's rel_err, the tolerance and
+    whether both agree; then the roofline (`plot`, shown when given). Every cell that changes
+    from run to run is a code span or a number (no translation needed)."""
+    found = newest_results(results_dir, op)
+    rows = w8_rows(found[1], op) if found else []
+    if not rows:
+        return NO_W8_ROWS
+    path, data = found
+    lines = run_lines(path, data)
+    lines += ["Workload W8: every decode batch, each sequence `context` tokens long. Agreement "
+              "✓: both GPU versions agree with the CPU reference (relative error within the "
+              "tolerance; for `paged_attention_v2` the workspaces too). A relative error that "
+              "is not finite is shown as ∞.",
+              "",
+              "| Variant | Batch | Naive (µs) | Optimized (µs) | Speed-up vs naive "
+              "| Optimized: GB/s | Optimized: % of copy | Naive: rel_err | Optimized: rel_err "
+              "| Tolerance | Agreement |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    groups = {}
+    for r in rows:
+        groups.setdefault((str(r.get("variant", "")), _w8_batch(r)), {})[str(r.get("impl"))] = r
+
+    def key(k):
+        dtype, context = w8_variant(k[0])
+        return (W9_DTYPE_ORDER.get(dtype, 5), dtype, context is None, context or 0, k[1])
+
+    for variant, batch in sorted(groups, key=key):
+        impls = groups[(variant, batch)]
+        naive, optimized = impls.get("naive", {}), impls.get("optimized", {})
+        naive_us, opt_us = naive.get("median_us"), optimized.get("median_us")
+        speedup = f"{naive_us / opt_us:.2f}×" if _finite(naive_us) and _finite(opt_us) \
+            and opt_us > 0 else "–"
+        verdicts = [_agrees(r) for r in (naive, optimized) if r]
+        if not verdicts or any(v is None for v in verdicts):
+            agreement = "–"
+        else:
+            agreement = "✓" if all(verdicts) else "✗"
+        tolerance = optimized.get("tolerance", naive.get("tolerance"))
+        lines.append(f"| {_code(variant)} | {batch} | {_num(naive_us, 2)} | {_num(opt_us, 2)} "
+                     f"| {speedup} | {_num(optimized.get('gbps'))} "
+                     f"| {_num(optimized.get('pct_of_copy'))} | {_sci(naive.get('rel_err'))} "
+                     f"| {_sci(optimized.get('rel_err'))} | {_sci(tolerance)} | {agreement} |")
+    lines.append("")
+    if plot is not None:
+        lines += [f":::{{figure}} {plot}", f":alt: {op}, W8", ":width: 100%", "",
+                  "Achieved bandwidth of the naive (dashed) and the optimized (solid) kernel "
+                  "under the byte model (keys and values read once per kv head, query and out) "
+                  "against batch × context, one colour per context length; the grey dotted "
+                  "lines are the size-matched copy of each point measured in the same run, the "
+                  "memory roof.", ":::", ""]
+    return "\n".join(lines)
+
+
+def w8_table_path(out, op):
+    """Where the W8 snippet of `op` goes (top level of docs/_generated, like table_path)."""
+    return out / f"results_W8_{op}.md"
+
+
+def write_w8(out, op, results_dir=RESULTS_DIR):
+    """Draws the W8 roofline of `op` in every language (when the newest run that measured it
+    has W8 rows with a speed) and writes its snippet. Returns the number of plots drawn."""
+    found = newest_results(results_dir, op)
+    rows = w8_rows(found[1], op) if found else []
+    out.mkdir(parents=True, exist_ok=True)
+    drawn = 0
+    for lang in LANGUAGES:
+        path = w8_plot_path(out, op, lang)
+        if path.is_file():
+            path.unlink()  # a plot of an older run must not survive a run without one
+        if rows:
+            outcome = []
+            draw_figure(lambda p, l: outcome.append(draw_w8_plot(op, rows, p, l)), path, lang)
+            drawn += int(outcome[0])
+    plot_ref = f"/docs/_generated/{W9_FIGURE_DIR}/{op}_W8.png" if drawn else None
+    w8_table_path(out, op).write_text(w8_table(op, results_dir, plot_ref), encoding="utf-8")
+    return drawn
+
+
+# ------------------------------------------------------------------------------------------------
 # The start page's headline: one line per op (docs/index.md)
 # ------------------------------------------------------------------------------------------------
 
@@ -2460,6 +2656,8 @@ def main(argv=None):
                 draw_figure(draw, args.out / "figures" / figure_file(name, lang), lang)
         args.out.mkdir(parents=True, exist_ok=True)
         plots = sum(write_w9(args.out, op, args.results) for op in W9_OPS)
+        attention_ops = w8_ops()
+        plots += sum(write_w8(args.out, op, args.results) for op in attention_ops)
     except MissingFontError as error:
         print(error, file=sys.stderr)
         return 1
@@ -2472,7 +2670,8 @@ def main(argv=None):
                                             encoding="utf-8")
     headline_path(args.out).write_text(headline_table(args.results), encoding="utf-8")
     print(f"make_figures: {len(FIGURES)} figures in {len(LANGUAGES)} languages, "
-          f"{len(tables) + len(W9_OPS)} tables and {plots} W9 plots in {args.out}")
+          f"{len(tables) + len(W9_OPS) + len(attention_ops)} tables and {plots} W9 / W8 plots "
+          f"in {args.out}")
     return 0
 
 

@@ -45,6 +45,26 @@ double unit_roundoff(DType dtype);
 /// \return the tolerance.
 double reduction_tolerance(DType output, std::int64_t reduced_length);
 
+/// \brief Largest acceptable norm-wise relative error of a paged attention output (and of its
+/// workspaces) against the float64 CPU reference:
+/// \code
+/// 3 u_out + (8 sqrt(context_length) + 8 sqrt(head_size) + 64) u_f32
+/// \endcode
+/// Two output roundings (GPU and reference), plus one unit for the probabilities, which the
+/// GPU rounds to the output dtype from float32 estimates that may land on the other side of a
+/// rounding boundary than the exact value (and which the optimized v1 rounds per 512-token
+/// partition, where upstream rounds once per sequence); then the float32 work: the dot
+/// products over head_size terms and the sums over up to context_length tokens (errors of
+/// random sign, factor 8 to spare), and 64 units for `__expf` (at most 2 + 1.2 |x| units for
+/// the terms that matter, |x| < 17), the epsilons 1e-6 of the denominators where the GPU's
+/// merge order adds them differently (17 units), and a few single operations. Chapter
+/// "Attention over a paged cache", section "How close is close enough", derives it.
+/// \param output dtype of the output (f32 for exp_sums and max_logits).
+/// \param context_length the longest sequence (max_seq_len).
+/// \param head_size elements per head.
+/// \return the tolerance.
+double attention_tolerance(DType output, std::int64_t context_length, std::int64_t head_size);
+
 /// \brief Norm-wise relative error of `count` elements of `dtype` at `actual` against the
 /// same elements at `reference` (both host memory): ||a - r|| / ||r||, computed in float64.
 /// A NaN or infinity anywhere gives infinity; an all-zero reference gives ||a||.

@@ -52,6 +52,8 @@ enum class FaultRule : std::uint32_t {
   block_range = 11,     ///< block_table[position, context[0]] = value, not in [0, limit)
   gather_length = 12,   ///< gather_lens[position] = value, not in [0, limit], the request's
                         ///< seq_lens[position]
+  length_range = 13,    ///< seq_lens[position] = value, not in [1, limit] (paged attention:
+                        ///< limit is max_seq_len)
 };
 
 /// \brief Whose synchronous messages a sequence fault is worded like: the gathers' contracts
@@ -62,6 +64,7 @@ enum class SequenceWording : std::uint32_t {
   indexer_gather = 2,      ///< cp_gather_indexer_k_quant_cache's contract
   dsv4_gather = 3,         ///< dequantize_and_gather_k_cache's contract (its block lookups
                            ///< worded as block_lookup)
+  paged_attention = 4,     ///< the paged attention contract (core/paged_attention.cpp)
 };
 
 /// \brief The device's fault record: written by a check kernel that found a bad index, read
@@ -201,7 +204,9 @@ void enqueue_position_check(const CheckScope& scope, const void* positions, std:
 /// seq_starts[b] .. of its row of block_table. With the wording SequenceWording::dsv4_gather,
 /// request b instead gathers the last gather_lens[b] of its seq_lens[b] positions (all of them
 /// without gather_lens) into rows row_offset .. of its own slab of the destination, whose
-/// row_limit[0] rows they must fit. Null pointers mark what the op does not have.
+/// row_limit[0] rows they must fit. With the wording SequenceWording::paged_attention, sequence b
+/// reads the first seq_lens[b] positions of its row of block_table, and 1 <= seq_lens[b] <=
+/// max_length. Null pointers mark what the op does not have.
 struct SequenceCheck {
   SequenceWording wording = SequenceWording::gathered_sequences;  ///< whose messages
   const std::int32_t* cu_seq_lens = nullptr;       ///< [batch + 1], or nullptr (seq_lens)
@@ -224,12 +229,14 @@ struct SequenceCheck {
   std::int64_t row_limit[2] = {-1, -1};
   /// dsv4_gather: the first row of its slab each request writes (the offset argument).
   std::int64_t row_offset = 0;
+  /// paged_attention: the longest sequence allowed (max_seq_len).
+  std::int64_t max_length = 0;
   /// The argument rows_exceeded names for each destination (`const char*` with static
   /// storage, cast).
   std::uint64_t row_argument[2] = {};
   /// The argument each other rule names in its message, by FaultRule value (`const char*`
   /// with static storage, cast; 0 where the op lacks the rule).
-  std::uint64_t argument[13] = {};
+  std::uint64_t argument[14] = {};
 };
 
 /// \brief The deferred sequence check run on the host, over host memory (the pointers of

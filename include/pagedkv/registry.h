@@ -238,6 +238,12 @@ struct OpEntry {
   // Op::may_share_memory when the op declares it (pagedkv/memory_overlap.h): which output may
   // share memory with which other argument. nullptr: none may. The fuzzer reads it.
   bool (*may_share_memory)(std::string_view output, std::string_view other) = nullptr;
+  // Reductions: the largest acceptable relative error of the output `argument` of a call (its
+  // values in the op's argument order), where reduction_tolerance(dtype, last dimension) does
+  // not fit the op (paged attention: attention_tolerance()). nullptr: that default. The
+  // fuzzer's device check reads it.
+  double (*output_tolerance)(const std::vector<ArgValue>& values, std::string_view argument) =
+      nullptr;
   /// \endcond
   /// \brief The points of `workload`; `quick` keeps the small sizes (CPU-only runs).
   std::vector<WorkloadPoint> (*points)(const std::string& workload, bool quick) = nullptr;

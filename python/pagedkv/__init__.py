@@ -7,6 +7,8 @@ Modules:
     pagedkv.vllm_ops   vLLM's ``_custom_ops`` signatures on torch tensors (imports torch lazily)
     pagedkv.deepseek_v4  DeepSeek V4's cache utilities with vLLM's signatures (torch tensors)
     pagedkv.lmdeploy   LMDeploy TurboMind's paged KV cache ops and the size of its blocks
+    pagedkv.attention  paged attention (v1, v2) with vLLM's signatures, v2's workspaces and
+                       vLLM's choice between the two
     pagedkv.bf16       bfloat16 as raw uint16 bits for NumPy
 
 The three implementation modules have the same functions with the same signatures: one per op
@@ -18,7 +20,8 @@ message, which names the argument, the expected and the actual value; nothing ha
 then. A failing CUDA call raises ``pagedkv.CudaError`` (a ``RuntimeError``).
 
 The values of device index tensors (slot_mapping, positions, and the gathers' cu_seq_lens,
-seq_starts, token_to_seq, seq_lens, gather_lens, workspace_starts and block_table) are checked
+seq_starts, token_to_seq, seq_lens, gather_lens, workspace_starts and block_table, and paged
+attention's seq_lens and block_tables) are checked
 either before the launch, by reading them back (synchronous errors, the default of
 pagedkv.naive/optimized), or by a small kernel on the call's stream whose fault makes the op's
 kernels write nothing, raised later by the next call or by ``check_errors()`` (deferred errors:

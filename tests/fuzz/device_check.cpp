@@ -126,7 +126,9 @@ std::string compare(const OpEntry& op, const CallSpec& spec, const FuzzCall& cpu
     if (want == got) continue;
     const std::int64_t count = static_cast<std::int64_t>(want.size()) / element;
     const double error = relative_error(got.data(), want.data(), t.dtype, count);
-    const double tolerance = reduction_tolerance(t.dtype, t.shape[t.ndim - 1]);
+    const double tolerance = op.output_tolerance != nullptr
+                                 ? op.output_tolerance(cpu.values, op.arguments[i].name)
+                                 : reduction_tolerance(t.dtype, t.shape[t.ndim - 1]);
     if (!(error <= tolerance))
       return op.arguments[i].name + ": relative error " + std::to_string(error) + " above " +
              std::to_string(tolerance);

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +17,9 @@ def mf():
     spec = importlib.util.spec_from_file_location("make_figures", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    # Without PAGEDKV_BIN, make_figures reads the registry from the installed package.
+    module.TABLE_OPS = module.table_ops()
+    module.W8_OPS = module.w8_ops()
     return module
 
 
@@ -45,7 +49,11 @@ def test_writes_every_figure_and_table_deterministically(mf, two_runs):
     for op in mf.W9_OPS:
         text = mf.w9_table_path(first, op).read_text(encoding="utf-8")
         assert "No recorded W9 rows yet" in text and "{figure}" not in text
-    assert not (first / mf.W9_FIGURE_DIR).exists()  # no W9 rows: no plot
+    assert mf.W8_OPS and not set(mf.W8_OPS) & set(mf.TABLE_OPS)
+    for op in mf.W8_OPS:
+        text = mf.w8_table_path(first, op).read_text(encoding="utf-8")
+        assert "No recorded W8 rows yet" in text and "{figure}" not in text
+    assert not (first / mf.W9_FIGURE_DIR).exists()  # no W9 or W8 rows: no plot
 
 
 def test_every_figure_has_a_chinese_variant(mf, two_runs):
@@ -258,8 +266,9 @@ def test_chapter_includes_resolve(mf, chapter):
         if "_generated" in target:
             name = path.name
             assert name in mf.FIGURES or name in {
-                mf.table_path(Path("."), op).name for op in mf.table_ops()} | {
-                mf.w9_table_path(Path("."), op).name for op in mf.W9_OPS}, target
+                mf.table_path(Path("."), op).name for op in mf.TABLE_OPS} | {
+                mf.w9_table_path(Path("."), op).name for op in mf.W9_OPS} | {
+                mf.w8_table_path(Path("."), op).name for op in mf.W8_OPS}, target
             continue
         assert path.is_file(), f"{chapter.name}: {target} does not exist"
         source = path.read_text(encoding="utf-8")
@@ -391,6 +400,75 @@ def test_w9_table_cells_need_no_translation(mf, tmp_path):
     spec.loader.exec_module(autofill)
     for line in mf.w9_table("rms_norm", results).splitlines():
         if line.startswith("| `hidden"):
+            for cell in line.strip("|").split(" | "):
+                assert not autofill.needs_translation(cell.strip()), cell
+
+
+# ------------------------------------------------------------------------------------------------
+# Workload W8 (chapters/attention.md)
+# ------------------------------------------------------------------------------------------------
+
+def _w8_rows(op="paged_attention_v2", dtypes=("bf16", "fp8_e4m3"), contexts=(512, 2048, 32768),
+             batches=(1, 4, 64)):
+    rows = []
+    for dtype in dtypes:
+        for context in contexts:
+            for batch in batches:
+                for impl, us, gbps, pct in (("cpu", 9e5, None, None), ("naive", 400.0, 300.0, 10.0),
+                                            ("optimized", 40.0, 2600.0, 86.0)):
+                    row = {"op": op, "workload": "W8", "variant": f"{dtype}, context {context}",
+                           "slots": "random", "impl": impl, "size": batch,
+                           "size_unit": "sequences", "bytes": batch * context * 4096,
+                           "median_us": us, "gbps": gbps, "pct_of_copy": pct,
+                           "bit_exact": None, "max_abs_err": None}
+                    if impl != "cpu":
+                        row.update(rel_err=2e-3, tolerance=1.2e-2, agrees=True)
+                    rows.append(row)
+    return rows
+
+
+def test_w8_variant_names(mf):
+    assert mf.w8_variant("bf16, context 2048") == ("bf16", 2048)
+    assert mf.w8_variant("fp8_e4m3, context 512") == ("fp8_e4m3", 512)
+    assert mf.w8_variant("hidden 4096 bf16") == ("hidden 4096 bf16", None)
+
+
+def test_w8_table_and_roofline(mf, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    out = tmp_path / "out"
+    assert mf.write_w8(out, "paged_attention_v1", results) == 0  # no rows: no plot
+    assert "No recorded W8 rows yet" in mf.w8_table_path(out, "paged_attention_v1").read_text()
+    _results_file(results, "r.json", "2027-01-01", _w8_rows() + _w8_rows("paged_attention_v1"))
+    for op in ("paged_attention_v1", "paged_attention_v2"):
+        assert mf.write_w8(out, op, results) == 2  # en and zh_CN
+        text = mf.w8_table_path(out, op).read_text(encoding="utf-8")
+        assert f":::{{figure}} /docs/_generated/results_figures/{op}_W8.png" in text
+        lines = [line for line in text.splitlines() if line.startswith("| `")]
+        assert len(lines) == 2 * 3 * 3  # dtypes × contexts × batches
+        assert lines[0].startswith("| `bf16, context 512` | 1 |") and lines[0].endswith("| ✓ |")
+        assert mf.w8_plot_path(out, op, "en").read_bytes().startswith(b"\x89PNG")
+        assert mf.w8_plot_path(out, op, "zh_CN").is_file()
+    # Results without W8 rows of the op: the plots and the figure directive are removed.
+    other = tmp_path / "other"
+    other.mkdir()
+    _results_file(other, "s.json", "2027-02-01", _w9_rows())
+    assert mf.write_w8(out, "paged_attention_v2", other) == 0
+    assert not mf.w8_plot_path(out, "paged_attention_v2", "en").exists()
+    assert "{figure}" not in mf.w8_table_path(out, "paged_attention_v2").read_text()
+
+
+def test_w8_table_cells_need_no_translation(mf, tmp_path):
+    pytest.importorskip("babel")
+    results = tmp_path / "results"
+    results.mkdir()
+    _results_file(results, "r.json", "2027-01-01", _w8_rows(dtypes=("bf16",), contexts=(512,)))
+    spec = importlib.util.spec_from_file_location("po_autofill",
+                                                  REPO / "docs" / "tools" / "po_autofill.py")
+    autofill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(autofill)
+    for line in mf.w8_table("paged_attention_v2", results).splitlines():
+        if line.startswith("| `bf16"):
             for cell in line.strip("|").split(" | "):
                 assert not autofill.needs_translation(cell.strip()), cell
 

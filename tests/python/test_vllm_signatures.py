@@ -52,6 +52,18 @@ VLLM_SIGNATURES = {
     # output_scale; it passes output_lse second to torch.ops._C.merge_attn_states.
     "merge_attn_states": ["output", "prefix_output", "prefix_lse", "suffix_output", "suffix_lse",
                           "output_lse", "prefill_tokens_with_context", "output_scale"],
+    # vllm/_custom_ops.py @7bcae67 (the last wrappers of the v1/v2 ops).
+    "paged_attention_v1": ["out", "query", "key_cache", "value_cache", "num_kv_heads", "scale",
+                           "block_tables", "seq_lens", "block_size", "max_seq_len",
+                           "alibi_slopes", "kv_cache_dtype", "k_scale", "v_scale", "tp_rank",
+                           "blocksparse_local_blocks", "blocksparse_vert_stride",
+                           "blocksparse_block_size", "blocksparse_head_sliding_step"],
+    "paged_attention_v2": ["out", "exp_sum", "max_logits", "tmp_out", "query", "key_cache",
+                           "value_cache", "num_kv_heads", "scale", "block_tables", "seq_lens",
+                           "block_size", "max_seq_len", "alibi_slopes", "kv_cache_dtype",
+                           "k_scale", "v_scale", "tp_rank", "blocksparse_local_blocks",
+                           "blocksparse_vert_stride", "blocksparse_block_size",
+                           "blocksparse_head_sliding_step"],
 }
 
 # vLLM's wrappers' default values (vllm/_custom_ops.py).
@@ -61,6 +73,12 @@ VLLM_DEFAULTS = {
     "rotary_embedding": {"rope_dim_offset": 0, "inverse": False},  # @0002bde
     "merge_attn_states": {"output_lse": None, "prefill_tokens_with_context": None,
                           "output_scale": None},  # @0002bde
+    "paged_attention_v1": {"tp_rank": 0, "blocksparse_local_blocks": 0,
+                           "blocksparse_vert_stride": 0, "blocksparse_block_size": 64,
+                           "blocksparse_head_sliding_step": 0},
+    "paged_attention_v2": {"tp_rank": 0, "blocksparse_local_blocks": 0,
+                           "blocksparse_vert_stride": 0, "blocksparse_block_size": 64,
+                           "blocksparse_head_sliding_step": 0},
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema

@@ -1,0 +1,233 @@
+// CPU reference of paged_attention_v1 and paged_attention_v2: the specification (vLLM
+// csrc/attention/attention_kernels.cuh: paged_attention_kernel and
+// paged_attention_v2_reduce_kernel) as plain loops, evaluated in float64.
+//
+// For sequence s (L = seq_lens[s] tokens) and query head h, whose kv head is g = h / G
+// (G = num_heads / num_kv_heads):
+//   logit[t] = scale × q[s, h, :] · K[t, g, :]  (+ alibi_slopes[h] × (t - L + 1))
+//   p[t]     = round_T(exp(logit[t] - m) / (Σ exp(logit - m) + 1e-6)),  m = max logit
+//   out[s, h, d] = round_T(Σ_t p[t] × V[t, g, d])
+// v1 takes the softmax over the whole sequence. v2 takes it over each 512-token partition p
+// (writing m_p, S_p = Σ exp(logit - m_p) and tmp_out[p] = round_T(Σ p[t] × V[t]) into its
+// workspaces), then merges: out = round_T(Σ_p tmp_out[p] × w_p / (Σ_p w_p + 1e-6)) with
+// w_p = S_p × exp(m_p - max_p m_p), or out = tmp_out[0] when there is one partition.
+//
+// Everything is float64 except where upstream rounds, which the reference follows because it
+// changes the result at the dtype's precision: a dequantized fp8 element is
+// round_T(float(fp8) × scale), each probability is rounded to T before it weighs a value, and
+// v2's partition outputs are rounded to T before the merge. The epsilons 1e-6 of the
+// denominators are kept (they matter at f32's precision).
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "cache_element.h"
+#include "norm_row.h"
+#include "pagedkv/ops/paged_attention_v1.h"
+#include "pagedkv/ops/paged_attention_v2.h"
+#include "pagedkv/paged_attention.h"
+
+namespace pagedkv {
+
+namespace {
+
+// What the kernels see of one cache element: the element itself ("auto"), or
+// round_T(float(fp8) × scale). An fp8 cache has 256 byte values, each decoded once per call.
+struct CacheReader {
+  DType dtype;
+  bool fp8;
+  std::array<double, 256> decoded{};  // fp8: byte -> round_T(float(byte) × scale)
+
+  CacheReader(const PagedAttentionPlan& plan, float scale)
+      : dtype(plan.dtype), fp8(is_fp8(plan.cache_kind)) {
+    if (!fp8) return;
+    for (int byte = 0; byte < 256; ++byte) {
+      std::uint8_t element[4];
+      cpu::dequantize_cache_element(element, dtype, static_cast<std::uint8_t>(byte),
+                                    plan.cache_kind, scale);
+      decoded[static_cast<std::size_t>(byte)] = cpu::load_activation(element, dtype);
+    }
+  }
+  double operator()(const std::uint8_t* element) const {
+    return fp8 ? decoded[*element] : cpu::load_activation(element, dtype);
+  }
+};
+
+// `value` rounded as the kernels round a float result into T (float64 → float32 → T).
+double rounded_to(DType dtype, double value) {
+  std::uint8_t element[4];
+  cpu::store_activation(element, dtype, static_cast<float>(value));
+  return cpu::load_activation(element, dtype);
+}
+
+}  // namespace
+
+namespace attention {
+
+void cpu(const PagedAttentionPlan& plan, const PagedAttentionData& data) {
+  const std::int64_t D = plan.head_size, B = plan.block_size;
+  const std::int64_t G = plan.num_heads / plan.num_kv_heads;  // query heads per kv head
+  const std::int64_t x = plan.x;
+  const std::int64_t T_bytes = dtype_size(plan.dtype);       // bytes of query, out, tmp_out
+  const std::int64_t cache_bytes = is_fp8(plan.cache_kind) ? 1 : T_bytes;
+  const float k_scale = data.k_scale != nullptr ? *data.k_scale : 1.f;
+  const float v_scale = data.v_scale != nullptr ? *data.v_scale : 1.f;
+  const bool v2 = plan.partition_size > 0;
+  const CacheReader key_value(plan, k_scale), value_value(plan, v_scale);
+  const auto* query = static_cast<const std::uint8_t*>(data.query);
+  const auto* key_cache = static_cast<const std::uint8_t*>(data.key_cache);
+  const auto* value_cache = static_cast<const std::uint8_t*>(data.value_cache);
+  auto* out = static_cast<std::uint8_t*>(data.out);
+  auto* tmp_out = static_cast<std::uint8_t*>(data.tmp_out);
+
+  std::vector<double> q(static_cast<std::size_t>(G * D)), k(static_cast<std::size_t>(D)),
+      v(static_cast<std::size_t>(D)), acc(static_cast<std::size_t>(G * D));
+  for (std::int64_t s = 0; s < plan.num_seqs; ++s) {
+    const std::int64_t L = data.seq_lens[s];
+    const std::int32_t* blocks = data.block_tables + s * plan.table_stride;
+    // Where token t of this sequence lives: block blocks[t / B], slot t % B, kv head g.
+    const auto key_at = [&](std::int64_t t, std::int64_t g, std::int64_t d) {
+      const std::int64_t block = blocks[t / B];
+      const std::int64_t index = block * plan.block_stride + g * plan.head_stride +
+                                 (d / x) * B * x + (t % B) * x + d % x;  // [.., d/x, t%B, d%x]
+      return key_cache + index * cache_bytes;
+    };
+    const auto value_at = [&](std::int64_t t, std::int64_t g, std::int64_t d) {
+      const std::int64_t block = blocks[t / B];
+      const std::int64_t index =
+          block * plan.block_stride + g * plan.head_stride + d * B + t % B;  // [.., d, t%B]
+      return value_cache + index * cache_bytes;
+    };
+    // v1: one partition, the whole sequence; v2: partitions of partition_size tokens.
+    const std::int64_t partition = v2 ? plan.partition_size : L;
+    const std::int64_t partitions = (L + partition - 1) / partition;
+
+    for (std::int64_t g = 0; g < plan.num_kv_heads; ++g) {
+      // The query heads of kv head g, and every token's logit for each of them: the key of a
+      // token is dequantized once for all G heads.
+      for (std::int64_t j = 0; j < G; ++j) {
+        const std::int64_t h = g * G + j;
+        for (std::int64_t d = 0; d < D; ++d) {
+          q[j * D + d] = cpu::load_activation(
+              query + (s * plan.query_stride[0] + h * plan.query_stride[1] + d) * T_bytes,
+              plan.dtype);
+        }
+      }
+      std::vector<double> logit(static_cast<std::size_t>(G * L));
+      for (std::int64_t t = 0; t < L; ++t) {
+        for (std::int64_t d = 0; d < D; ++d) k[d] = key_value(key_at(t, g, d));
+        for (std::int64_t j = 0; j < G; ++j) {
+          double dot = 0.0;
+          for (std::int64_t d = 0; d < D; ++d) dot += q[j * D + d] * k[d];
+          double value = static_cast<double>(plan.scale) * dot;
+          if (plan.has_alibi) {
+            const float slope = data.alibi_slopes[(g * G + j) * plan.alibi_stride];
+            value += static_cast<double>(slope) * static_cast<double>(t - L + 1);
+          }
+          logit[j * L + t] = value;
+        }
+      }
+
+      // Partition by partition: the softmax, then the values weighted by the rounded
+      // probabilities (each value dequantized once for all G heads).
+      std::vector<double> max_logit(static_cast<std::size_t>(G * partitions)),
+          exp_sum(static_cast<std::size_t>(G * partitions));
+      for (std::int64_t p = 0; p < partitions; ++p) {
+        const std::int64_t begin = p * partition, end = std::min(L, begin + partition);
+        std::vector<double> prob(static_cast<std::size_t>(G * (end - begin)));
+        for (std::int64_t j = 0; j < G; ++j) {
+          double m = -INFINITY;
+          for (std::int64_t t = begin; t < end; ++t) m = std::max(m, logit[j * L + t]);
+          double sum = 0.0;
+          for (std::int64_t t = begin; t < end; ++t) sum += std::exp(logit[j * L + t] - m);
+          for (std::int64_t t = begin; t < end; ++t) {
+            prob[j * (end - begin) + t - begin] =
+                rounded_to(plan.dtype, std::exp(logit[j * L + t] - m) / (sum + 1e-6));
+          }
+          max_logit[j * partitions + p] = m;
+          exp_sum[j * partitions + p] = sum;
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (std::int64_t t = begin; t < end; ++t) {
+          for (std::int64_t d = 0; d < D; ++d) v[d] = value_value(value_at(t, g, d));
+          for (std::int64_t j = 0; j < G; ++j) {
+            const double weight = prob[j * (end - begin) + t - begin];
+            for (std::int64_t d = 0; d < D; ++d) acc[j * D + d] += weight * v[d];
+          }
+        }
+        for (std::int64_t j = 0; j < G; ++j) {
+          const std::int64_t h = g * G + j;
+          for (std::int64_t d = 0; d < D; ++d) {
+            const float value = static_cast<float>(acc[j * D + d]);
+            if (v2) {
+              cpu::store_activation(tmp_out + (s * plan.tmp_out_stride[0] +
+                                               h * plan.tmp_out_stride[1] +
+                                               p * plan.tmp_out_stride[2] + d) * T_bytes,
+                                    plan.dtype, value);
+            } else {
+              cpu::store_activation(
+                  out + (s * plan.out_stride[0] + h * plan.out_stride[1] + d) * T_bytes,
+                  plan.dtype, value);
+            }
+          }
+          if (v2) {
+            data.max_logits[s * plan.max_logits_stride[0] + h * plan.max_logits_stride[1] +
+                            p * plan.max_logits_stride[2]] =
+                static_cast<float>(max_logit[j * partitions + p]);
+            data.exp_sums[s * plan.exp_sums_stride[0] + h * plan.exp_sums_stride[1] +
+                          p * plan.exp_sums_stride[2]] =
+                static_cast<float>(exp_sum[j * partitions + p]);
+          }
+        }
+      }
+      if (!v2) continue;
+
+      // v2's merge: the partitions' outputs (as stored, rounded to T) weighted by their sums
+      // rescaled to the largest maximum.
+      for (std::int64_t j = 0; j < G; ++j) {
+        const std::int64_t h = g * G + j;
+        const auto tmp_at = [&](std::int64_t p, std::int64_t d) {
+          return tmp_out + (s * plan.tmp_out_stride[0] + h * plan.tmp_out_stride[1] +
+                            p * plan.tmp_out_stride[2] + d) * T_bytes;
+        };
+        std::uint8_t* out_row = out + (s * plan.out_stride[0] + h * plan.out_stride[1]) * T_bytes;
+        if (partitions == 1) {  // upstream copies the one partition's output
+          for (std::int64_t d = 0; d < D; ++d) {
+            std::copy(tmp_at(0, d), tmp_at(0, d) + T_bytes, out_row + d * T_bytes);
+          }
+          continue;
+        }
+        double M = -INFINITY;
+        for (std::int64_t p = 0; p < partitions; ++p) M = std::max(M, max_logit[j * partitions + p]);
+        std::vector<double> weight(static_cast<std::size_t>(partitions));
+        double total = 0.0;
+        for (std::int64_t p = 0; p < partitions; ++p) {
+          weight[p] = exp_sum[j * partitions + p] * std::exp(max_logit[j * partitions + p] - M);
+          total += weight[p];
+        }
+        for (std::int64_t d = 0; d < D; ++d) {
+          double sum = 0.0;
+          for (std::int64_t p = 0; p < partitions; ++p) {
+            sum += cpu::load_activation(tmp_at(p, d), plan.dtype) * weight[p];
+          }
+          cpu::store_activation(out_row + d * T_bytes, plan.dtype,
+                                static_cast<float>(sum / (total + 1e-6)));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace attention
+
+void PagedAttentionV1::cpu(const Plan& plan, const Args& args) {
+  attention::cpu(plan, paged_attention_data(plan, args));
+}
+
+void PagedAttentionV2::cpu(const Plan& plan, const Args& args) {
+  attention::cpu(plan, paged_attention_data(plan, args));
+}
+
+}  // namespace pagedkv
