@@ -412,7 +412,10 @@ PagedAttentionData paged_attention_data(const PagedAttentionPlan& plan,
 
 namespace {
 
-PagedAttentionArguments v1_arguments(const PagedAttentionV1::Args& a) {
+// The arguments v1 and v2 share (v2's Args has them under the same names), and the
+// partition size that tells the two apart.
+template <class Args>
+PagedAttentionArguments shared_arguments(const Args& a, std::int64_t partition_size) {
   PagedAttentionArguments args;
   args.out = &a.out;
   args.query = &a.query;
@@ -432,34 +435,19 @@ PagedAttentionArguments v1_arguments(const PagedAttentionV1::Args& a) {
   args.blocksparse_vert_stride = a.blocksparse_vert_stride;
   args.blocksparse_block_size = a.blocksparse_block_size;
   args.blocksparse_head_sliding_step = a.blocksparse_head_sliding_step;
-  args.partition_size = 0;
+  args.partition_size = partition_size;
   return args;
 }
 
+PagedAttentionArguments v1_arguments(const PagedAttentionV1::Args& a) {
+  return shared_arguments(a, 0);
+}
+
 PagedAttentionArguments v2_arguments(const PagedAttentionV2::Args& a) {
-  PagedAttentionArguments args;
-  args.out = &a.out;
+  PagedAttentionArguments args = shared_arguments(a, kPagedAttentionPartitionSize);
   args.exp_sums = &a.exp_sum;
   args.max_logits = &a.max_logits;
   args.tmp_out = &a.tmp_out;
-  args.query = &a.query;
-  args.key_cache = &a.key_cache;
-  args.value_cache = &a.value_cache;
-  args.num_kv_heads = a.num_kv_heads;
-  args.scale = a.scale;
-  args.block_tables = &a.block_tables;
-  args.seq_lens = &a.seq_lens;
-  args.block_size = a.block_size;
-  args.max_seq_len = a.max_seq_len;
-  args.alibi_slopes = &a.alibi_slopes;
-  args.kv_cache_dtype = &a.kv_cache_dtype;
-  args.k_scale = &a.k_scale;
-  args.v_scale = &a.v_scale;
-  args.blocksparse_local_blocks = a.blocksparse_local_blocks;
-  args.blocksparse_vert_stride = a.blocksparse_vert_stride;
-  args.blocksparse_block_size = a.blocksparse_block_size;
-  args.blocksparse_head_sliding_step = a.blocksparse_head_sliding_step;
-  args.partition_size = kPagedAttentionPartitionSize;
   return args;
 }
 
