@@ -26,11 +26,14 @@ import math
 
 import numpy as np
 
-from . import cpu, naive, optimized
+from . import cpu, naive, optimized, ops
 from ._args import _type_kind, torch_current_stream
 
-__all__ = ["block_offsets", "dynamic_ntk_base", "flatten_kv", "get_cache_block_size",
-           "offsets_from_pointers", "process_kv"]
+# The registry's LMDeploy ops (process_kv, flatten_kv) are made at the end of this module from
+# their descriptions; the helpers below are written here.
+_OPS = [op for op in ops() if op["family"] == "LMDeploy TurboMind"]
+__all__ = sorted(["block_offsets", "dynamic_ntk_base", "get_cache_block_size",
+                  "offsets_from_pointers"] + [op["name"] for op in _OPS])
 
 _IMPLEMENTATIONS = {"cpu": cpu, "naive": naive, "optimized": optimized}
 
@@ -101,32 +104,34 @@ def dynamic_ntk_base(base: float, factor: float, dim: int, prompt_len: int,
     return base
 
 
-def process_kv(*args, impl: str | None = None, **kwargs) -> None:
-    """TurboMind's ``invokeProcessKV_v2``: pagedkv.cpu.process_kv on NumPy arrays,
-    pagedkv.optimized.process_kv on CUDA tensors (arguments: ``pagedkv.ops()``)."""
-    _call("process_kv", args, kwargs, impl)
-
-
-def flatten_kv(*args, impl: str | None = None, **kwargs) -> None:
-    """TurboMind's ``invokeFlattenKV_v2``: pagedkv.cpu.flatten_kv on NumPy arrays,
-    pagedkv.optimized.flatten_kv on CUDA tensors (arguments: ``pagedkv.ops()``)."""
-    _call("flatten_kv", args, kwargs, impl)
-
-
 def _row_stride_bytes(pool) -> int:
     if _type_kind(type(pool)) == "torch":
         return int(pool.stride(0)) * pool.element_size()
     return int(pool.strides[0])
 
 
-def _call(name: str, args: tuple, kwargs: dict, impl: str | None) -> None:
-    pool = kwargs.get("kv_cache", args[0] if name == "process_kv" else
-                      (args[2] if len(args) > 2 else None))
-    on_cuda = pool is not None and _type_kind(type(pool)) == "torch" and pool.is_cuda
-    chosen = impl or ("optimized" if on_cuda else "cpu")
-    if chosen not in _IMPLEMENTATIONS:
-        raise ValueError(f"impl: expected one of {sorted(_IMPLEMENTATIONS)}, got {chosen!r}")
-    function = getattr(_IMPLEMENTATIONS[chosen], name)
-    if chosen != "cpu" and "stream" not in kwargs and on_cuda:
-        kwargs["stream"] = torch_current_stream(pool)
-    function(*args, **kwargs)
+def _dispatching(op: dict):
+    """The op on NumPy arrays (the CPU reference) or CUDA tensors (optimized, on the current
+    torch stream), chosen by where its `kv_cache` pool lives; `impl=` picks one explicitly."""
+    name = op["name"]
+    pool_position = [a["name"] for a in op["arguments"]].index("kv_cache")
+
+    def function(*args, impl: str | None = None, **kwargs) -> None:
+        pool = kwargs.get("kv_cache", args[pool_position] if len(args) > pool_position else None)
+        on_cuda = pool is not None and _type_kind(type(pool)) == "torch" and pool.is_cuda
+        chosen = impl or ("optimized" if on_cuda else "cpu")
+        if chosen not in _IMPLEMENTATIONS:
+            raise ValueError(f"impl: expected one of {sorted(_IMPLEMENTATIONS)}, got {chosen!r}")
+        if chosen != "cpu" and "stream" not in kwargs and on_cuda:
+            kwargs["stream"] = torch_current_stream(pool)
+        getattr(_IMPLEMENTATIONS[chosen], name)(*args, **kwargs)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = (f"{op['upstream']}: pagedkv.cpu.{name} on NumPy arrays, "
+                        f"pagedkv.optimized.{name} on CUDA tensors (arguments: pagedkv.ops()).")
+    return function
+
+
+for _op in _OPS:
+    globals()[_op["name"]] = _dispatching(_op)
+del _op
