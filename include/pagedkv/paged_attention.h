@@ -139,10 +139,9 @@ struct PagedAttentionData {
 
 /// \brief The query row (and out row) of sequence s, or -1 when the call leaves the sequence
 /// alone: without query_start_loc, row s; with it, row query_start_loc[s] when the sequence
-/// has exactly one query token, else -1 (vLLM csrc/rocm/attention.cu,
-/// paged_attention_ll4mi_QKV_mfma16_kernel and paged_attention_ll4mi_reduce_kernel return
-/// early for such sequences: "queries with sequence len > 1 are prefills and taken care by
-/// another kernel").
+/// has exactly one query token, else -1 (vLLM csrc/rocm/attention.cu:
+/// paged_attention_ll4mi_QKV_mfma16_kernel and paged_attention_ll4mi_reduce_kernel return at
+/// once for such sequences, which vLLM's prefill path handles).
 /// \param data the call's pointers (host or device, as the caller runs).
 /// \param s the sequence.
 /// \return the row, or -1.

@@ -155,6 +155,17 @@ VLLM_SCHEMAS = {
         "merge_attn_states(Tensor! output, Tensor prefix_output, Tensor prefix_lse, "
         "Tensor suffix_output, Tensor suffix_lse, Tensor!? output_lse=None, "
         "int? prefill_tokens_with_context=None, Tensor? output_scale=None) -> ()",
+    # vLLM registers it as _rocm_C.paged_attention (csrc/rocm/torch_bindings.cpp) with only
+    # `out` marked written, no defaults and no use_interleaved_v_cache (the newest wrapper's
+    # extra); pagedkv registers the wrapper's name, arguments and defaults, and marks the three
+    # workspaces it writes, as for paged_attention_v2.
+    "paged_attention_rocm":
+        "paged_attention_rocm(Tensor! out, Tensor! exp_sum, Tensor! max_logits, "
+        "Tensor! tmp_out, Tensor query, Tensor key_cache, Tensor value_cache, int num_kv_heads, "
+        "float scale, Tensor block_tables, Tensor seq_lens, Tensor? query_start_loc, "
+        "int block_size, int max_seq_len, Tensor? alibi_slopes, str kv_cache_dtype, "
+        "Tensor k_scale, Tensor v_scale, Tensor? fp8_out_scale=None, str mfma_type='f16', "
+        "bool use_interleaved_v_cache=False) -> ()",
 }
 
 

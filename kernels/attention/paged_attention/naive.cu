@@ -198,8 +198,8 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-/// \brief v2's (and rocm's) merge, one thread block per (sequence, query head), grid-stride:
-/// with one partition, its output copied (rocm: merged all the same); else out = Σ_p tmp_out[p] × w_p / (Σ_p w_p + 1e-6), w_p =
+/// \brief v2's merge, one thread block per (sequence, query head), grid-stride: with one
+/// partition, its output copied (rocm's merge, the same kernel: merged all the same); else out = Σ_p tmp_out[p] × w_p / (Σ_p w_p + 1e-6), w_p =
 /// exp_sums[p] × exp(max_logits[p] - max_p max_logits[p]). Each thread loops over the
 /// partitions itself for the maximum and the sum.
 /// \tparam T the query's dtype.

@@ -474,8 +474,8 @@ __global__ void __launch_bounds__(kThreads, 4)
   }
 }
 
-/// \brief v2's merge (upstream's paged_attention_v2_reduce_kernel; rocm's
-/// paged_attention_ll4mi_reduce_kernel), one warp per (sequence, query head), grid-stride (A9):
+/// \brief v2's merge (upstream's paged_attention_v2_reduce_kernel), one warp per (sequence,
+/// query head), grid-stride (A9), also rocm's (upstream's paged_attention_ll4mi_reduce_kernel):
 /// with one partition its output copied (rocm: merged like several), else
 /// out = Σ_p tmp_out[p] × w_p / (Σ_p w_p + 1e-6), w_p = exp_sums[p] × exp(max_logits[p] - M).
 /// \tparam T the query's dtype.
