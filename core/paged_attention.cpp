@@ -1,6 +1,6 @@
-// The one contract of paged_attention_v1 and paged_attention_v2 (vLLM
-// csrc/attention/paged_attention_v1.cu and paged_attention_v2.cu), shared by the CPU reference,
-// the naive and the optimized CUDA kernels. Every rule throws InvalidArgument naming the
+// The one contract of paged_attention_v1, paged_attention_v2 and paged_attention_rocm (vLLM
+// csrc/attention/paged_attention_v1.cu, paged_attention_v2.cu and csrc/rocm/attention.cu),
+// shared by the CPU reference, the naive and the optimized CUDA kernels. Every rule throws InvalidArgument naming the
 // argument, the expected and the actual value, before any byte is written.
 //
 // Upstream checks the head size and the block size (its instantiations), the query dtype and
@@ -18,6 +18,12 @@
 //     them), or shapes that do not match;
 //   - a non-finite scale, and any blocksparse argument other than its default (blocksparse
 //     attention, written for Phi-3-small, has no caller left; pagedkv does not implement it).
+// paged_attention_rocm adds its own limits (csrc/rocm/attention.cu: paged_attention and
+// paged_attention_custom_launcher dispatch on them and fail with "Unsupported ..."), checked
+// here first and named: head sizes 64 / 128, block sizes 16 / 32, f16 / bf16 queries, "auto"
+// or fp8 E4M3 caches, GQA ratios 1 to 16, at most 512 partitions; and query_start_loc (i32,
+// non-decreasing, within query's rows: upstream trusts it), fp8_out_scale (one f32; out is then
+// f8_e4m3), mfma_type "f16" or "fp8", use_interleaved_v_cache False.
 #include "pagedkv/paged_attention.h"
 
 #include <algorithm>
@@ -25,6 +31,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "attention_checks.h"
@@ -33,6 +40,7 @@
 #include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/ops/paged_attention_v1.h"
+#include "pagedkv/ops/paged_attention_rocm.h"
 #include "pagedkv/ops/paged_attention_v2.h"
 #include "sequence_checks.h"
 
@@ -82,15 +90,15 @@ void distinct(const TensorView& tensor, const char* name) {
 
 // The v2 workspaces: exp_sum and max_logits [S, H, P'] f32, tmp_out [S, H, P', D] of dtype T.
 std::int64_t check_workspaces(const PagedAttentionArguments& args, std::int64_t num_seqs,
-                              std::int64_t num_heads, std::int64_t head_size, DType dtype,
-                              std::int64_t partitions) {
+                              const char* seqs_label, std::int64_t num_heads,
+                              std::int64_t head_size, DType dtype, std::int64_t partitions) {
   const TensorView& exp_sums = *args.exp_sums;
   const TensorView& max_logits = *args.max_logits;
   const TensorView& tmp_out = *args.tmp_out;
   checks::ndim_is(exp_sums, "exp_sum", 3);
   checks::dtype_is(exp_sums, "exp_sum", DType::f32);
   checks::non_negative_layout(exp_sums, "exp_sum");
-  checks::size_is(exp_sums, "exp_sum", 0, num_seqs, "num_seqs = query.size(0)");
+  checks::size_is(exp_sums, "exp_sum", 0, num_seqs, seqs_label);
   checks::size_is(exp_sums, "exp_sum", 1, num_heads, "num_heads = query.size(1)");
   const std::int64_t slots = exp_sums.size(2);
   PAGEDKV_CHECK(slots >= partitions, "exp_sum.size(2): expected at least ceil(max_seq_len / ",
@@ -100,14 +108,14 @@ std::int64_t check_workspaces(const PagedAttentionArguments& args, std::int64_t 
   checks::ndim_is(max_logits, "max_logits", 3);
   checks::dtype_is(max_logits, "max_logits", DType::f32);
   checks::non_negative_layout(max_logits, "max_logits");
-  checks::size_is(max_logits, "max_logits", 0, num_seqs, "num_seqs = query.size(0)");
+  checks::size_is(max_logits, "max_logits", 0, num_seqs, seqs_label);
   checks::size_is(max_logits, "max_logits", 1, num_heads, "num_heads = query.size(1)");
   checks::size_is(max_logits, "max_logits", 2, slots, "exp_sum.size(2)");
   distinct(max_logits, "max_logits");
   checks::ndim_is(tmp_out, "tmp_out", 4);
   checks::dtype_is(tmp_out, "tmp_out", dtype);
   checks::non_negative_layout(tmp_out, "tmp_out");
-  checks::size_is(tmp_out, "tmp_out", 0, num_seqs, "num_seqs = query.size(0)");
+  checks::size_is(tmp_out, "tmp_out", 0, num_seqs, seqs_label);
   checks::size_is(tmp_out, "tmp_out", 1, num_heads, "num_heads = query.size(1)");
   checks::size_is(tmp_out, "tmp_out", 2, slots, "exp_sum.size(2)");
   checks::size_is(tmp_out, "tmp_out", 3, head_size, "head_size = query.size(2)");
@@ -149,6 +157,36 @@ void check_sequences_on_host(const TensorView& seq_lens, const TensorView& block
                     checks::attention_block_message(b, column, block, num_blocks));
     }
   }
+}
+
+// paged_attention_rocm's query_start_loc, read back to the host: num_seqs + 1 entries from
+// >= 0, never decreasing, the last within query's rows (upstream reads rows past the query
+// otherwise).
+void check_query_start_loc(const TensorView& query_start_loc, std::int64_t num_seqs,
+                           std::int64_t query_rows) {
+  const std::vector<std::int64_t> starts = checks::read_i32(query_start_loc, num_seqs + 1);
+  PAGEDKV_CHECK(starts[0] >= 0, "query_start_loc[0] = ", starts[0],
+                ": expected a query row, >= 0");
+  for (std::int64_t s = 0; s < num_seqs; ++s) {
+    const std::int64_t begin = starts[static_cast<std::size_t>(s)];
+    const std::int64_t end = starts[static_cast<std::size_t>(s + 1)];
+    PAGEDKV_CHECK(end >= begin, "query_start_loc[", s + 1, "] = ", end,
+                  ": expected query_start_loc to never decrease, query_start_loc[", s, "] = ",
+                  begin);
+    PAGEDKV_CHECK(end <= query_rows, "query_start_loc[", s + 1, "] = ", end,
+                  ": expected at most query.size(0) = ", query_rows, " (the query rows)");
+  }
+}
+
+// paged_attention_rocm's limits (vLLM csrc/rocm/attention.cu, paged_attention: the dispatch on
+// the query dtype, kv_cache_dtype, head size and block size, the launcher's GQA ratio and
+// npar_loops switches), each named with the supported set.
+void check_rocm_kv_cache_dtype(const std::string& kv_cache_dtype) {
+  PAGEDKV_CHECK(kv_cache_dtype == "auto" || kv_cache_dtype == "fp8" ||
+                    kv_cache_dtype == "fp8_e4m3",
+                "kv_cache_dtype: expected \"auto\", \"fp8\" or \"fp8_e4m3\" (vLLM's ROCm kernel "
+                "fails with \"Unsupported KV cache dtype\" otherwise), got \"",
+                kv_cache_dtype, "\"");
 }
 
 }  // namespace
@@ -200,24 +238,55 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
     checks::device_is(*args.tmp_out, "tmp_out", device);
   }
 
-  // 3. query and out: [num_seqs, num_heads, head_size] of one activation dtype.
+  // 3. query and out: [num_seqs, num_heads, head_size] of one activation dtype (rocm: one row
+  //    per query token, query_start_loc saying whose; out f8_e4m3 with fp8_out_scale).
+  const bool by_start = args.rocm && given(args.query_start_loc);
+  const bool fp8_output = args.rocm && given(args.fp8_out_scale);
+  if (by_start) checks::device_is(*args.query_start_loc, "query_start_loc", device);
+  if (fp8_output) checks::device_is(*args.fp8_out_scale, "fp8_out_scale", device);
   activation_rows(query, "query");
-  checks::dtype_in(query, "query", {DType::f32, DType::f16, DType::bf16});
-  const std::int64_t num_seqs = query.size(0);
+  if (args.rocm) {
+    checks::dtype_in(query, "query", {DType::f16, DType::bf16});
+  } else {
+    checks::dtype_in(query, "query", {DType::f32, DType::f16, DType::bf16});
+  }
+  const std::int64_t query_rows = query.size(0);
+  if (by_start) {
+    const TensorView& starts = *args.query_start_loc;
+    PAGEDKV_CHECK(starts.ndim == 1 && starts.size(0) >= 1,
+                  "query_start_loc: expected [num_seqs + 1] (one start per sequence and the end), "
+                  "got ", starts.describe());
+  }
+  const std::int64_t num_seqs = by_start ? args.query_start_loc->size(0) - 1 : query_rows;
+  const char* seqs_label =
+      by_start ? "num_seqs = query_start_loc.size(0) - 1" : "num_seqs = query.size(0)";
   const std::int64_t num_heads = query.size(1);
   const std::int64_t head_size = query.size(2);
+  if (args.rocm) {
+    PAGEDKV_CHECK(head_size == 64 || head_size == 128,
+                  "query.size(2) (head_size): expected 64 or 128 (the head sizes of vLLM's ROCm "
+                  "kernel, which fails with \"Unsupported head size\" otherwise), got ",
+                  head_size);
+  }
   PAGEDKV_CHECK(paged_attention_head_size_supported(head_size),
                 "query.size(2) (head_size): expected one of 32, 64, 80, 96, 112, 120, 128, 192, "
                 "256 (the sizes vLLM instantiates), got ",
                 head_size);
   activation_rows(out, "out");
-  checks::dtype_is(out, "out", query.dtype);
-  checks::size_is(out, "out", 0, num_seqs, "num_seqs = query.size(0)");
+  if (fp8_output) {
+    PAGEDKV_CHECK(out.dtype == DType::f8_e4m3, "out: expected dtype f8_e4m3 (fp8 E4M3) because "
+                  "fp8_out_scale is given, got ", dtype_name(out.dtype));
+  } else {
+    checks::dtype_is(out, "out", query.dtype);
+  }
+  checks::size_is(out, "out", 0, query_rows,
+                  by_start ? "query.size(0) (one row per query token)" : "num_seqs = query.size(0)");
   checks::size_is(out, "out", 1, num_heads, "num_heads = query.size(1)");
   checks::size_is(out, "out", 2, head_size, "head_size = query.size(2)");
   distinct(out, "out");
 
   // 4. The caches: the legacy layout of reshape_and_cache.
+  if (args.rocm) check_rocm_kv_cache_dtype(*args.kv_cache_dtype);
   const KvCacheDtype cache_kind = parse_kv_cache_dtype(*args.kv_cache_dtype, query.dtype);
   const bool fp8 = is_fp8(cache_kind);
   checks::ndim_is(key_cache, "key_cache", 5);
@@ -248,7 +317,19 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
   PAGEDKV_CHECK(num_heads % args.num_kv_heads == 0, "num_kv_heads: expected a divisor of "
                 "num_heads = query.size(1) = ", num_heads, " (each kv head serves the same number "
                 "of query heads), got ", args.num_kv_heads);
+  if (args.rocm) {
+    const std::int64_t ratio = num_heads / args.num_kv_heads;
+    PAGEDKV_CHECK(ratio >= 1 && ratio <= 16, "num_kv_heads: expected num_heads / num_kv_heads "
+                  "between 1 and 16 (the GQA ratios of vLLM's ROCm kernel, which fails with "
+                  "\"Unsupported gqa ratio\" otherwise), got num_heads = ", num_heads,
+                  ", num_kv_heads = ", args.num_kv_heads, " (ratio ", ratio, ")");
+  }
   checks::size_is(key_cache, "key_cache", 2, head_size / x, "head_size / x");
+  if (args.rocm) {
+    PAGEDKV_CHECK(args.block_size == 16 || args.block_size == 32,
+                  "block_size: expected 16 or 32 (the block sizes of vLLM's ROCm kernel, which "
+                  "fails with \"Unsupported block size\" otherwise), got ", args.block_size);
+  }
   PAGEDKV_CHECK(paged_attention_block_size_supported(args.block_size),
                 "block_size: expected 8, 16 or 32 (the sizes vLLM instantiates), got ",
                 args.block_size);
@@ -277,6 +358,14 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
                     args.max_seq_len <= std::numeric_limits<std::int32_t>::max(),
                 "max_seq_len: expected ", num_seqs > 0 ? 1 : 0, " <= max_seq_len <= 2^31 - 1 ",
                 "(seq_lens are i32), got ", args.max_seq_len);
+  if (args.rocm) {
+    constexpr std::int64_t kLongest =
+        kPagedAttentionRocmMaxPartitions * kPagedAttentionRocmPartitionSize;
+    PAGEDKV_CHECK(args.max_seq_len <= kLongest, "max_seq_len: expected at most ", kLongest,
+                  " (512 partitions of 256 tokens: vLLM's ROCm merge takes NPAR_LOOPS <= 8 "
+                  "passes of 64 partitions and fails with \"Unsupported npar_loops\" beyond), got ",
+                  args.max_seq_len);
+  }
 
   // 6. block_tables and seq_lens: i32, one row / element per sequence at least.
   checks::ndim_is(block_tables, "block_tables", 2);
@@ -286,8 +375,12 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
                 "block_tables: expected packed columns (stride(1) = 1), got ",
                 block_tables.describe());
   PAGEDKV_CHECK(block_tables.size(0) >= num_seqs, "block_tables: expected at least ", num_seqs,
-                " rows (num_seqs = query.size(0)), got ", block_tables.describe());
-  checks::i32_vector(seq_lens, "seq_lens", num_seqs, "num_seqs = query.size(0)");
+                " rows (", seqs_label, "), got ", block_tables.describe());
+  checks::i32_vector(seq_lens, "seq_lens", num_seqs, seqs_label);
+  if (by_start) {
+    checks::i32_vector(*args.query_start_loc, "query_start_loc", num_seqs + 1,
+                       "num_seqs + 1");
+  }
 
   // 7. ALiBi slopes, the fp8 scales.
   if (alibi) {
@@ -309,10 +402,20 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
     }
   }
 
-  // 8. v2's workspaces: enough partitions for max_seq_len.
+  if (fp8_output) {  // one f32, read on the device (the query's dtype is checked above)
+    const TensorView& scale = *args.fp8_out_scale;
+    checks::dtype_is(scale, "fp8_out_scale", DType::f32);
+    PAGEDKV_CHECK(scale.numel() == 1, "fp8_out_scale: expected 1 element (a per-tensor scale), "
+                  "got ", scale.numel(), " (shape ", scale.shape_string(), ")");
+    checks::not_null(scale, "fp8_out_scale");
+  }
+
+  // 8. v2's and rocm's workspaces: enough partitions for max_seq_len.
   const std::int64_t partitions =
       v2 ? (args.max_seq_len + args.partition_size - 1) / args.partition_size : 0;
-  if (v2) check_workspaces(args, num_seqs, num_heads, head_size, query.dtype, partitions);
+  if (v2) {
+    check_workspaces(args, num_seqs, seqs_label, num_heads, head_size, query.dtype, partitions);
+  }
 
   // 9. Null pointers of tensors that have elements.
   checks::not_null(out, "out");
@@ -329,6 +432,11 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
   // 10. The values: every sequence 1 to max_seq_len tokens, inside block_tables' columns, its
   //     blocks inside the pool. Deferred (a capture, vllm_ops): one check kernel on the call's
   //     stream, whose fault makes the kernels write nothing (pagedkv/deferred_checks.h).
+  //     rocm's query_start_loc is read back on the host, deferred or not.
+  if (by_start && num_seqs > 0) {
+    checks::not_null(*args.query_start_loc, "query_start_loc");
+    check_query_start_loc(*args.query_start_loc, num_seqs, query_rows);
+  }
   if (num_seqs > 0) {
     const CheckScope* scope = CheckScope::current();
     if (scope != nullptr && scope->deferred && device == Device::cuda) {
@@ -385,6 +493,8 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
   plan.cache_kind = cache_kind;
   plan.scale = static_cast<float>(args.scale);
   plan.has_alibi = alibi;
+  plan.merge_single_partition = args.rocm;
+  plan.fp8_output = fp8_output;
   return plan;
 }
 
@@ -407,13 +517,17 @@ PagedAttentionData paged_attention_data(const PagedAttentionPlan& plan,
     data.max_logits = static_cast<float*>(args.max_logits->data);
     data.tmp_out = args.tmp_out->data;
   }
+  if (given(args.query_start_loc)) {
+    data.query_start_loc = static_cast<const std::int32_t*>(args.query_start_loc->data);
+  }
+  if (plan.fp8_output) data.fp8_out_scale = static_cast<const float*>(args.fp8_out_scale->data);
   return data;
 }
 
 namespace {
 
-// The arguments v1 and v2 share (v2's Args has them under the same names), and the
-// partition size that tells the two apart.
+// The arguments v1, v2 and rocm share (under the same names), and the partition size that
+// tells them apart; rocm has no blocksparse arguments (they stay at their defaults).
 template <class Args>
 PagedAttentionArguments shared_arguments(const Args& a, std::int64_t partition_size) {
   PagedAttentionArguments args;
@@ -431,10 +545,12 @@ PagedAttentionArguments shared_arguments(const Args& a, std::int64_t partition_s
   args.kv_cache_dtype = &a.kv_cache_dtype;
   args.k_scale = &a.k_scale;
   args.v_scale = &a.v_scale;
-  args.blocksparse_local_blocks = a.blocksparse_local_blocks;
-  args.blocksparse_vert_stride = a.blocksparse_vert_stride;
-  args.blocksparse_block_size = a.blocksparse_block_size;
-  args.blocksparse_head_sliding_step = a.blocksparse_head_sliding_step;
+  if constexpr (!std::is_same_v<Args, PagedAttentionRocm::Args>) {
+    args.blocksparse_local_blocks = a.blocksparse_local_blocks;
+    args.blocksparse_vert_stride = a.blocksparse_vert_stride;
+    args.blocksparse_block_size = a.blocksparse_block_size;
+    args.blocksparse_head_sliding_step = a.blocksparse_head_sliding_step;
+  }
   args.partition_size = partition_size;
   return args;
 }
@@ -443,11 +559,25 @@ PagedAttentionArguments v1_arguments(const PagedAttentionV1::Args& a) {
   return shared_arguments(a, 0);
 }
 
-PagedAttentionArguments v2_arguments(const PagedAttentionV2::Args& a) {
-  PagedAttentionArguments args = shared_arguments(a, kPagedAttentionPartitionSize);
+// The workspaces of v2 and rocm.
+template <class Args>
+PagedAttentionArguments split_arguments(const Args& a, std::int64_t partition_size) {
+  PagedAttentionArguments args = shared_arguments(a, partition_size);
   args.exp_sums = &a.exp_sum;
   args.max_logits = &a.max_logits;
   args.tmp_out = &a.tmp_out;
+  return args;
+}
+
+PagedAttentionArguments v2_arguments(const PagedAttentionV2::Args& a) {
+  return split_arguments(a, kPagedAttentionPartitionSize);
+}
+
+PagedAttentionArguments rocm_arguments(const PagedAttentionRocm::Args& a) {
+  PagedAttentionArguments args = split_arguments(a, kPagedAttentionRocmPartitionSize);
+  args.rocm = true;
+  args.query_start_loc = &a.query_start_loc;
+  args.fp8_out_scale = &a.fp8_out_scale;
   return args;
 }
 
@@ -461,6 +591,10 @@ PagedAttentionData paged_attention_data(const PagedAttentionPlan& plan,
                                         const PagedAttentionV2::Args& args) {
   return paged_attention_data(plan, v2_arguments(args));
 }
+PagedAttentionData paged_attention_data(const PagedAttentionPlan& plan,
+                                        const PagedAttentionRocm::Args& args) {
+  return paged_attention_data(plan, rocm_arguments(args));
+}
 
 PagedAttentionV1::Plan PagedAttentionV1::validate(const Args& args, Impl impl) {
   return validate_paged_attention(v1_arguments(args), impl);
@@ -468,6 +602,19 @@ PagedAttentionV1::Plan PagedAttentionV1::validate(const Args& args, Impl impl) {
 
 PagedAttentionV2::Plan PagedAttentionV2::validate(const Args& args, Impl impl) {
   return validate_paged_attention(v2_arguments(args), impl);
+}
+
+PagedAttentionRocm::Plan PagedAttentionRocm::validate(const Args& args, Impl impl) {
+  // What only rocm has: the MFMA flavour (no MFMA on NVIDIA: both run the same math here) and
+  // the interleaved value layout of newer upstream versions (not implemented).
+  PAGEDKV_CHECK(args.mfma_type == "f16" || args.mfma_type == "fp8",
+                "mfma_type: expected \"f16\" or \"fp8\" (vLLM's choice of AMD matrix "
+                "instructions; pagedkv computes the same either way), got \"", args.mfma_type,
+                "\"");
+  PAGEDKV_CHECK(!args.use_interleaved_v_cache,
+                "use_interleaved_v_cache: expected False (the interleaved value cache layout is "
+                "not implemented), got True");
+  return validate_paged_attention(rocm_arguments(args), impl);
 }
 
 }  // namespace pagedkv

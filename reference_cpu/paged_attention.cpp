@@ -1,6 +1,7 @@
-// CPU reference of paged_attention_v1 and paged_attention_v2: the specification (vLLM
-// csrc/attention/attention_kernels.cuh: paged_attention_kernel and
-// paged_attention_v2_reduce_kernel) as plain loops, evaluated in float64.
+// CPU reference of paged_attention_v1, paged_attention_v2 and paged_attention_rocm: the
+// specification (vLLM csrc/attention/attention_kernels.cuh: paged_attention_kernel and
+// paged_attention_v2_reduce_kernel; csrc/rocm/attention.cu: paged_attention_ll4mi_QKV_mfma*
+// and paged_attention_ll4mi_reduce_kernel) as plain loops, evaluated in float64.
 //
 // For sequence s (L = seq_lens[s] tokens) and query head h, whose kv head is g = h / G
 // (G = num_heads / num_kv_heads):
@@ -17,6 +18,16 @@
 // round_T(float(fp8) × scale), each probability is rounded to T before it weighs a value, and
 // v2's partition outputs are rounded to T before the merge. The epsilons 1e-6 of the
 // denominators are kept (they matter at f32's precision).
+//
+// paged_attention_rocm is v2 with partitions of 256 and three differences, all from
+// csrc/rocm/attention.cu: its reduce kernel merges a single partition too (out = tmp_out[0] ×
+// S_0 / (S_0 + 1e-6), no copy); with query_start_loc, sequence s reads query row
+// query_start_loc[s] and writes the same out row, and a sequence with other than one query
+// token is skipped (nothing of it written); with fp8_out_scale, out is
+// e4m3(clamp(out × (1 / fp8_out_scale), ±448)). Upstream's ROCm kernel applies k_scale to the
+// dot product and v_scale to the weighted sum instead of to each element; the reference keeps
+// v2's per-element dequantization (the difference is one rounding to T per element, within
+// the tolerance's u_T term).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -24,8 +35,10 @@
 #include <vector>
 
 #include "cache_element.h"
+#include "merge_math.h"
 #include "norm_row.h"
 #include "pagedkv/ops/paged_attention_v1.h"
+#include "pagedkv/ops/paged_attention_rocm.h"
 #include "pagedkv/ops/paged_attention_v2.h"
 #include "pagedkv/paged_attention.h"
 
@@ -84,7 +97,13 @@ void cpu(const PagedAttentionPlan& plan, const PagedAttentionData& data) {
 
   std::vector<double> q(static_cast<std::size_t>(G * D)), k(static_cast<std::size_t>(D)),
       v(static_cast<std::size_t>(D)), acc(static_cast<std::size_t>(G * D));
+  const std::int64_t out_bytes = plan.fp8_output ? 1 : T_bytes;
+  const float out_scale_inverse =
+      data.fp8_out_scale != nullptr ? 1.0f / *data.fp8_out_scale : 1.0f;
   for (std::int64_t s = 0; s < plan.num_seqs; ++s) {
+    // The query row and out row (rocm's query_start_loc; -1: a sequence the call skips).
+    const std::int64_t row = attention_query_row(data, s);
+    if (row < 0) continue;
     const std::int64_t L = data.seq_lens[s];
     const std::int32_t* blocks = data.block_tables + s * plan.table_stride;
     // Where token t of this sequence lives: block blocks[t / B], slot t % B, kv head g.
@@ -111,7 +130,7 @@ void cpu(const PagedAttentionPlan& plan, const PagedAttentionData& data) {
         const std::int64_t h = g * G + j;
         for (std::int64_t d = 0; d < D; ++d) {
           q[j * D + d] = cpu::load_activation(
-              query + (s * plan.query_stride[0] + h * plan.query_stride[1] + d) * T_bytes,
+              query + (row * plan.query_stride[0] + h * plan.query_stride[1] + d) * T_bytes,
               plan.dtype);
         }
       }
@@ -168,7 +187,7 @@ void cpu(const PagedAttentionPlan& plan, const PagedAttentionData& data) {
                                     plan.dtype, value);
             } else {
               cpu::store_activation(
-                  out + (s * plan.out_stride[0] + h * plan.out_stride[1] + d) * T_bytes,
+                  out + (row * plan.out_stride[0] + h * plan.out_stride[1] + d) * T_bytes,
                   plan.dtype, value);
             }
           }
@@ -192,8 +211,9 @@ void cpu(const PagedAttentionPlan& plan, const PagedAttentionData& data) {
           return tmp_out + (s * plan.tmp_out_stride[0] + h * plan.tmp_out_stride[1] +
                             p * plan.tmp_out_stride[2] + d) * T_bytes;
         };
-        std::uint8_t* out_row = out + (s * plan.out_stride[0] + h * plan.out_stride[1]) * T_bytes;
-        if (partitions == 1) {  // upstream copies the one partition's output
+        std::uint8_t* out_row =
+            out + (row * plan.out_stride[0] + h * plan.out_stride[1]) * out_bytes;
+        if (partitions == 1 && !plan.merge_single_partition) {  // v2 copies the one partition
           for (std::int64_t d = 0; d < D; ++d) {
             std::copy(tmp_at(0, d), tmp_at(0, d) + T_bytes, out_row + d * T_bytes);
           }
@@ -212,8 +232,12 @@ void cpu(const PagedAttentionPlan& plan, const PagedAttentionData& data) {
           for (std::int64_t p = 0; p < partitions; ++p) {
             sum += cpu::load_activation(tmp_at(p, d), plan.dtype) * weight[p];
           }
-          cpu::store_activation(out_row + d * T_bytes, plan.dtype,
-                                static_cast<float>(sum / (total + 1e-6)));
+          const float merged = static_cast<float>(sum / (total + 1e-6));
+          if (plan.fp8_output) {  // rocm's fp8 output: out × (1 / fp8_out_scale), clamped
+            out_row[d] = cpu::fp8_output(merged, out_scale_inverse);
+          } else {
+            cpu::store_activation(out_row + d * T_bytes, plan.dtype, merged);
+          }
         }
       }
     }
@@ -227,6 +251,10 @@ void PagedAttentionV1::cpu(const Plan& plan, const Args& args) {
 }
 
 void PagedAttentionV2::cpu(const Plan& plan, const Args& args) {
+  attention::cpu(plan, paged_attention_data(plan, args));
+}
+
+void PagedAttentionRocm::cpu(const Plan& plan, const Args& args) {
   attention::cpu(plan, paged_attention_data(plan, args));
 }
 

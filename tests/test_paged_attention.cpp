@@ -1,5 +1,6 @@
-// Tests of paged_attention_v1 and paged_attention_v2 (vLLM csrc/attention/attention_kernels.cuh;
-// chapter "Attention over a paged cache"), tag [paged_attention].
+// Tests of paged_attention_v1, paged_attention_v2 and paged_attention_rocm (vLLM
+// csrc/attention/attention_kernels.cuh, csrc/rocm/attention.cu; chapter "Attention over a paged
+// cache"), tag [paged_attention].
 //
 // CPU part (runs everywhere): the worked examples of the op headers; GQA's head mapping; fp8
 // dequantized in the loop equals a cache of the dequantized values, bit for bit; ALiBi; NaN
@@ -14,6 +15,13 @@
 // block edges, partition edges, long), ALiBi, strided and misaligned layouts, the optimized v1's
 // split and unsplit paths; the end-to-end invariant on the device; a deferred call with a bad
 // length writes nothing and reports the synchronous message.
+//
+// paged_attention_rocm (CPU): the header's worked example (256-token partitions, the single
+// partition merged), agreement with v2 and with dense attention, query_start_loc (only
+// sequences with one query token decoded, into their own rows; nothing else written), the fp8
+// output (e4m3 of out / fp8_out_scale, saturating), the end-to-end invariant, and its own rules.
+// GPU ([gpu]): naive and optimized against the CPU reference over its limits, with
+// query_start_loc and the fp8 output.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -29,6 +37,7 @@
 #include "pagedkv/agreement.h"
 #include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
+#include "pagedkv/ops/paged_attention_rocm.h"
 #include "pagedkv/ops/paged_attention_v1.h"
 #include "pagedkv/ops/paged_attention_v2.h"
 #include "pagedkv/ops/reshape_and_cache.h"
@@ -55,6 +64,7 @@ struct Spec {
   float range = 1.f;           // |q|, |k|, |v| below it
   float scale = 0.f;           // 0: 1 / sqrt(head_size)
   std::uint64_t seed = 1;
+  std::int64_t partition = 512;  // tokens per partition of the workspaces (rocm: 256)
 };
 
 std::string describe(const Spec& s) {
@@ -172,6 +182,28 @@ struct Call {
     b.v_scale = a.v_scale;
     return b;
   }
+  PagedAttentionRocm::Args rocm() const {
+    const PagedAttentionV2::Args a = v2();
+    PagedAttentionRocm::Args b;
+    b.out = a.out;
+    b.exp_sum = a.exp_sum;
+    b.max_logits = a.max_logits;
+    b.tmp_out = a.tmp_out;
+    b.query = a.query;
+    b.key_cache = a.key_cache;
+    b.value_cache = a.value_cache;
+    b.num_kv_heads = a.num_kv_heads;
+    b.scale = a.scale;
+    b.block_tables = a.block_tables;
+    b.seq_lens = a.seq_lens;
+    b.block_size = a.block_size;
+    b.max_seq_len = a.max_seq_len;
+    b.alibi_slopes = a.alibi_slopes;
+    b.kv_cache_dtype = a.kv_cache_dtype;
+    b.k_scale = a.k_scale;
+    b.v_scale = a.v_scale;
+    return b;
+  }
   // The cache element of token t of sequence s, kv head g, element d, as the kernels read it.
   double key_at(std::int64_t s, std::int64_t t, std::int64_t g, std::int64_t d) const;
   double value_at(std::int64_t s, std::int64_t t, std::int64_t g, std::int64_t d) const;
@@ -261,7 +293,7 @@ Call make_call(const Spec& spec) {
   c.max_seq_len = std::max<std::int64_t>(longest + spec.extra_max, c.S > 0 ? 1 : 0);
   c.width = std::max<std::int64_t>((c.max_seq_len + B - 1) / B, 1);
   c.num_blocks = 2 * needed + 1;
-  c.partitions = (c.max_seq_len + 511) / 512;
+  c.partitions = (c.max_seq_len + spec.partition - 1) / spec.partition;
   c.q_pitch = H * D + (spec.strided ? 24 : 0);
   c.out_pitch = H * D + (spec.strided ? 40 : 0);
   c.ws_pitch = c.partitions + (spec.strided ? 3 : 0);
@@ -361,6 +393,7 @@ Call moved_to(const Call& c, Memory memory) {
 
 void run_v1(Impl impl, const Call& c) { run<PagedAttentionV1>(impl, c.v1()); }
 void run_v2(Impl impl, const Call& c) { run<PagedAttentionV2>(impl, c.v2()); }
+void run_rocm(Impl impl, const Call& c) { run<PagedAttentionRocm>(impl, c.rocm()); }
 
 // out[s, h, :] of a call's output buffer, as doubles, in order (s, h, d).
 std::vector<double> outputs(const Call& c, const Buffer& out) {
@@ -734,13 +767,25 @@ void end_to_end(Impl impl, const std::string& kind, DType dtype) {
   d.out.fill(0xFF);
   run_v2(impl, d);
   CHECK(relative(outputs(d, d.out), dense) <= dense_tolerance(d));
+  // paged_attention_rocm: the same batch with 256-token workspaces (its limits: f16 / bf16
+  // queries, "auto" or E4M3 caches).
+  if (dtype == DType::f32 || kind == "fp8_e5m2") return;
+  Spec rocm_spec = spec;
+  rocm_spec.partition = 256;
+  Call r = make_call(rocm_spec);
+  r.key_cache = copy_to(Memory::host, d.key_cache);
+  r.value_cache = copy_to(Memory::host, d.value_cache);
+  r.query = copy_to(Memory::host, d.query);
+  Call rd = moved_to(r, memory);
+  run_rocm(impl, rd);
+  CHECK(relative(outputs(rd, rd.out), dense) <= dense_tolerance(rd));
 }
 
 TEST_CASE("paged attention CPU: written by reshape_and_cache, decoded, equals dense attention",
           "[paged_attention]") {
   const std::string kind =
       GENERATE(std::string("auto"), std::string("fp8_e4m3"), std::string("fp8_e5m2"));
-  const DType dtype = GENERATE(DType::f32, DType::bf16);
+  const DType dtype = GENERATE(DType::f32, DType::bf16, DType::f16);
   end_to_end(Impl::cpu, kind, dtype);
 }
 
@@ -1165,6 +1210,7 @@ TEST_CASE("paged attention GPU: written by reshape_and_cache, decoded, equals de
   PAGEDKV_REQUIRE_GPU();
   for (Impl impl : {Impl::naive, Impl::optimized}) {
     for (const char* kind : {"auto", "fp8_e4m3", "fp8_e5m2"}) end_to_end(impl, kind, DType::bf16);
+    end_to_end(impl, "fp8_e4m3", DType::f16);
   }
 }
 
@@ -1213,6 +1259,427 @@ TEST_CASE("paged attention GPU: a deferred call with a bad length writes nothing
       CHECK(test::same_bytes(copy_to(Memory::host, d.tmp_out), valid.c.tmp_out,
                              valid.c.tmp_out.size()));
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// paged_attention_rocm (vLLM csrc/rocm/attention.cu): v2's math with 256-token partitions.
+
+// A rocm call: v2's shape with 256-token workspaces, f16 or bf16, head size 64 or 128.
+Spec rocm_spec(std::vector<std::int64_t> lengths, std::uint64_t seed) {
+  Spec spec;
+  spec.lengths = std::move(lengths);
+  spec.num_heads = 8, spec.num_kv_heads = 2, spec.head_size = 128, spec.block_size = 16;
+  spec.partition = 256;
+  spec.seed = seed;
+  return spec;
+}
+
+TEST_CASE("paged_attention_rocm CPU: the header's worked example (partitions of 256, one merged)",
+          "[paged_attention]") {
+  // 300 tokens: partitions 0..255 and 256..299, merged as v2 merges; 200 tokens: one
+  // partition, merged too: out = tmp_out[0] × S_0 / (S_0 + 1e-6), rounded to T.
+  Spec spec = rocm_spec({300, 200}, 21);
+  spec.num_heads = 2, spec.num_kv_heads = 1, spec.head_size = 64;
+  spec.extra_max = 700;  // 4 partitions of workspace: the unused ones stay untouched
+  Call c = make_call(spec);
+  REQUIRE(c.partitions == 4);
+  const Buffer exp_before = copy_to(Memory::host, c.exp_sums);
+  run_rocm(Impl::cpu, c);
+  const std::vector<double> rocm = outputs(c, c.out);
+  Call v1 = moved_to(c, Memory::host);
+  v1.out = poisoned(c.out.size());
+  run_v1(Impl::cpu, v1);
+  CHECK(relative(rocm, outputs(v1, v1.out)) <=
+        attention_tolerance(spec.dtype, 1000, 64) + unit_roundoff(spec.dtype));
+  for (std::int64_t h = 0; h < 2; ++h) {
+    for (std::int64_t p = 0; p < 4; ++p) {  // written: 2 partitions of sequence 0, 1 of seq 1
+      for (std::int64_t s = 0; s < 2; ++s) {
+        const std::int64_t i = (s * 2 + h) * c.ws_pitch + p;
+        const bool used = p < (spec.lengths[s] + 255) / 256;
+        const bool written = std::memcmp(c.exp_sums.data() + 4 * i, exp_before.data() + 4 * i, 4) != 0;
+        CHECK(written == used);
+      }
+    }
+    // Sequence 1, one partition: out = round_T(tmp_out[0] × S / (S + 1e-6)).
+    float sum;
+    std::memcpy(&sum, c.exp_sums.data() + 4 * ((2 + h) * c.ws_pitch), 4);
+    for (std::int64_t d = 0; d < 64; ++d) {
+      const double tmp = element(c.tmp_out.data() + (((2 + h) * c.partitions) * 64 + d) * 2,
+                                 spec.dtype);
+      const double want = round_to(spec.dtype, tmp * sum / (static_cast<double>(sum) + 1e-6));
+      CHECK(rocm[static_cast<std::size_t>((2 + h) * 64 + d)] == want);
+    }
+  }
+}
+
+TEST_CASE("paged_attention_rocm CPU: equals v2 and dense attention (auto, fp8, f16, bf16)",
+          "[paged_attention]") {
+  const DType dtype = GENERATE(DType::f16, DType::bf16);
+  const std::string kind = GENERATE(std::string("auto"), std::string("fp8_e4m3"));
+  Spec spec = rocm_spec({1, 17, 255, 256, 257, 700}, 22);
+  spec.dtype = dtype, spec.kv_cache_dtype = kind;
+  spec.alibi = kind == "auto";
+  Call c = make_call(spec);
+  run_rocm(Impl::cpu, c);
+  const std::vector<double> rocm = outputs(c, c.out);
+  CHECK(relative(rocm, dense_attention(c)) <= dense_tolerance(c));
+  Spec v2_spec = spec;
+  v2_spec.partition = 512;
+  Call v2 = make_call(v2_spec);
+  run_v2(Impl::cpu, v2);
+  CHECK(relative(rocm, outputs(v2, v2.out)) <=
+        attention_tolerance(dtype, c.max_seq_len, spec.head_size) + unit_roundoff(dtype));
+}
+
+// A rocm call whose sequences own the query rows of query_start_loc (5 sequences, 7 rows):
+// sequence 0 row 0, sequence 1 rows 1..3 (several tokens: skipped), sequence 2 row 4,
+// sequence 3 none (skipped), sequence 4 row 5; row 6 belongs to no sequence.
+struct StartLocCall {
+  Call c;  // one query row per sequence: what the decoded sequences' rows hold
+  Buffer query, out, starts;
+  std::vector<std::int32_t> start_values = {0, 1, 4, 5, 5, 6};
+  std::vector<std::int64_t> row_of = {0, -1, 4, -1, 5};
+  static constexpr std::int64_t kRows = 7;
+
+  explicit StartLocCall(DType dtype = DType::bf16) {
+    Spec spec = rocm_spec({40, 300, 7, 90, 513}, 23);
+    spec.dtype = dtype;
+    c = make_call(spec);
+    const std::int64_t T = dtype_size(dtype), row = spec.num_heads * spec.head_size;
+    query = Buffer(Memory::host, static_cast<std::size_t>(kRows * row * T));
+    test::fill_random(query.data(), dtype, kRows * row, 5, 1.f);
+    for (std::int64_t s = 0; s < c.S; ++s) {  // the decoded rows: c's query rows
+      if (row_of[s] >= 0) {
+        std::memcpy(query.data() + row_of[s] * row * T, c.query.data() + s * c.q_pitch * T,
+                    static_cast<std::size_t>(row * T));
+      }
+    }
+    out = poisoned(static_cast<std::size_t>(kRows * row * T));
+    starts = Buffer(Memory::host, start_values.size() * 4);
+    std::memcpy(starts.data(), start_values.data(), starts.size());
+  }
+  PagedAttentionRocm::Args args() const {
+    PagedAttentionRocm::Args a = c.rocm();
+    const std::int64_t H = c.spec.num_heads, D = c.spec.head_size;
+    a.query = TensorView::contiguous(query.data(), c.spec.dtype, {kRows, H, D}, Device::cpu);
+    a.out = TensorView::contiguous(out.data(), c.spec.dtype, {kRows, H, D}, Device::cpu);
+    a.query_start_loc = TensorView::contiguous(starts.data(), DType::i32, {6}, Device::cpu);
+    return a;
+  }
+};
+
+TEST_CASE("paged_attention_rocm CPU: query_start_loc decodes the sequences of one query token",
+          "[paged_attention]") {
+  // Upstream's kernels return at once for a sequence whose query_start_loc span is not one
+  // token (a prefill or a multi-token chunk, "taken care by another kernel"): its out rows and
+  // its workspace entries stay as they were. A decoded sequence reads and writes row
+  // query_start_loc[s].
+  StartLocCall call;
+  const Buffer exp_before = copy_to(Memory::host, call.c.exp_sums);
+  const Buffer tmp_before = copy_to(Memory::host, call.c.tmp_out);
+  run<PagedAttentionRocm>(Impl::cpu, call.args());
+  Call plain = moved_to(call.c, Memory::host);  // the same sequences, one row each
+  run_rocm(Impl::cpu, plain);
+  const std::int64_t T = 2, row = 8 * 128 * T;
+  const Buffer poison = poisoned(call.out.size());
+  for (std::int64_t s = 0; s < call.c.S; ++s) {
+    CAPTURE(s);
+    const std::int64_t r = call.row_of[s];
+    if (r >= 0) {
+      CHECK(std::memcmp(call.out.data() + r * row, plain.out.data() + s * plain.out_pitch * T,
+                        static_cast<std::size_t>(row)) == 0);
+    }
+    // Workspaces: a skipped sequence's entries untouched.
+    const std::int64_t stats = 8 * call.c.ws_pitch * 4;
+    const bool same = std::memcmp(call.c.exp_sums.data() + s * stats,
+                                  exp_before.data() + s * stats, static_cast<std::size_t>(stats)) == 0;
+    CHECK(same == (r < 0));
+    const std::int64_t tmp = 8 * call.c.partitions * 128 * T;
+    CHECK((std::memcmp(call.c.tmp_out.data() + s * tmp, tmp_before.data() + s * tmp,
+                       static_cast<std::size_t>(tmp)) == 0) == (r < 0));
+  }
+  for (std::int64_t r : {1, 2, 3, 6}) {  // rows of skipped sequences and of none: untouched
+    CHECK(std::memcmp(call.out.data() + r * row, poison.data() + r * row,
+                      static_cast<std::size_t>(row)) == 0);
+  }
+}
+
+TEST_CASE("paged_attention_rocm CPU: fp8_out_scale writes e4m3(out / scale), saturating",
+          "[paged_attention]") {
+  Spec spec = rocm_spec({5, 300}, 24);
+  spec.kv_cache_dtype = "fp8_e4m3";
+  Call c = make_call(spec);
+  run_rocm(Impl::cpu, c);
+  const std::vector<double> wide = outputs(c, c.out);
+  double largest = 0;
+  for (double v : wide) largest = std::max(largest, std::fabs(v));
+  // A scale that maps the largest |out| just inside E4M3's ±448, and one far too small.
+  for (float out_scale : {static_cast<float>(largest / 440.0), 1e-5f}) {
+    CAPTURE(out_scale);
+    Call f = moved_to(c, Memory::host);
+    Buffer bytes = poisoned(static_cast<std::size_t>(c.S * c.out_pitch));
+    Buffer scale = test::floats({out_scale});
+    PagedAttentionRocm::Args a = f.rocm();
+    a.out = TensorView::strided(bytes.data(), DType::f8_e4m3, {c.S, 8, 128}, {c.out_pitch, 128, 1},
+                                Device::cpu);
+    a.fp8_out_scale = TensorView::contiguous(scale.data(), DType::f32, {1}, Device::cpu);
+    run<PagedAttentionRocm>(Impl::cpu, a);
+    std::vector<double> decoded;
+    bool saturated = false;
+    for (std::int64_t s = 0; s < c.S; ++s) {
+      for (std::int64_t i = 0; i < 8 * 128; ++i) {
+        const std::uint8_t b = bytes.data()[s * c.out_pitch + i];
+        REQUIRE((b & 0x7F) != 0x7F);  // never NaN
+        saturated = saturated || (b & 0x7F) == 0x7E;
+        decoded.push_back(static_cast<double>(numerics::fp8_e4m3_to_float(b)) * out_scale);
+      }
+    }
+    if (out_scale > 1e-5f) {  // |out| / scale within E4M3's range: one e4m3 rounding
+      CHECK(relative(decoded, wide) <= std::ldexp(1.0, -4) + unit_roundoff(spec.dtype));
+    } else {  // |out| / scale beyond 448: clamped to ±448, not NaN
+      CHECK(saturated);
+      for (std::size_t i = 0; i < wide.size(); ++i) {
+        if (std::fabs(wide[i]) / out_scale > 500) {
+          CHECK(std::fabs(decoded[i]) == Approx(448.0 * out_scale));
+        }
+      }
+    }
+  }
+}
+
+// Rules: each broken alone in a valid rocm call; the message names the argument and what was
+// expected; nothing written.
+struct ValidRocmCall {
+  Call c;
+  PagedAttentionRocm::Args a;
+  Buffer out_before, tmp_before, exp_before, max_before;
+
+  ValidRocmCall() {
+    Spec spec = rocm_spec({5, 20}, 25);
+    spec.head_size = 64;
+    spec.extra_max = 3;
+    c = make_call(spec);
+    a = c.rocm();
+    out_before = copy_to(Memory::host, c.out);
+    tmp_before = copy_to(Memory::host, c.tmp_out);
+    exp_before = copy_to(Memory::host, c.exp_sums);
+    max_before = copy_to(Memory::host, c.max_logits);
+  }
+  void call() const { run<PagedAttentionRocm>(Impl::cpu, a); }
+  bool nothing_written() const {
+    return test::same_bytes(c.out, out_before, out_before.size()) &&
+           test::same_bytes(c.tmp_out, tmp_before, tmp_before.size()) &&
+           test::same_bytes(c.exp_sums, exp_before, exp_before.size()) &&
+           test::same_bytes(c.max_logits, max_before, max_before.size());
+  }
+};
+
+TEST_CASE("paged_attention_rocm rejects what its kernel does not support, naming the argument",
+          "[paged_attention]") {
+  {
+    ValidRocmCall valid;
+    CHECK_NOTHROW(valid.call());
+    CHECK_FALSE(valid.nothing_written());
+  }
+  const auto rejected = [](auto edit, const std::string& text) {
+    ValidRocmCall call;
+    edit(call.a);
+    CHECK_REJECTED(call, text);
+  };
+  using Args = PagedAttentionRocm::Args;
+  rejected([](Args& a) { a.query.shape[2] = 32; a.out.shape[2] = 32; },
+           "query.size(2) (head_size): expected 64 or 128 (the head sizes of vLLM's ROCm kernel, "
+           "which fails with \"Unsupported head size\" otherwise), got 32");
+  rejected([](Args& a) { a.query.shape[2] = 256; a.out.shape[2] = 256; },
+           "query.size(2) (head_size): expected 64 or 128");
+  rejected([](Args& a) { a.block_size = 8; },
+           "block_size: expected 16 or 32 (the block sizes of vLLM's ROCm kernel");
+  rejected([](Args& a) { a.query.dtype = DType::f32; a.out.dtype = DType::f32; },
+           "query: expected dtype in {f16, bf16}, got f32");
+  rejected([](Args& a) { a.kv_cache_dtype = "fp8_e5m2"; },
+           "kv_cache_dtype: expected \"auto\", \"fp8\" or \"fp8_e4m3\"");
+  rejected([](Args& a) { a.kv_cache_dtype = "bfloat16"; }, "kv_cache_dtype: expected \"auto\"");
+  rejected([](Args& a) {  // 34 query heads over 2 kv heads: 17 each
+             a.query.shape[1] = 34, a.out.shape[1] = 34;
+             a.query.strides[0] = 34 * 64, a.out.strides[0] = 34 * 64;
+           },
+           "num_kv_heads: expected num_heads / num_kv_heads between 1 and 16");
+  rejected([](Args& a) { a.max_seq_len = 131073; },
+           "max_seq_len: expected at most 131072 (512 partitions of 256 tokens");
+  rejected([](Args& a) { a.mfma_type = "bf16"; }, "mfma_type: expected \"f16\" or \"fp8\"");
+  rejected([](Args& a) { a.use_interleaved_v_cache = true; },
+           "use_interleaved_v_cache: expected False");
+  rejected([](Args& a) { a.max_seq_len = 257; },
+           "exp_sum.size(2): expected at least ceil(max_seq_len / 256) = 2 partitions");
+  rejected([](Args& a) { a.tmp_out.shape[2] = 2; }, "tmp_out.size(2): expected 1");
+  rejected([](Args& a) { a.out.dtype = DType::f8_e4m3; }, "out: expected dtype bf16");
+  rejected([](Args& a) { a.fp8_out_scale = a.k_scale; },
+           "out: expected dtype f8_e4m3 (fp8 E4M3) because fp8_out_scale is given, got bf16");
+  rejected([](Args& a) { a.out.dtype = DType::f8_e4m3; a.fp8_out_scale = a.seq_lens; },
+           "fp8_out_scale: expected dtype f32");
+  rejected([](Args& a) { a.query_start_loc = a.seq_lens; },  // 2 entries: 1 sequence
+           "exp_sum.size(0): expected 1 (num_seqs = query_start_loc.size(0) - 1)");
+  rejected([](Args& a) { a.query_start_loc = a.block_tables; },
+           "query_start_loc: expected [num_seqs + 1]");
+  rejected([](Args& a) { a.seq_lens.dtype = DType::i64; }, "seq_lens: expected dtype i32");
+  // mfma_type "fp8" is accepted: the same math on NVIDIA.
+  ValidRocmCall fp8_mfma;
+  fp8_mfma.a.mfma_type = "fp8";
+  CHECK_NOTHROW(fp8_mfma.call());
+}
+
+TEST_CASE("paged_attention_rocm rejects a bad query_start_loc, naming the entry",
+          "[paged_attention]") {
+  struct Bad {
+    StartLocCall s;
+    Buffer out_before = copy_to(Memory::host, s.out);
+    void call() const { run<PagedAttentionRocm>(Impl::cpu, s.args()); }
+    bool nothing_written() const { return test::same_bytes(s.out, out_before, out_before.size()); }
+  };
+  const auto rejected = [](std::vector<std::int32_t> starts, const std::string& text) {
+    Bad bad;
+    std::memcpy(bad.s.starts.data(), starts.data(), 24);
+    CHECK_REJECTED(bad, text);
+  };
+  rejected({0, 1, 4, 3, 5, 6}, "query_start_loc[3] = 3: expected query_start_loc to never "
+                               "decrease, query_start_loc[2] = 4");
+  rejected({0, 1, 4, 5, 5, 8}, "query_start_loc[5] = 8: expected at most query.size(0) = 7");
+  rejected({-1, 1, 4, 5, 5, 6}, "query_start_loc[0] = -1: expected a query row, >= 0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU: paged_attention_rocm's naive and optimized kernels against its CPU reference.
+
+// Runs a rocm call on the CPU and with both kernels: out and the workspaces each sequence has
+// within the tolerance, every other byte untouched.
+void three_way_rocm(const Spec& spec) {
+  INFO(describe(spec));
+  const Call host = make_call(spec);
+  Call reference = moved_to(host, Memory::host);
+  run_rocm(Impl::cpu, reference);
+  const std::vector<double> want = outputs(reference, reference.out);
+  for (Impl impl : {Impl::naive, Impl::optimized}) {
+    CAPTURE(impl_name(impl));
+    Call d = moved_to(host, Memory::device);
+    REQUIRE_NOTHROW(run_rocm(impl, d));
+    PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
+    const double tolerance = attention_tolerance(spec.dtype, d.max_seq_len, spec.head_size);
+    CHECK(relative(outputs(d, d.out), want) <= tolerance);
+    const Buffer exp_sums = copy_to(Memory::host, d.exp_sums);
+    std::vector<double> got, expected;
+    bool untouched = true;
+    for (std::int64_t s = 0; s < d.S; ++s) {
+      for (std::int64_t h = 0; h < spec.num_heads; ++h) {
+        for (std::int64_t p = 0; p < d.ws_pitch; ++p) {
+          const std::int64_t i = (s * spec.num_heads + h) * d.ws_pitch + p;
+          float e[2];
+          std::memcpy(&e[0], exp_sums.data() + 4 * i, 4);
+          std::memcpy(&e[1], reference.exp_sums.data() + 4 * i, 4);
+          if (p < (spec.lengths[s] + 255) / 256) {
+            got.push_back(e[0]);
+            expected.push_back(e[1]);
+          } else {
+            untouched = untouched && std::memcmp(&e[0], &e[1], 4) == 0;
+          }
+        }
+      }
+    }
+    CHECK(untouched);
+    CHECK(relative(got, expected) <= attention_tolerance(DType::f32, d.max_seq_len, spec.head_size));
+  }
+}
+
+TEST_CASE("paged_attention_rocm GPU: naive and optimized agree with the CPU reference",
+          "[paged_attention][gpu]") {
+  PAGEDKV_REQUIRE_GPU();
+  std::uint64_t seed = 300;
+  int i = 0;
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    for (const char* kind : {"auto", "fp8", "fp8_e4m3"}) {
+      for (std::int64_t head_size : {64, 128}) {
+        for (std::int64_t block_size : {16, 32}) {
+          ++i;
+          Spec spec = rocm_spec({1, 15, 255, 256, 257, 1300}, ++seed);
+          const std::int64_t ratios[] = {1, 4, 5, 16};
+          spec.num_kv_heads = 1 + i % 2;
+          spec.num_heads = spec.num_kv_heads * ratios[i % 4];
+          spec.dtype = dtype, spec.kv_cache_dtype = kind;
+          spec.head_size = head_size, spec.block_size = block_size;
+          spec.alibi = i % 3 == 1;
+          spec.strided = i % 5 == 2;
+          spec.extra_max = i % 4 == 0 ? 600 : 0;
+          three_way_rocm(spec);
+        }
+      }
+    }
+  }
+  {  // a long sequence: many partitions merged
+    Spec spec = rocm_spec({20000, 3}, 399);
+    three_way_rocm(spec);
+  }
+}
+
+TEST_CASE("paged_attention_rocm GPU: query_start_loc and the fp8 output, as the CPU reference",
+          "[paged_attention][gpu]") {
+  PAGEDKV_REQUIRE_GPU();
+  StartLocCall host;
+  run<PagedAttentionRocm>(Impl::cpu, host.args());
+  for (Impl impl : {Impl::naive, Impl::optimized}) {
+    CAPTURE(impl_name(impl));
+    StartLocCall call;
+    Call d = moved_to(call.c, Memory::device);
+    Buffer query = copy_to(Memory::device, call.query), out = copy_to(Memory::device, call.out);
+    Buffer starts = copy_to(Memory::device, call.starts);
+    PagedAttentionRocm::Args a = d.rocm();
+    a.query = TensorView::contiguous(query.data(), DType::bf16, {7, 8, 128}, Device::cuda);
+    a.out = TensorView::contiguous(out.data(), DType::bf16, {7, 8, 128}, Device::cuda);
+    a.query_start_loc = TensorView::contiguous(starts.data(), DType::i32, {6}, Device::cuda);
+    REQUIRE_NOTHROW(run<PagedAttentionRocm>(impl, a));
+    PAGEDKV_CUDA_CHECK(cudaDeviceSynchronize());
+    const Buffer got = copy_to(Memory::host, out);
+    const std::int64_t row = 8 * 128 * 2;
+    for (std::int64_t r = 0; r < 7; ++r) {
+      CAPTURE(r);
+      const bool decoded = r == 0 || r == 4 || r == 5;
+      std::vector<double> g, w;
+      for (std::int64_t k = 0; k < 8 * 128; ++k) {
+        g.push_back(element(got.data() + r * row + 2 * k, DType::bf16));
+        w.push_back(element(host.out.data() + r * row + 2 * k, DType::bf16));
+      }
+      if (decoded) {
+        CHECK(relative(g, w) <= attention_tolerance(DType::bf16, 513 + 0, 128));
+      } else {
+        CHECK(std::memcmp(got.data() + r * row, host.out.data() + r * row,
+                          static_cast<std::size_t>(row)) == 0);
+      }
+    }
+    // fp8 output: within one e4m3 rounding of the CPU reference's bytes.
+    Buffer bytes(Memory::device, static_cast<std::size_t>(d.S * d.out_pitch));
+    bytes.fill(0xFF);
+    Buffer scale = copy_to(Memory::device, test::floats({1.f / 256.f}));
+    PagedAttentionRocm::Args f = d.rocm();
+    f.out = TensorView::strided(bytes.data(), DType::f8_e4m3, {d.S, 8, 128}, {d.out_pitch, 128, 1},
+                                Device::cuda);
+    f.fp8_out_scale = TensorView::contiguous(scale.data(), DType::f32, {1}, Device::cuda);
+    REQUIRE_NOTHROW(run<PagedAttentionRocm>(impl, f));
+    Call c = moved_to(call.c, Memory::host);
+    Buffer want_bytes = poisoned(static_cast<std::size_t>(c.S * c.out_pitch));
+    Buffer host_scale = test::floats({1.f / 256.f});
+    PagedAttentionRocm::Args fc = c.rocm();
+    fc.out = TensorView::strided(want_bytes.data(), DType::f8_e4m3, {c.S, 8, 128},
+                                 {c.out_pitch, 128, 1}, Device::cpu);
+    fc.fp8_out_scale = TensorView::contiguous(host_scale.data(), DType::f32, {1}, Device::cpu);
+    run<PagedAttentionRocm>(Impl::cpu, fc);
+    const Buffer got_bytes = copy_to(Memory::host, bytes);
+    std::vector<double> g, w;
+    for (std::int64_t s = 0; s < c.S; ++s) {
+      for (std::int64_t k = 0; k < 8 * 128; ++k) {
+        g.push_back(numerics::fp8_e4m3_to_float(got_bytes.data()[s * c.out_pitch + k]));
+        w.push_back(numerics::fp8_e4m3_to_float(want_bytes.data()[s * c.out_pitch + k]));
+      }
+    }
+    CHECK(relative(g, w) <= std::ldexp(1.0, -4));
   }
 }
 

@@ -1,4 +1,6 @@
-// Registry entries of paged_attention_v1 and paged_attention_v2, and their workload (W8).
+// Registry entries of paged_attention_v1, paged_attention_v2 and paged_attention_rocm, and
+// their workload (W8: the same points for the three; rocm's workspaces hold 256-token
+// partitions).
 //
 // A point: a decode batch of `batch` sequences of `context` tokens each (quick points: ragged
 // lengths below `context`), Llama-3-8B's attention (32 query / 8 kv heads of 128, block 16),
@@ -22,6 +24,7 @@
 #include "pagedkv/buffers.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
+#include "pagedkv/ops/paged_attention_rocm.h"
 #include "pagedkv/ops/paged_attention_v1.h"
 #include "pagedkv/ops/paged_attention_v2.h"
 #include "pagedkv/paged_attention.h"
@@ -70,9 +73,8 @@ struct AttentionShape {
   }
   // Elements of one block of one cache (all kv heads).
   std::int64_t block_elements() const { return num_kv_heads * head_size * block_size; }
-  std::int64_t partitions() const {
-    return (context + kPagedAttentionPartitionSize - 1) / kPagedAttentionPartitionSize;
-  }
+  std::int64_t partition_size = kPagedAttentionPartitionSize;  // rocm: 256
+  std::int64_t partitions() const { return (context + partition_size - 1) / partition_size; }
 };
 
 // A W8 point: variant "bf16" or "fp8_e4m3" (the cache), slots "context <n>" (each sequence's
@@ -128,11 +130,14 @@ void fill_fp8(Random& random, std::uint8_t* bytes, std::int64_t count) {
 
 template <class Op>
 class AttentionCase final : public PlannedCase<Op> {
-  static constexpr bool kV2 = std::is_same_v<Op, PagedAttentionV2>;
+  // v2 and rocm: the split ops, with workspaces.
+  static constexpr bool kRocm = std::is_same_v<Op, PagedAttentionRocm>;
+  static constexpr bool kV2 = std::is_same_v<Op, PagedAttentionV2> || kRocm;
 
  public:
   AttentionCase(const WorkloadPoint& point, std::uint64_t seed)
       : shape_(shape_of(point)), seed_(seed) {
+    if (kRocm) shape_.partition_size = kPagedAttentionRocmPartitionSize;
     host_ = draw(seed_);
     reference_out_ = Buffer(Memory::host, host_.out.size());
     reference_out_.fill(kPoisonByte);
@@ -222,8 +227,7 @@ class AttentionCase final : public PlannedCase<Op> {
       bool untouched = true;
       const std::int64_t P = a.partitions(), D = a.head_size, row_bytes = D * 2;
       for (std::int64_t s = 0; s < a.batch; ++s) {
-        const std::int64_t used = (a.length(s) + kPagedAttentionPartitionSize - 1) /
-                                  kPagedAttentionPartitionSize;
+        const std::int64_t used = (a.length(s) + a.partition_size - 1) / a.partition_size;
         for (std::int64_t h = 0; h < a.num_heads; ++h) {
           for (std::int64_t p = 0; p < P; ++p) {
             const std::int64_t i = (s * a.num_heads + h) * P + p;
@@ -308,6 +312,7 @@ class AttentionCase final : public PlannedCase<Op> {
     args.kv_cache_dtype = a.fp8 ? "fp8_e4m3" : "auto";
     args.k_scale = TensorView::contiguous(in.k_scale.data(), DType::f32, {1}, device);
     args.v_scale = TensorView::contiguous(in.v_scale.data(), DType::f32, {1}, device);
+    if constexpr (kRocm) args.mfma_type = "f16";
     if constexpr (kV2) {
       args.exp_sum = TensorView::contiguous(exp_sums.data(), DType::f32,
                                              {a.batch, a.num_heads, a.partitions()}, device);
@@ -409,7 +414,7 @@ const char* attention_workload_notes() {
          "legacy cache in bf16 or fp8_e4m3 (the variant) (random bytes of E4M3's range, k_scale = v_scale = 4 / 448) in a "
          "pool of 4 x the blocks the batch needs, block tables drawn at random over it; blocks "
          "no sequence reads and the slots past a sequence's end hold 0xFF (NaN); v2's "
-         "workspaces start with random contents. A quick run keeps a pool of 2 x the blocks and contexts 37 (3 sequences of "
+         "workspaces (rocm's: 256-token partitions) start with random contents. A quick run keeps a pool of 2 x the blocks and contexts 37 (3 sequences of "
          "37, 24 and 11 tokens) and 530 (two partitions).";
 }
 
@@ -417,11 +422,11 @@ const char* attention_byte_model() {
   return "keys and values read once per kv head (seq_len x num_kv_heads x head_size x 2 x "
          "cache element bytes, summed over the sequences), query read and out written once "
          "(num_seqs x num_heads x head_size x element bytes each); block tables, seq_lens and "
-         "v2's workspaces not counted";
+         "the workspaces of v2 and rocm not counted";
 }
 
 const char* attention_agreement() {
-  return "norm-wise relative error ||gpu - cpu||_2 / ||cpu||_2 of out (v2: and of exp_sum, "
+  return "norm-wise relative error ||gpu - cpu||_2 / ||cpu||_2 of out (v2, rocm: and of exp_sum, "
          "max_logits and tmp_out over the partitions each sequence has, the other entries "
          "untouched) against the float64 CPU reference within attention_tolerance(dtype, "
          "max_seq_len, head_size) = 3 u_dtype + (8 sqrt(max_seq_len) + 8 sqrt(head_size) + 64) "
@@ -488,6 +493,20 @@ OpEntry PagedAttentionV2::card() {
       "(attention_kernels.cuh: paged_attention_v2_kernel, paged_attention_v2_reduce_kernel)");
   entry.output_tolerance = [](const std::vector<ArgValue>& values, std::string_view argument) {
     return entries::output_tolerance(values, argument, 4, 12);
+  };
+  return entry;
+}
+
+OpEntry PagedAttentionRocm::card() {
+  OpEntry entry = entries::attention_card<PagedAttentionRocm>(
+      "vLLM's decode attention for AMD GPUs (MI200 / MI300: MFMA matrix instructions, 64-lane "
+      "wavefronts): the math of paged_attention_v2 with 256-token partitions, one workgroup per "
+      "kv head for all its query heads, query_start_loc to pick the decode rows of a mixed "
+      "batch and an optional fp8 output; pagedkv runs it on NVIDIA through its v2 kernels.",
+      "vLLM csrc/rocm/attention.cu: paged_attention (paged_attention_ll4mi_QKV_mfma4_kernel, "
+      "paged_attention_ll4mi_QKV_mfma16_kernel, paged_attention_ll4mi_reduce_kernel)");
+  entry.output_tolerance = [](const std::vector<ArgValue>& values, std::string_view argument) {
+    return entries::output_tolerance(values, argument, 4, 13);
   };
   return entry;
 }

@@ -24,6 +24,7 @@
 #include "pagedkv/ops/indexer_k_quant_and_cache.h"
 #include "pagedkv/ops/merge_attn_states.h"
 #include "pagedkv/ops/process_kv.h"
+#include "pagedkv/ops/paged_attention_rocm.h"
 #include "pagedkv/ops/paged_attention_v1.h"
 #include "pagedkv/ops/paged_attention_v2.h"
 #include "pagedkv/ops/quantize_and_insert_k_cache.h"
@@ -50,6 +51,7 @@ using AllOps = OpList<SwapBlocks, ReshapeAndCache, ReshapeAndCacheFlash, RmsNorm
                       QuantizeAndInsertKCache, DequantizeAndGatherKCache,
                       ComputeGlobalTopkIndicesAndLens, CombineTopkSwaIndices,
                       BuildFlashinferMixedSparseIndices, ProcessKv, FlattenKv,
-                      MergeAttnStates, PagedAttentionV1, PagedAttentionV2>;
+                      MergeAttnStates, PagedAttentionV1, PagedAttentionV2,
+                      PagedAttentionRocm>;
 
 }  // namespace pagedkv

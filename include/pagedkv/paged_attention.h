@@ -1,8 +1,9 @@
 /// \file
-/// \brief What the paged attention ops `paged_attention_v1` and `paged_attention_v2` share:
-/// their arguments' documentation, the contract's plan, the supported sizes and the three
-/// implementations, written once. Each op is a struct of its own (ops/paged_attention_v1.h,
-/// ops/paged_attention_v2.h) that adds its arguments, its upstream name and its registry card.
+/// \brief What the paged attention ops `paged_attention_v1`, `paged_attention_v2` and
+/// `paged_attention_rocm` share: their arguments' documentation, the contract's plan, the
+/// supported sizes and the three implementations, written once. Each op is a struct of its own
+/// (ops/paged_attention_v1.h, ops/paged_attention_v2.h, ops/paged_attention_rocm.h) that adds
+/// its arguments, its upstream name and its registry card.
 ///
 /// Decode attention over vLLM's legacy paged cache (what reshape_and_cache writes): one query
 /// token per sequence s and query head h attends over the seq_lens[s] tokens of its kv head
@@ -15,7 +16,9 @@
 /// \endcode
 /// with K and V dequantized to the query's dtype T (`round_T(float(fp8) × scale)`) for fp8
 /// caches. paged_attention_v2 computes the same over 512-token partitions and merges them by
-/// their log-sum-exp (exp_sums, max_logits, tmp_out).
+/// their log-sum-exp (exp_sums, max_logits, tmp_out); paged_attention_rocm over 256-token
+/// partitions, always merged, with query rows located by query_start_loc and an optional fp8
+/// output.
 ///
 /// Agreement (the reduction class): each GPU version is compared with the float64 CPU
 /// reference by the norm-wise relative error, within attention_tolerance()
@@ -38,6 +41,14 @@ namespace pagedkv {
 /// \brief Tokens per partition of paged_attention_v2 (vLLM's `_PARTITION_SIZE`): the workspaces
 /// hold one (max logit, exp sum, partial output) per 512 tokens of a sequence.
 inline constexpr std::int64_t kPagedAttentionPartitionSize = 512;
+
+/// \brief Tokens per partition of paged_attention_rocm (T_PAR_SIZE = PARTITION_SIZE = 256 in
+/// vLLM csrc/rocm/attention.cu): the workspaces hold one entry per 256 tokens.
+inline constexpr std::int64_t kPagedAttentionRocmPartitionSize = 256;
+
+/// \brief The most partitions paged_attention_rocm's merge takes: NPAR_LOOPS <= 8 passes of a
+/// 64-lane wavefront (8 × 64 × 256 tokens = 131072, upstream's "128K context").
+inline constexpr std::int64_t kPagedAttentionRocmMaxPartitions = 8 * 64;
 
 /// \brief Whether vLLM instantiates paged attention for this head size: 32, 64, 80, 96, 112,
 /// 120, 128, 192 and 256 (pagedkv supports exactly these).
@@ -89,6 +100,12 @@ struct PagedAttentionPlan {
   KvCacheDtype cache_kind = KvCacheDtype::kAuto;  ///< how the caches store elements
   float scale = 1.f;                              ///< the softmax scale, as the kernels use it
   bool has_alibi = false;                         ///< alibi_slopes was given
+  /// paged_attention_rocm: a single partition is merged like several (out = tmp_out × S /
+  /// (S + 1e-6)) instead of copied, as upstream's reduce kernel does.
+  bool merge_single_partition = false;
+  /// paged_attention_rocm with fp8_out_scale: out is fp8 E4M3, fp8(out / fp8_out_scale)
+  /// clamped to ±448.
+  bool fp8_output = false;
 };
 
 /// \brief The data of one call, for the three implementations: host pointers for the CPU
@@ -106,7 +123,34 @@ struct PagedAttentionData {
   float* exp_sums = nullptr;    ///< v2: [num_seqs, num_heads, >= max_partitions], else null
   float* max_logits = nullptr;  ///< v2: [num_seqs, num_heads, >= max_partitions], else null
   void* tmp_out = nullptr;      ///< v2: [num_seqs, num_heads, >= max_partitions, D], else null
+  /// paged_attention_rocm: [num_seqs + 1] i32, the first query row of each sequence (its rows
+  /// run to the next entry), or null: sequence s reads query row s and writes out row s.
+  const std::int32_t* query_start_loc = nullptr;
+  const float* fp8_out_scale = nullptr;  ///< paged_attention_rocm: one f32, or null
 };
+
+#if defined(__CUDACC__)
+/// \brief `__host__ __device__ inline` under nvcc, `inline` for the host compiler:
+/// attention_query_row() runs on both sides.
+#define PAGEDKV_ATTENTION_FN __host__ __device__ inline
+#else
+#define PAGEDKV_ATTENTION_FN inline
+#endif
+
+/// \brief The query row (and out row) of sequence s, or -1 when the call leaves the sequence
+/// alone: without query_start_loc, row s; with it, row query_start_loc[s] when the sequence
+/// has exactly one query token, else -1 (vLLM csrc/rocm/attention.cu:
+/// paged_attention_ll4mi_QKV_mfma16_kernel and paged_attention_ll4mi_reduce_kernel return at
+/// once for such sequences, which vLLM's prefill path handles).
+/// \param data the call's pointers (host or device, as the caller runs).
+/// \param s the sequence.
+/// \return the row, or -1.
+PAGEDKV_ATTENTION_FN std::int64_t attention_query_row(const PagedAttentionData& data,
+                                                      std::int64_t s) {
+  if (data.query_start_loc == nullptr) return s;
+  const std::int64_t begin = data.query_start_loc[s];
+  return data.query_start_loc[s + 1] - begin == 1 ? begin : -1;
+}
 
 /// \cond INTERNAL
 // The documentation of the paged attention arguments, written once for v1 and v2 (the API
@@ -196,6 +240,55 @@ inline constexpr const char* max_logits =
 inline constexpr const char* tmp_out =
     "[num_seqs, num_heads, exp_sum.size(2), head_size], query's dtype, the last dimension "
     "packed: for each partition a sequence has, its output normalized by its own exp sum";
+/// \brief `exp_sum` (rocm: partitions of 256).
+inline constexpr const char* exp_sum_rocm =
+    "[num_seqs, num_heads, >= ceil(max_seq_len / 256)] f32, any strides: for each partition of "
+    "256 tokens a decoded sequence has, sum over its tokens of exp(logit - max_logit); the "
+    "other entries are left untouched";
+/// \brief `tmp_out` (rocm).
+inline constexpr const char* tmp_out_rocm =
+    "[num_seqs, num_heads, exp_sum.size(2), head_size], query's dtype, the last dimension "
+    "packed: for each 256-token partition a decoded sequence has, its output normalized by its "
+    "own exp sum";
+/// \brief `out` (rocm).
+inline constexpr const char* out_rocm =
+    "[query.size(0), num_heads, head_size], the last dimension packed, the others with any "
+    "strides: query's dtype, or f8_e4m3 exactly when fp8_out_scale is given; row "
+    "query_start_loc[s] (row s without it) is written for each decoded sequence, the other rows "
+    "are left untouched";
+/// \brief `query` (rocm).
+inline constexpr const char* query_rocm =
+    "[num_query_tokens, num_heads, head_size] f16 or bf16, the last dimension packed, the "
+    "others with any strides; head_size 64 or 128; without query_start_loc one row per "
+    "sequence";
+/// \brief `query_start_loc` (rocm).
+inline constexpr const char* query_start_loc =
+    "None, or [num_seqs + 1] i32, contiguous, non-decreasing, from >= 0 to <= query.size(0): "
+    "sequence s owns query rows query_start_loc[s] .. query_start_loc[s + 1] - 1; a sequence "
+    "with exactly one row is decoded from that row into the same row of out, the others "
+    "(prefills, several tokens) are skipped and nothing of theirs is written, as upstream";
+/// \brief `block_size` (rocm).
+inline constexpr const char* block_size_rocm =
+    "tokens per cache block: 16 or 32 (upstream's ROCm instantiations), and key_cache.size(3)";
+/// \brief `max_seq_len` (rocm).
+inline constexpr const char* max_seq_len_rocm =
+    "the longest seq_len the call allows: sizes the partitions, ceil(max_seq_len / 256), at "
+    "most 512 of them (max_seq_len <= 131072: the merge's NPAR_LOOPS <= 8)";
+/// \brief `kv_cache_dtype` (rocm).
+inline constexpr const char* kv_cache_dtype_rocm =
+    "\"auto\" (query's dtype), or \"fp8\" / \"fp8_e4m3\" (one byte, read as float(fp8) x scale, "
+    "rounded to query's dtype); upstream's ROCm op has no e5m2";
+/// \brief `fp8_out_scale` (rocm).
+inline constexpr const char* fp8_out_scale =
+    "None, or f32 [1], read on the device: out is then f8_e4m3, each element "
+    "fp8(out / fp8_out_scale) clamped to +-448 (upstream multiplies by 1 / fp8_out_scale)";
+/// \brief `mfma_type` (rocm).
+inline constexpr const char* mfma_type =
+    "\"f16\" or \"fp8\": which AMD matrix instructions upstream uses for an fp8 cache; pagedkv "
+    "runs the same math either way (no MFMA on NVIDIA), anything else is rejected";
+/// \brief `use_interleaved_v_cache` (rocm).
+inline constexpr const char* use_interleaved_v_cache =
+    "must be False: the interleaved value layout of newer upstream versions is not implemented";
 }  // namespace paged_attention_docs
 /// \endcond
 
@@ -229,8 +322,14 @@ struct PagedAttentionArguments {
   std::int64_t blocksparse_vert_stride = 0;     ///< blocksparse_vert_stride
   std::int64_t blocksparse_block_size = 64;     ///< blocksparse_block_size
   std::int64_t blocksparse_head_sliding_step = 0;  ///< blocksparse_head_sliding_step
-  /// Tokens per partition of the workspaces: 0 for v1, 512 for v2.
+  /// Tokens per partition of the workspaces: 0 for v1, 512 for v2, 256 for rocm.
   std::int64_t partition_size = 0;
+  /// paged_attention_rocm: its limits (head sizes 64 / 128, block sizes 16 / 32, f16 / bf16
+  /// queries, "auto" or fp8 E4M3 caches, 1 to 16 query heads per kv head, at most 512
+  /// partitions), query_start_loc and fp8_out_scale, and the single partition merged.
+  bool rocm = false;
+  const TensorView* query_start_loc = nullptr;  ///< rocm: query_start_loc (no data: None)
+  const TensorView* fp8_out_scale = nullptr;    ///< rocm: fp8_out_scale (no data: None)
 };
 
 /// \brief The contract of paged attention, shared by both ops (core/paged_attention.cpp):
@@ -251,7 +350,7 @@ PagedAttentionPlan validate_paged_attention(const PagedAttentionArguments& args,
 PagedAttentionData paged_attention_data(const PagedAttentionPlan& plan,
                                         const PagedAttentionArguments& args);
 
-/// \brief The three implementations of paged attention, shared by v1 and v2.
+/// \brief The three implementations of paged attention, shared by v1, v2 and rocm.
 namespace attention {
 
 /// \brief CPU reference (reference_cpu/paged_attention.cpp): per sequence and kv head, every

@@ -1,6 +1,6 @@
 """Decode attention over vLLM's legacy paged cache, and what a caller needs around it.
 
-The two ops have vLLM's ``_custom_ops`` signatures (the same functions as in
+The three ops have vLLM's ``_custom_ops`` signatures (the same functions as in
 ``pagedkv.vllm_ops``)::
 
     from pagedkv import attention
@@ -8,6 +8,16 @@ The two ops have vLLM's ``_custom_ops`` signatures (the same functions as in
                                  block_tables, seq_lens, block_size, max_seq_len,
                                  alibi_slopes, kv_cache_dtype, k_scale, v_scale)
     attention.paged_attention_v2(out, exp_sums, max_logits, tmp_out, query, key_cache, ...)
+    attention.paged_attention_rocm(out, exp_sums, max_logits, tmp_out, query, key_cache,
+                                   value_cache, num_kv_heads, scale, block_tables, seq_lens,
+                                   query_start_loc, block_size, max_seq_len, alibi_slopes,
+                                   kv_cache_dtype, k_scale, v_scale, fp8_out_scale=None)
+
+``paged_attention_rocm`` is vLLM's AMD kernel (csrc/rocm/attention.cu): v2's math with
+256-token partitions (``workspaces(out, max_seq_len, ROCM_PARTITION_SIZE)``), head sizes 64
+and 128, block sizes 16 and 32; ``query_start_loc`` picks each sequence's query row (only
+sequences with exactly one query token are decoded, as upstream) and ``fp8_out_scale`` makes
+``out`` fp8 E4M3. pagedkv runs it through its v2 kernels on NVIDIA.
 
 CUDA tensors run pagedkv.optimized on the current torch stream, CPU tensors the CPU reference;
 every argument is validated first, and a bad call raises ``ValueError`` naming the argument
@@ -29,10 +39,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import cpu as _cpu
-from .vllm_ops import paged_attention_v1, paged_attention_v2
+from .vllm_ops import paged_attention_rocm, paged_attention_v1, paged_attention_v2
 
 #: Tokens per partition of paged_attention_v2 (vLLM's ``_PARTITION_SIZE``).
 PARTITION_SIZE = 512
+
+#: Tokens per partition of paged_attention_rocm (256 in vLLM's csrc/rocm/attention.cu).
+ROCM_PARTITION_SIZE = 256
 
 
 def num_partitions(max_seq_len: int, partition_size: int = PARTITION_SIZE) -> int:
@@ -53,7 +66,9 @@ def use_v1(max_seq_len: int, num_seqs: int, num_heads: int) -> bool:
 
 
 def workspaces(out: Any, max_seq_len: int, partition_size: int = PARTITION_SIZE):
-    """v2's workspaces for ``out`` [num_seqs, num_heads, head_size], allocated as vLLM does:
+    """v2's workspaces for ``out`` [num_seqs, num_heads, head_size] (rocm's with
+    ``partition_size=ROCM_PARTITION_SIZE``; with query_start_loc, pass an ``out`` of one row
+    per sequence, or build them from num_seqs yourself), allocated as vLLM does:
     ``exp_sums`` and ``max_logits`` float32 [num_seqs, num_heads, P], ``tmp_out``
     [num_seqs, num_heads, P, head_size] of out's dtype, P = num_partitions(max_seq_len), on
     out's device (a torch tensor) or as NumPy arrays (a NumPy ``out``)."""
@@ -112,8 +127,10 @@ def forward_decode(out, query, key_cache, value_cache, block_tables, seq_lens, m
 
 __all__ = [
     "PARTITION_SIZE",
+    "ROCM_PARTITION_SIZE",
     "forward_decode",
     "num_partitions",
+    "paged_attention_rocm",
     "paged_attention_v1",
     "paged_attention_v2",
     "use_v1",

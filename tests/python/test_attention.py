@@ -1,4 +1,5 @@
-"""paged_attention_v1 and paged_attention_v2 through the Python package, and pagedkv.attention.
+"""paged_attention_v1, paged_attention_v2 and paged_attention_rocm through the Python package,
+and pagedkv.attention.
 
 CPU part: pagedkv.cpu against an independent float64 NumPy formulation of dense softmax
 attention over the cache's values (the tolerance of the C++ tests: attention_tolerance() of
@@ -247,6 +248,8 @@ def test_rules_through_the_bindings():
 
 def test_helpers():
     assert attention.PARTITION_SIZE == 512
+    assert attention.ROCM_PARTITION_SIZE == 256
+    assert attention.num_partitions(300, attention.ROCM_PARTITION_SIZE) == 2
     assert [attention.num_partitions(n) for n in (0, 1, 512, 513, 32768)] == [0, 1, 1, 2, 64]
     assert attention.use_v1(512, 1, 32)           # one partition
     assert not attention.use_v1(4096, 1, 32)      # few blocks: v2
@@ -272,6 +275,94 @@ def test_zero_sequences():
                                    batch.arg(batch.key_cache), batch.arg(batch.value_cache), 2,
                                    batch.scale, batch.block_tables, batch.seq_lens, 16, 0, None,
                                    "auto", batch.one, batch.one)
+
+
+def run_rocm(batch: Batch, **extra):
+    """paged_attention_rocm on the CPU; returns out (as float64) and the workspaces."""
+    out = batch.out()
+    exp_sum, max_logits, tmp_out = attention.workspaces(batch.arg(out), batch.max_seq_len,
+                                                        attention.ROCM_PARTITION_SIZE)
+    pagedkv.cpu.paged_attention_rocm(
+        batch.arg(out), exp_sum, max_logits, tmp_out, batch.arg(batch.query),
+        batch.arg(batch.key_cache), batch.arg(batch.value_cache), batch.KVH, batch.scale,
+        batch.block_tables, batch.seq_lens, extra.pop("query_start_loc", None), batch.B,
+        batch.max_seq_len, None, "auto", batch.one, batch.one, **extra)
+    return to_float64(out, batch.dtype), (exp_sum, max_logits, tmp_out)
+
+
+@pytest.mark.parametrize("dtype", ("f16", "bf16"))
+def test_rocm_cpu_matches_dense_attention(dtype):
+    batch = Batch([1, 255, 257, 600], num_heads=8, num_kv_heads=2, head_size=128, dtype=dtype,
+                  seed=cases.seed_of("attention rocm", dtype))
+    out, (exp_sum, _, _) = run_rocm(batch)
+    assert exp_sum.shape == (4, 8, 3)  # ceil(600 / 256) partitions
+    assert rel_err(out, batch.dense()) <= batch.tolerance()
+
+
+def test_rocm_query_start_loc_decodes_single_token_sequences():
+    """Rows [0], [1, 2, 3], [4]: sequences 0 and 2 decoded into rows 0 and 4, sequence 1 (three
+    query tokens) skipped: its rows keep their bytes."""
+    batch = Batch([30, 40, 50], num_heads=4, num_kv_heads=1, head_size=64, dtype="bf16", seed=4)
+    dense = batch.dense()
+    rng = np.random.default_rng(5)
+    query = from_float32(rng.uniform(-1, 1, (5, 4, 64)), "bf16")
+    query[0], query[4] = batch.query[0], batch.query[2]
+    out = cases.poisoned((5, 4, 64), np.uint16)
+    before = out.copy()
+    exp_sum, max_logits, tmp_out = attention.workspaces(batch.arg(batch.out()), 50, 256)
+    pagedkv.cpu.paged_attention_rocm(
+        batch.arg(out), exp_sum, max_logits, tmp_out, batch.arg(query),
+        batch.arg(batch.key_cache), batch.arg(batch.value_cache), 1, batch.scale,
+        batch.block_tables, batch.seq_lens, np.array([0, 1, 4, 5], dtype=np.int32), 16, 50,
+        None, "auto", batch.one, batch.one)
+    got = to_float64(out, "bf16")
+    for row, seq in ((0, 0), (4, 2)):
+        assert rel_err(got[row], dense[seq]) <= batch.tolerance()
+    assert out[1:4].tobytes() == before[1:4].tobytes()
+
+
+def test_rocm_fp8_output():
+    """fp8_out_scale: out is fp8 E4M3, e4m3(out / fp8_out_scale)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    batch = Batch([20, 300], num_heads=4, num_kv_heads=2, head_size=64, dtype="f16", seed=6)
+    out = np.zeros((2, 4, 64), dtype=np.uint8)
+    exp_sum, max_logits, tmp_out = attention.workspaces(batch.out(), 300, 256)
+    dense = batch.dense()
+    scale = np.array([np.abs(dense).max() / 440], dtype=np.float32)  # within E4M3's range
+    pagedkv.cpu.paged_attention_rocm(
+        pagedkv.RawBits(out, "f8_e4m3"), exp_sum, max_logits, tmp_out, batch.query,
+        batch.key_cache, batch.value_cache, 2, batch.scale, batch.block_tables, batch.seq_lens,
+        None, 16, 300, None, "auto", batch.one, batch.one, scale)
+    decoded = out.view(ml_dtypes.float8_e4m3fn).astype(np.float64) * scale[0]
+    assert rel_err(decoded, dense) <= 2.0**-4 + batch.tolerance()
+
+
+def test_rocm_rules_through_the_bindings():
+    batch = Batch([5, 20], num_heads=4, num_kv_heads=2, head_size=64, dtype="f16", seed=8)
+    out = batch.out()
+    before = out.copy()
+    exp_sum, max_logits, tmp_out = attention.workspaces(out, 20, 256)
+
+    def call(**changes):
+        args = dict(out=out, exp_sum=exp_sum, max_logits=max_logits, tmp_out=tmp_out,
+                    query=batch.query, key_cache=batch.key_cache, value_cache=batch.value_cache,
+                    num_kv_heads=2, scale=batch.scale, block_tables=batch.block_tables,
+                    seq_lens=batch.seq_lens, query_start_loc=None, block_size=16,
+                    max_seq_len=20, alibi_slopes=None, kv_cache_dtype="auto",
+                    k_scale=batch.one, v_scale=batch.one)
+        args.update(changes)
+        pagedkv.cpu.paged_attention_rocm(**args)
+
+    for changes, text in [
+        (dict(mfma_type="bf16"), 'mfma_type: expected "f16" or "fp8"'),
+        (dict(use_interleaved_v_cache=True), "use_interleaved_v_cache: expected False"),
+        (dict(kv_cache_dtype="fp8_e5m2"), 'kv_cache_dtype: expected "auto", "fp8" or "fp8_e4m3"'),
+        (dict(max_seq_len=300), "exp_sum.size(2): expected at least ceil(max_seq_len / 256)"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(text)):
+            call(**changes)
+        assert out.tobytes() == before.tobytes()
+    call(mfma_type="fp8")  # accepted: the same math on NVIDIA
 
 
 # --- CUDA ----------------------------------------------------------------------------------------

@@ -64,6 +64,13 @@ VLLM_SIGNATURES = {
                            "k_scale", "v_scale", "tp_rank", "blocksparse_local_blocks",
                            "blocksparse_vert_stride", "blocksparse_block_size",
                            "blocksparse_head_sliding_step"],
+    # vllm/_custom_ops.py @7bcae67 (fp8_out_scale, mfma_type) and @0002bde (the newest wrapper
+    # adds use_interleaved_v_cache); it calls torch.ops._rocm_C.paged_attention.
+    "paged_attention_rocm": ["out", "exp_sum", "max_logits", "tmp_out", "query", "key_cache",
+                             "value_cache", "num_kv_heads", "scale", "block_tables", "seq_lens",
+                             "query_start_loc", "block_size", "max_seq_len", "alibi_slopes",
+                             "kv_cache_dtype", "k_scale", "v_scale", "fp8_out_scale",
+                             "mfma_type", "use_interleaved_v_cache"],
 }
 
 # vLLM's wrappers' default values (vllm/_custom_ops.py).
@@ -79,6 +86,10 @@ VLLM_DEFAULTS = {
     "paged_attention_v2": {"tp_rank": 0, "blocksparse_local_blocks": 0,
                            "blocksparse_vert_stride": 0, "blocksparse_block_size": 64,
                            "blocksparse_head_sliding_step": 0},
+    # mfma_type: "fp8" if envs.VLLM_ROCM_FP8_MFMA_PAGE_ATTN else "f16"; the variable is unset
+    # by default, so "f16".
+    "paged_attention_rocm": {"fp8_out_scale": None, "mfma_type": "f16",
+                             "use_interleaved_v_cache": False},
 }
 
 # The schemas as vLLM registers them, with the Python wrappers' argument names (vLLM's schema
@@ -144,6 +155,17 @@ VLLM_SCHEMAS = {
         "merge_attn_states(Tensor! output, Tensor prefix_output, Tensor prefix_lse, "
         "Tensor suffix_output, Tensor suffix_lse, Tensor!? output_lse=None, "
         "int? prefill_tokens_with_context=None, Tensor? output_scale=None) -> ()",
+    # vLLM registers it as _rocm_C.paged_attention (csrc/rocm/torch_bindings.cpp) with only
+    # `out` marked written, no defaults and no use_interleaved_v_cache (the newest wrapper's
+    # extra); pagedkv registers the wrapper's name, arguments and defaults, and marks the three
+    # workspaces it writes, as for paged_attention_v2.
+    "paged_attention_rocm":
+        "paged_attention_rocm(Tensor! out, Tensor! exp_sum, Tensor! max_logits, "
+        "Tensor! tmp_out, Tensor query, Tensor key_cache, Tensor value_cache, int num_kv_heads, "
+        "float scale, Tensor block_tables, Tensor seq_lens, Tensor? query_start_loc, "
+        "int block_size, int max_seq_len, Tensor? alibi_slopes, str kv_cache_dtype, "
+        "Tensor k_scale, Tensor v_scale, Tensor? fp8_out_scale=None, str mfma_type='f16', "
+        "bool use_interleaved_v_cache=False) -> ()",
 }
 
 
@@ -162,7 +184,10 @@ def test_defaults_are_vllms():
         parameters = inspect.signature(getattr(vllm_ops, name)).parameters
         for parameter in parameters.values():
             expected = defaults.get(parameter.name, inspect.Parameter.empty)
-            assert parameter.default is expected, (name, parameter.name)
+            if isinstance(expected, str):  # a string default: equal, not the same object
+                assert parameter.default == expected, (name, parameter.name)
+            else:
+                assert parameter.default is expected, (name, parameter.name)
 
 
 def test_no_op_is_left_out():

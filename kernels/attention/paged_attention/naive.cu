@@ -1,5 +1,7 @@
-// paged_attention_v1 / paged_attention_v2, naive CUDA version: the CPU reference's loops in
-// CUDA clothing, for both ops.
+// paged_attention_v1 / paged_attention_v2 / paged_attention_rocm, naive CUDA version: the CPU
+// reference's loops in CUDA clothing, for the three ops (rocm: v2 with partitions of 256 from
+// the plan, its query rows from query_start_loc, its single partition merged, its optional
+// fp8 output; as the reference does).
 //
 // One thread block of 128 threads per (sequence, query head), and for v2 per partition too.
 // The block walks its tokens one at a time, three times:
@@ -24,10 +26,12 @@
 
 #include "common/convert.cuh"
 #include "common/dispatch.cuh"
+#include "attention/merge_attn_states/merge_math.cuh"
 #include "common/fault.cuh"
 #include "convert_fp8/convert_fp8.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/paged_attention_v1.h"
+#include "pagedkv/ops/paged_attention_rocm.h"
 #include "pagedkv/ops/paged_attention_v2.h"
 #include "pagedkv/paged_attention.h"
 
@@ -131,6 +135,8 @@ __global__ void __launch_bounds__(kThreads)
   for (std::int64_t item = blockIdx.x; item < items; item += gridDim.x) {
     const std::int64_t s = item / (H * P), h = item / P % H, part = item % P;
     const std::int64_t g = h / G;
+    const std::int64_t row = attention_query_row(data, s);  // rocm: -1 for a skipped sequence
+    if (row < 0) continue;
     const std::int64_t L = data.seq_lens[s];
     const std::int64_t begin = v2 ? part * plan.partition_size : 0;
     if (begin >= L) continue;  // a partition past the sequence's end: nothing to write
@@ -139,7 +145,7 @@ __global__ void __launch_bounds__(kThreads)
 
     const T* query = static_cast<const T*>(data.query);
     for (std::int64_t d = threadIdx.x; d < D; d += kThreads) {
-      q[d] = to_float(query[s * plan.query_stride[0] + h * plan.query_stride[1] + d]);
+      q[d] = to_float(query[row * plan.query_stride[0] + h * plan.query_stride[1] + d]);
     }
     __syncthreads();
 
@@ -178,7 +184,7 @@ __global__ void __launch_bounds__(kThreads)
                                       part * plan.tmp_out_stride[2] + d] =
             convert_fp8::from_float<T>(acc[i]);
       } else {
-        static_cast<T*>(data.out)[s * plan.out_stride[0] + h * plan.out_stride[1] + d] =
+        static_cast<T*>(data.out)[row * plan.out_stride[0] + h * plan.out_stride[1] + d] =
             convert_fp8::from_float<T>(acc[i]);
       }
     }
@@ -193,7 +199,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 /// \brief v2's merge, one thread block per (sequence, query head), grid-stride: with one
-/// partition, its output copied; else out = Σ_p tmp_out[p] × w_p / (Σ_p w_p + 1e-6), w_p =
+/// partition, its output copied (rocm's merge, the same kernel: merged all the same); else out = Σ_p tmp_out[p] × w_p / (Σ_p w_p + 1e-6), w_p =
 /// exp_sums[p] × exp(max_logits[p] - max_p max_logits[p]). Each thread loops over the
 /// partitions itself for the maximum and the sum.
 /// \tparam T the query's dtype.
@@ -208,8 +214,12 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t H = plan.num_heads, D = plan.head_size;
   const T* tmp_out = static_cast<const T*>(data.tmp_out);
   T* out = static_cast<T*>(data.out);
+  const float out_scale_inverse =
+      data.fp8_out_scale != nullptr ? 1.0f / *data.fp8_out_scale : 1.0f;
   for (std::int64_t item = blockIdx.x; item < plan.num_seqs * H; item += gridDim.x) {
     const std::int64_t s = item / H, h = item % H;
+    const std::int64_t out_row = attention_query_row(data, s);
+    if (out_row < 0) continue;  // rocm: a sequence the call skips
     const std::int64_t partitions =
         (data.seq_lens[s] + plan.partition_size - 1) / plan.partition_size;
     const float* max_logits = data.max_logits + s * plan.max_logits_stride[0] +
@@ -217,8 +227,9 @@ __global__ void __launch_bounds__(kThreads)
     const float* exp_sums = data.exp_sums + s * plan.exp_sums_stride[0] +
                             h * plan.exp_sums_stride[1];
     const T* tmp = tmp_out + s * plan.tmp_out_stride[0] + h * plan.tmp_out_stride[1];
-    T* row = out + s * plan.out_stride[0] + h * plan.out_stride[1];
-    if (partitions == 1) {
+    const std::int64_t row_offset = out_row * plan.out_stride[0] + h * plan.out_stride[1];
+    T* row = out + row_offset;
+    if (partitions == 1 && !plan.merge_single_partition) {
       for (std::int64_t d = threadIdx.x; d < D; d += kThreads) row[d] = tmp[d];
       continue;
     }
@@ -239,7 +250,12 @@ __global__ void __launch_bounds__(kThreads)
                              expf(max_logits[p * plan.max_logits_stride[2]] - max_logit);
         acc += to_float(tmp[p * plan.tmp_out_stride[2] + d]) * weight * inv_total;
       }
-      row[d] = convert_fp8::from_float<T>(acc);
+      if (plan.fp8_output) {  // rocm: e4m3(clamp(acc × (1 / fp8_out_scale), ±448))
+        static_cast<std::uint8_t*>(data.out)[row_offset + d] =
+            merge::fp8_output(acc, out_scale_inverse);
+      } else {
+        row[d] = convert_fp8::from_float<T>(acc);
+      }
     }
   }
 }
@@ -285,6 +301,10 @@ void PagedAttentionV1::naive(const Plan& plan, const Args& args, cudaStream_t st
 }
 
 void PagedAttentionV2::naive(const Plan& plan, const Args& args, cudaStream_t stream) {
+  attention::naive(plan, paged_attention_data(plan, args), stream);
+}
+
+void PagedAttentionRocm::naive(const Plan& plan, const Args& args, cudaStream_t stream) {
   attention::naive(plan, paged_attention_data(plan, args), stream);
 }
 

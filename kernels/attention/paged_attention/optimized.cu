@@ -34,6 +34,13 @@
 // 128, 192 and 256 as 256, the rest predicated off): 36 instantiations; the fp8 format is a
 // run-time branch. f32 queries (no model decodes in f32) and caches that are not 16-byte
 // aligned fall back to the naive kernel, which keeps the build short.
+// paged_attention_rocm runs these same instantiations (no new template parameter: the build
+// does not grow): the partition size is the plan's (256 instead of 512; the logits buffer,
+// sized for 512, is half used), A1 is what upstream's ROCm kernel does with its one workgroup
+// per kv head for all GQA_RATIO query heads, A6's v2 path is its split with one block per
+// 256-token partition, and A9 its reduce kernel, which also merges a single partition; the
+// query and out rows come from query_start_loc (a sequence with other than one query token is
+// skipped as upstream skips it) and the merge may store fp8 (e4m3 of out / fp8_out_scale).
 // Not yet measured on a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -46,11 +53,13 @@
 #include "common/convert.cuh"
 #include "common/device.cuh"
 #include "common/dispatch.cuh"
+#include "attention/merge_attn_states/merge_math.cuh"
 #include "common/fault.cuh"
 #include "common/vec.cuh"
 #include "convert_fp8/convert_fp8.cuh"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/ops/paged_attention_v1.h"
+#include "pagedkv/ops/paged_attention_rocm.h"
 #include "pagedkv/ops/paged_attention_v2.h"
 #include "pagedkv/paged_attention.h"
 
@@ -185,6 +194,8 @@ __global__ void __launch_bounds__(kThreads, 4)
     const int head_group = static_cast<int>(item / work.splits % work.head_groups);
     const std::int64_t g = item / work.splits / work.head_groups % plan.num_kv_heads;
     const std::int64_t s = item / work.splits / work.head_groups / plan.num_kv_heads;
+    const std::int64_t qrow = attention_query_row(data, s);  // rocm: -1, a skipped sequence
+    if (qrow < 0) continue;                                   // (uniform across the block)
     const int L = data.seq_lens[s];
     const int first_part = split * work.partitions_per_split;
     const int seq_parts = (L + work.partition - 1) / work.partition;
@@ -201,7 +212,7 @@ __global__ void __launch_bounds__(kThreads, 4)
       const int h = i / kHeadMax, d = i % kHeadMax;
       q_shared[h][d] =
           h < nh && d < D
-              ? to_float(query[s * plan.query_stride[0] + (h0 + h) * plan.query_stride[1] + d])
+              ? to_float(query[qrow * plan.query_stride[0] + (h0 + h) * plan.query_stride[1] + d])
               : 0.f;
     }
 
@@ -444,7 +455,7 @@ __global__ void __launch_bounds__(kThreads, 4)
                            : work.partials +
                                  ((s * plan.num_heads + head) * work.splits + split) * (D + 2);
       const float inv_sum = __fdividef(1.f, run_sum[h] + 1e-6f);
-      T* out = static_cast<T*>(data.out) + s * plan.out_stride[0] + head * plan.out_stride[1];
+      T* out = static_cast<T*>(data.out) + qrow * plan.out_stride[0] + head * plan.out_stride[1];
 #pragma unroll
       for (int r = 0; r < S::kRowsPerLane; ++r) {
         const int row = warp * S::kRowsPerWarp + row_in_step + r * S::kRowsPerStep;
@@ -464,7 +475,8 @@ __global__ void __launch_bounds__(kThreads, 4)
 }
 
 /// \brief v2's merge (upstream's paged_attention_v2_reduce_kernel), one warp per (sequence,
-/// query head), grid-stride (A9): with one partition its output copied, else
+/// query head), grid-stride (A9), also rocm's (upstream's paged_attention_ll4mi_reduce_kernel):
+/// with one partition its output copied (rocm: merged like several), else
 /// out = Σ_p tmp_out[p] × w_p / (Σ_p w_p + 1e-6), w_p = exp_sums[p] × exp(max_logits[p] - M).
 /// \tparam T the query's dtype.
 /// \param work the launch's work.
@@ -477,9 +489,13 @@ __global__ void __launch_bounds__(kThreads) merge_partitions_kernel(const Work w
   const PagedAttentionData& data = work.data;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const std::int64_t items = plan.num_seqs * plan.num_heads;
+  const float out_scale_inverse =
+      data.fp8_out_scale != nullptr ? 1.0f / *data.fp8_out_scale : 1.0f;
   for (std::int64_t item = (static_cast<std::int64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
        item < items; item += static_cast<std::int64_t>(gridDim.x) * kWarps) {
     const std::int64_t s = item / plan.num_heads, h = item % plan.num_heads;
+    const std::int64_t out_row = attention_query_row(data, s);
+    if (out_row < 0) continue;  // rocm: a sequence the call skips (uniform across the warp)
     const int partitions = (data.seq_lens[s] + work.partition - 1) / work.partition;
     const float* max_logits =
         data.max_logits + s * plan.max_logits_stride[0] + h * plan.max_logits_stride[1];
@@ -487,8 +503,9 @@ __global__ void __launch_bounds__(kThreads) merge_partitions_kernel(const Work w
         data.exp_sums + s * plan.exp_sums_stride[0] + h * plan.exp_sums_stride[1];
     const T* tmp = static_cast<const T*>(data.tmp_out) + s * plan.tmp_out_stride[0] +
                    h * plan.tmp_out_stride[1];
-    T* row = static_cast<T*>(data.out) + s * plan.out_stride[0] + h * plan.out_stride[1];
-    if (partitions == 1) {
+    const std::int64_t row_offset = out_row * plan.out_stride[0] + h * plan.out_stride[1];
+    T* row = static_cast<T*>(data.out) + row_offset;
+    if (partitions == 1 && !plan.merge_single_partition) {
       for (int d = lane; d < plan.head_size; d += 32) row[d] = tmp[d];
       continue;
     }
@@ -511,7 +528,12 @@ __global__ void __launch_bounds__(kThreads) merge_partitions_kernel(const Work w
                              expf(max_logits[p * plan.max_logits_stride[2]] - m);
         acc += to_float(tmp[p * plan.tmp_out_stride[2] + d]) * weight * inv_total;
       }
-      row[d] = convert_fp8::from_float<T>(acc);
+      if (plan.fp8_output) {  // rocm: e4m3(clamp(acc × (1 / fp8_out_scale), ±448))
+        static_cast<std::uint8_t*>(data.out)[row_offset + d] =
+            merge::fp8_output(acc, out_scale_inverse);
+      } else {
+        row[d] = convert_fp8::from_float<T>(acc);
+      }
     }
   }
 }
@@ -690,6 +712,10 @@ void PagedAttentionV1::optimized(const Plan& plan, const Args& args, cudaStream_
 }
 
 void PagedAttentionV2::optimized(const Plan& plan, const Args& args, cudaStream_t stream) {
+  attention::optimized(plan, paged_attention_data(plan, args), stream);
+}
+
+void PagedAttentionRocm::optimized(const Plan& plan, const Args& args, cudaStream_t stream) {
   attention::optimized(plan, paged_attention_data(plan, args), stream);
 }
 
