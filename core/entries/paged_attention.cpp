@@ -99,7 +99,7 @@ std::vector<WorkloadPoint> attention_points(const std::string& workload, bool qu
     points.push_back({"W8", dtype, "context " + std::to_string(context), batch, "sequences", 0});
   };
   for (const char* dtype : {"bf16", "fp8_e4m3"}) {
-    if (quick) {  // ragged lengths, a partial last block, and two partitions
+    if (quick) {  // ragged lengths, a partial last block, and two partitions (rocm: three)
       add(dtype, 37, 3);
       add(dtype, 530, 1);
       continue;
@@ -415,7 +415,7 @@ const char* attention_workload_notes() {
          "pool of 4 x the blocks the batch needs, block tables drawn at random over it; blocks "
          "no sequence reads and the slots past a sequence's end hold 0xFF (NaN); v2's "
          "workspaces (rocm's: 256-token partitions) start with random contents. A quick run keeps a pool of 2 x the blocks and contexts 37 (3 sequences of "
-         "37, 24 and 11 tokens) and 530 (two partitions).";
+         "37, 24 and 11 tokens) and 530 (two partitions of 512, three of 256).";
 }
 
 const char* attention_byte_model() {
