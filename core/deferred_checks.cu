@@ -13,6 +13,9 @@
 // - The gathers' sequence check (enqueue_sequence_check) is one CTA that visits every rule of
 //   the synchronous check and records the first broken one in that check's order, so that one
 //   bad value gives the message the synchronous check would give.
+// - TurboMind's batch check (enqueue_turbomind_check, process_kv and flatten_kv) is built the
+//   same way over cu_q_len, cu_k_len, cu_block_num, readonly_block_num, the block offsets and
+//   the "dynamic" RoPE bases, in the order of checks::turbomind_batch.
 // - Clearing needs the device to be idle (a guarded kernel queued after the faulting check must
 //   still see the fault), so only a report outside a capture clears, after
 //   cudaDeviceSynchronize, with an asynchronous memset on a private non-blocking stream.
@@ -437,11 +440,156 @@ __global__ void __launch_bounds__(kSequenceThreads)
   }
 }
 
+// --- TurboMind's batch (process_kv, flatten_kv) ---------------------------------------------
+//
+// The scheme of the sequence check: every candidate fault gets a key that sorts like the visit
+// of checks::turbomind_batch (core/turbomind_checks.cpp), and the CTA records the smallest.
+// Phase 0: cu_q_len[0], then cu_block_num[0]. Phase 1: per sequence, its rules in the
+// synchronous order (cu_k_len's order, k_len's range, cu_q_len's order, q_len <= k_len, the
+// length against max_len, cu_block_num's order, enough blocks, readonly_block_num). Phase 2:
+// the rows used, then the blocks listed. Phase 3: every listed block offset. Phase 4: the RoPE
+// bases ("dynamic"; checks::turbomind_rope runs after the batch). Every rule reads only the raw
+// values it names, so a rule broken by garbage left by an earlier one sorts after it, and the
+// reads stay inside the tensors whatever the values are (the offsets read are clamped to
+// [0, blocks.size(0))).
+
+// One thread's first TurboMind candidate so far.
+struct TurbomindCandidate {
+  unsigned long long key = kNoCandidate;
+  FaultRule rule = FaultRule::none;
+  DeviceFault details{};
+
+  // `of_q_len`: the rule is about cu_q_len (the new tokens) rather than cu_k_len.
+  __host__ __device__ void consider(const checks::TurbomindCheck& check, FaultRule broken,
+                                    int phase, std::int64_t major, std::int64_t minor,
+                                    std::int64_t position, std::int64_t value, std::int64_t limit,
+                                    bool of_q_len = false, std::int64_t context0 = 0) {
+    const unsigned long long candidate = candidate_key(phase, major, minor);
+    if (candidate >= key) return;
+    key = candidate;
+    rule = broken;
+    details = DeviceFault{};
+    details.position = position;
+    details.value = value;
+    details.limit = limit;
+    details.num_blocks = broken == FaultRule::tm_few_blocks ? check.cp_size : check.pool_blocks;
+    details.block_size = check.block_seq_len;
+    details.context[0] = context0;
+    details.context[1] = static_cast<std::int64_t>(check.rows_name);
+    details.context[2] = static_cast<std::int64_t>(check.max_len_name);
+    details.wording = of_q_len ? 1u : 0u;
+  }
+};
+
+// Thread `thread` of `threads` visits its share of every rule (the kernel: 512 threads; the
+// host, find_turbomind_fault: one).
+__host__ __device__ void visit_turbomind(const checks::TurbomindCheck& check, int thread,
+                                         int threads, TurbomindCandidate& mine) {
+  const std::int64_t batch = check.batch;
+  const std::int32_t* q = check.cu_q_len;
+  const std::int32_t* k = check.cu_k_len;
+  const std::int32_t* listed_cu = check.cu_block_num;
+  const bool writes = q != nullptr;
+
+  // 0. Where the rows and the blocks of the first sequence start.
+  if (thread == 0) {
+    if (writes && q[0] < 0) mine.consider(check, FaultRule::tm_first_row, 0, 0, 0, 0, q[0], 0, true);
+    if (listed_cu[0] < 0) {
+      mine.consider(check, FaultRule::tm_first_block, 0, 0, 1, 0, listed_cu[0], 0);
+    }
+  }
+  // 1. Per sequence: running sums, lengths, blocks enough.
+  for (std::int64_t b = thread; b < batch; b += threads) {
+    const std::int64_t k0 = k[b], k1 = k[b + 1];
+    if (k1 < k0) mine.consider(check, FaultRule::tm_length_order, 1, b, 0, b + 1, k1, 0, false, k0);
+    const std::int64_t k_len = k1 - k0;
+    if (k_len > 2147483647) {
+      mine.consider(check, FaultRule::tm_long_sequence, 1, b, 1, b, k_len, 2147483647);
+    }
+    std::int64_t length = k_len;
+    if (writes) {
+      const std::int64_t q0 = q[b], q1 = q[b + 1];
+      if (q1 < q0) mine.consider(check, FaultRule::tm_length_order, 1, b, 2, b + 1, q1, 0, true, q0);
+      const std::int64_t q_len = q1 - q0;
+      if (q_len > k_len) {
+        mine.consider(check, FaultRule::tm_new_tokens, 1, b, 3, b, q_len, k_len, true, k_len);
+      }
+      length = q_len;
+    }
+    if (length > check.max_len) {
+      mine.consider(check, FaultRule::tm_max_length, 1, b, 4, b, length, check.max_len, writes);
+    }
+    const std::int64_t c0 = listed_cu[b], c1 = listed_cu[b + 1];
+    if (c1 < c0) mine.consider(check, FaultRule::tm_block_order, 1, b, 5, b + 1, c1, 0, false, c0);
+    const std::int64_t local =
+        k_len > check.cp_rank ? (k_len - check.cp_rank + check.cp_size - 1) / check.cp_size : 0;
+    const std::int64_t needed = (local + check.block_seq_len - 1) / check.block_seq_len;
+    if (c1 - c0 < needed) {
+      mine.consider(check, FaultRule::tm_few_blocks, 1, b, 6, b, c1 - c0, needed, false, k_len);
+    }
+    if (check.readonly_block_num != nullptr && check.readonly_block_num[b] < 0) {
+      mine.consider(check, FaultRule::tm_readonly, 1, b, 7, b, check.readonly_block_num[b], 0);
+    }
+  }
+  // 2. The totals inside the activation and inside blocks.
+  if (thread == 0) {
+    const std::int64_t rows_used =
+        writes ? static_cast<std::int64_t>(q[batch]) : static_cast<std::int64_t>(k[batch]) - k[0];
+    if (rows_used > check.rows) {
+      mine.consider(check, FaultRule::tm_rows, 2, 0, 0, batch, rows_used, check.rows, writes);
+    }
+    if (listed_cu[batch] > check.block_count) {
+      mine.consider(check, FaultRule::tm_listed, 2, 0, 1, batch, listed_cu[batch],
+                    check.block_count);
+    }
+  }
+  // 3. Every listed block a block of the pool (only offsets inside blocks are read).
+  const std::int64_t first = listed_cu[0] > 0 ? listed_cu[0] : 0;
+  const std::int64_t end =
+      listed_cu[batch] < check.block_count ? listed_cu[batch] : check.block_count;
+  const std::int64_t stride = check.pool_stride;
+  for (std::int64_t i = first + thread; i < end; i += threads) {
+    const std::int64_t offset = check.blocks[i];
+    if (!(offset >= 0 && stride > 0 && offset % stride == 0 &&
+          offset / stride < check.pool_blocks)) {
+      mine.consider(check, FaultRule::tm_block_offset, 3, i, 0, i, offset, stride);
+    }
+  }
+  // 4. The "dynamic" RoPE bases: finite and > 1. As bits: a positive finite float above 1 is
+  //    exactly a word in (0x3F800000, 0x7F800000) (the sign bit makes a negative one larger).
+  if (check.rope_bases != nullptr) {
+    const auto* bits = reinterpret_cast<const std::uint32_t*>(check.rope_bases);
+    for (std::int64_t b = thread; b < batch; b += threads) {
+      const std::uint32_t word = bits[b];
+      if (!(word > 0x3F800000u && word < 0x7F800000u)) {
+        mine.consider(check, FaultRule::tm_rope_base, 4, b, 0, b, word, 0);
+      }
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kSequenceThreads)
+    check_turbomind(checks::TurbomindCheck check, DeviceFault* fault, DeviceFault* mirror,
+                    std::uint64_t op) {
+  __shared__ unsigned long long first;
+  if (threadIdx.x == 0) first = kNoCandidate;
+  __syncthreads();
+  TurbomindCandidate mine;
+  visit_turbomind(check, static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), mine);
+  atomicMin(&first, mine.key);  // keys are unique: one thread has the first
+  __syncthreads();
+  if (mine.key != kNoCandidate && mine.key == first) {
+    mine.details.op = op;
+    record_fault(fault, mirror, mine.rule, mine.details);
+  }
+}
+
 void load_check_kernels() {
   cudaFuncAttributes attributes{};
   PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_slots));
   PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_positions));
   PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_sequences));
+  PAGEDKV_CUDA_CHECK(cudaFuncGetAttributes(&attributes, check_turbomind));
 }
 
 // One thread per index up to a few waves; a grid-stride loop beyond (these kernels read 8
@@ -585,6 +733,67 @@ std::string describe_sequence_fault(const DeviceFault& fault, FaultRule rule) {
   }
 }
 
+// A TurboMind batch fault, in the words of checks::turbomind_batch (and checks::turbomind_rope
+// for the RoPE bases), core/turbomind_checks.cpp.
+std::string describe_turbomind_fault(const DeviceFault& fault, FaultRule rule) {
+  const std::int64_t i = fault.position, v = fault.value, limit = fault.limit;
+  const bool of_q_len = fault.wording != 0;
+  const char* lengths = of_q_len ? "cu_q_len" : "cu_k_len";
+  const char* rows_name = reinterpret_cast<const char*>(static_cast<std::uint64_t>(fault.context[1]));
+  const char* max_len_name =
+      reinterpret_cast<const char*>(static_cast<std::uint64_t>(fault.context[2]));
+  switch (rule) {
+    case FaultRule::tm_first_row:
+      return detail::concat("cu_q_len[0] = ", v, ": expected a row of ", rows_name, " (>= 0)");
+    case FaultRule::tm_first_block:
+      return detail::concat("cu_block_num[0] = ", v, ": expected an index into blocks (>= 0)");
+    case FaultRule::tm_length_order:
+      return detail::concat(lengths, "[", i, "] = ", v,
+                            ": expected a running sum of lengths, at least ", lengths, "[", i - 1,
+                            "] = ", fault.context[0]);
+    case FaultRule::tm_long_sequence:
+      return detail::concat("cu_k_len: sequence ", i, " has ", v,
+                            " tokens; positions are i32, at most 2,147,483,647");
+    case FaultRule::tm_new_tokens:
+      return detail::concat("cu_q_len: sequence ", i, " has q_len = ", v,
+                            " new tokens but k_len = ", fault.context[0],
+                            " tokens in all (cu_k_len): the new tokens are the last of the "
+                            "sequence");
+    case FaultRule::tm_max_length:
+      return detail::concat(lengths, ": sequence ", i, " has ", v,
+                            of_q_len ? " new tokens" : " tokens", ", more than ", max_len_name,
+                            " = ", limit);
+    case FaultRule::tm_block_order:
+      return detail::concat("cu_block_num[", i, "] = ", v,
+                            ": expected a running sum of block counts, at least cu_block_num[",
+                            i - 1, "] = ", fault.context[0]);
+    case FaultRule::tm_few_blocks:
+      return detail::concat("cu_block_num: sequence ", i, " has ", v, " blocks, but its ",
+                            fault.context[0], " tokens need ", limit, " blocks of ",
+                            fault.block_size, " tokens", fault.num_blocks > 1 ? " on this rank" : "");
+    case FaultRule::tm_readonly:
+      return detail::concat("readonly_block_num[", i, "] = ", v, ": expected a block count >= 0");
+    case FaultRule::tm_rows:
+      return detail::concat(of_q_len ? "cu_q_len[batch] = " : "cu_k_len[batch] - cu_k_len[0] = ",
+                            v, ": the sequences use that many rows of ", rows_name,
+                            ", which has ", limit);
+    case FaultRule::tm_listed:
+      return detail::concat("cu_block_num[batch] = ", v,
+                            ": the sequences list that many blocks, but blocks has ", limit);
+    case FaultRule::tm_block_offset:
+      return detail::concat("blocks[", i, "] = ", v, ": expected the byte offset of a block of ",
+                            "kv_cache, a multiple of stride(0) = ", limit, " below ",
+                            fault.num_blocks, " × ", limit,
+                            " (a null or foreign pointer has no such offset)");
+    default: {  // tm_rope_base
+      const auto word = static_cast<std::uint32_t>(v);
+      float base = 0.f;
+      std::memcpy(&base, &word, sizeof base);
+      return detail::concat("rope_bases[", i, "] = ", base, ": expected a finite base > 1");
+    }
+  }
+}
+
 }  // namespace
 
 std::string describe_fault(const DeviceFault& fault) {
@@ -601,6 +810,8 @@ std::string describe_fault(const DeviceFault& fault) {
     message = detail::concat(argument, "[", fault.position, "] = ", fault.value,
                              ": expected a position in [0, ", fault.limit,
                              ") (cos_sin_cache.size(0))");
+  } else if (fault.rule >= static_cast<std::uint32_t>(FaultRule::tm_first_row)) {
+    message = describe_turbomind_fault(fault, rule);
   } else {
     message = describe_sequence_fault(fault, rule);
   }
@@ -727,6 +938,22 @@ DeviceFault find_sequence_fault(const SequenceCheck& check, const char* op) {
   fault.rule = static_cast<std::uint32_t>(mine.rule);
   fault.op = reinterpret_cast<std::uint64_t>(op);
   return fault;
+}
+
+DeviceFault find_turbomind_fault(const TurbomindCheck& check, const char* op) {
+  TurbomindCandidate mine;
+  visit_turbomind(check, 0, 1, mine);
+  DeviceFault fault = mine.details;
+  fault.rule = static_cast<std::uint32_t>(mine.rule);
+  fault.op = reinterpret_cast<std::uint64_t>(op);
+  return fault;
+}
+
+void enqueue_turbomind_check(const CheckScope& scope, const TurbomindCheck& check) {
+  DeviceState& state = state_of(current_device());
+  check_turbomind<<<1, kSequenceThreads, 0, scope.stream>>>(
+      check, state.device, state.mirror_view, reinterpret_cast<std::uint64_t>(scope.op));
+  PAGEDKV_CUDA_CHECK_LAUNCH();
 }
 
 void enqueue_sequence_check(const CheckScope& scope, const SequenceCheck& check) {

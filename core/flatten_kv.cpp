@@ -1,10 +1,13 @@
 // The one contract of flatten_kv (LMDeploy src/turbomind/kernels/attention/kv_cache_utils_v2.cu:
 // invokeFlattenKV_v2), shared by the CPU reference, the naive and the optimized CUDA kernels:
 // process_kv's rules that apply to a read (core/process_kv.cpp says what upstream lacks), and
-// k_out / v_out holding cu_k_len[batch] - cu_k_len[0] rows. Zero tokens is a no-op.
+// k_out / v_out holding cu_k_len[batch] - cu_k_len[0] rows. Zero tokens is a no-op. Deferred
+// calls (a capture, or the deferred error mode) check the index values on the device, as
+// process_kv does.
 #include "pagedkv/ops/flatten_kv.h"
 
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "turbomind_checks.h"
 
@@ -32,10 +35,14 @@ FlattenKv::Plan FlattenKv::validate(const Args& args, Impl impl) {
   batch.rows_name = "k_out";
   batch.max_len = args.max_seq_len;
   batch.max_len_name = "max_seq_len";
-  checks::turbomind_batch(batch, args.kv_cache, plan);
+  const CheckScope* scope = CheckScope::current();
+  const bool deferred = scope != nullptr && scope->deferred && device == Device::cuda;
+  checks::TurbomindCheck check;
+  checks::turbomind_batch(batch, args.kv_cache, plan, deferred ? &check : nullptr);
 
   plan.rope = checks::turbomind_rope(checks::rope_args_of(args), plan.layout.head_dim, plan.batch,
-                                     device);
+                                     device, deferred ? &check : nullptr);
+  if (deferred) checks::enqueue_turbomind_check(*scope, check);
   return plan;
 }
 

@@ -9,10 +9,13 @@
 // the block; decreasing cu_q_len / cu_k_len / cu_block_num, a sequence with more new tokens
 // than tokens, rows past k, too few blocks for a sequence, q_len above max_q_len; a block offset
 // that is not a block of kv_cache (upstream dereferences whatever pointer it is given); bad RoPE
-// parameters. Zero tokens is a no-op.
+// parameters. Zero tokens is a no-op. The rules about the values of the device index tensors
+// run on the device when the call defers (a capture, or the deferred error mode), in the same
+// words.
 #include "pagedkv/ops/process_kv.h"
 
 #include "pagedkv/checks.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "turbomind_checks.h"
 
@@ -52,6 +55,9 @@ ProcessKv::Plan ProcessKv::validate(const Args& args, Impl impl) {
   checks::not_null(args.v, "v");
 
   // 5. The batch: its index values, read (on the GPU: copied back), and every block offset.
+  //    Deferred (a capture, or the deferred error mode): one check kernel on the call's stream,
+  //    queued after the RoPE checks with the "dynamic" bases; its fault makes the kernels write
+  //    nothing (pagedkv/deferred_checks.h).
   checks::TurbomindBatch batch;
   batch.cu_q_len = &args.cu_q_len;
   batch.cu_k_len = &args.cu_k_len;
@@ -61,11 +67,15 @@ ProcessKv::Plan ProcessKv::validate(const Args& args, Impl impl) {
   batch.rows_name = "k";
   batch.max_len = args.max_q_len;
   batch.max_len_name = "max_q_len";
-  checks::turbomind_batch(batch, args.kv_cache, plan);
+  const CheckScope* scope = CheckScope::current();
+  const bool deferred = scope != nullptr && scope->deferred && device == Device::cuda;
+  checks::TurbomindCheck check;
+  checks::turbomind_batch(batch, args.kv_cache, plan, deferred ? &check : nullptr);
 
   // 6. RoPE.
   plan.rope = checks::turbomind_rope(checks::rope_args_of(args), plan.layout.head_dim, plan.batch,
-                                     device);
+                                     device, deferred ? &check : nullptr);
+  if (deferred) checks::enqueue_turbomind_check(*scope, check);
   return plan;
 }
 

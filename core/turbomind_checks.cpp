@@ -139,7 +139,7 @@ void turbomind_pool(const TensorView& kv_cache, std::int64_t block_seq_len, std:
 }
 
 TurbomindRope turbomind_rope(const TurbomindRopeArgs& rope, int head_dim, std::int64_t batch,
-                             Device device) {
+                             Device device, TurbomindCheck* device_check) {
   TurbomindRope out;
   const int type = turbomind_rope_type(rope.rope_type);
   PAGEDKV_CHECK(type >= 0, "rope_type: expected \"none\", \"default\", \"linear\", \"dynamic\", ",
@@ -182,6 +182,13 @@ TurbomindRope turbomind_rope(const TurbomindRopeArgs& rope, int head_dim, std::i
     PAGEDKV_CHECK(bases.is_contiguous(), "rope_bases: expected a contiguous tensor, got ",
                   bases.describe());
     checks::not_null(bases, "rope_bases");
+    out.bases = static_cast<const float*>(bases.data);
+    if (device_check != nullptr) {
+      // Deferred: the batch's check kernel reads the bases ("dynamic" has no yarn or llama3
+      // parameters left to derive).
+      device_check->rope_bases = out.bases;
+      return out;
+    }
     std::vector<float> values(static_cast<std::size_t>(batch));
     if (batch > 0) {
       if (device == Device::cpu) {
@@ -198,7 +205,6 @@ TurbomindRope turbomind_rope(const TurbomindRopeArgs& rope, int head_dim, std::i
       PAGEDKV_CHECK(std::isfinite(value) && value > 1.f, "rope_bases[", b, "] = ", value,
                     ": expected a finite base > 1");
     }
-    out.bases = static_cast<const float*>(bases.data);
   } else {
     PAGEDKV_CHECK(!has_bases, "rope_bases: only rope_type \"dynamic\" takes per-sequence bases, ",
                   "got them with \"", rope.rope_type, "\"");
@@ -285,7 +291,7 @@ std::int64_t local_tokens(std::int64_t length, std::int64_t rank, std::int64_t r
 }  // namespace
 
 void turbomind_batch(const TurbomindBatch& batch, const TensorView& kv_cache,
-                     TurbomindKvPlan& plan) {
+                     TurbomindKvPlan& plan, TurbomindCheck* device_check) {
   const Device device = kv_cache.device;
   const TensorView& cu_k_len = *batch.cu_k_len;
   PAGEDKV_CHECK(cu_k_len.ndim == 1 && cu_k_len.size(0) >= 1, "cu_k_len: expected [batch + 1] ",
@@ -314,6 +320,33 @@ void turbomind_batch(const TurbomindBatch& batch, const TensorView& kv_cache,
                 plan.rows, ", got ", batch.max_len);
   plan.batch = sequences;
   plan.max_len = batch.max_len;
+  const std::int64_t stride = kv_cache.size(0) <= 1 ? kv_cache.size(1) : kv_cache.stride(0);
+
+  if (device_check != nullptr) {
+    // Deferred: the values are read by a check kernel on the call's stream (the caller queues
+    // it, with the RoPE bases), whose fault makes the kernels write nothing. The launch needs
+    // only plan.batch and plan.max_len, which come from shapes and host arguments.
+    TurbomindCheck& check = *device_check;
+    check.cu_q_len =
+        batch.cu_q_len != nullptr ? static_cast<const std::int32_t*>(batch.cu_q_len->data) : nullptr;
+    check.cu_k_len = static_cast<const std::int32_t*>(cu_k_len.data);
+    check.cu_block_num = static_cast<const std::int32_t*>(batch.cu_block_num->data);
+    check.readonly_block_num =
+        has_readonly ? static_cast<const std::int32_t*>(batch.readonly_block_num->data) : nullptr;
+    check.blocks = static_cast<const std::int64_t*>(batch.blocks->data);
+    check.batch = sequences;
+    check.rows = plan.rows;
+    check.max_len = batch.max_len;
+    check.block_count = batch.blocks->size(0);
+    check.block_seq_len = plan.block_seq_len;
+    check.cp_rank = plan.cp_rank;
+    check.cp_size = plan.cp_size;
+    check.pool_blocks = kv_cache.size(0);
+    check.pool_stride = stride;
+    check.rows_name = reinterpret_cast<std::uint64_t>(batch.rows_name);
+    check.max_len_name = reinterpret_cast<std::uint64_t>(batch.max_len_name);
+    return;
+  }
 
   const std::vector<std::int64_t> k_len_cu = read_i32(cu_k_len, count);
   const std::vector<std::int64_t> q_len_cu =
@@ -380,7 +413,6 @@ void turbomind_batch(const TurbomindBatch& batch, const TensorView& kv_cache,
   // 4. Every listed block is a block of the pool: a byte offset to the start of one of its rows
   //    (a raw pointer could point anywhere; an offset can be checked against the pool).
   const std::vector<std::int64_t> offsets = read_i64(blocks, listed);
-  const std::int64_t stride = kv_cache.size(0) <= 1 ? kv_cache.size(1) : kv_cache.stride(0);
   for (std::int64_t i = block_cu[0]; i < listed; ++i) {
     const std::int64_t offset = offsets[static_cast<std::size_t>(i)];
     PAGEDKV_CHECK(offset >= 0 && stride > 0 && offset % stride == 0 &&

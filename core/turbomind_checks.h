@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/ops/process_kv.h"
 #include "pagedkv/tensor_view.h"
 #include "pagedkv/turbomind_kv.h"
@@ -91,9 +92,11 @@ TurbomindRopeArgs rope_args_of(const Args& args) {
 /// \param head_dim elements per head.
 /// \param batch sequences.
 /// \param device where rope_bases must live.
+/// \param device_check the deferred check of the batch (turbomind_batch filled it), or nullptr:
+/// then the bases of "dynamic" are left to it instead of read back.
 /// \return the kernel parameters.
 TurbomindRope turbomind_rope(const TurbomindRopeArgs& rope, int head_dim, std::int64_t batch,
-                             Device device);
+                             Device device, TurbomindCheck* device_check = nullptr);
 
 /// \brief The index tensors of a call and what they are checked against.
 struct TurbomindBatch {
@@ -114,11 +117,14 @@ struct TurbomindBatch {
 /// rows; cu_block_num from >= 0, non-decreasing, its last value <= blocks.size(0), enough blocks
 /// for each sequence's tokens on this rank; readonly_block_num >= 0; and every listed block
 /// offset the first byte of a row of kv_cache. On the GPU the values are copied to the host
-/// first (one synchronization). Fills plan.batch and plan.max_len.
+/// first (one synchronization), unless the call defers: then only the shapes are checked here,
+/// and `device_check` receives what a check kernel reads (enqueue_turbomind_check; the values'
+/// rules in the same order, worded alike). Fills plan.batch and plan.max_len.
 /// \param batch the tensors.
 /// \param kv_cache the pool (for the block offsets).
 /// \param plan receives batch and max_len; holds rows and block_seq_len and cp.
+/// \param device_check nullptr to check the values now; else receives the deferred check.
 void turbomind_batch(const TurbomindBatch& batch, const TensorView& kv_cache,
-                     TurbomindKvPlan& plan);
+                     TurbomindKvPlan& plan, TurbomindCheck* device_check = nullptr);
 
 }  // namespace pagedkv::checks

@@ -54,6 +54,24 @@ enum class FaultRule : std::uint32_t {
                         ///< seq_lens[position]
   length_range = 13,    ///< seq_lens[position] = value, not in [1, limit] (paged attention:
                         ///< limit is max_seq_len)
+  // TurboMind's batch (checks::enqueue_turbomind_check, process_kv and flatten_kv). context[1]
+  // and context[2] hold the names of the rows' activation and of max_len (`const char*`).
+  tm_first_row = 14,     ///< cu_q_len[0] = value < 0
+  tm_first_block = 15,   ///< cu_block_num[0] = value < 0
+  tm_length_order = 16,  ///< argument (cu_k_len or cu_q_len)[position] = value below
+                         ///< [position - 1] = context[0]
+  tm_long_sequence = 17,  ///< sequence `position` has value (> 2^31 - 1) tokens (cu_k_len)
+  tm_new_tokens = 18,     ///< sequence `position` has q_len = value > k_len = context[0]
+  tm_max_length = 19,     ///< sequence `position` has value tokens (argument's) > limit, max_len
+  tm_block_order = 20,    ///< cu_block_num[position] = value below [position - 1] = context[0]
+  tm_few_blocks = 21,     ///< sequence `position` has value blocks, its context[0] tokens need
+                          ///< limit blocks of block_size tokens (num_blocks: cp_size)
+  tm_readonly = 22,       ///< readonly_block_num[position] = value < 0
+  tm_rows = 23,           ///< the sequences use value rows (argument's), the activation has limit
+  tm_listed = 24,         ///< cu_block_num[batch] = value > limit, blocks.size(0)
+  tm_block_offset = 25,   ///< blocks[position] = value, not a multiple of limit (stride(0)) below
+                          ///< num_blocks × limit
+  tm_rope_base = 26,      ///< rope_bases[position] = the f32 whose bits are value, not finite > 1
 };
 
 /// \brief Whose synchronous messages a sequence fault is worded like: the gathers' contracts
@@ -246,6 +264,47 @@ struct SequenceCheck {
 /// \param op the op's name (static storage), for the message.
 /// \return the fault the check kernel would record; rule FaultRule::none when every rule holds.
 DeviceFault find_sequence_fault(const SequenceCheck& check, const char* op);
+
+/// \brief What a deferred check of TurboMind's batch reads (process_kv, flatten_kv), and the
+/// bounds it checks the values against: the rules of checks::turbomind_batch (and the
+/// "dynamic" RoPE bases of checks::turbomind_rope), in their order (FaultRule 14 to 26).
+/// Sequence b has k_len = cu_k_len[b + 1] - cu_k_len[b] tokens; with cu_q_len (process_kv) the
+/// last q_len = cu_q_len[b + 1] - cu_q_len[b] of them are new and sit at rows cu_q_len[b] ..
+/// of k; its blocks are blocks[cu_block_num[b] .. cu_block_num[b + 1]), byte offsets of rows of
+/// the pool. Null pointers mark what the op does not have.
+struct TurbomindCheck {
+  const std::int32_t* cu_q_len = nullptr;            ///< [batch + 1], or nullptr (flatten_kv)
+  const std::int32_t* cu_k_len = nullptr;            ///< [batch + 1]
+  const std::int32_t* cu_block_num = nullptr;        ///< [batch + 1]
+  const std::int32_t* readonly_block_num = nullptr;  ///< [batch], or nullptr
+  const std::int64_t* blocks = nullptr;              ///< [block_count] byte offsets
+  const float* rope_bases = nullptr;                 ///< [batch] ("dynamic" RoPE), or nullptr
+  std::int64_t batch = 0;          ///< sequences
+  std::int64_t rows = 0;           ///< rows of the activation the sequences use
+  std::int64_t max_len = 0;        ///< max_q_len (with cu_q_len) or max_seq_len
+  std::int64_t block_count = 0;    ///< blocks.size(0)
+  std::int64_t block_seq_len = 1;  ///< tokens per block
+  std::int64_t cp_rank = 0;        ///< this rank
+  std::int64_t cp_size = 1;        ///< ranks
+  std::int64_t pool_blocks = 0;    ///< kv_cache.size(0)
+  std::int64_t pool_stride = 0;    ///< bytes from one block of the pool to the next
+  std::uint64_t rows_name = 0;     ///< the activation's name (`const char*`, static storage)
+  std::uint64_t max_len_name = 0;  ///< max_len's name (`const char*`, static storage)
+};
+
+/// \brief The deferred TurboMind batch check run on the host, over host memory: the same code
+/// as its check kernel on one thread, for tests of its rules and wording without a GPU.
+/// \param check what to read and the bounds.
+/// \param op the op's name (static storage), for the message.
+/// \return the fault the check kernel would record; rule FaultRule::none when every rule holds.
+DeviceFault find_turbomind_fault(const TurbomindCheck& check, const char* op);
+
+/// \brief Deferred TurboMind batch check: queues one kernel (a single CTA) on the scope's stream
+/// that finds the first broken rule in the order checks::turbomind_batch visits them (then the
+/// RoPE bases) and records it in the fault record.
+/// \param scope the open scope (deferred).
+/// \param check what to read and the bounds.
+void enqueue_turbomind_check(const CheckScope& scope, const TurbomindCheck& check);
 
 /// \brief Deferred sequence check of a gather: queues one kernel (a single CTA: the index
 /// tensors are small) that finds the first broken rule in the order the synchronous check

@@ -1,7 +1,8 @@
 /// \file
 /// \brief Device code shared by the naive and optimized kernels of process_kv and flatten_kv:
 /// rounding to the activation type, a row's RoPE, the codes of a value, the decoding of a code,
-/// the per-sequence facts every kernel starts from, and the kernels' launch parameters.
+/// the per-sequence facts every kernel starts from, and the kernels' launch parameters (with the
+/// fault record every kernel reads first).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,6 +11,7 @@
 #include <cstdint>
 
 #include "common/convert.cuh"
+#include "common/fault.cuh"
 #include "lmdeploy/turbomind_math.h"
 #include "pagedkv/ops/process_kv.h"
 
@@ -53,6 +55,9 @@ struct KvParams {
   const void* v = nullptr;       ///< process_kv: input; flatten_kv: v_out
   const void* k_bias = nullptr;  ///< [head_num, head_dim] or nullptr
   const void* v_bias = nullptr;  ///< [head_num, head_dim] or nullptr
+  /// The device's fault record (pagedkv::device_fault()): read first; a fault set by a deferred
+  /// check (this call's or an earlier one's) makes the kernel write nothing.
+  const DeviceFault* fault = nullptr;
 };
 
 /// \brief The scale factor of sequence b: its own for "dynamic", else the plan's.

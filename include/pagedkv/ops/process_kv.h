@@ -216,8 +216,10 @@ struct ProcessKv {
   /// Checks every argument for `impl` and returns the plan; throws InvalidArgument (naming the
   /// argument, the expected and the actual value) before anything is written. It reads
   /// cu_q_len, cu_k_len, cu_block_num, readonly_block_num and blocks (on the GPU: copied back
-  /// to the host, one synchronization; inside a CUDA graph capture that read is refused, these
-  /// checks do not defer yet). Zero tokens is a valid call that writes nothing.
+  /// to the host, one synchronization), unless the call defers (inside a CUDA graph capture,
+  /// or in the deferred error mode): then a check kernel on the call's stream checks them, and
+  /// a fault makes the kernels write nothing (pagedkv/deferred_checks.h). Zero tokens is a
+  /// valid call that writes nothing.
   ///
   /// Upstream checks only head_dim (an abort). This contract also rejects: a quant_policy
   /// other than 0, 4, 8; a head_dim other than 64 and 128 (pagedkv's instantiations) or

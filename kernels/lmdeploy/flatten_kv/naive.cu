@@ -9,6 +9,7 @@
 
 #include "lmdeploy/turbomind_kv.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/ops/flatten_kv.h"
 
 namespace pagedkv::kernels::turbomind {
@@ -43,6 +44,7 @@ __device__ void load_row(const std::uint8_t* codes, const T* param, int dim, int
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) flatten_kv_naive(KvParams p) {
+  if (call_rejected(p.fault)) return;  // a deferred check rejected the call
   const TurbomindKvPlan& plan = p.plan;
   const std::int64_t b = blockIdx.z;
   const int h = static_cast<int>(blockIdx.y);
@@ -98,6 +100,7 @@ void launch_flatten_kv_naive(const TurbomindKvPlan& plan, const FlattenKv::Args&
              args.v_out.data,
              nullptr,
              nullptr};
+  p.fault = device_fault();
   const dim3 grid(static_cast<unsigned>((plan.max_len + kThreads - 1) / kThreads),
                   static_cast<unsigned>(plan.layout.head_num), static_cast<unsigned>(plan.batch));
   if (plan.dtype == DType::f16) {

@@ -24,6 +24,7 @@
 #include "common/vec.cuh"
 #include "lmdeploy/turbomind_kv.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/ops/flatten_kv.h"
 
 namespace pagedkv::kernels::turbomind {
@@ -66,6 +67,7 @@ __device__ __forceinline__ void load_chunk(const std::uint8_t* data, const T* pa
 
 template <typename T, int kBits>
 __global__ void __launch_bounds__(kThreads) flatten_kv_optimized(KvParams p) {
+  if (call_rejected(p.fault)) return;  // a deferred check rejected the call
   const TurbomindKvPlan& plan = p.plan;
   const int dim = plan.layout.head_dim;
   const int lanes = dim / 8;  // F1
@@ -151,6 +153,7 @@ void FlattenKv::optimized(const Plan& plan, const Args& args, cudaStream_t strea
              args.v_out.data,
              nullptr,
              nullptr};
+  p.fault = device_fault();
   const dim3 grid(static_cast<unsigned>((plan.max_len + kTile - 1) / kTile),
                   static_cast<unsigned>(plan.layout.head_num), static_cast<unsigned>(plan.batch));
   const auto launch = [&](auto type_tag) {

@@ -9,6 +9,7 @@
 
 #include "lmdeploy/turbomind_kv.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/ops/process_kv.h"
 
 namespace pagedkv::kernels::turbomind {
@@ -44,6 +45,7 @@ __device__ void store_quantized(const float* row, int dim, int bits, std::uint8_
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) process_kv_naive(KvParams p) {
+  if (call_rejected(p.fault)) return;  // a deferred check rejected the call
   const TurbomindKvPlan& plan = p.plan;
   const std::int64_t b = blockIdx.z;
   const int h = static_cast<int>(blockIdx.y);
@@ -118,6 +120,7 @@ void launch_process_kv_naive(const TurbomindKvPlan& plan, const ProcessKv::Args&
              args.v.data,
              args.k_bias.data,
              args.v_bias.data};
+  p.fault = device_fault();
   const dim3 grid(static_cast<unsigned>((plan.max_len + kThreads - 1) / kThreads),
                   static_cast<unsigned>(plan.layout.head_num), static_cast<unsigned>(plan.batch));
   if (plan.dtype == DType::f16) {

@@ -37,6 +37,7 @@
 #include "common/vec.cuh"
 #include "lmdeploy/turbomind_kv.cuh"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/ops/process_kv.h"
 
 namespace pagedkv::kernels::turbomind {
@@ -59,6 +60,7 @@ __device__ __forceinline__ void unpack(const AlignedVector<T, 8>& vector, float*
 
 template <typename T, int kBits>
 __global__ void __launch_bounds__(kThreads) process_kv_optimized(KvParams p) {
+  if (call_rejected(p.fault)) return;  // a deferred check rejected the call
   const TurbomindKvPlan& plan = p.plan;
   const int dim = plan.layout.head_dim;
   const int lanes = dim / 8;  // P1: lanes per row
@@ -237,6 +239,7 @@ void ProcessKv::optimized(const Plan& plan, const Args& args, cudaStream_t strea
              args.v.data,
              args.k_bias.data,
              args.v_bias.data};
+  p.fault = device_fault();
   const dim3 grid(static_cast<unsigned>((plan.max_len + kTile - 1) / kTile),
                   static_cast<unsigned>(plan.layout.head_num), static_cast<unsigned>(plan.batch));
   const auto launch = [&](auto type_tag) {
