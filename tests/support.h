@@ -10,6 +10,7 @@
 
 #include "pagedkv/buffers.h"
 #include "pagedkv/cuda_runtime.h"
+#include "pagedkv/deferred_checks.h"
 #include "pagedkv/dtype.h"
 #include "pagedkv/tensor_view.h"
 
@@ -76,5 +77,28 @@ bool same_bytes(const void* actual, const void* expected, std::size_t bytes);
 inline bool same_bytes(const Buffer& actual, const Buffer& expected, std::size_t bytes) {
   return same_bytes(actual.data(), expected.data(), bytes);
 }
+
+/// A created CUDA stream (non-blocking unless told otherwise), destroyed at the end of a test.
+struct Stream {
+  cudaStream_t handle = nullptr;
+  explicit Stream(unsigned flags = cudaStreamNonBlocking) {
+    PAGEDKV_CUDA_CHECK(cudaStreamCreateWithFlags(&handle, flags));
+  }
+  ~Stream() { cudaStreamDestroy(handle); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+};
+
+/// Sets the process's error mode for one test, and restores it.
+class ModeGuard {
+ public:
+  explicit ModeGuard(ErrorMode mode) : old_(error_mode()) { set_error_mode(mode); }
+  ~ModeGuard() { set_error_mode(old_); }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  ErrorMode old_;
+};
 
 }  // namespace pagedkv::test

@@ -497,24 +497,8 @@ TEST_CASE("deferred sequence checks: a cache without slots, and columns no seque
 
 namespace {
 
-struct Stream {
-  cudaStream_t handle = nullptr;
-  Stream() { PAGEDKV_CUDA_CHECK(cudaStreamCreateWithFlags(&handle, cudaStreamNonBlocking)); }
-  ~Stream() { cudaStreamDestroy(handle); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-};
-
-class ModeGuard {
- public:
-  explicit ModeGuard(ErrorMode mode) : old_(error_mode()) { set_error_mode(mode); }
-  ~ModeGuard() { set_error_mode(old_); }
-  ModeGuard(const ModeGuard&) = delete;
-  ModeGuard& operator=(const ModeGuard&) = delete;
-
- private:
-  ErrorMode old_;
-};
+using test::Stream;
+using test::ModeGuard;
 
 // One op's call in device memory: the data tensors, and the index tensors as uploaded.
 template <class Case>

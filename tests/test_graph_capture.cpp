@@ -46,25 +46,8 @@ bool base_call(std::size_t index, fuzz::BaseCall& base) {
   return fuzz::draw_base_call(op_registry()[index], index, rng, base, why);
 }
 
-struct Stream {
-  cudaStream_t handle = nullptr;
-  explicit Stream(unsigned flags) {
-    PAGEDKV_CUDA_CHECK(cudaStreamCreateWithFlags(&handle, flags));
-  }
-  ~Stream() { cudaStreamDestroy(handle); }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-};
-
-// Sets the process's error mode for one test.
-class ModeGuard {
- public:
-  explicit ModeGuard(ErrorMode mode) : old_(error_mode()) { set_error_mode(mode); }
-  ~ModeGuard() { set_error_mode(old_); }
-
- private:
-  ErrorMode old_;
-};
+using test::Stream;
+using test::ModeGuard;
 
 // The index of the argument called `name`, or -1.
 int argument_index(const OpEntry& op, const std::string& name) {

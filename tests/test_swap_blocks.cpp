@@ -760,13 +760,7 @@ void check_gpu_case(const GpuCase& c, cudaStream_t stream) {
   }
 }
 
-// A created stream (memcpy_batch cannot use the legacy default stream), destroyed at the end.
-struct Stream {
-  cudaStream_t handle = nullptr;
-  Stream() { PAGEDKV_CUDA_CHECK(cudaStreamCreateWithFlags(&handle, cudaStreamNonBlocking)); }
-  ~Stream() { cudaStreamDestroy(handle); }
-};
-
+using test::Stream;
 }  // namespace
 
 TEST_CASE("swap_blocks gpu: naive and optimized match the CPU reference", "[swap_blocks][gpu]") {
