@@ -38,12 +38,27 @@ using Catch::Matchers::Contains;
 
 constexpr std::uint64_t kSeed = 20261207;
 
+// The number of elements of argument `k` of a call spec (0 for an absent tensor).
+std::int64_t elements(const fuzz::CallSpec& spec, int k) {
+  const fuzz::TensorSpec& t = spec.args[static_cast<std::size_t>(k)].tensor;
+  if (t.absent) return 0;
+  std::int64_t n = 1;
+  for (int d = 0; d < t.ndim; ++d) n *= t.shape[static_cast<std::size_t>(d)];
+  return n;
+}
+
 // A valid call of the op at `index` of the registry (its first registry case, as the fuzzer
-// draws it); false when the op has none.
-bool base_call(std::size_t index, fuzz::BaseCall& base) {
-  fuzz::Rng rng(kSeed + index);
-  std::string why;
-  return fuzz::draw_base_call(op_registry()[index], index, rng, base, why);
+// draws it); false when the op has none. With `nonempty` >= 0, a call in which that argument
+// has at least one element: the fuzzer draws 0 tokens one time in ten, and the tests that break
+// element 0 of an index tensor need an element to break (redrawn with the next seeds).
+bool base_call(std::size_t index, fuzz::BaseCall& base, int nonempty = -1) {
+  for (std::uint64_t attempt = 0; attempt < 16; ++attempt) {
+    fuzz::Rng rng(kSeed + index + 1000 * attempt);
+    std::string why;
+    if (!fuzz::draw_base_call(op_registry()[index], index, rng, base, why)) return false;
+    if (nonempty < 0 || elements(base.spec, nonempty) > 0) return true;
+  }
+  return false;
 }
 
 using test::Stream;
@@ -68,9 +83,9 @@ struct PlacedOp {
   }
 };
 
-bool placed_op(std::size_t index, PlacedOp& placed) {
+bool placed_op(std::size_t index, PlacedOp& placed, int nonempty = -1) {
   placed.op = &op_registry()[index];
-  if (!base_call(index, placed.base)) return false;
+  if (!base_call(index, placed.base, nonempty)) return false;
   placed.kept_on_host = fuzz::arguments_kept_on_host(*placed.op, placed.base.spec, kSeed);
   return true;
 }
@@ -173,8 +188,8 @@ TEST_CASE("graph capture: a bad slot found during a replay writes nothing and is
     const int slots = argument_index(op, "slot_mapping");
     if (slots < 0) continue;
     PlacedOp placed;
-    if (!placed_op(i, placed)) continue;
-    INFO(op.name);
+    if (!placed_op(i, placed, slots)) continue;
+    INFO(op.name << " (" << placed.base.point << ")");
     fuzz::DeviceCall call = placed.place();
     // Capture with valid slots, then break slot 0 in device memory before the replay: the
     // graph must check the values it finds at replay time.
@@ -212,8 +227,8 @@ TEST_CASE("deferred errors: a bad device index writes nothing, and the next call
       const int k = argument_index(op, name);
       if (k < 0) continue;
       PlacedOp placed;
-      if (!placed_op(i, placed)) continue;
-      INFO(op.name << ": a bad " << name);
+      if (!placed_op(i, placed, k)) continue;
+      INFO(op.name << " (" << placed.base.point << "): a bad " << name);
       const std::int64_t bad = std::string(name) == "positions" ? -5 : 1LL << 40;
       const auto poke = [&](fuzz::FuzzCall& host) {
         *static_cast<std::int64_t*>(std::get<TensorView>(host.values[k]).data) = bad;
