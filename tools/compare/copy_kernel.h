@@ -14,7 +14,8 @@
 namespace pagedkv::compare {
 
 /// Copies `bytes` bytes from `src` to `dst` (device memory, not overlapping) with one launch on
-/// `stream`: 16-byte loads and stores where both pointers and the size allow, else bytes.
+/// `stream`: 16-byte loads and stores where both pointers are 16-byte aligned (the last bytes
+/// of a size that is not a multiple of 16 one by one), else bytes.
 void launch_copy_kernel(void* dst, const void* src, std::size_t bytes, cudaStream_t stream);
 
 }  // namespace pagedkv::compare
