@@ -10,7 +10,11 @@
 #   configure   cmake --preset gpu -DCatch2_DIR=$PWD/.deps/catch2/lib/cmake/Catch2
 #   build       ninja -j16
 #   gpu_tests   ctest -L gpu (a [gpu] test reported "Skipped" here fails the step)
-#   compare     pagedkv compare --all --json $OUT/results.json --commit <sha>
+#   compare     pagedkv compare <op> --json $OUT/compare/<op>.json --commit <sha>, one op after the
+#               other (every op of `pagedkv list`), merged into $OUT/results.json; an op cut by
+#               the step's limit (COMPARE_STEP_S, default 300 s) is named in the summary.
+#               All ops take about 15 minutes on an H100 (paged attention and merge_attn_states
+#               check every point against a float64 CPU reference): split them over calls
 #   cpu_tests   ctest -L cpu
 #   memcheck    the [gpu] Catch2 tests under compute-sanitizer --tool memcheck, then a short
 #               fuzzer run ([fuzz][gpu], PAGEDKV_FUZZ_CASES=60) under it too
@@ -42,7 +46,8 @@
 # stays in build/gpu between calls):
 #   GPU_CHECK_STEPS   the steps to run, by name (default: all), e.g. "gpu_info deps configure
 #                     build gpu_tests"; the others are reported as skipped
-#   GPU_CHECK_COMPARE what to compare instead of --all: op names and options, e.g.
+#   GPU_CHECK_BUILD   the build folder (default build/gpu)
+#   GPU_CHECK_COMPARE the ops to compare instead of all of them, e.g.
 #                     "concat_and_cache_mla convert_fp8"; give each call its own OUT, since each
 #                     writes its own results.json
 #   GPU_CHECK_MEMCHECK the Catch2 test spec memcheck, initcheck and synccheck run (default "[gpu]";
@@ -58,7 +63,7 @@ export OUT
 command -v nvcc >/dev/null 2>&1 || export PATH=/usr/local/cuda/bin:$PATH
 export CMAKE_BUILD_PARALLEL_LEVEL=16
 commit=${PAGEDKV_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
-build=build/gpu
+build=${GPU_CHECK_BUILD:-build/gpu}
 tests_bin=$build/tests/pagedkv_tests
 compare_bin=$build/tools/compare/pagedkv
 
@@ -87,7 +92,9 @@ step() {
   fi
   [ "$limit" -gt "$left" ] && limit=$left
   echo "=== $name"
-  timeout -k 10 "$limit" bash "$root/scripts/gpu_check.sh" __step "$fn" >"$OUT/$name.log" 2>&1
+  # STEP_LIMIT_S: the step's own limit, for a step that divides it (compare).
+  STEP_LIMIT_S=$limit timeout -k 10 "$limit" bash "$root/scripts/gpu_check.sh" __step "$fn" \
+    >"$OUT/$name.log" 2>&1
   rc=$?
   case $rc in
     0) status=ok ;;
@@ -151,9 +158,52 @@ gpu_tests() {
 }
 
 compare() {
-  # shellcheck disable=SC2086  # GPU_CHECK_COMPARE is a list of words on purpose
-  "$compare_bin" compare ${GPU_CHECK_COMPARE:---all} --json "$OUT/results.json" --commit "$commit"
-  local rc=$?
+  # One `pagedkv compare <op>` per op, each writing its own JSON under $OUT/compare/, merged into
+  # $OUT/results.json at the end: an op that runs out of time (paged attention's float64 CPU
+  # reference takes seconds per point) costs its own rows, not everyone's. Each op gets the step's
+  # time left, less COMPARE_RESERVE_S per op still to come (default 0: in order until the time is
+  # spent; all 29 ops take about 15 minutes on an H100, so split them over calls with
+  # GPU_CHECK_COMPARE).
+  local -a ops=() cut=() failed_ops=()
+  local op rc=0 left limit reserve=${COMPARE_RESERVE_S:-0} start=$SECONDS budget_s
+  budget_s=$((${STEP_LIMIT_S:-300} - 10))  # 10 s for the merge
+  mkdir -p "$OUT/compare"
+  if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
+    # shellcheck disable=SC2206  # a list of words on purpose
+    ops=(${GPU_CHECK_COMPARE})
+  else
+    mapfile -t ops < <("$compare_bin" list | awk '/^[a-z0-9_]+  \(/ {print $1}')
+  fi
+  local i
+  for ((i = 0; i < ${#ops[@]}; ++i)); do
+    op=${ops[i]}
+    left=$((budget_s - (SECONDS - start) - reserve * (${#ops[@]} - i - 1)))
+    if [ "$left" -lt 15 ]; then cut+=("$op"); continue; fi
+    echo "--- compare $op (limit $left s)"
+    timeout -k 5 "$left" "$compare_bin" compare "$op" --json "$OUT/compare/$op.json" \
+      --commit "$commit"
+    case $? in
+      0) ;;
+      124 | 137) cut+=("$op"); rm -f "$OUT/compare/$op.json" ;;
+      *) failed_ops+=("$op"); rc=1 ;;
+    esac
+  done
+  # The merged file: the first op's header (GPU, driver, commit, date...), every op's rows, the
+  # notes of all of them (each op adds its workload's).
+  python3 - "$OUT/results.json" "$OUT"/compare/*.json <<'PY' || rc=1
+import json, sys
+out, parts = sys.argv[1], [p for p in sys.argv[2:] if not p.endswith("*.json")]
+if not parts:
+    sys.exit("no op finished its comparison")
+runs = [json.load(open(p, encoding="utf-8")) for p in parts]
+merged = {k: v for k, v in runs[0].items() if k != "rows"}
+merged["notes"] = list(dict.fromkeys(n for r in runs for n in r.get("notes", [])))
+merged["rows"] = [row for r in runs for row in r["rows"]]
+json.dump(merged, open(out, "w", encoding="utf-8"), indent=2, ensure_ascii=False)
+print(f"merged {len(parts)} ops, {len(merged['rows'])} rows into {out}")
+PY
+  [ ${#cut[@]} -gt 0 ] && echo "STEP-NOTE: out of time, not compared: ${cut[*]}" && rc=1
+  [ ${#failed_ops[@]} -gt 0 ] && echo "STEP-NOTE: compare failed: ${failed_ops[*]}"
   if grep -q 'GPU rows skipped' "$OUT/compare.log" 2>/dev/null; then
     echo "STEP-NOTE: GPU rows were skipped"
     return 1
@@ -336,7 +386,7 @@ step configure 120 configure
 step build 300 build
 if [ -x "$tests_bin" ] && [ -x "$compare_bin" ]; then
   step gpu_tests 150 gpu_tests
-  step compare 300 compare
+  step compare "${COMPARE_STEP_S:-300}" compare
   step cpu_tests 90 cpu_tests
   step memcheck 150 memcheck
   step initcheck 150 initcheck
