@@ -11,8 +11,9 @@ written outside them.
   SELECTOR is `key=value` pairs separated by spaces. Keys that pick rows (each must match):
     op, workload, impl, slots     the row's keys (results/README.md)
     layout, dtype, direction,     the parts of the row's `variant`: "NHD fp8_e4m3" is layout=NHD
-    hidden                        dtype=fp8_e4m3, "hidden 7168 bf16" is hidden=7168 dtype=bf16,
-                                  "D2H" is direction=D2H
+    hidden, policy, heads         dtype=fp8_e4m3, "hidden 7168 bf16" is hidden=7168 dtype=bf16,
+                                  "D2H" is direction=D2H, "policy 8" is policy=8, "heads 128,
+                                  output_lse" is heads=128 dtype=output_lse
     tokens, blocks                the size, under the key that names its unit
   Keys that say what to show:
     value     median_us (µs), gbps (GB/s, TB/s from 1000 GB/s), pct_of_copy (%), rel_err,
@@ -65,7 +66,8 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "results"
 
 ROW_KEYS = ("op", "workload", "impl", "slots", "layout", "dtype", "direction", "hidden",
-            "tokens", "blocks")
+            "policy", "heads", "tokens", "blocks")
+NUMBERED = ("hidden", "policy", "heads")  # variant words followed by their number
 SHOW_KEYS = ("value", "base", "agg", "run")
 ROW_VALUES = ("median_us", "gbps", "pct_of_copy", "rel_err", "tolerance", "speedup")
 RUN_VALUES = ("copy_bandwidth_gbps",)
@@ -157,15 +159,15 @@ def row_fields(row: dict) -> dict[str, str]:
         fields["tokens"] = str(row["tokens"])
     if "blocks" in row:
         fields["blocks"] = str(row["blocks"])
-    words = str(row.get("variant", "")).split()
+    words = str(row.get("variant", "")).replace(",", " ").split()
     for i, word in enumerate(words):
         if word in LAYOUTS:
             fields["layout"] = word
         elif word in DIRECTIONS:
             fields["direction"] = word
-        elif word == "hidden" and i + 1 < len(words):
-            fields["hidden"] = words[i + 1]
-        elif not (i > 0 and words[i - 1] == "hidden"):
+        elif word in NUMBERED and i + 1 < len(words):
+            fields[word] = words[i + 1]
+        elif not (i > 0 and words[i - 1] in NUMBERED):
             fields["dtype"] = word
     return fields
 
