@@ -220,8 +220,11 @@ def test_performance_without_results(tmp_path):
 def test_performance_picks_newest_and_draws(tmp_path):
     root = tmp_path
     (root / "results").mkdir()
-    for name in ("results_fixture.json", "results_older_fixture.json"):
-        shutil.copy(FIXTURES / name, root / "results" / name)
+    shutil.copy(FIXTURES / "results_fixture.json", root / "results" / "results_fixture.json")
+    # The older run on the same GPU (the fixture's own GPU name would make it another GPU's).
+    older = json.loads((FIXTURES / "results_older_fixture.json").read_text())
+    older["gpu"] = "FIXTURE GPU"
+    (root / "results" / "results_older_fixture.json").write_text(json.dumps(older))
     files = sorted((root / "results").glob("*.json"))
     used = performance.build(root, root / "out", results=files)
     assert used.name == "results_fixture.json"
@@ -250,6 +253,38 @@ def test_performance_picks_newest_and_draws(tmp_path):
     assert ('build/gpu/tools/compare/pagedkv compare reshape_and_cache_flash --workload W1 '
             '--variant "NHD bf16" --slots random --size 16') in body
     assert 'compare swap_blocks --workload W6 --variant "H2D" --size 16' in body
+
+
+def test_performance_one_section_per_gpu(tmp_path):
+    """Runs of two GPUs: the newest file's GPU first, as with one GPU; the other GPU in a section
+    of its own (a label, a heading naming it, its ops' headings and plots naming it too), and a
+    list at the top that links both."""
+    root = tmp_path
+    (root / "results").mkdir()
+    shutil.copy(FIXTURES / "results_fixture.json", root / "results" / "results_fixture.json")
+    # Another GPU's older run of one op, with rows to plot: the fixture's rows, renamed.
+    other = json.loads((FIXTURES / "results_fixture.json").read_text())
+    other.update(gpu="OLDER FIXTURE GPU", date="1999-01-01T00:00:00Z")
+    other["rows"] = [r for r in other["rows"] if r["op"] == "reshape_and_cache_flash"]
+    (root / "results" / "results_older_fixture.json").write_text(json.dumps(other))
+    files = sorted((root / "results").glob("*.json"))
+    used = performance.build(root, root / "out", results=files)
+    assert used.name == "results_fixture.json"
+    body = (root / "out" / "performance_body.md").read_text()
+    assert performance.SEVERAL_GPUS in body
+    assert "- {ref}`FIXTURE GPU <performance-gpu-fixture-gpu>`" in body
+    assert "- {ref}`OLDER FIXTURE GPU <performance-gpu-older-fixture-gpu>`" in body
+    first, other = body.split("(performance-gpu-older-fixture-gpu)=")
+    assert "(performance-gpu-fixture-gpu)=" in first and "### `swap_blocks`" in first
+    assert "`1999-01-01T00:00:00Z`" not in first and "`1999-01-01T00:00:00Z`" in other
+    assert other.lstrip().startswith("### `OLDER FIXTURE GPU`")
+    assert "#### `reshape_and_cache_flash` — `OLDER FIXTURE GPU`" in other
+    assert "/docs/_generated/perf/reshape_and_cache_flash.older-fixture-gpu.png" in other
+    perf = root / "out" / "perf"
+    for stem in ("reshape_and_cache_flash", "reshape_and_cache_flash.older-fixture-gpu"):
+        assert (perf / f"{stem}.png").stat().st_size > 1000
+        assert (perf / f"{stem}.zh_CN.png").stat().st_size > 1000
+    assert performance.gpu_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
 
 
 def _row(impl, size, median_us, pct=None, variant="v", slots="random"):

@@ -27,7 +27,7 @@ import math
 from collections import OrderedDict
 from pathlib import Path
 
-from results_files import committed_results, runs_by_op
+from results_files import committed_results, readable, runs_by_op
 
 # "% of copy" (pct_of_copy) compares a row with a size-matched copy measured in the same run
 # (results/README.md), not with one device-copy bandwidth: the axis label says so.
@@ -144,8 +144,9 @@ def launch_bound_limit(copy_us: dict[int, float], limit_us: float = LAUNCH_BOUND
     return float(points[-1][0])
 
 
-def _plot(op: str, rows: list[dict], out_dir: Path, language: str) -> int:
-    """Draws the plot of `op`; returns its number of panels (0: nothing to draw)."""
+def _plot(op: str, rows: list[dict], out_dir: Path, language: str, stem: str = "") -> int:
+    """Draws the plot of `op` into <stem or op>.png (<stem>.<language>.png for another language);
+    returns its number of panels (0: nothing to draw)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,7 +201,7 @@ def _plot(op: str, rows: list[dict], out_dir: Path, language: str) -> int:
         ax.set_ylabel(labels["pct"])
     fig.tight_layout()
     suffix = ".png" if language == "en" else f".{language}.png"
-    fig.savefig(out_dir / f"{op}{suffix}", dpi=110, metadata={"Software": None})
+    fig.savefig(out_dir / f"{stem or op}{suffix}", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return columns
 
@@ -270,8 +271,11 @@ SEVERAL_RUNS = ("Each op's numbers come from the newest results file that measur
 
 
 def render(results_path: Path, data: dict, root: Path, figure_dir: Path,
-           ops: list[str] | None = None, header: bool = True, several: bool = False) -> str:
-    """The run's table, then a section per op of `ops` (default: every op of the file)."""
+           ops: list[str] | None = None, header: bool = True, several: bool = False,
+           other_gpu: str = "") -> str:
+    """The run's table, then a section per op of `ops` (default: every op of the file).
+    `other_gpu`: the run is of a GPU other than the page's first, whose sections come first; its
+    op headings are one level lower and name the GPU, its plots are <op>.<slug>.png."""
     rel = results_path.relative_to(root).as_posix()
     # Every label used below is also in the legend of docs/performance.md, so its translation
     # lives in the catalog even while no results file exists.
@@ -293,7 +297,7 @@ def render(results_path: Path, data: dict, root: Path, figure_dir: Path,
         unit = _size(rows[0])[0]
         unit_title = "Tokens" if unit == "tokens" else "Blocks"
         copies = _copy_us(rows)
-        lines += [f"### `{op}`", ""]
+        lines += [f"#### `{op}` — `{other_gpu}`" if other_gpu else f"### `{op}`", ""]
         # Summary: per (workload, variant, slots), the kernels at a few representative sizes.
         groups: OrderedDict[tuple, dict[int, dict[str, dict]]] = OrderedDict()
         for r in rows:
@@ -318,11 +322,12 @@ def render(results_path: Path, data: dict, root: Path, figure_dir: Path,
                 "Workload", "Variant", "Slots", unit_title, "Copy (µs)",
                 "Optimized % of copy", "Naive % of copy", "Agrees"], body)
             lines += [REPRODUCE, "", "```console", reproduce_command(op, first), "```", ""]
-        columns = [_plot(op, rows, figure_dir, lang) for lang in PLOT_LABELS]
+        stem = f"{op}.{gpu_slug(other_gpu)}" if other_gpu else op
+        columns = [_plot(op, rows, figure_dir, lang, stem) for lang in PLOT_LABELS]
         if all(columns):
             width = min(100, 45 * columns[0])  # one panel should not fill the whole page
             has_slots = any(r.get("slots") == "contiguous" for r in rows)
-            lines += [f":::{{figure}} /docs/_generated/perf/{op}.png", f":alt: {op}",
+            lines += [f":::{{figure}} /docs/_generated/perf/{stem}.png", f":alt: {op}",
                       f":width: {width}%", "", CAPTIONS[(unit, has_slots)], ":::", ""]
         # (A list-table cell starting with "%" would be a MyST comment: hence "\\%".)
         # A sphinx-design dropdown holding a list-table. The cells of a pipe table inside a
@@ -350,17 +355,56 @@ and plots of this page appear once a run on a GPU machine has committed one.
 """
 
 
+# Said at the top of the page when runs of more than one GPU are recorded (the list of GPUs,
+# links with code-span titles, needs no translation).
+SEVERAL_GPUS = ("Results of more than one GPU are recorded. The sections of the first GPU come "
+                "first; each other GPU has a section of its own, in which each op's numbers come "
+                "from that GPU's newest results file. Pick a GPU:")
+
+
+def gpu_slug(gpu: str) -> str:
+    """A GPU name as a file-name and label part: "NVIDIA H200" -> "nvidia-h200"."""
+    return "-".join("".join(c if c.isalnum() else " " for c in gpu.lower()).split()) or "gpu"
+
+
+def gpus_newest_first(paths: list[Path]) -> "OrderedDict[str, list[Path]]":
+    """The results files grouped by the GPU that made them, the GPU of the newest file first."""
+    groups: OrderedDict[str, list[Path]] = OrderedDict()
+    for path, data in readable(paths):  # newest first
+        groups.setdefault(str(data.get("gpu", "?")), []).append(path)
+    return groups
+
+
 def build(root: Path, out_dir: Path, results: list[Path] | None = None) -> Path | None:
-    """Write the snippet (and plots); returns the newest results file used, or None."""
+    """Write the snippet (and plots); returns the newest results file used, or None.
+    One GPU: each op from its newest file. Several: the newest file's GPU first, as with one;
+    then a section per other GPU, each op from that GPU's newest file (issue: the reader picks
+    the GPU)."""
     figure_dir = out_dir / "perf"
     figure_dir.mkdir(parents=True, exist_ok=True)
     for old in figure_dir.glob("*.png"):
         old.unlink()
-    runs = runs_by_op(committed_results(root) if results is None else results)
-    if not runs:
+    gpus = gpus_newest_first(committed_results(root) if results is None else results)
+    if not gpus:
         (out_dir / "performance_body.md").write_text(NO_RESULTS)
         return None
-    parts = [render(path, data, root, figure_dir, ops, header=(i == 0), several=len(runs) > 1)
-             for i, (path, data, ops) in enumerate(runs)]
+    parts, first_used = [], None
+    for g, (gpu, paths) in enumerate(gpus.items()):
+        runs = runs_by_op(paths)
+        first_used = first_used or runs[0][0]
+        label = f"performance-gpu-{gpu_slug(gpu)}"
+        section = []
+        if g == 0 and len(gpus) > 1:
+            section += ["<!-- generated by docs/tools/performance.py: do not edit -->", "",
+                        SEVERAL_GPUS, ""]
+            section += [f"- {{ref}}`{name} <performance-gpu-{gpu_slug(name)}>`" for name in gpus]
+            section += ["", f"({label})=", ""]
+        elif g > 0:
+            section += [f"({label})=", f"### `{gpu}`", ""]
+        section += [render(path, data, root, figure_dir, ops,
+                           header=(g == 0 and i == 0 and len(gpus) == 1),
+                           several=len(runs) > 1, other_gpu=gpu if g > 0 else "")
+                    for i, (path, data, ops) in enumerate(runs)]
+        parts.append("\n".join(section))
     (out_dir / "performance_body.md").write_text("\n".join(parts))
-    return runs[0][0]
+    return first_used
