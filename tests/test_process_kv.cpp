@@ -45,6 +45,7 @@ struct Spec {
   bool readonly = false;
   std::int64_t cp_rank = 0, cp_size = 1;
   std::uint64_t seed = 1;
+  bool special_rows = false;  // overwrite rows with zeros of both signs, NaN, inf, constants
 };
 
 struct Problem {
@@ -103,6 +104,33 @@ struct Problem {
   }
 };
 
+// Rows a kernel's min / max and code rounding can get wrong while random rows pass: all +0,
+// zeros of both signs (the CPU's order puts −0 below +0), NaN among numbers (skipped by the
+// range), all NaN, ±inf, one value repeated (scale 0, so 1 / scale is inf) and subnormals.
+// Every seventh row of K and V heads is left random. Bits are the dtype's own.
+void add_special_rows(Buffer& activation, DType dtype, std::int64_t rows, std::int64_t dim) {
+  const bool half = dtype == DType::f16;
+  const std::uint16_t plus_zero = 0x0000, minus_zero = 0x8000;
+  const std::uint16_t nan = half ? 0x7E00 : 0x7FC0, minus_nan = half ? 0xFE00 : 0xFFC0;
+  const std::uint16_t inf = half ? 0x7C00 : 0x7F80, minus_inf = half ? 0xFC00 : 0xFF80;
+  const std::uint16_t one_and_half = half ? 0x3E00 : 0x3FC0, tiny = 0x0003;  // 3 × min subnormal
+  auto* bits = reinterpret_cast<std::uint16_t*>(activation.data());
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::uint16_t* row = bits + r * dim;
+    for (std::int64_t d = 0; d < dim; ++d) {
+      switch (r % 7) {
+        case 0: row[d] = plus_zero; break;
+        case 1: row[d] = d % 3 == 1 ? minus_zero : plus_zero; break;
+        case 2: if (d % 5 == 2) row[d] = d % 2 ? minus_nan : nan; break;
+        case 3: row[d] = nan; break;
+        case 4: if (d == 3) row[d] = inf; if (d == dim - 2) row[d] = minus_inf; break;
+        case 5: row[d] = one_and_half; break;
+        case 6: row[d] = d % 4 == 0 ? tiny : (d % 4 == 1 ? static_cast<std::uint16_t>(tiny | 0x8000) : row[d]); break;
+      }
+    }
+  }
+}
+
 Problem make_problem(const Spec& spec) {
   Problem p;
   p.spec = spec;
@@ -141,6 +169,7 @@ Problem make_problem(const Spec& spec) {
   const std::int64_t elements = p.rows * 2 * spec.heads * spec.dim;
   p.activation = Buffer(Memory::host, static_cast<std::size_t>(elements * 2));
   test::fill_random(p.activation.data(), spec.dtype, elements, spec.seed + 1);
+  if (spec.special_rows) add_special_rows(p.activation, spec.dtype, elements / spec.dim, spec.dim);
   p.bias = Buffer(Memory::host, static_cast<std::size_t>(2 * spec.heads * spec.dim * 2));
   test::fill_random(p.bias.data(), spec.dtype, 2 * spec.heads * spec.dim, spec.seed + 2, 0.5f);
   p.readonly = Buffer(Memory::host, static_cast<std::size_t>(std::max<std::int64_t>(p.batch, 1)) * 4);
@@ -264,6 +293,56 @@ TEST_CASE("process_kv: int4 codes go 8 to a word, nibbles e0 e2 e4 e6 e1 e3 e5 e
   // [scale, zero] of K, after the 2 × 4 rows of 32 bytes of data: scale 1, zero 0.
   CHECK(value_at(block + 2 * 4 * 32, 0, DType::bf16) == 1.f);
   CHECK(value_at(block + 2 * 4 * 32, 1, DType::bf16) == 0.f);
+}
+
+// The range rules of the CPU reference, which the kernels must reproduce bit for bit (the
+// [gpu] test below runs these rows through them): −0 is below +0, a NaN is skipped, an all-NaN
+// row stores NaN, a constant row has scale 0 and codes 0.
+TEST_CASE("process_kv: the row's range orders -0 below +0, skips NaN, keeps all-NaN as NaN",
+          "[process_kv][cpu]") {
+  struct Row {
+    const char* what;
+    std::vector<std::uint16_t> bits;   // 64 bf16 values of K, head 0
+    std::uint16_t scale, zero;         // the stored [scale, zero] bits
+  };
+  std::vector<std::uint16_t> signed_zeros(64, 0x0000), with_nan(64), all_nan(64, 0x7FC0),
+      constant(64, 0x3FC0);
+  for (int d = 0; d < 64; d += 3) signed_zeros[static_cast<std::size_t>(d)] = 0x8000;
+  for (int d = 0; d < 64; ++d)
+    with_nan[static_cast<std::size_t>(d)] = numerics::float_to_bf16_bits(static_cast<float>(d + 1));
+  with_nan[0] = 0xFFC0;   // −NaN where the minimum would be
+  with_nan[63] = 0x7FC0;  // NaN where the maximum would be
+  const std::vector<Row> rows = {
+      {"zeros of both signs", signed_zeros, 0x0000, 0x8000},
+      // min 2, max 63, scale T(61 / 255) = 0.2392578125 (bf16 0x3E75)
+      {"NaN at both ends", with_nan, numerics::float_to_bf16_bits(61.f * 0x1.010102p-8f),
+       numerics::float_to_bf16_bits(2.f)},
+      {"all NaN", all_nan, 0x7FFF, 0x7FFF},
+      {"constant 1.5", constant, 0x0000, 0x3FC0},
+  };
+  for (const Row& row : rows) {
+    INFO(row.what);
+    Spec spec;
+    spec.policy = 8;
+    spec.dim = 64;
+    spec.heads = 1;
+    spec.block_seq_len = 4;
+    spec.q_lens = {1};
+    spec.histories = {0};
+    Problem p = make_problem(spec);
+    std::memcpy(p.activation.data() + 3 * 2 * 64 * 2, row.bits.data(), 128);  // cu_q_len[0] = 3
+    run<ProcessKv>(Impl::cpu, p.process_args());
+    const std::uint8_t* block = p.pool.data() +
+                                reinterpret_cast<std::int64_t*>(p.offsets.data())[0] +
+                                p.block_bytes / 2;  // layer 1
+    std::uint16_t param[2];
+    std::memcpy(param, block + 2 * 4 * 64, 4);  // after 2 × 4 rows of 64 bytes of codes
+    CHECK(param[0] == row.scale);
+    CHECK(param[1] == row.zero);
+    if (row.scale == 0x0000) {  // scale 0: every code 0 (x − zero = 0, × inf = NaN → 0)
+      for (int d = 0; d < 64; ++d) CHECK(block[d] == 0);
+    }
+  }
 }
 
 // The round trip: process_kv then flatten_kv gives the input (policy 0) or its quantization
@@ -523,6 +602,22 @@ std::vector<Spec> device_specs() {
           s.seed = seed++;
           specs.push_back(s);
         }
+  // Special rows, with and without RoPE and bias, for the quantized policies and policy 0.
+  for (DType dtype : {DType::bf16, DType::f16})
+    for (std::int64_t policy : {0, 8, 4})
+      for (std::int64_t dim : {64, 128})
+        for (const char* rope : {"none", "default"}) {
+          Spec s;
+          s.dtype = dtype;
+          s.policy = policy;
+          s.dim = dim;
+          s.rope_type = rope;
+          s.rope_dim = std::string(rope) == "none" ? 0 : dim;
+          s.bias = std::string(rope) == "default";
+          s.special_rows = true;
+          s.seed = seed++;
+          specs.push_back(s);
+        }
   return specs;
 }
 
@@ -531,7 +626,8 @@ TEST_CASE("process_kv and flatten_kv: naive and optimized equal the CPU referenc
   PAGEDKV_REQUIRE_GPU();
   for (const Spec& spec : device_specs()) {
     INFO(dtype_name(spec.dtype) << " policy " << spec.policy << " dim " << spec.dim << " rope "
-                                << spec.rope_type << " cp " << spec.cp_rank << "/" << spec.cp_size);
+                                << spec.rope_type << " cp " << spec.cp_rank << "/" << spec.cp_size
+                                << (spec.special_rows ? " special rows" : ""));
     Problem p = make_problem(spec);
     const std::vector<std::uint8_t> poisoned_pool(p.pool.data(), p.pool.data() + p.pool.size());
     run<ProcessKv>(Impl::cpu, p.process_args());

@@ -196,12 +196,12 @@ PAGEDKV_TM_FN void sincos_rn(float x, float* sin_x, float* cos_x) {
   // q mod 4, exact for every finite q (floor is exact).
   const float quadrant_f = sub(q, mul(4.f, std::floor(mul(q, 0.25f))));
   const int quadrant = static_cast<int>(quadrant_f) & 3;
-  switch (quadrant) {
-    case 0: *sin_x = sin_r; *cos_x = cos_r; break;
-    case 1: *sin_x = cos_r; *cos_x = -sin_r; break;
-    case 2: *sin_x = -sin_r; *cos_x = -cos_r; break;
-    default: *sin_x = -cos_r; *cos_x = sin_r; break;
-  }
+  // Quadrant 0: (sin r, cos r); 1: (cos r, −sin r); 2: (−sin r, −cos r); 3: (−cos r, sin r).
+  // Written as selects, not a switch, so that the GPU computes it without branching.
+  const float s = (quadrant & 1) != 0 ? cos_r : sin_r;
+  const float c = (quadrant & 1) != 0 ? sin_r : cos_r;
+  *sin_x = (quadrant & 2) != 0 ? -s : s;
+  *cos_x = ((quadrant + 1) & 2) != 0 ? -c : c;
 }
 
 /// \brief min(max(x, 0), 1).

@@ -11,26 +11,30 @@
 //   P2 what depends only on the dims is computed once per lane, before the tile: its 8 bias
 //      values and the inverse frequencies of its 4 RoPE pairs (2^x, the ramp or the blend);
 //      per token only the angle's sin and cos remain.
-//   P3 the row's min and max by xor-shuffles inside the group (log2(lanes) steps); a lane whose
-//      token is past q_len contributes NaN, which min_of / max_of skip, so every lane of the
-//      warp shuffles. min and max are exact in any order (−0 below +0 by rule), so the result
-//      equals the CPU's loop.
+//   P3 the row's min and max as integer keys (order_key): one integer min / max per value, no
+//      branch, then xor-shuffles inside the group. The keys order −0 below +0 and a NaN never
+//      wins, the CPU's min_of / max_of rules, so the result is the CPU's in any order.
 //   P4 the codes are packed in registers and leave as one store per lane: 16 bytes of K (and
 //      of V) for policy 0, 8 bytes of int8 codes, 4 bytes of int4 codes (one 32-bit word, the
 //      nibbles in upstream's order); the group's first lane stores [scale, zero] as one 4-byte
-//      word.
+//      word. A code is a saturating float-to-unsigned conversion and a min (code_of_fast), and
+//      1 / scale the correctly rounded reciprocal, not a division.
 //   P5 a layout no vector fits (k, v or a bias not 16-byte aligned, a stride not a multiple of
 //      8 elements, a layer region not 16-byte aligned in its block) runs the naive kernel.
+//   P6 a two-stage pipeline: the next token's K and V rows and block offset are loaded before
+//      this token's arithmetic, and the slot arithmetic is 32-bit (64-bit division is a long
+//      subroutine).
+//   P7 (in turbomind_math.h) the RoPE quadrant is chosen by selects, not a switch.
+//   P8 the loop is uniform across a warp, so the shuffles need no divergence checks.
 //
-// Expected speed (not yet measured on a GPU): a token and head moves 2 × 256 bytes in and
-// 2 × (256, 128 + 4 or 64 + 4) bytes out, in whole 32-byte sectors except the 4-byte
-// parameters. The RoPE angles cost about 40 float operations per pair, 4 pairs per lane and
-// token, far below what the bytes take at 3 TB/s. So the large points should run at 80-90 % of
-// a copy of the same bytes; what is lost is the parameter writes and the shuffle latency
-// between the loads and the stores.
+// Measured (H100, W14, 65536 tokens; chapter "LMDeploy TurboMind"): before P3, P4's
+// conversion, P6-P8, policy 0 ran at 82 % of a copy, int8 at 24.6 % and int4 at 20.7 %, the same
+// time for both: instruction-bound (the NaN-aware min / max compiled to branch chains, three
+// 64-bit divisions per token and lane). This version is the ledger's next step.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <climits>
 #include <cstdint>
 
 #include "common/dispatch.cuh"
@@ -58,26 +62,85 @@ __device__ __forceinline__ void unpack(const AlignedVector<T, 8>& vector, float*
   for (int i = 0; i < 8; ++i) values[i] = to_float(vector.elements[i]);
 }
 
+// P3: the order min and max use, as an integer: a float's bits, with the magnitude bits flipped
+// for a negative value, sort like the values, and −0 (key −1) sorts just below +0 (key 0) as
+// the CPU's below() wants. Integer min / max are one instruction each and need no branch.
+__device__ __forceinline__ int order_key(float x) {
+  const int bits = __float_as_int(x);
+  return bits ^ ((bits >> 31) & 0x7FFFFFFF);
+}
+// The float of a key (the map is its own inverse). The keys an all-NaN row ends with
+// (INT_MAX, INT_MIN) come back as NaN, as the CPU's loop keeps its first value (a NaN) there.
+__device__ __forceinline__ float key_float(int key) {
+  return __int_as_float(key ^ ((key >> 31) & 0x7FFFFFFF));
+}
+// A NaN is given the key that never wins, so it is skipped as min_of / max_of skip it.
+__device__ __forceinline__ void widen_range(float x, int& lo, int& hi) {
+  const bool nan = x != x;
+  const int key = order_key(x);
+  lo = min(lo, nan ? INT_MAX : key);
+  hi = max(hi, nan ? INT_MIN : key);
+}
+
+// P4: the code of x, tm::code_of's rule in two instructions after the two roundings to T:
+// the conversion to an unsigned integer rounds to nearest even and saturates, so negatives
+// and NaN give 0, then min() caps it at 2^bits − 1.
+template <typename T, int kBits>
+__device__ __forceinline__ std::uint32_t code_of_fast(float x, float zero, float inv) {
+  const float scaled = in_t<T>(__fmul_rn(in_t<T>(__fsub_rn(x, zero)), inv));
+  return min(__float2uint_rn(scaled), (1u << kBits) - 1u);
+}
+
+// Where token t of the tile goes: its block's first byte of the layer region and its row, or
+// nullptr when another context-parallel rank or a read-only block owns it. 32-bit arithmetic:
+// positions are below 2^31 (cu_k_len is int32), and 64-bit division is a long subroutine.
+struct Destination {
+  std::uint8_t* block = nullptr;
+  int row = 0;
+};
+
 template <typename T, int kBits>
 __global__ void __launch_bounds__(kThreads) process_kv_optimized(KvParams p) {
   if (call_rejected(p.fault)) return;  // a deferred check rejected the call
   const TurbomindKvPlan& plan = p.plan;
   const int dim = plan.layout.head_dim;
-  const int lanes = dim / 8;  // P1: lanes per row
+  const int lanes = dim / 8;  // P1: lanes per row (8 or 16)
   const int lane = static_cast<int>(threadIdx.x) % lanes;
   const int group = static_cast<int>(threadIdx.x) / lanes;
   const int groups = kThreads / lanes;
-  const std::int64_t b = blockIdx.z;
+  const int b = static_cast<int>(blockIdx.z);
   const int h = static_cast<int>(blockIdx.y);
-  const std::int64_t tile = static_cast<std::int64_t>(blockIdx.x) * kTile;
-  const std::int64_t q_begin = p.cu_q_len[b];
-  const std::int64_t q_len = static_cast<std::int64_t>(p.cu_q_len[b + 1]) - q_begin;
-  if (tile >= q_len) return;  // the whole CTA: an empty tile
-  const std::int64_t history = static_cast<std::int64_t>(p.cu_k_len[b + 1]) - p.cu_k_len[b] - q_len;
+  const int tile = static_cast<int>(blockIdx.x) * kTile;
+  const int q_begin = p.cu_q_len[b];
+  const int q_len = p.cu_q_len[b + 1] - q_begin;
+  const int t_end = min(tile + kTile, q_len);
+  // P8: a warp's groups take consecutive tokens and step together, so the loop and the
+  // shuffles are uniform across the warp; a warp with no token left leaves at once, a group
+  // past the end of the tile computes on what it last loaded and stores nothing.
+  const int warp_first = tile + static_cast<int>(threadIdx.x) / 32 * (32 / lanes);
+  if (warp_first >= t_end) return;
+  const int history = p.cu_k_len[b + 1] - p.cu_k_len[b] - q_len;
+  const int block_seq_len = static_cast<int>(plan.block_seq_len);
+  const int cp_size = static_cast<int>(plan.cp_size);
+  const int cp_rank = static_cast<int>(plan.cp_rank);
   const std::int64_t readonly_len =
-      p.readonly_block_num != nullptr ? p.readonly_block_num[b] * plan.block_seq_len * plan.cp_size
-                                      : 0;
+      p.readonly_block_num != nullptr
+          ? static_cast<std::int64_t>(p.readonly_block_num[b]) * block_seq_len * cp_size
+          : 0;
+  const std::int64_t* blocks = p.blocks + p.cu_block_num[b];
   const int d0 = lane * 8;
+  const T* k_in = static_cast<const T*>(p.k) + h * plan.head_stride + d0;
+  const T* v_in = static_cast<const T*>(p.v) + h * plan.v_head_stride + d0;
+  const auto destination = [&](int token) {
+    Destination to;
+    const int ti = history + token;
+    const int local = cp_size == 1 ? ti : ti / cp_size;
+    if ((cp_size == 1 || ti % cp_size == cp_rank) && ti >= readonly_len) {
+      to.block = p.pool + blocks[local / block_seq_len] + plan.layer_offset;
+      to.row = local % block_seq_len;
+    }
+    return to;
+  };
 
   // P2: the lane's bias values and pair frequencies, once.
   float k_bias[8], v_bias[8];
@@ -97,107 +160,104 @@ __global__ void __launch_bounds__(kThreads) process_kv_optimized(KvParams p) {
   }
   const TurbomindLayout& layout = plan.layout;
 
-  for (std::int64_t t = tile + group; t < tile + kTile; t += groups) {
-    const bool active = t < q_len;
+  // P6: a two-stage pipeline: the next token's K and V rows and its block offset are loaded
+  // before this token's arithmetic, so each lane keeps 16 + 16 bytes in flight through it.
+  AlignedVector<T, 8> k_next{}, v_next{};
+  Destination to_next;
+  const auto prefetch = [&](int token) {
+    if (token >= t_end) return;
+    const std::int64_t input_row = q_begin + token;
+    k_next = load_vector<8>(k_in + input_row * plan.token_stride);
+    v_next = load_vector<8>(v_in + input_row * plan.v_token_stride);
+    to_next = destination(token);
+  };
+  int t = tile + group;
+  prefetch(t);
+  for (int first = warp_first; first < t_end; first += groups, t += groups) {
+    const AlignedVector<T, 8> k_now = k_next, v_now = v_next;
+    const Destination to = to_next;
+    to_next = Destination{};
+    prefetch(t + groups);
     float key[8], value[8];
-    if (active) {
-      const std::int64_t input_row = q_begin + t;
-      unpack(load_vector<8>(static_cast<const T*>(p.k) + input_row * plan.token_stride +
-                            h * plan.head_stride + d0),
-             key);
-      unpack(load_vector<8>(static_cast<const T*>(p.v) + input_row * plan.v_token_stride +
-                            h * plan.v_head_stride + d0),
-             value);
-      if (p.k_bias != nullptr) {
+    unpack(k_now, key);
+    unpack(v_now, value);
+    if (p.k_bias != nullptr) {
 #pragma unroll
-        for (int i = 0; i < 8; ++i) key[i] = in_t<T>(tm::add(key[i], k_bias[i]));
-      }
-      if (p.v_bias != nullptr) {
-#pragma unroll
-        for (int i = 0; i < 8; ++i) value[i] = in_t<T>(tm::add(value[i], v_bias[i]));
-      }
-      if (rotates) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          rotate_pair<T>(rope, inv_freq[j], history + t, key[2 * j], key[2 * j + 1]);
-      }
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) key[i] = value[i] = tm::float_of(0x7FC00000u);  // P3: skipped
+      for (int i = 0; i < 8; ++i) key[i] = in_t<T>(tm::add(key[i], k_bias[i]));
     }
-    const std::int64_t ti = history + t;
-    const bool stores = active && ti % plan.cp_size == plan.cp_rank && ti >= readonly_len;
-    const std::int64_t local = ti / plan.cp_size;
-    std::uint8_t* block = nullptr;
-    int row = 0;
-    if (stores) {
-      block = p.pool + p.blocks[p.cu_block_num[b] + local / plan.block_seq_len] + plan.layer_offset;
-      row = static_cast<int>(local % plan.block_seq_len);
+    if (p.v_bias != nullptr) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) value[i] = in_t<T>(tm::add(value[i], v_bias[i]));
+    }
+    if (rotates) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        rotate_pair<T>(rope, inv_freq[j], history + t, key[2 * j], key[2 * j + 1]);
     }
     if constexpr (kBits == 16) {
-      if (stores) {  // P4: one 16-byte store each
+      if (to.block != nullptr) {  // P4: one 16-byte store each
         AlignedVector<T, 8> k_vec, v_vec;
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
           k_vec.elements[i] = to_t<T>(key[i]);
           v_vec.elements[i] = to_t<T>(value[i]);
         }
-        store_vector(reinterpret_cast<T*>(block + layout.k_data(h, row)) + d0, k_vec);
-        store_vector(reinterpret_cast<T*>(block + layout.v_data(h, row)) + d0, v_vec);
+        store_vector(reinterpret_cast<T*>(to.block + layout.k_data(h, to.row)) + d0, k_vec);
+        store_vector(reinterpret_cast<T*>(to.block + layout.v_data(h, to.row)) + d0, v_vec);
       }
     } else {
-      // P3: each row's range, by the lane's 8 values and then the group's shuffles.
-      float k_lo = key[0], k_hi = key[0], v_lo = value[0], v_hi = value[0];
+      // P3: each row's range as integer keys, the lane's 8 values, then the group's shuffles.
+      int k_lo = INT_MAX, k_hi = INT_MIN, v_lo = INT_MAX, v_hi = INT_MIN;
 #pragma unroll
-      for (int i = 1; i < 8; ++i) {
-        k_lo = tm::min_of(k_lo, key[i]);
-        k_hi = tm::max_of(k_hi, key[i]);
-        v_lo = tm::min_of(v_lo, value[i]);
-        v_hi = tm::max_of(v_hi, value[i]);
+      for (int i = 0; i < 8; ++i) {
+        widen_range(key[i], k_lo, k_hi);
+        widen_range(value[i], v_lo, v_hi);
       }
-      for (int mask = lanes / 2; mask > 0; mask /= 2) {
-        k_lo = tm::min_of(k_lo, __shfl_xor_sync(kFullWarp, k_lo, mask));
-        k_hi = tm::max_of(k_hi, __shfl_xor_sync(kFullWarp, k_hi, mask));
-        v_lo = tm::min_of(v_lo, __shfl_xor_sync(kFullWarp, v_lo, mask));
-        v_hi = tm::max_of(v_hi, __shfl_xor_sync(kFullWarp, v_hi, mask));
+#pragma unroll
+      for (int mask = 8; mask > 0; mask /= 2) {
+        if (mask >= lanes) continue;  // 3 steps for 8 lanes, 4 for 16
+        k_lo = min(k_lo, __shfl_xor_sync(kFullWarp, k_lo, mask));
+        k_hi = max(k_hi, __shfl_xor_sync(kFullWarp, k_hi, mask));
+        v_lo = min(v_lo, __shfl_xor_sync(kFullWarp, v_lo, mask));
+        v_hi = max(v_hi, __shfl_xor_sync(kFullWarp, v_hi, mask));
       }
-      if (stores) {
-        const float k_scale = in_t<T>(tm::scale_of(k_lo, k_hi, kBits));
-        const float v_scale = in_t<T>(tm::scale_of(v_lo, v_hi, kBits));
-        const float k_inv = in_t<T>(tm::div(1.f, k_scale));
-        const float v_inv = in_t<T>(tm::div(1.f, v_scale));
+      if (to.block != nullptr) {
+        const float k_zero = key_float(k_lo), v_zero = key_float(v_lo);
+        const float k_scale = in_t<T>(tm::scale_of(k_zero, key_float(k_hi), kBits));
+        const float v_scale = in_t<T>(tm::scale_of(v_zero, key_float(v_hi), kBits));
+        // P4: 1 / scale correctly rounded (what the CPU's 1.f / scale gives), by the
+        // reciprocal instruction sequence rather than a general division.
+        const float k_inv = in_t<T>(__frcp_rn(k_scale));
+        const float v_inv = in_t<T>(__frcp_rn(v_scale));
+        std::uint8_t* k_row = to.block + layout.k_data(h, to.row);
+        std::uint8_t* v_row = to.block + layout.v_data(h, to.row);
         // P4: the codes in registers, one store per lane.
         if constexpr (kBits == 8) {
           uint2 k_codes{0u, 0u}, v_codes{0u, 0u};
 #pragma unroll
-          for (int i = 0; i < 8; ++i) {
-            const std::uint32_t kc = code_of<T>(key[i], k_lo, k_inv, 8);
-            const std::uint32_t vc = code_of<T>(value[i], v_lo, v_inv, 8);
-            if (i < 4) {
-              k_codes.x |= kc << (8 * i);
-              v_codes.x |= vc << (8 * i);
-            } else {
-              k_codes.y |= kc << (8 * (i - 4));
-              v_codes.y |= vc << (8 * (i - 4));
-            }
+          for (int i = 0; i < 4; ++i) {
+            k_codes.x |= code_of_fast<T, 8>(key[i], k_zero, k_inv) << (8 * i);
+            k_codes.y |= code_of_fast<T, 8>(key[i + 4], k_zero, k_inv) << (8 * i);
+            v_codes.x |= code_of_fast<T, 8>(value[i], v_zero, v_inv) << (8 * i);
+            v_codes.y |= code_of_fast<T, 8>(value[i + 4], v_zero, v_inv) << (8 * i);
           }
-          *reinterpret_cast<uint2*>(block + layout.k_data(h, row) + d0) = k_codes;
-          *reinterpret_cast<uint2*>(block + layout.v_data(h, row) + d0) = v_codes;
+          *reinterpret_cast<uint2*>(k_row + d0) = k_codes;
+          *reinterpret_cast<uint2*>(v_row + d0) = v_codes;
         } else {
           std::uint32_t k_word = 0, v_word = 0;
 #pragma unroll
           for (int i = 0; i < 8; ++i) {
-            k_word |= code_of<T>(key[i], k_lo, k_inv, 4) << tm::int4_shift(i);
-            v_word |= code_of<T>(value[i], v_lo, v_inv, 4) << tm::int4_shift(i);
+            k_word |= code_of_fast<T, 4>(key[i], k_zero, k_inv) << tm::int4_shift(i);
+            v_word |= code_of_fast<T, 4>(value[i], v_zero, v_inv) << tm::int4_shift(i);
           }
-          *reinterpret_cast<std::uint32_t*>(block + layout.k_data(h, row) + d0 / 2) = k_word;
-          *reinterpret_cast<std::uint32_t*>(block + layout.v_data(h, row) + d0 / 2) = v_word;
+          *reinterpret_cast<std::uint32_t*>(k_row + d0 / 2) = k_word;
+          *reinterpret_cast<std::uint32_t*>(v_row + d0 / 2) = v_word;
         }
         if (lane == 0) {  // P4: [scale, zero] as one 4-byte word
-          AlignedVector<T, 2> k_param{{to_t<T>(k_scale), to_t<T>(k_lo)}};
-          AlignedVector<T, 2> v_param{{to_t<T>(v_scale), to_t<T>(v_lo)}};
-          store_vector(reinterpret_cast<T*>(block + layout.k_param(h, row)), k_param);
-          store_vector(reinterpret_cast<T*>(block + layout.v_param(h, row)), v_param);
+          AlignedVector<T, 2> k_param{{to_t<T>(k_scale), to_t<T>(k_zero)}};
+          AlignedVector<T, 2> v_param{{to_t<T>(v_scale), to_t<T>(v_zero)}};
+          store_vector(reinterpret_cast<T*>(to.block + layout.k_param(h, to.row)), k_param);
+          store_vector(reinterpret_cast<T*>(to.block + layout.v_param(h, to.row)), v_param);
         }
       }
     }
