@@ -28,6 +28,7 @@
 #include <vector>
 
 #include <cuda_runtime_api.h>
+#include <nvtx3/nvToolsExt.h>
 
 #include "copy_kernel.h"
 #include "library_rows.h"
@@ -36,6 +37,7 @@
 #include "pagedkv/deferred_checks.h"
 #include "pagedkv/error.h"
 #include "pagedkv/registry.h"
+#include "profile.h"
 #include "report.h"
 #include "timing.h"
 
@@ -60,6 +62,11 @@ options:
   --seed N         seed of the random inputs (default 1)
   --commit SHA     commit recorded in the JSON (default: $PAGEDKV_COMMIT, else git rev-parse HEAD)
   --repeats N      timed repeats per GPU row (default 20, at least 10)
+  --profile        no timing table: one launch of the naive and the optimized kernel (and the
+                   copy kernel, for ops on device memory) per point, each inside an NVTX range
+                   "pagedkv"; where Nsight Compute's ncu is on the PATH, each launch runs under
+                   it and a table of its metrics is printed. Without --size, the largest point
+                   of each variant.
 )";
 
 struct Options {
@@ -72,6 +79,10 @@ struct Options {
   std::optional<std::int64_t> size;
   std::uint64_t seed = 1;
   int repeats = 20;
+  bool profile = false;
+  // "IMPL:INDEX": set by --profile for the copy of the tool it runs under ncu, which launches
+  // only that implementation of the INDEX-th profiled point (not in the usage text).
+  std::string profile_child;
 };
 
 std::int64_t parse_integer(const std::string& flag, const std::string& text) {
@@ -118,6 +129,10 @@ Options parse(int argc, char** argv) {
       options.repeats = static_cast<int>(parse_integer(arg, value()));
       PAGEDKV_CHECK(options.repeats >= 10, "--repeats: expected at least 10, got ",
                     options.repeats);
+    } else if (arg == "--profile") {
+      options.profile = true;
+    } else if (arg == "--profile-child") {
+      options.profile_child = value();
     } else if (!arg.empty() && arg[0] == '-') {
       reject("unknown option \"", arg, "\"");
     } else {
@@ -198,6 +213,25 @@ std::string command_output(const char* command) {
     out.pop_back();
   const auto newline = out.find('\n');  // one line (the first GPU's driver)
   return newline == std::string::npos ? out : out.substr(0, newline);
+}
+
+// Everything `command` prints (stdout and, when the command says 2>&1, stderr).
+std::string command_all_output(const std::string& command) {
+  std::string out;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char buffer[4096];
+    std::size_t n = 0;
+    while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+    pclose(pipe);
+  }
+  return out;
+}
+
+// `text` as one single-quoted shell word.
+std::string shell_word(const std::string& text) {
+  std::string out = "'";
+  for (const char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
 std::string version_text(int version) {
@@ -453,6 +487,130 @@ std::vector<std::string> run_notes(const RunInfo& info, const std::vector<const 
   return notes;
 }
 
+// ---------------------------------------------------------------------------------------------
+// pagedkv compare --profile (profile.h)
+
+using ProfiledPoint = std::pair<const OpEntry*, WorkloadPoint>;
+
+// The copy of the tool that ncu runs: one implementation of one point, launched once outside
+// the NVTX range (module loading, first-touch of the buffers) and once inside it, which is the
+// launch ncu measures.
+int profile_child(const Options& options, const std::vector<ProfiledPoint>& points,
+                  std::int64_t l2) {
+  const std::size_t colon = options.profile_child.find(':');
+  PAGEDKV_CHECK(colon != std::string::npos, "--profile-child: expected IMPL:INDEX, got \"",
+                options.profile_child, "\"");
+  const std::string impl = options.profile_child.substr(0, colon);
+  const auto index = static_cast<std::size_t>(
+      parse_integer("--profile-child", options.profile_child.substr(colon + 1)));
+  PAGEDKV_CHECK(index < points.size(), "--profile-child: point ", index, " of ", points.size());
+  PAGEDKV_CHECK(impl == "naive" || impl == "optimized" || impl == "copy_kernel",
+                "--profile-child: expected naive, optimized or copy_kernel, got \"", impl, "\"");
+  const auto& [op, point] = points[index];
+  std::unique_ptr<OpCase> c = op->make_case(point, options.seed);
+  if (impl == "copy_kernel" && c->copy_kind() != CopyKind::device_to_device) return 0;
+  c->prepare_device(l2);
+  cudaStream_t stream = nullptr;
+  PAGEDKV_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::unique_ptr<CopyBaseline> baseline;
+  if (impl == "copy_kernel")
+    baseline = std::make_unique<CopyBaseline>(c->copy_kind(), c->bytes_moved(), 0);
+  const auto launch = [&] {
+    if (baseline) {
+      baseline->launch_kernel(0, stream);
+    } else {
+      c->launch(impl == "naive" ? Impl::naive : Impl::optimized, 0, stream);
+    }
+    PAGEDKV_CUDA_CHECK(cudaStreamSynchronize(stream));
+  };
+  launch();
+  nvtxRangePushA("pagedkv");
+  launch();
+  nvtxRangePop();
+  cudaStreamDestroy(stream);
+  return 0;
+}
+
+// One profile: per point and implementation, this tool under ncu with --profile-child, its
+// CSV parsed into the table; without ncu, the launches run here, inside the NVTX ranges, for a
+// profiler the learner attaches.
+int run_profile(const Options& options, std::vector<ProfiledPoint> points, bool gpu,
+                const std::string& reason, std::int64_t l2) {
+  PAGEDKV_CHECK(gpu, "--profile: needs a GPU (", reason, ")");
+  if (!options.size) {  // the largest point of each (op, workload, variant, slots)
+    std::vector<ProfiledPoint> largest;
+    for (const ProfiledPoint& candidate : points) {
+      bool replaced = false;
+      for (ProfiledPoint& kept : largest) {
+        const WorkloadPoint &a = kept.second, &b = candidate.second;
+        if (kept.first == candidate.first && a.workload == b.workload && a.variant == b.variant &&
+            a.slots == b.slots) {
+          if (b.size > a.size) kept = candidate;
+          replaced = true;
+        }
+      }
+      if (!replaced) largest.push_back(candidate);
+    }
+    points = largest;
+  }
+  if (!options.profile_child.empty()) return profile_child(options, points, l2);
+
+  const std::string ncu = command_output("command -v ncu 2>/dev/null");
+  std::string self(4096, '\0');
+  const ssize_t length = readlink("/proc/self/exe", self.data(), self.size() - 1);
+  PAGEDKV_CHECK(length > 0, "--profile: cannot find this program's path (/proc/self/exe)");
+  self.resize(static_cast<std::size_t>(length));
+  // The same selection for the child: ops, filters and seed (so the same points, in order).
+  std::string selection;
+  if (options.all) selection += " --all";
+  for (const std::string& name : options.ops) selection += " " + shell_word(name);
+  if (!options.workload.empty()) selection += " --workload " + shell_word(options.workload);
+  if (!options.variant.empty()) selection += " --variant " + shell_word(options.variant);
+  if (!options.slots.empty()) selection += " --slots " + shell_word(options.slots);
+  if (options.size) selection += " --size " + std::to_string(*options.size);
+  selection += " --seed " + std::to_string(options.seed);
+  std::string metrics;
+  for (const std::string& metric : profile_metrics())
+    metrics += (metrics.empty() ? "" : ",") + metric;
+
+  std::vector<ProfileLine> lines;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const auto& [op, point] = points[i];
+    const std::string name = op->name + " " + point.workload + " " + point.variant + " " +
+                             point.slots + " " + std::to_string(point.size);
+    for (const char* impl : {"naive", "optimized", "copy_kernel"}) {
+      const std::string child = shell_word(self) + " compare" + selection + " --profile-child " +
+                                impl + ":" + std::to_string(i);
+      std::fprintf(stderr, "[%zu/%zu] %s: %s\n", i + 1, points.size(), name.c_str(), impl);
+      if (ncu.empty()) {
+        Options in_process = options;
+        in_process.profile_child = std::string(impl) + ":" + std::to_string(i);
+        profile_child(in_process, points, l2);
+        continue;
+      }
+      const std::string output = command_all_output(
+          shell_word(ncu) + " --nvtx --nvtx-include pagedkv/ --metrics " + metrics +
+          " --csv --page raw --print-units base " + child + " 2>&1");
+      const std::vector<KernelProfile> kernels = parse_ncu_csv(output);
+      if (kernels.empty() && std::string(impl) != "copy_kernel") {
+        std::cerr << "pagedkv: ncu measured no kernel for " << name << " " << impl
+                  << "; its output ends:\n"
+                  << output.substr(output.size() > 2000 ? output.size() - 2000 : 0) << "\n";
+        return 1;
+      }
+      for (const KernelProfile& kernel : kernels) lines.push_back({name, impl, kernel});
+    }
+  }
+  if (ncu.empty()) {
+    std::cout << "Nsight Compute (ncu) is not on the PATH: the launches ran once each inside an "
+                 "NVTX range \"pagedkv\". Run this command under `ncu --nvtx --nvtx-include "
+                 "pagedkv/` or Nsight Systems to see them.\n";
+    return 0;
+  }
+  print_profile(std::cout, lines);
+  return 0;
+}
+
 int run_compare(const Options& options) {
   PAGEDKV_CHECK(options.all || !options.ops.empty(),
                 "compare: expected an op name or --all (see `pagedkv list`)");
@@ -465,14 +623,15 @@ int run_compare(const Options& options) {
 
   const std::string reason = gpu_unavailable_reason();
   const bool gpu = reason.empty();
-  const bool quick = options.quick || (!gpu && !options.size);
+  const bool profiling = options.profile || !options.profile_child.empty();
+  const bool quick = !profiling && (options.quick || (!gpu && !options.size));
   RunInfo info = describe_run(options, gpu, reason);
   info.quick = quick;
 
   GpuTimingOptions timing;
   timing.repeats = options.repeats;
   cudaStream_t stream = nullptr;
-  if (gpu) {
+  if (gpu && !profiling) {
     PAGEDKV_CUDA_CHECK(cudaSetDevice(0));
     PAGEDKV_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     info.copy_bandwidth_gbps = measure_copy_bandwidth(stream, timing);
@@ -492,6 +651,7 @@ int run_compare(const Options& options) {
       }
     }
   PAGEDKV_CHECK(!points.empty(), "compare: no workload point matches the filters");
+  if (profiling) return run_profile(options, points, gpu, reason, l2);
   std::vector<const OpEntry*> ops_run;  // the ops with points in this run, for their notes
   for (const auto& point : points)
     if (std::find(ops_run.begin(), ops_run.end(), point.first) == ops_run.end())
