@@ -37,6 +37,7 @@
 #include "cache_element.h"
 #include "merge_math.h"
 #include "norm_row.h"
+#include "parallel.h"
 #include "pagedkv/ops/paged_attention_v1.h"
 #include "pagedkv/ops/paged_attention_rocm.h"
 #include "pagedkv/ops/paged_attention_v2.h"
@@ -95,15 +96,17 @@ void cpu(const PagedAttentionPlan& plan, const PagedAttentionData& data) {
   auto* out = static_cast<std::uint8_t*>(data.out);
   auto* tmp_out = static_cast<std::uint8_t*>(data.tmp_out);
 
-  std::vector<double> q(static_cast<std::size_t>(G * D)), k(static_cast<std::size_t>(D)),
-      v(static_cast<std::size_t>(D)), acc(static_cast<std::size_t>(G * D));
   const std::int64_t out_bytes = plan.fp8_output ? 1 : T_bytes;
   const float out_scale_inverse =
       data.fp8_out_scale != nullptr ? 1.0f / *data.fp8_out_scale : 1.0f;
-  for (std::int64_t s = 0; s < plan.num_seqs; ++s) {
+  // One sequence. Sequences share nothing they write (out rows, workspace rows), so they run on
+  // several threads (for_each_index); each one's arithmetic is the same as in a plain loop.
+  const auto one_sequence = [&](std::int64_t s) {
+    std::vector<double> q(static_cast<std::size_t>(G * D)), k(static_cast<std::size_t>(D)),
+        v(static_cast<std::size_t>(D)), acc(static_cast<std::size_t>(G * D));
     // The query row and out row (rocm's query_start_loc; -1: a sequence the call skips).
     const std::int64_t row = attention_query_row(data, s);
-    if (row < 0) continue;
+    if (row < 0) return;
     const std::int64_t L = data.seq_lens[s];
     const std::int32_t* blocks = data.block_tables + s * plan.table_stride;
     // Where token t of this sequence lives: block blocks[t / B], slot t % B, kv head g.
@@ -241,7 +244,8 @@ void cpu(const PagedAttentionPlan& plan, const PagedAttentionData& data) {
         }
       }
     }
-  }
+  };
+  cpu::for_each_index(plan.num_seqs, one_sequence);
 }
 
 }  // namespace attention
