@@ -289,6 +289,38 @@ PAGEDKV_TM_FN float max_of(float a, float b) {
   return below(a, b) ? b : a;
 }
 
+/// \brief The order min_of() and max_of() use, as an integer: a float's bits with the
+/// magnitude bits flipped when the sign is set sort as the values do, and −0 (key −1) sorts just
+/// below +0 (key 0). The optimized process_kv reduces rows with integer min / max over these
+/// keys (one instruction each, no branch); tests check the two reductions agree bit for bit.
+/// \param x a number (not NaN; see range_min_key()).
+/// \return its key.
+PAGEDKV_TM_FN std::int32_t order_key(float x) {
+  const std::uint32_t bits = bits_of(x);
+  const std::uint32_t negative = 0u - (bits >> 31);  // all ones for a set sign: no branch
+  return static_cast<std::int32_t>(bits ^ (negative & 0x7FFFFFFFu));
+}
+/// \brief The float of a key (order_key() is its own inverse on the bits). The keys of an
+/// all-NaN row, range_min_key()'s and range_max_key()'s NaN keys, come back as NaN.
+/// \param key a key.
+/// \return the float.
+PAGEDKV_TM_FN float key_float(std::int32_t key) {
+  const auto bits = static_cast<std::uint32_t>(key);
+  const std::uint32_t negative = 0u - (bits >> 31);
+  return float_of(bits ^ (negative & 0x7FFFFFFFu));
+}
+/// \brief x's key for a minimum: a NaN gets the largest key, so that it never wins (min_of()
+/// skips a NaN).
+/// \param x the value.
+/// \return the key.
+PAGEDKV_TM_FN std::int32_t range_min_key(float x) { return x != x ? 0x7FFFFFFF : order_key(x); }
+/// \brief x's key for a maximum: a NaN gets the smallest key.
+/// \param x the value.
+/// \return the key.
+PAGEDKV_TM_FN std::int32_t range_max_key(float x) {
+  return x != x ? static_cast<std::int32_t>(0x80000000u) : order_key(x);
+}
+
 /// \brief The float scale of a row, before it is rounded to the activation type:
 /// (max − min) × (1 / (2^bits − 1)), the reciprocal a correctly rounded constant.
 /// \param min_value the row's smallest value.

@@ -62,24 +62,11 @@ __device__ __forceinline__ void unpack(const AlignedVector<T, 8>& vector, float*
   for (int i = 0; i < 8; ++i) values[i] = to_float(vector.elements[i]);
 }
 
-// P3: the order min and max use, as an integer: a float's bits, with the magnitude bits flipped
-// for a negative value, sort like the values, and −0 (key −1) sorts just below +0 (key 0) as
-// the CPU's below() wants. Integer min / max are one instruction each and need no branch.
-__device__ __forceinline__ int order_key(float x) {
-  const int bits = __float_as_int(x);
-  return bits ^ ((bits >> 31) & 0x7FFFFFFF);
-}
-// The float of a key (the map is its own inverse). The keys an all-NaN row ends with
-// (INT_MAX, INT_MIN) come back as NaN, as the CPU's loop keeps its first value (a NaN) there.
-__device__ __forceinline__ float key_float(int key) {
-  return __int_as_float(key ^ ((key >> 31) & 0x7FFFFFFF));
-}
-// A NaN is given the key that never wins, so it is skipped as min_of / max_of skip it.
+// P3: each value widens the row's range as integer keys (turbomind_math.h: order_key), one
+// integer min and one max, no branch; a NaN gets the key that never wins.
 __device__ __forceinline__ void widen_range(float x, int& lo, int& hi) {
-  const bool nan = x != x;
-  const int key = order_key(x);
-  lo = min(lo, nan ? INT_MAX : key);
-  hi = max(hi, nan ? INT_MIN : key);
+  lo = min(lo, tm::range_min_key(x));
+  hi = max(hi, tm::range_max_key(x));
 }
 
 // P4: the code of x, tm::code_of's rule in two instructions after the two roundings to T:
@@ -222,9 +209,9 @@ __global__ void __launch_bounds__(kThreads) process_kv_optimized(KvParams p) {
         v_hi = max(v_hi, __shfl_xor_sync(kFullWarp, v_hi, mask));
       }
       if (to.block != nullptr) {
-        const float k_zero = key_float(k_lo), v_zero = key_float(v_lo);
-        const float k_scale = in_t<T>(tm::scale_of(k_zero, key_float(k_hi), kBits));
-        const float v_scale = in_t<T>(tm::scale_of(v_zero, key_float(v_hi), kBits));
+        const float k_zero = tm::key_float(k_lo), v_zero = tm::key_float(v_lo);
+        const float k_scale = in_t<T>(tm::scale_of(k_zero, tm::key_float(k_hi), kBits));
+        const float v_scale = in_t<T>(tm::scale_of(v_zero, tm::key_float(v_hi), kBits));
         // P4: 1 / scale correctly rounded (what the CPU's 1.f / scale gives), by the
         // reciprocal instruction sequence rather than a general division.
         const float k_inv = in_t<T>(__frcp_rn(k_scale));
