@@ -262,6 +262,28 @@ TEST_CASE("get_cache_block_size: the header's worked sizes and the bytes the wri
   }
 }
 
+// One token of one head (head_dim 64, blocks of 4 tokens, bf16) whose K row is `k_bits`,
+// written by the CPU reference with the given quant policy.
+Problem one_k_row_problem(std::int64_t policy, const std::vector<std::uint16_t>& k_bits) {
+  Spec spec;
+  spec.policy = policy;
+  spec.dim = 64;
+  spec.heads = 1;
+  spec.block_seq_len = 4;
+  spec.q_lens = {1};
+  spec.histories = {0};
+  Problem p = make_problem(spec);
+  std::memcpy(p.activation.data() + 3 * 2 * 64 * 2, k_bits.data(), 128);  // cu_q_len[0] = 3
+  run<ProcessKv>(Impl::cpu, p.process_args());
+  return p;
+}
+
+// The layer region that problem writes (layer 1 of its first block).
+const std::uint8_t* layer_one(const Problem& p) {
+  return p.pool.data() + reinterpret_cast<const std::int64_t*>(p.offsets.data())[0] +
+         p.block_bytes / 2;
+}
+
 TEST_CASE("process_kv: int4 codes go 8 to a word, nibbles e0 e2 e4 e6 e1 e3 e5 e7", "[process_kv][cpu]") {
   CHECK(turbomind::int4_shift(0) == 0);
   CHECK(turbomind::int4_shift(2) == 4);
@@ -269,22 +291,11 @@ TEST_CASE("process_kv: int4 codes go 8 to a word, nibbles e0 e2 e4 e6 e1 e3 e5 e
   CHECK(turbomind::int4_shift(1) == 16);
   CHECK(turbomind::int4_shift(7) == 28);
   // A row 0, 1, ..., 15 repeated (bf16, exact): min 0, max 15, scale 1, codes = the values.
-  Spec spec;
-  spec.policy = 4;
-  spec.dim = 64;
-  spec.heads = 1;
-  spec.block_seq_len = 4;
-  spec.q_lens = {1};
-  spec.histories = {0};
-  Problem p = make_problem(spec);
-  std::uint8_t* k_row = p.activation.data() + 3 * 2 * 64 * 2;  // cu_q_len[0] = 3
-  for (int d = 0; d < 64; ++d) {
-    const std::uint16_t bits = numerics::float_to_bf16_bits(static_cast<float>(d % 16));
-    std::memcpy(k_row + 2 * d, &bits, 2);
-  }
-  run<ProcessKv>(Impl::cpu, p.process_args());
-  const std::uint8_t* block = p.pool.data() + reinterpret_cast<std::int64_t*>(p.offsets.data())[0] +
-                              p.block_bytes / 2;  // layer 1
+  std::vector<std::uint16_t> k_bits(64);
+  for (int d = 0; d < 64; ++d)
+    k_bits[static_cast<std::size_t>(d)] = numerics::float_to_bf16_bits(static_cast<float>(d % 16));
+  const Problem p = one_k_row_problem(4, k_bits);
+  const std::uint8_t* block = layer_one(p);
   // Elements 0..7 = 0..7: byte0 = e0 | e2 << 4 = 0x20, byte1 = e4 | e6 << 4 = 0x64, byte2 =
   // e1 | e3 << 4 = 0x31, byte3 = e5 | e7 << 4 = 0x75.
   CHECK(block[0] == 0x20);
@@ -323,19 +334,8 @@ TEST_CASE("process_kv: the row's range orders -0 below +0, skips NaN, keeps all-
   };
   for (const Row& row : rows) {
     INFO(row.what);
-    Spec spec;
-    spec.policy = 8;
-    spec.dim = 64;
-    spec.heads = 1;
-    spec.block_seq_len = 4;
-    spec.q_lens = {1};
-    spec.histories = {0};
-    Problem p = make_problem(spec);
-    std::memcpy(p.activation.data() + 3 * 2 * 64 * 2, row.bits.data(), 128);  // cu_q_len[0] = 3
-    run<ProcessKv>(Impl::cpu, p.process_args());
-    const std::uint8_t* block = p.pool.data() +
-                                reinterpret_cast<std::int64_t*>(p.offsets.data())[0] +
-                                p.block_bytes / 2;  // layer 1
+    const Problem p = one_k_row_problem(8, row.bits);
+    const std::uint8_t* block = layer_one(p);
     std::uint16_t param[2];
     std::memcpy(param, block + 2 * 4 * 64, 4);  // after 2 × 4 rows of 64 bytes of codes
     CHECK(param[0] == row.scale);
