@@ -202,29 +202,30 @@ int run_list(const Options& options) {
 // ---------------------------------------------------------------------------------------------
 // Where the run happens
 
-std::string command_output(const char* command) {
+// Everything `command` prints (stdout and, when the command says 2>&1, stderr); `succeeded`,
+// when given, receives whether it exited with status 0.
+std::string command_all_output(const std::string& command, bool* succeeded = nullptr) {
   std::string out;
-  if (FILE* pipe = popen(command, "r")) {
-    char buffer[256];
-    while (std::fgets(buffer, sizeof buffer, pipe)) out += buffer;
-    if (pclose(pipe) != 0) return "";
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' '))
-    out.pop_back();
-  const auto newline = out.find('\n');  // one line (the first GPU's driver)
-  return newline == std::string::npos ? out : out.substr(0, newline);
-}
-
-// Everything `command` prints (stdout and, when the command says 2>&1, stderr).
-std::string command_all_output(const std::string& command) {
-  std::string out;
+  int status = -1;
   if (FILE* pipe = popen(command.c_str(), "r")) {
     char buffer[4096];
     std::size_t n = 0;
     while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
-    pclose(pipe);
+    status = pclose(pipe);
   }
+  if (succeeded != nullptr) *succeeded = status == 0;
   return out;
+}
+
+// The first line a successful command prints, trimmed ("" when it fails).
+std::string command_output(const char* command) {
+  bool succeeded = false;
+  std::string out = command_all_output(command, &succeeded);
+  if (!succeeded) return "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' '))
+    out.pop_back();
+  const auto newline = out.find('\n');  // one line (the first GPU's driver)
+  return newline == std::string::npos ? out : out.substr(0, newline);
 }
 
 // `text` as one single-quoted shell word.
