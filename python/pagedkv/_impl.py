@@ -78,8 +78,8 @@ def convert_arguments(op: dict, values: list) -> list:
 
 
 def optional_int(argument: dict) -> bool:
-    """Whether an int argument may be None: vLLM's ``int | None = None`` (e.g.
-    merge_attn_states' prefill_tokens_with_context). The C++ op takes -1 for None."""
+    """Whether an int argument may be None: vLLM's ``int | None = None`` (the description
+    gives its default as "None"). The C++ op takes -1 for None."""
     return argument["kind"] == "int" and argument.get("default", "") == "None"
 
 

@@ -2,12 +2,9 @@
 
 vLLM writes these in Python and Triton (``vllm/models/deepseek_v4/common/ops/cache_utils.py``),
 not as ``_custom_ops``; the functions here have their names, argument names, order and
-defaults, so code written against that module can call them unchanged::
-
-    from pagedkv import deepseek_v4
-    deepseek_v4.quantize_and_insert_k_cache(k, k_cache, slot_mapping, block_size=64)
-    deepseek_v4.dequantize_and_gather_k_cache(out, k_cache, seq_lens, gather_lens,
-                                              block_table, block_size, offset)
+defaults, so code written against that module can call them unchanged
+(``from pagedkv import deepseek_v4`` in place of that module; each function's docstring is
+generated from its description in the C++ registry).
 
 The cache is the ``fp8_ds_mla`` page format: ``torch.uint8`` pages, ``[num_blocks,
 block_stride]`` or the view ``[num_blocks, block_size, 584]``. CUDA tensors go to

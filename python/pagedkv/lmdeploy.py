@@ -11,9 +11,11 @@ outside the pool::
     from pagedkv import lmdeploy
     block_bytes = lmdeploy.get_cache_block_size(8, 32, 8, 128, 64)      # int8, Llama-3-8B
     pool = np.zeros((num_blocks, block_bytes), np.uint8)
-    lmdeploy.process_kv(pool, lmdeploy.block_offsets(pool, ids), k, v, None, None,
-                        cu_q_len, cu_k_len, cu_block_num, None, None, rope_type="llama3", ...)
-    lmdeploy.flatten_kv(k_out, v_out, pool, offsets, cu_k_len, cu_block_num, ...)
+    offsets = lmdeploy.block_offsets(pool, ids)
+
+The family's ops (the registry's "LMDeploy TurboMind" entries, made at the end of this module)
+take ``pool`` and ``offsets`` with the rest of their arguments in TurboMind's order;
+``pagedkv.ops()`` lists each one's arguments from its description in the C++ registry.
 
 NumPy arrays run the CPU reference, CUDA tensors the optimized kernels on the current torch
 stream (``impl=`` picks another). A bad call raises ``pagedkv.InvalidArgument`` (a
@@ -29,8 +31,8 @@ import numpy as np
 from . import cpu, naive, optimized, ops
 from ._args import _type_kind, torch_current_stream
 
-# The registry's LMDeploy ops (process_kv, flatten_kv) are made at the end of this module from
-# their descriptions; the helpers below are written here.
+# The registry's LMDeploy ops are made at the end of this module from their descriptions; the
+# helpers below are written here.
 _OPS = [op for op in ops() if op["family"] == "LMDeploy TurboMind"]
 __all__ = sorted(["block_offsets", "dynamic_ntk_base", "get_cache_block_size",
                   "offsets_from_pointers"] + [op["name"] for op in _OPS])
@@ -43,7 +45,7 @@ def get_cache_block_size(quant_policy: int, layer_num: int, head_num: int, head_
     """Bytes of one TurboMind block: ``layer_num`` layer regions of every head's K and V rows
     (``block_seq_len × head_dim × bits / 8`` bytes each), then, when quantized, every head's K
     and V ``[scale, zero]`` pairs (4 bytes per token). The same formula as the C++
-    ``pagedkv::get_cache_block_size`` (tests check both against the bytes process_kv writes).
+    ``pagedkv::get_cache_block_size`` (tests check both against the bytes the family's writer stores).
     """
     if quant_policy not in (0, 4, 8):
         raise ValueError(f"quant_policy: expected 0 (none), 4 (int4) or 8 (int8), got {quant_policy}")
@@ -62,7 +64,7 @@ def get_cache_block_size(quant_policy: int, layer_num: int, head_num: int, head_
 
 def block_offsets(pool, block_ids) -> np.ndarray:
     """The byte offsets of blocks ``block_ids`` of ``pool`` (block i at ``i × pool.stride(0)``),
-    as the int64 array process_kv and flatten_kv take (a torch tensor on the pool's device for
+    as the int64 ``blocks`` array the family's ops take (a torch tensor on the pool's device for
     a torch pool)."""
     ids = np.asarray(block_ids if _type_kind(type(block_ids)) != "torch" else block_ids.cpu(),
                      dtype=np.int64)
