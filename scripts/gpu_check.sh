@@ -13,7 +13,7 @@
 #   compare     pagedkv compare <op> --json $OUT/compare/<op>.json --commit <sha>, one op after the
 #               other (every op of `pagedkv list`), merged into $OUT/results.json; an op cut by
 #               the step's limit (COMPARE_STEP_S, default 300 s) is named in the summary.
-#               All ops take about 15 minutes on an H100 (paged attention and merge_attn_states
+#               All ops take about 15 minutes on an H100 (the attention ops
 #               check every point against a float64 CPU reference): split them over calls
 #   cpu_tests   ctest -L cpu
 #   memcheck    the [gpu] Catch2 tests under compute-sanitizer --tool memcheck, then a short
