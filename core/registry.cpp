@@ -114,4 +114,17 @@ Agreement OpCase::check(Impl impl) {
   return compare_outputs();
 }
 
+void OpCase::launch_alternative(const std::string& name, int set, cudaStream_t stream) {
+  (void)set, (void)stream;
+  reject("alternative: this op offers none, got \"", name, "\"");
+}
+
+Agreement OpCase::check_alternative(const std::string& name, cudaStream_t stream) {
+  reset_outputs();
+  launch_alternative(name, 0, stream);
+  PAGEDKV_CUDA_CHECK(cudaGetLastError());
+  PAGEDKV_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return compare_outputs();
+}
+
 }  // namespace pagedkv

@@ -342,6 +342,36 @@ TEST_CASE("registry: naive and optimized agree with the CPU on a quick point",
       c->launch(pagedkv::Impl::optimized, 0, nullptr);
       REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
       CHECK(c->compare_outputs().agrees());
+      // So does every alternative the comparison tool times beside it (swap_blocks's
+      // strategies), on a stream of its own (memcpy_batch refuses the legacy stream).
+      cudaStream_t stream = nullptr;
+      REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+      for (const std::string& name : c->alternatives()) {
+        CAPTURE(name);
+        const pagedkv::Agreement agreement = c->check_alternative(name, stream);
+        CHECK(agreement.agrees());
+        CHECK(agreement.bytes_differing == 0);
+      }
+      REQUIRE(cudaStreamDestroy(stream) == cudaSuccess);
     }
+  }
+}
+
+TEST_CASE("registry: an alternative the case does not offer is refused by name",
+          "[registry]") {
+  for (const OpEntry& op : pagedkv::op_registry()) {
+    const auto points = all_points(op, true);
+    REQUIRE(!points.empty());
+    CAPTURE(op.name);
+    const auto c = op.make_case(points.front(), 11);
+    const std::vector<std::string> offered = c->alternatives();
+    for (const std::string& name : offered) CHECK(name.rfind("strategy:", 0) == 0);
+    if (op.name == "swap_blocks") {
+      CHECK(offered == std::vector<std::string>{"strategy:copy_kernel", "strategy:memcpy_batch"});
+    }
+    // Refused before anything runs, so no device is needed.
+    CHECK_THROWS_WITH(c->launch_alternative("strategy:no_such_thing", 0, nullptr),
+                      Catch::Matchers::Contains("alternative:") &&
+                          Catch::Matchers::Contains("strategy:no_such_thing"));
   }
 }

@@ -133,6 +133,12 @@ class PlannedCalls {
   /// \param set the buffer set.
   /// \return its arguments.
   const typename Op::Args& args(int set) const { return args_.at(static_cast<std::size_t>(set)); }
+  /// \brief The optimized version's validated plan of buffer set `set`.
+  /// \param set the buffer set.
+  /// \return the plan.
+  const typename Op::Plan& optimized_plan(int set) const {
+    return optimized_plans_.at(static_cast<std::size_t>(set));
+  }
   /// \brief Number of calls added (buffer sets prepared).
   /// \return the count.
   int count() const { return static_cast<int>(args_.size()); }

@@ -184,11 +184,28 @@ class OpCase {
     (void)set;
     return {};
   }
+  /// \brief Other ways of running the op that the comparison tool times beside the optimized
+  /// version, each as a row of its own (swap_blocks: each strategy that `automatic` chooses
+  /// between, so that a learner sees why it chose). Empty for most ops.
+  /// \return the row names, e.g. "strategy:memcpy_batch".
+  virtual std::vector<std::string> alternatives() const { return {}; }
+  /// \brief Launches alternative `name` on buffer set `set` from its validated plan, like
+  /// launch(): no checks, nothing synchronizes; same bytes as the CPU reference.
+  /// \param name one of alternatives().
+  /// \param set buffer set, 0 <= set < buffer_sets().
+  /// \param stream the stream to launch on.
+  virtual void launch_alternative(const std::string& name, int set, cudaStream_t stream);
   /// \brief Runs `impl` once through its checked entry point (validation included) on buffer
   /// set 0 after reset_outputs(), and compares the result with the CPU reference.
   /// \param impl Impl::naive or Impl::optimized.
   /// \return the agreement.
   Agreement check(Impl impl);
+  /// \brief Runs alternative `name` once on buffer set 0 after reset_outputs() (from the plan
+  /// validated in prepare_device()), and compares the result with the CPU reference.
+  /// \param name one of alternatives().
+  /// \param stream the stream to run on (synchronized before the comparison).
+  /// \return the agreement.
+  Agreement check_alternative(const std::string& name, cudaStream_t stream);
 
  protected:
   /// \brief Runs `impl` through its checked entry point on buffer set 0 (default stream).

@@ -32,6 +32,7 @@
 
 #include "copy_kernel.h"
 #include "library_rows.h"
+#include "neighbour.h"
 #include "pagedkv/buffers.h"
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/deferred_checks.h"
@@ -439,6 +440,15 @@ std::vector<std::string> run_notes(const RunInfo& info, const std::vector<const 
         "at some sizes). For H2D / D2H swaps one bulk pinned cudaMemcpyAsync of the same bytes. "
         "% of copy = baseline time / op time at the same byte count (= the ratio of GB/s).");
     notes.push_back(
+        "strategy:<name> rows (ops that offer alternatives, OpCase::alternatives()): the "
+        "optimized version run with one fixed strategy instead of the one it chooses, checked "
+        "and timed like the optimized row. beside_compute:<impl> rows (transfers between host "
+        "and device): the same launches issued back to back for about 5 ms while a "
+        "compute-bound kernel (register-only FMAs in many short CTAs) keeps every SM busy on "
+        "another stream, as a model does while an engine swaps; median of 5 repeats, and "
+        "\"neighbour slowed\" = the neighbour's time beside the transfers minus its time "
+        "alone, as a % of the transfers' window (target: <= 5 %).");
+    notes.push_back(
         "optimized_eager, checked_eager, checked_graph: the bare optimized kernel launched from "
         "its validated plan, and the checked entry point that pagedkv.vllm_ops calls (argument "
         "validation on the host, the index checks deferred: a check kernel on the stream whose "
@@ -697,6 +707,8 @@ int run_compare(const Options& options) {
     const bool device_copy = c->copy_kind() == CopyKind::device_to_device;
     bool has_library = false;
     bool has_checked = false;
+    std::vector<Row> alternative_rows;  // the case's alternatives (swap_blocks: its strategies)
+    std::vector<Row> beside_rows;       // transfers beside a compute-bound neighbour
     try {
       c->prepare_device(l2);
       const int sets = c->buffer_sets();
@@ -707,6 +719,15 @@ int run_compare(const Options& options) {
           optimized, [&] { return c->check(Impl::optimized); },
           [&](int set, cudaStream_t s) { c->launch(Impl::optimized, set, s); }, sets, stream,
           timing);
+      // Other ways of running the op, each a row (OpCase::alternatives()).
+      for (const std::string& name : c->alternatives()) {
+        Row row = base_row(*op, point, name, bytes);
+        gpu_row(
+            row, [&] { return c->check_alternative(name, stream); },
+            [&](int set, cudaStream_t s) { c->launch_alternative(name, set, s); }, sets, stream,
+            timing);
+        alternative_rows.push_back(row);
+      }
       // Warm: the same launch on buffer set 0 only, where the cold rows rotate (issue: decode-
       // size ops live in L2 inside an engine step).
       if (sets > 1) {
@@ -769,6 +790,46 @@ int run_compare(const Options& options) {
             copy_kernel, nullptr,
             [&](int set, cudaStream_t s) { baseline.launch_kernel(set, s); }, baseline.sets,
             stream, timing);
+      // A transfer between host and device runs beside a model in an engine: each way of
+      // moving the bytes again, while a compute-bound kernel holds the SMs (neighbour.h).
+      if (!device_copy) {
+        struct Transfer {
+          const Row* alone;
+          std::function<void(int, cudaStream_t)> launch;
+          int sets;
+        };
+        std::vector<Transfer> transfers = {
+            {&naive, [&](int set, cudaStream_t s) { c->launch(Impl::naive, set, s); }, sets},
+            {&optimized, [&](int set, cudaStream_t s) { c->launch(Impl::optimized, set, s); },
+             sets}};
+        for (const Row& row : alternative_rows)
+          transfers.push_back({&row,
+                               [&c, name = row.impl](int set, cudaStream_t s) {
+                                 c->launch_alternative(name, set, s);
+                               },
+                               sets});
+        transfers.push_back(
+            {&copy, [&](int set, cudaStream_t s) { baseline.launch(set, s); }, baseline.sets});
+        for (const Transfer& transfer : transfers) {
+          if (!transfer.alone->median_us || !transfer.alone->error.empty()) continue;
+          Row row = base_row(*op, point, "beside_compute:" + transfer.alone->impl, bytes);
+          try {
+            const BesideCompute beside = time_beside_compute(
+                transfer.launch, transfer.sets, *transfer.alone->median_us, stream);
+            Timing timing_beside;
+            timing_beside.median_us = beside.median_us;
+            timing_beside.repeats = beside.repeats;
+            timing_beside.launches_per_repeat = beside.launches_per_repeat;
+            timing_beside.method = "beside-compute";
+            set_time(row, timing_beside, transfer.sets);
+            row.neighbour_slowdown_pct = beside.neighbour_slowdown_pct;
+            row.outlasted_neighbour = beside.outlasted;
+          } catch (const std::exception& e) {
+            row.error = e.what();
+          }
+          beside_rows.push_back(row);
+        }
+      }
     } catch (const std::exception& e) {
       // A point beyond the device's memory is skipped, not failed (a learner's 8 GB card).
       const std::string what = e.what();
@@ -800,8 +861,11 @@ int run_compare(const Options& options) {
     if (copy_kernel.median_us && (!copy_us || *copy_kernel.median_us < *copy_us))
       copy_us = copy_kernel.median_us;
     if (copy_us) {
-      for (Row* row :
-           {&naive, &optimized, &eager, &checked, &checked_graph, &library, &copy, &copy_kernel})
+      std::vector<Row*> measured = {&naive,         &optimized, &eager, &checked,
+                                    &checked_graph, &library,   &copy,  &copy_kernel};
+      for (Row& row : alternative_rows) measured.push_back(&row);
+      for (Row& row : beside_rows) measured.push_back(&row);
+      for (Row* row : measured)
         if (row->median_us && *row->median_us > 0)
           row->pct_of_copy = 100.0 * *copy_us / *row->median_us;
     }
@@ -813,6 +877,16 @@ int run_compare(const Options& options) {
       if (row == &copy_kernel && !device_copy) continue;
       if (!row->error.empty() || (row->agrees && !*row->agrees)) all_agree = false;
       rows.push_back(*row);
+      if (row == &optimized)
+        for (const Row& alternative : alternative_rows) {
+          if (!alternative.error.empty() || (alternative.agrees && !*alternative.agrees))
+            all_agree = false;
+          rows.push_back(alternative);
+        }
+    }
+    for (const Row& row : beside_rows) {
+      if (!row.error.empty()) all_agree = false;
+      rows.push_back(row);
     }
   }
   if (stream) cudaStreamDestroy(stream);

@@ -54,6 +54,12 @@ std::string agreement_text(const Row& row) {
   if (!row.error.empty())  // a point beyond the device's memory says "skipped: ..." itself
     return row.error.rfind("skipped:", 0) == 0 ? row.error : "ERROR: " + row.error;
   if (row.impl == "cpu") return "reference";
+  if (row.neighbour_slowdown_pct) {
+    std::string text = "neighbour slowed " + format("%.1f%%", *row.neighbour_slowdown_pct);
+    if (row.outlasted_neighbour)
+      text += ", outlasted it " + std::to_string(row.outlasted_neighbour) + "x";
+    return text;
+  }
   if (!row.bit_exact) return "—";
   if (row.max_ulp && row.ulp_bound) {
     // An element-wise op with transcendentals: its largest ulp distance next to the bound.
@@ -225,6 +231,8 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const Run
          << ", \"max_ulp\": " << json_number(r.max_ulp)
          << ", \"ulp_bound\": " << json_number(r.ulp_bound)
          << ", \"agrees\": " << json_bool(r.agrees)
+         << ", \"neighbour_slowdown_pct\": " << json_number(r.neighbour_slowdown_pct)
+         << ", \"outlasted_neighbour\": " << r.outlasted_neighbour
          << ", \"method\": " << json_string(r.method) << ", \"repeats\": " << r.repeats
          << ", \"launches_per_repeat\": " << r.launches_per_repeat
          << ", \"buffer_sets\": " << r.buffer_sets

@@ -29,7 +29,11 @@ struct Row {
   // Agreement::agrees(): the op's rule (bit-exact, or rel_err <= tolerance with any bit-exact
   // part equal); none for cpu and copy rows.
   std::optional<bool> agrees;
-  std::string method;  // cuda-graph, stream, host-clock
+  // beside_compute rows only (neighbour.h): how much the compute-bound neighbour lost while
+  // the transfers ran (% of their window), and in how many repeats they outlasted it.
+  std::optional<double> neighbour_slowdown_pct;
+  int outlasted_neighbour = 0;
+  std::string method;  // cuda-graph, stream, host-clock, beside-compute
   int repeats = 0, launches_per_repeat = 0, buffer_sets = 0;
   std::string error;  // set when this row could not be measured
 };
