@@ -63,6 +63,9 @@ options:
   --seed N         seed of the random inputs (default 1)
   --commit SHA     commit recorded in the JSON (default: $PAGEDKV_COMMIT, else git rev-parse HEAD)
   --repeats N      timed repeats per GPU row (default 20, at least 10)
+  --device-memory M  behave as a GPU with M of free memory (e.g. 8G, 512M): the rest is held by
+                   one allocation for the whole run. A point that does not fit is halved until it
+                   does (at most 6 times; the notes say from what to what), else skipped.
   --profile        no timing table: one launch of the naive and the optimized kernel (and the
                    copy kernel, for ops on device memory) per point, each inside an NVTX range
                    "pagedkv"; where Nsight Compute's ncu is on the PATH, each launch runs under
@@ -80,6 +83,7 @@ struct Options {
   std::optional<std::int64_t> size;
   std::uint64_t seed = 1;
   int repeats = 20;
+  std::optional<std::int64_t> device_memory;  // --device-memory, in bytes
   bool profile = false;
   // "IMPL:INDEX": set by --profile for the copy of the tool it runs under ncu, which launches
   // only that implementation of the INDEX-th profiled point (not in the usage text).
@@ -92,6 +96,27 @@ std::int64_t parse_integer(const std::string& flag, const std::string& text) {
   PAGEDKV_CHECK(!text.empty() && end && *end == '\0' && value >= 0, flag,
                 ": expected a non-negative integer, got \"", text, "\"");
   return value;
+}
+
+// "8G", "512M", "1024K" or a byte count, as bytes.
+std::int64_t parse_bytes(const std::string& flag, const std::string& text) {
+  std::string digits = text;
+  std::int64_t unit = 1;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'G': case 'g': unit = std::int64_t{1} << 30; break;
+      case 'M': case 'm': unit = std::int64_t{1} << 20; break;
+      case 'K': case 'k': unit = std::int64_t{1} << 10; break;
+      default: unit = 1;
+    }
+    if (unit != 1) digits.pop_back();
+  }
+  char* end = nullptr;
+  const long long value = std::strtoll(digits.c_str(), &end, 10);
+  PAGEDKV_CHECK(!digits.empty() && end && *end == '\0' && value > 0 &&
+                    value <= (std::int64_t{1} << 50) / unit,
+                flag, ": expected a size such as 8G, 512M or a byte count, got \"", text, "\"");
+  return value * unit;
 }
 
 Options parse(int argc, char** argv) {
@@ -130,6 +155,8 @@ Options parse(int argc, char** argv) {
       options.repeats = static_cast<int>(parse_integer(arg, value()));
       PAGEDKV_CHECK(options.repeats >= 10, "--repeats: expected at least 10, got ",
                     options.repeats);
+    } else if (arg == "--device-memory") {
+      options.device_memory = parse_bytes(arg, value());
     } else if (arg == "--profile") {
       options.profile = true;
     } else if (arg == "--profile-child") {
@@ -649,6 +676,25 @@ int run_compare(const Options& options) {
   }
   const std::int64_t l2 = info.l2_bytes.value_or(0);
 
+  // --device-memory: one allocation holds what the run may not use, so that a large GPU
+  // behaves as a smaller one (what a learner's 8 GB card would do with the same points).
+  struct Ballast {
+    void* bytes = nullptr;
+    ~Ballast() {
+      if (bytes) cudaFree(bytes);
+    }
+  } ballast;
+  std::string ballast_note;
+  if (gpu && !profiling && options.device_memory) {
+    std::size_t free_bytes = 0, total_bytes = 0;
+    PAGEDKV_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const auto wanted = static_cast<std::size_t>(*options.device_memory);
+    if (free_bytes > wanted) PAGEDKV_CUDA_CHECK(cudaMalloc(&ballast.bytes, free_bytes - wanted));
+    ballast_note = "--device-memory: " + std::to_string(wanted >> 20) + " MiB left free for the run (" +
+                   std::to_string(free_bytes >> 20) + " MiB were free of " +
+                   std::to_string(total_bytes >> 20) + " MiB; the rest is held by one allocation).";
+  }
+
   // Every point of every chosen op, after the filters.
   std::vector<std::pair<const OpEntry*, WorkloadPoint>> points;
   for (const OpEntry* op : ops)
@@ -668,12 +714,19 @@ int run_compare(const Options& options) {
     if (std::find(ops_run.begin(), ops_run.end(), point.first) == ops_run.end())
       ops_run.push_back(point.first);
   info.notes = run_notes(info, ops_run, gpu, quick, options.repeats);
+  if (!ballast_note.empty()) info.notes.push_back(ballast_note);
 
   std::vector<Row> rows;
   std::vector<std::string> skipped_for_memory;  // points beyond the device's free memory
+  std::vector<std::string> shrunk_for_memory;   // points halved until they fitted
   bool all_agree = true;
   int index = 0;
-  for (const auto& [op, point] : points) {
+  // Index-based: a point that does not fit inserts its halved self after it.
+  std::vector<int> halvings(points.size(), 0);  // times each point was halved to fit
+  constexpr int kMaxHalvings = 6;
+  for (std::size_t point_index = 0; point_index < points.size(); ++point_index) {
+    const OpEntry* op = points[point_index].first;
+    const WorkloadPoint point = points[point_index].second;
     ++index;
     std::fprintf(stderr, "[%2d/%zu] %s %s %s %s %lld %s\n", index, points.size(), op->name.c_str(),
                  point.workload.c_str(), point.variant.c_str(), point.slots.c_str(),
@@ -685,6 +738,11 @@ int run_compare(const Options& options) {
       cpu_row.bytes = c->bytes_moved();
       set_time(cpu_row, time_host([&] { c->run_cpu(); }), 1);
     } catch (const std::exception& e) {
+      if (halvings[point_index] > 0) {  // a halved point the case cannot build: skip it
+        skipped_for_memory.push_back(op->name + " " + point.workload + " " + point.variant + " " +
+                                     std::to_string(point.size) + " (halved: " + e.what() + ")");
+        continue;
+      }
       cpu_row.error = e.what();
       rows.push_back(cpu_row);
       all_agree = false;
@@ -840,9 +898,26 @@ int run_compare(const Options& options) {
         std::size_t free_bytes = 0, total_bytes = 0;
         cudaGetLastError();  // an allocation failure is not sticky; clear it
         cudaMemGetInfo(&free_bytes, &total_bytes);
-        error = "skipped: the point does not fit in device memory (" +
-                std::to_string(free_bytes >> 20) + " MiB free of " +
-                std::to_string(total_bytes >> 20) + " MiB)";
+        const std::string free_text = std::to_string(free_bytes >> 20) + " MiB free of " +
+                                      std::to_string(total_bytes >> 20) + " MiB";
+        if (halvings[point_index] < kMaxHalvings && point.size >= 2) {
+          // Halve the point (its cache too, so that the tokens keep their density) and run
+          // that instead, right after: the rows say the size that ran, the notes from what.
+          WorkloadPoint halved = point;
+          halved.size = point.size / 2;
+          if (point.num_blocks >= 2) halved.num_blocks = point.num_blocks / 2;
+          points.insert(points.begin() + static_cast<std::ptrdiff_t>(point_index) + 1,
+                        {op, halved});
+          halvings.insert(halvings.begin() + static_cast<std::ptrdiff_t>(point_index) + 1,
+                          halvings[point_index] + 1);
+          shrunk_for_memory.push_back(op->name + " " + point.workload + " " + point.variant +
+                                      " " + point.slots + ": " + std::to_string(point.size) +
+                                      " -> " + std::to_string(halved.size) + " " +
+                                      point.size_unit + " (" + free_text + ")");
+          rows.pop_back();  // this point's cpu row: the halved point brings its own
+          continue;
+        }
+        error = "skipped: the point does not fit in device memory (" + free_text + ")";
         skipped_for_memory.push_back(op->name + " " + point.workload + " " + point.variant +
                                      " " + std::to_string(point.size));
       }
@@ -890,6 +965,12 @@ int run_compare(const Options& options) {
     }
   }
   if (stream) cudaStreamDestroy(stream);
+  if (!shrunk_for_memory.empty()) {
+    std::string note = "halved to fit the device's free memory (" +
+                       std::to_string(shrunk_for_memory.size()) + " halvings):";
+    for (const std::string& point : shrunk_for_memory) note += " " + point + ";";
+    info.notes.push_back(note);
+  }
   if (!skipped_for_memory.empty()) {
     std::string note = "skipped for device memory (" + std::to_string(skipped_for_memory.size()) +
                        " points):";
