@@ -34,17 +34,20 @@ step() {  # step NAME COMMAND...: runs one step, keeps going on failure
 
 preset=cpu
 nvidia-smi >/dev/null 2>&1 && preset=gpu
+# CPU tests run in parallel; [gpu] tests one at a time (they share the device's memory).
+ctest_jobs=$(nproc)
+[ "$preset" = gpu ] && ctest_jobs=1
 
 cxx_tests() {
   cmake --preset "$preset" >/dev/null && cmake --build --preset "$preset" &&
-    ctest --preset "$preset"
+    ctest --preset "$preset" -j "$ctest_jobs"
 }
 ampere_build() {  # the kernels must also compile for a non-Hopper GPU (sm_80, A100 / RTX 30)
   cmake --preset sm80 >/dev/null && cmake --build --preset sm80
 }
 asan_tests() {
   cmake --preset asan >/dev/null && cmake --build --preset asan --target pagedkv_tests &&
-    ctest --preset asan
+    ctest --preset asan -j "$(nproc)"
 }
 python_tests() {
   CMAKE_CUDA_COMPILER_LAUNCHER=ccache .venv/bin/python -m pip install -q --no-build-isolation \
