@@ -7,6 +7,7 @@
 
 #include "pagedkv/cuda_runtime.h"
 #include "pagedkv/error.h"
+#include "timing.h"
 
 namespace pagedkv::compare {
 
@@ -40,12 +41,6 @@ __global__ void __launch_bounds__(kNeighbourThreads)
 #pragma unroll
   for (int c = 0; c < kChains; ++c) sum += chain[c];
   if (sum == -1.f) *sink = sum;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const std::size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
 // Milliseconds from `start` to `stop` (both recorded and complete).

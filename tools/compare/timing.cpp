@@ -13,13 +13,6 @@ namespace pagedkv::compare {
 
 namespace {
 
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const std::size_t n = values.size();
-  if (n == 0) return 0.0;
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
-
 // Two CUDA events, destroyed with the object.
 struct EventPair {
   cudaEvent_t start = nullptr, stop = nullptr;
@@ -79,6 +72,13 @@ bool capture(const std::function<void(int, cudaStream_t)>& launch, int sets, int
 }
 
 }  // namespace
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  if (n == 0) return 0.0;
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
 
 Timing time_gpu(const std::function<void(int set, cudaStream_t stream)>& launch, int sets,
                 cudaStream_t stream, const GpuTimingOptions& options) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <cuda_runtime_api.h>
 
@@ -36,6 +37,9 @@ struct GpuTimingOptions {
 /// stream instead, and the method says "stream".
 Timing time_gpu(const std::function<void(int set, cudaStream_t stream)>& launch, int sets,
                 cudaStream_t stream, const GpuTimingOptions& options);
+
+/// The median of `values` (the mean of the two middle ones for an even count; 0 when empty).
+double median(std::vector<double> values);
 
 /// Times `run()` on the host: the median of up to 9 runs (fewer when one run takes long: 3 above
 /// 20 ms, 1 above 0.2 s).
